@@ -1,0 +1,47 @@
+"""cio-sync: upsert people from a JSON data file into a Customer.io workspace."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cio-sync")
+except PackageNotFoundError:  # imported from a checkout that was never installed
+    __version__ = "0+unknown"
+
+from .client import HttpSettings
+from .config import Config, Credentials, FieldMapping, config_from_dict, load_config
+from .datafile import DataFile, open_data_file
+from .errors import (
+    ApiUnreachable,
+    CioSyncError,
+    ConfigError,
+    CredentialsRejected,
+    DataFileError,
+    ExitCode,
+)
+from .report import RecordOutcome, Status, SyncResult
+from .sync import Stop, sync
+
+__all__ = [
+    "ApiUnreachable",
+    "CioSyncError",
+    "Config",
+    "ConfigError",
+    "Credentials",
+    "CredentialsRejected",
+    "DataFile",
+    "DataFileError",
+    "ExitCode",
+    "FieldMapping",
+    "HttpSettings",
+    "RecordOutcome",
+    "Status",
+    "Stop",
+    "SyncResult",
+    "__version__",
+    "config_from_dict",
+    "load_config",
+    "open_data_file",
+    "sync",
+]

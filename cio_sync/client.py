@@ -1,0 +1,325 @@
+"""The HTTP side: one Session, its Retry policy, and what each Track API answer means."""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .config import Config
+from .errors import ApiUnreachable, CredentialsRejected
+from .pacing import Cancelled, Gate
+
+# Statuses urllib3 retries for us. Everything else comes straight back to be classified.
+RETRY_STATUSES = frozenset(
+    {
+        429,  # the workspace's rate limit: the request was not processed; wait and resend
+        500,  # a server error, usually momentary; PUT is idempotent, so resending is safe
+        502,  # a proxy or load balancer could not reach the API: transient by nature
+        503,  # the API is overloaded or in maintenance, often with Retry-After
+        504,  # a proxy timed out waiting for the API: the request may or may not have applied,
+        #     and because PUT is idempotent a resend converges on the same state
+    }
+)
+# 401 and 403 mean the credentials are wrong for this workspace: every request would fail alike.
+AUTH_STATUSES = frozenset({401, 403})
+
+
+DEFAULT_RETRIES = 5
+DEFAULT_READ_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Timeouts and the retry policy. Tests shrink the waits; users rarely need to."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = DEFAULT_READ_TIMEOUT
+    # Resends after the first attempt, for each of: connection errors, read errors, statuses.
+    retries: int = DEFAULT_RETRIES
+    # Backoff before resend n is about backoff_factor * 2**(n-1) seconds, jittered, capped.
+    backoff_factor: float = 0.5
+    backoff_max: float = 30.0
+    # A Retry-After longer than this is shortened to it.
+    retry_after_max: float = 300.0
+
+
+class Result(Enum):
+    """What became of one request."""
+
+    SYNCED = "synced"
+    FAILED = "failed"
+    UNAUTHORIZED = "unauthorized"
+    NOT_SENT = "not_sent"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of sending one person: the result, the last status, the reason, the resends."""
+
+    result: Result
+    status: int | None = None
+    reason: str | None = None
+    retries: int = 0
+
+
+NOT_SENT = Delivery(Result.NOT_SENT, reason="the run stopped before it was sent")
+
+
+def parse_retry_after(value: str, cap: float, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), capped at ``cap``.
+
+    None for anything malformed or negative: the caller falls back to its own backoff rather
+    than failing the request.
+    """
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, cap)
+
+
+class PacedRetry(Retry):
+    """urllib3's Retry, waiting through the shared :class:`Gate` instead of sleeping alone.
+
+    A 429 (or a 503 with Retry-After) pauses every worker, since the limit is the workspace's.
+    A malformed ``Retry-After`` falls back to jittered exponential backoff instead of raising.
+    """
+
+    # urllib3 also honours Retry-After on 413, but a body that is too large stays too large.
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def __init__(self, *args: Any, gate: Gate | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = gate if gate is not None else Gate()
+
+    def new(self, **kwargs: Any) -> PacedRetry:
+        retry = super().new(**kwargs)
+        retry.gate = self.gate
+        return retry
+
+    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        value = response.headers.get("Retry-After")
+        return None if value is None else parse_retry_after(value, self.retry_after_max)
+
+    def backoff(self) -> float:
+        """Jittered exponential backoff for the current resend ("equal jitter")."""
+        if self.backoff_factor <= 0:
+            return 0.0
+        base = min(self.backoff_max, self.backoff_factor * 2 ** max(0, len(self.history) - 1))
+        return float(base / 2 + random.random() * base / 2)
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        delay = self.get_retry_after(response) if response is not None else None
+        shared = response is not None and (response.status == 429 or (response.status == 503 and delay is not None))
+        if delay is None:
+            delay = self.backoff()
+        try:
+            if shared:
+                self.gate.pause(delay)
+            else:
+                self.gate.sleep(delay)
+            self.gate.wait_turn()
+        except Cancelled:
+            last = f"HTTP {response.status}" if response is not None else "a connection error"
+            raise Cancelled(f"the run stopped while waiting to resend (last answer: {last})") from None
+
+
+class TrackClient:
+    """Sends people to the Track API through one pooled, retrying ``requests.Session``.
+
+    Safe to share between threads: the Session's pool is sized for ``pool_size`` workers.
+    """
+
+    def __init__(self, config: Config, settings: HttpSettings, gate: Gate, pool_size: int) -> None:
+        self._settings = settings
+        self._gate = gate
+        self._base = config.base_url
+        self._people = config.base_url + "/api/v1/customers/"
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        retry = PacedRetry(
+            total=None,
+            connect=settings.retries,
+            read=settings.retries,
+            status=settings.retries,
+            other=0,
+            redirect=0,
+            # PUT and GET are idempotent; POST is listed by name because the v2 batch of identify
+            # calls is too: sending it twice leaves the same attributes.
+            allowed_methods=frozenset({"GET", "PUT", "POST"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=settings.backoff_factor,
+            backoff_max=settings.backoff_max,
+            retry_after_max=int(settings.retry_after_max),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            gate=gate,
+        )
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=retry)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        # Proxy and CA settings from the environment, resolved once rather than per request.
+        self._send_options = self._session.merge_environment_settings(self._base, {}, False, None, None)
+        token = base64.b64encode(f"{config.credentials.site_id}:{config.credentials.api_key}".encode()).decode()
+        self._headers = CaseInsensitiveDict(
+            {
+                "Authorization": f"Basic {token}",
+                "User-Agent": f"cio-sync/{__version__}",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            }
+        )
+
+    def check_credentials(self) -> str | None:
+        """Ask the workspace which region it is in; this also proves the credentials.
+
+        Returns the region ("us", "eu") when the workspace says, else None. Raises
+        :class:`CredentialsRejected` on 401/403 and :class:`ApiUnreachable` when no answer came.
+        """
+        try:
+            self._gate.wait_turn()
+            response = self._send("GET", self._base + "/api/v1/accounts/region", None)
+        except Cancelled:
+            return None
+        except requests.RequestException as e:
+            raise ApiUnreachable(f"cannot reach the Track API at {self._base}: {describe_error(e)}") from None
+        if response.status_code in AUTH_STATUSES:
+            raise CredentialsRejected(
+                f"the workspace refused the credentials (HTTP {response.status_code}); "
+                "check the site id and API key (Settings > API Credentials > Track API keys)"
+            )
+        if not response.ok:
+            return None
+        try:
+            region = response.json().get("region")
+        except (ValueError, AttributeError):
+            return None
+        return region if isinstance(region, str) else None
+
+    def put_person(self, path: str, body: bytes) -> Delivery:
+        """``PUT /api/v1/customers/{path}`` with ``body``, resending transient failures."""
+        try:
+            self._gate.wait_turn()
+        except Cancelled:
+            return NOT_SENT
+        try:
+            response = self._send("PUT", self._people + path, body)
+        except Cancelled as e:
+            return Delivery(Result.FAILED, None, str(e))
+        except requests.RequestException as e:
+            return Delivery(Result.FAILED, None, describe_error(e), self._settings.retries)
+        status = response.status_code
+        history = response.raw.retries.history if response.raw is not None and response.raw.retries else ()
+        retries = len(history)
+        if 200 <= status < 300:
+            return Delivery(Result.SYNCED, status, None, retries)
+        if status in AUTH_STATUSES:
+            return Delivery(
+                Result.UNAUTHORIZED, status, f"HTTP {status}: the workspace refused the credentials", retries
+            )
+        after = f" after {retries + 1} attempts" if retries else ""
+        return Delivery(Result.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def _send(self, method: str, url: str, body: bytes | None) -> requests.Response:
+        # Built by hand rather than through Session.request: the URL is already encoded exactly as
+        # it must be sent (requests would unquote %2E back into a dot), and it skips merging
+        # settings that never change between requests.
+        request = requests.PreparedRequest()
+        request.method = method
+        request.url = url
+        headers = self._headers.copy()
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        request.headers = headers
+        request.body = body
+        return self._session.send(request, timeout=self._timeout, allow_redirects=False, **self._send_options)
+
+
+def api_message(response: requests.Response) -> str:
+    """The workspace's own words from an error response, in one line."""
+    try:
+        data = response.json()
+    except ValueError:
+        text = " ".join(response.text.split())
+        return text[:300] if text else response.reason or "no message"
+    messages: list[str] = []
+    if isinstance(data, dict):
+        meta = data.get("meta")
+        if isinstance(meta, dict):
+            if isinstance(meta.get("error"), str):
+                messages.append(meta["error"])
+            if isinstance(meta.get("errors"), list):
+                messages.extend(str(m) for m in meta["errors"])
+        if isinstance(data.get("errors"), list):
+            for item in data["errors"]:
+                if isinstance(item, dict):
+                    messages.append(str(item.get("message") or item.get("reason") or item))
+                else:
+                    messages.append(str(item))
+    text = "; ".join(messages) if messages else json.dumps(data)[:300]
+    return " ".join(text.split())[:300]
+
+
+def describe_error(error: BaseException) -> str:
+    """A connection-level failure in a few words, without the URL or the pool's internals."""
+    cause: BaseException | None = error
+    seen = 0
+    while cause is not None and seen < 10:
+        seen += 1
+        if isinstance(cause, MaxRetryError) and cause.reason is not None:
+            cause = cause.reason
+            continue
+        if isinstance(cause, ConnectTimeoutError):
+            return "timed out connecting"
+        if isinstance(cause, ReadTimeoutError):
+            return "timed out waiting for an answer"
+        if isinstance(cause, NewConnectionError):
+            text = str(cause)
+            return "cannot connect: " + (text.split(": ", 1)[-1] if ": " in text else text)
+        if isinstance(cause, SSLError):
+            return f"TLS error: {cause}"
+        if isinstance(cause, ProtocolError):
+            inner = cause.args[1] if len(cause.args) > 1 else None
+            return f"the connection was dropped ({type(inner).__name__ if inner else 'no answer'})"
+        if isinstance(cause, requests.exceptions.ReadTimeout):
+            return "timed out waiting for an answer"
+        if isinstance(cause, requests.exceptions.ConnectTimeout):
+            return "timed out connecting"
+        nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        cause = nested or cause.__cause__ or cause.__context__
+    return type(error).__name__

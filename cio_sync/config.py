@@ -1,0 +1,195 @@
+"""Loading the configuration: the file, the environment's credentials and the overrides."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .schema import problems
+
+REGION_URLS = {
+    "us": "https://track.customer.io",
+    "eu": "https://track-eu.customer.io",
+}
+SITE_ID_ENV = "CIO_SITE_ID"
+API_KEY_ENV = "CIO_API_KEY"
+# The Track API refuses attribute names longer than this (in UTF-8 bytes).
+MAX_ATTRIBUTE_NAME_BYTES = 150
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    """Copy ``record[source]`` to the person attribute ``target``."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Track API credentials; the key is kept out of ``repr`` so it cannot reach a log."""
+
+    site_id: str
+    api_key: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A validated configuration: everything a sync needs to know besides the records."""
+
+    parallelism: int
+    user_id: str
+    mappings: tuple[FieldMapping, ...]
+    credentials: Credentials
+    region: str = "us"
+    base_url: str = REGION_URLS["us"]
+    # True when base_url came from baseUrl or --base-url rather than from region.
+    custom_base_url: bool = False
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+) -> Config:
+    """Read, validate and resolve the configuration file at ``path``.
+
+    ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY`` (``os.environ`` when omitted); ``base_url``
+    overrides both ``region`` and ``baseUrl``. Raises :class:`ConfigError` naming the file, the key
+    and the problem.
+    """
+    name = str(path)
+    try:
+        text = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a directory, not a configuration file") from None
+    except OSError as e:
+        raise ConfigError(f"{name}: cannot read the configuration file: {e.strerror}") from None
+    try:
+        document = json.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}: is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return config_from_dict(document, env=env, base_url=base_url, source=name)
+
+
+def config_from_dict(
+    document: object,
+    *,
+    env: Mapping[str, str] | None = None,
+    base_url: str | None = None,
+    source: str = "configuration",
+) -> Config:
+    """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
+    found = problems("config.schema.json", document)
+    if found:
+        raise ConfigError(_listing(source, found))
+    assert isinstance(document, dict)
+    mappings = tuple(FieldMapping(m["from"], m["to"]) for m in document["mappings"])
+    found = _mapping_problems(mappings)
+    credentials, missing = _credentials(document, os.environ if env is None else env)
+    found += missing
+    region = str(document.get("region", "us"))
+    chosen = base_url if base_url is not None else document.get("baseUrl")
+    url = REGION_URLS[region]
+    if chosen is not None:
+        try:
+            url = normalise_base_url(str(chosen))
+        except ValueError as e:
+            where = "--base-url" if base_url is not None else '"baseUrl"'
+            found.append(f"{where} {e}")
+    if found or credentials is None:
+        raise ConfigError(_listing(source, found))
+    return Config(
+        parallelism=int(document["parallelism"]),
+        user_id=document["userId"],
+        mappings=mappings,
+        credentials=credentials,
+        region=region,
+        base_url=url,
+        custom_base_url=chosen is not None,
+    )
+
+
+def normalise_base_url(url: str) -> str:
+    """Check a base URL and return it without a trailing slash.
+
+    Raises ValueError when it is not an absolute http(s) URL, carries credentials, a query or a
+    fragment, or is plain http to anything but loopback (the API key would cross the network
+    unencrypted).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(f"is not a valid URL: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"must be an absolute http:// or https:// URL, got {url!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain a user name or password: give credentials as siteId/apiKey")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not have a query or fragment, got {url!r}")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ValueError(
+            f"uses plain http:// to {host}, which would send the API key unencrypted; "
+            "use https://, or http:// only to a loopback address"
+        )
+    return url.rstrip("/")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: addresses that never leave this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mapping_problems(mappings: tuple[FieldMapping, ...]) -> list[str]:
+    found = []
+    first_index: dict[str, int] = {}
+    for i, mapping in enumerate(mappings):
+        if mapping.target in first_index:
+            earlier = first_index[mapping.target]
+            found.append(
+                f'"mappings[{i}].to": attribute "{mapping.target}" is already the target of mappings[{earlier}]'
+            )
+        else:
+            first_index[mapping.target] = i
+        if len(mapping.target.encode("utf-8", "surrogatepass")) > MAX_ATTRIBUTE_NAME_BYTES:
+            found.append(f'"mappings[{i}].to": attribute names may be at most {MAX_ATTRIBUTE_NAME_BYTES} bytes')
+    return found
+
+
+def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Credentials | None, list[str]]:
+    # An empty variable counts as unset: `docker run -e CIO_API_KEY` with nothing exported passes "".
+    site_id = env.get(SITE_ID_ENV) or document.get("siteId")
+    api_key = env.get(API_KEY_ENV) or document.get("apiKey")
+    missing = []
+    if not site_id:
+        missing.append(f'no site id: set "siteId" in the configuration or the {SITE_ID_ENV} environment variable')
+    if not api_key:
+        missing.append(f'no API key: set "apiKey" in the configuration or the {API_KEY_ENV} environment variable')
+    if site_id and api_key:
+        return Credentials(str(site_id), str(api_key)), missing
+    return None, missing
+
+
+def _listing(source: str, found: list[str]) -> str:
+    if len(found) == 1:
+        return f"{source}: {found[0]}"
+    return f"{source}: {len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found)

@@ -1,0 +1,126 @@
+"""Reading the data file: a JSON array streamed record by record, checked whole before use."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO
+
+import ijson
+
+from .errors import DataFileError
+
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 16
+
+
+class DataFile:
+    """An open data file whose structure has been checked, ready to stream its records.
+
+    The whole file is parsed once up front (without keeping it in memory) so that a file that is
+    not JSON, not an array, or truncated is refused before a single request is sent. Reading the
+    records then parses it a second time, one record at a time. Standard input is spooled to a
+    temporary file first, because it can be read only once.
+    """
+
+    def __init__(self, name: str, stream: IO[bytes], start: int, count: int) -> None:
+        self.name = name
+        self.count = count
+        self._stream = stream
+        self._start = start
+
+    def records(self) -> Iterator[object]:
+        """Each element of the array in order, as parsed JSON (non-integers as ``Decimal``)."""
+        self._stream.seek(self._start)
+        try:
+            yield from ijson.items(self._stream, "item")
+        except (ijson.JSONError, OSError) as e:
+            raise DataFileError(f"{self.name}: changed while being read: {_first_line(e)}") from None
+
+    def close(self) -> None:
+        """Close the file (and remove the spooled copy of standard input)."""
+        self._stream.close()
+
+    def __enter__(self) -> DataFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open_data_file(path: str, stdin: IO[bytes] | None = None) -> DataFile:
+    """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
+
+    Raises :class:`DataFileError` when the file cannot be read, is not JSON, is not an array, or
+    is truncated.
+    """
+    if path == "-":
+        name = "<stdin>"
+        stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer)
+    else:
+        name = path
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
+        except FileNotFoundError:
+            raise DataFileError(f"{name}: no such data file") from None
+        except IsADirectoryError:
+            raise DataFileError(f"{name}: is a directory, not a data file") from None
+        except OSError as e:
+            raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    try:
+        start = _array_start(stream, name)
+        count = _count_elements(stream, name, start)
+    except BaseException:
+        stream.close()
+        raise
+    return DataFile(name, stream, start, count)
+
+
+def _spool(source: IO[bytes]) -> IO[bytes]:
+    spooled = tempfile.TemporaryFile(prefix="cio-sync-stdin-")  # noqa: SIM115 - DataFile closes it
+    try:
+        shutil.copyfileobj(source, spooled, _CHUNK)
+    except OSError as e:
+        spooled.close()
+        raise DataFileError(f"<stdin>: cannot read standard input: {e.strerror}") from None
+    return spooled
+
+
+def _array_start(stream: IO[bytes], name: str) -> int:
+    """Skip a UTF-8 byte order mark and check that the document opens an array."""
+    try:
+        head = stream.read(_CHUNK)
+    except OSError as e:
+        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    start = len(_BOM) if head.startswith(_BOM) else 0
+    body = head[start:].lstrip(b" \t\r\n")
+    if not body:
+        raise DataFileError(f"{name}: the data file is empty; it must be a JSON array of objects")
+    if body[:1] != b"[":
+        kind = {b"{": "an object", b'"': "a string", b"n": "null", b"t": "a boolean", b"f": "a boolean"}.get(
+            body[:1], "a number" if body[:1] in b"-0123456789" else "not JSON"
+        )
+        detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
+        raise DataFileError(f"{name}: must be a JSON array of objects, but the file {detail}")
+    return start
+
+
+def _count_elements(stream: IO[bytes], name: str, start: int) -> int:
+    stream.seek(start)
+    count = 0
+    try:
+        for _ in ijson.items(stream, "item"):
+            count += 1
+    except ijson.JSONError as e:
+        raise DataFileError(f"{name}: not valid JSON after {count} complete records: {_first_line(e)}") from None
+    except OSError as e:
+        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    return count
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().strip("b'\"")
+    return text.replace("\\n", "\n").splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,56 @@
+"""The exceptions cio-sync raises, and the exit codes they map to."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """How a run ended, as the process exit status. These numbers are stable."""
+
+    # Every record was synced (an empty data file included).
+    OK = 0
+    # The run finished, but at least one record failed or was invalid.
+    RECORDS_FAILED = 1
+    # Nothing was sent: bad arguments, or an unreadable or invalid configuration or data file.
+    BAD_INPUT = 2
+    # The run stopped early because the workspace refused the credentials.
+    CREDENTIALS_REJECTED = 3
+    # Nothing was sent because the Track API could not be reached at all.
+    API_UNREACHABLE = 4
+    # A bug in cio-sync itself.
+    INTERNAL_ERROR = 70
+    # Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+    INTERRUPTED = 130
+    # Stopped by SIGTERM (docker stop, kill): 128 + 15.
+    TERMINATED = 143
+
+
+class CioSyncError(Exception):
+    """The root of every error cio-sync raises; its message is written for the user."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+
+class ConfigError(CioSyncError):
+    """The configuration file, the environment or an option is unusable. Nothing was sent."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class DataFileError(CioSyncError):
+    """The data file cannot be read, is not JSON, or is not an array. Nothing was sent."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class CredentialsRejected(CioSyncError):
+    """The workspace answered 401 or 403: retrying cannot help, so the run stops."""
+
+    exit_code = ExitCode.CREDENTIALS_REJECTED
+
+
+class ApiUnreachable(CioSyncError):
+    """The credentials check could not reach the Track API even after retries."""
+
+    exit_code = ExitCode.API_UNREACHABLE
