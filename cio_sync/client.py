@@ -304,13 +304,14 @@ def describe_error(error: BaseException) -> str:
         if isinstance(cause, MaxRetryError) and cause.reason is not None:
             cause = cause.reason
             continue
+        # NewConnectionError subclasses ConnectTimeoutError in urllib3 2, so it goes first.
+        if isinstance(cause, NewConnectionError):
+            text = str(cause)
+            return "cannot connect: " + (text.rsplit(": ", 1)[-1] if ": " in text else text)
         if isinstance(cause, ConnectTimeoutError):
             return "timed out connecting"
         if isinstance(cause, ReadTimeoutError):
             return "timed out waiting for an answer"
-        if isinstance(cause, NewConnectionError):
-            text = str(cause)
-            return "cannot connect: " + (text.split(": ", 1)[-1] if ": " in text else text)
         if isinstance(cause, SSLError):
             return f"TLS error: {cause}"
         if isinstance(cause, ProtocolError):

@@ -83,6 +83,7 @@ def _spool(source: IO[bytes]) -> IO[bytes]:
     spooled = tempfile.TemporaryFile(prefix="cio-sync-stdin-")  # noqa: SIM115 - DataFile closes it
     try:
         shutil.copyfileobj(source, spooled, _CHUNK)
+        spooled.seek(0)
     except OSError as e:
         spooled.close()
         raise DataFileError(f"<stdin>: cannot read standard input: {e.strerror}") from None

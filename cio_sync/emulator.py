@@ -62,7 +62,9 @@ class ReceivedRequest:
     person_id: str | None
     body: Any
     status: int
-    received_at: float
+    # When the request arrived and when its answer was decided (time.monotonic()).
+    started_at: float
+    answered_at: float
     authorization: str | None = field(default=None, repr=False)
 
 
@@ -111,7 +113,10 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="emulator", daemon=True)
+        # A short poll keeps stop() quick; the accept loop itself does not spin.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -191,50 +196,71 @@ class Emulator:
         endpoint = "customers" if path.startswith(PEOPLE_PREFIX) else "region" if path == REGION_PATH else "other"
         segment = path[len(PEOPLE_PREFIX) :] if endpoint == "customers" else None
         person_id = _decode(segment) if segment is not None else None
+        started = time.monotonic()
         with self._lock:
             self._total += 1
             self._in_flight += 1
             self._peak = max(self._peak, self._in_flight)
             fault = self._take_fault(endpoint, person_id)
-        status = 0
         try:
-            delay = self.latency + (fault.delay if fault else 0.0)
-            if delay:
-                time.sleep(delay)
-            if fault and fault.apply:
-                self._route(handler.command, endpoint, segment, person_id, raw, handler, respond=False)
-            if fault and fault.drop:
-                handler.close_connection = True
-                status = -1
-                return
-            if fault and fault.status is not None:
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-                status = self._answer(handler, fault.status, _error("injected fault"), headers)
-                return
-            retry_after = self._over_rate()
-            if retry_after is not None:
-                status = self._answer(handler, 429, _error("rate limit exceeded"), {"Retry-After": str(retry_after)})
-                return
-            if handler.headers.get("Authorization") != self._auth:
-                status = self._answer(handler, 401, _error(UNAUTHORIZED))
-                return
-            status = self._route(handler.command, endpoint, segment, person_id, raw, handler, respond=True)
+            status, body, headers = self._decide(handler, fault, endpoint, segment, person_id, raw)
         finally:
+            # Counted and logged before the answer goes out, so a client that has its answer can
+            # rely on the counters.
             with self._lock:
                 self._in_flight -= 1
-                self._statuses[status] += 1
-                if self.keep_requests:
-                    self._requests.append(
-                        ReceivedRequest(
-                            handler.command,
-                            target,
-                            person_id,
-                            _parse(raw),
-                            status,
-                            time.monotonic(),
-                            handler.headers.get("Authorization"),
-                        )
+        self._record(handler, target, person_id, raw, status, started)
+        if status < 0:
+            handler.close_connection = True
+        else:
+            self._answer(handler, status, body, headers)
+
+    def _decide(
+        self,
+        handler: _Handler,
+        fault: Fault | None,
+        endpoint: str,
+        segment: str | None,
+        person_id: str | None,
+        raw: bytes,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The status, body and headers to answer with; status -1 drops the connection."""
+        delay = self.latency + (fault.delay if fault else 0.0)
+        if delay:
+            time.sleep(delay)
+        if fault and fault.apply:
+            self._route(handler.command, endpoint, segment, person_id, raw)
+        if fault and fault.drop:
+            return -1, None, {}
+        if fault and fault.status is not None:
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+            return fault.status, _error("injected fault"), headers
+        retry_after = self._over_rate()
+        if retry_after is not None:
+            return 429, _error("rate limit exceeded"), {"Retry-After": str(retry_after)}
+        if handler.headers.get("Authorization") != self._auth:
+            return 401, _error(UNAUTHORIZED), {}
+        status, body = self._route(handler.command, endpoint, segment, person_id, raw)
+        return status, body, {}
+
+    def _record(
+        self, handler: _Handler, target: str, person_id: str | None, raw: bytes, status: int, started: float
+    ) -> None:
+        with self._lock:
+            self._statuses[status] += 1
+            if self.keep_requests:
+                self._requests.append(
+                    ReceivedRequest(
+                        handler.command,
+                        target,
+                        person_id,
+                        _parse(raw),
+                        status,
+                        started,
+                        time.monotonic(),
+                        handler.headers.get("Authorization"),
                     )
+                )
 
     def _take_fault(self, endpoint: str, person_id: str | None) -> Fault | None:
         for i, fault in enumerate(self._faults):
@@ -262,22 +288,13 @@ class Emulator:
             return max(1, math.ceil((1 - self._tokens) / self._rate))
 
     def _route(
-        self,
-        method: str,
-        endpoint: str,
-        segment: str | None,
-        person_id: str | None,
-        raw: bytes,
-        handler: _Handler,
-        respond: bool,
-    ) -> int:
+        self, method: str, endpoint: str, segment: str | None, person_id: str | None, raw: bytes
+    ) -> tuple[int, Any]:
         if endpoint == "region" and method == "GET":
-            status, body = 200, {"url": self.url, "region": self.region, "environment_id": 1}
-        elif endpoint == "customers" and method == "PUT" and segment is not None and "/" not in segment:
-            status, body = self._identify(person_id, raw)
-        else:
-            status, body = 404, _error("not found")
-        return self._answer(handler, status, body) if respond else status
+            return 200, {"url": self.url, "region": self.region, "environment_id": 1}
+        if endpoint == "customers" and method == "PUT" and segment is not None and "/" not in segment:
+            return self._identify(person_id, raw)
+        return 404, _error("not found")
 
     def _identify(self, person_id: str | None, raw: bytes) -> tuple[int, Any]:
         if person_id is None:
@@ -294,7 +311,7 @@ class Emulator:
         for name, value in attributes.items():
             if len(name.encode()) > MAX_NAME_BYTES:
                 return 400, _error(f"attribute name cannot be longer than {MAX_NAME_BYTES} bytes")
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
             if len(text.encode()) > MAX_VALUE_BYTES:
                 return 400, _error(f"value for attribute '{name}' cannot be longer than {MAX_VALUE_BYTES} bytes")
         with self._lock:
@@ -346,6 +363,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     # An idle keep-alive connection is closed after this long.
     timeout = 60
+    # Buffer the answer and send it in one segment: headers and body written separately would
+    # meet Nagle's algorithm and the client's delayed ACK, adding 40 ms to every request.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self.server.emulator.handle(self)

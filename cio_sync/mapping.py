@@ -70,10 +70,10 @@ class RecordMapper:
             return InvalidRecord(index, person_id, problem, record)
         assert person_id is not None
         body = {target: record[source] for source, target in self._pairs if source in record}
-        problem = value_problem(body)
-        if problem is not None:
-            return InvalidRecord(index, person_id, problem, record)
         try:
+            problem = value_problem(body)
+            if problem is not None:
+                return InvalidRecord(index, person_id, problem, record)
             data = _encode(body).encode("utf-8")
         except ValueError:
             return InvalidRecord(index, person_id, "a mapped number is too large to send as JSON", record)
@@ -121,7 +121,7 @@ def value_problem(body: dict[str, object]) -> str | None:
                 continue
             size = len(value.encode("utf-8", "surrogatepass"))
         elif isinstance(value, (dict, list)):
-            size = len(json.dumps(value, ensure_ascii=False, default=_number).encode("utf-8", "surrogatepass"))
+            size = len(_encode(value).encode("utf-8", "surrogatepass"))
         elif type(value) is int and value.bit_length() > 3000:
             size = len(str(value)) if value.bit_length() < 14000 else MAX_VALUE_BYTES + 1
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -89,6 +90,11 @@ class _Run:
 
     def execute(self, records: Iterable[object]) -> SyncResult:
         started = time.monotonic()
+        source = iter(enumerate(records))
+        first = next(source, None)
+        if first is None:  # nothing to send: no need to reach the workspace at all
+            self.client.close()
+            return self.tally.result(time.monotonic() - started)
         try:
             region = self.client.check_credentials()
             if region and not self.config.custom_base_url and region != self.config.region:
@@ -98,7 +104,7 @@ class _Run:
                 )
             with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="cio-sync") as pool:
                 try:
-                    self._pump(iter(enumerate(records)), pool)
+                    self._pump(itertools.chain((first,), source), pool)
                 except BaseException:
                     self.stop("error")
                     raise

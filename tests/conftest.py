@@ -1,0 +1,145 @@
+"""Shared fixtures: a live emulator on loopback, input files, and runners that check for leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cio_sync import HttpSettings
+from cio_sync.cli import app
+from cio_sync.config import Config, config_from_dict
+from cio_sync.emulator import Emulator
+
+SITE_ID = "site-test-1234"
+# Distinctive, so that a test can prove it appears in no output at all.
+API_KEY = "sk-live-SECRET-6f1d9c"
+SECRETS = (API_KEY,)
+
+# No waiting between resends: the tests exercise retries, not the clock.
+FAST = HttpSettings(connect_timeout=2.0, read_timeout=5.0, retries=3, backoff_factor=0.0)
+
+runner = CliRunner()
+
+
+def assert_no_secret(*texts: str | bytes | None) -> None:
+    """Fail if any text shows the API key, plainly or base64-encoded in a header."""
+    import base64
+
+    encoded = base64.b64encode(f"{SITE_ID}:{API_KEY}".encode()).decode()
+    for text in texts:
+        if text is None:
+            continue
+        value = text.decode(errors="replace") if isinstance(text, bytes) else text
+        for secret in (*SECRETS, encoded):
+            assert secret not in value, "the API key appeared in output"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CIO_SITE_ID", "CIO_API_KEY", "NO_COLOR", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator(SITE_ID, API_KEY) as emu:
+        yield emu
+
+
+def config_dict(url: str, **overrides: Any) -> dict[str, Any]:
+    """A valid configuration for the emulator at ``url``, with keys replaced or removed (None)."""
+    document: dict[str, Any] = {
+        "parallelism": 4,
+        "userId": "id",
+        "mappings": [{"from": "name", "to": "name"}, {"from": "computed_ltv", "to": "ltv"}],
+        "siteId": SITE_ID,
+        "apiKey": API_KEY,
+        "baseUrl": url,
+    }
+    for key, value in overrides.items():
+        if value is None:
+            document.pop(key, None)
+        else:
+            document[key] = value
+    return document
+
+
+def make_config(url: str, **overrides: Any) -> Config:
+    """A loaded :class:`Config` for the emulator at ``url``."""
+    return config_from_dict(config_dict(url, **overrides), env={})
+
+
+@dataclass
+class Files:
+    """Writes configuration and data files into a test's temporary directory."""
+
+    root: Path
+
+    def config(self, document: object, name: str = "configuration.json") -> str:
+        path = self.root / name
+        path.write_text(document if isinstance(document, str) else json.dumps(document))
+        return str(path)
+
+    def data(self, document: object, name: str = "data.json") -> str:
+        path = self.root / name
+        if isinstance(document, bytes):
+            path.write_bytes(document)
+        else:
+            path.write_text(document if isinstance(document, str) else json.dumps(document))
+        return str(path)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Files:
+    return Files(tmp_path)
+
+
+@dataclass
+class Run:
+    """What a CLI run printed and how it exited."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(args: Sequence[str], input: str | bytes | None = None, env: dict[str, str] | None = None) -> Run:
+    """Run ``cio-sync`` in-process, and check that it printed no secret and no traceback."""
+    result = runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+    assert_no_secret(result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
+def run_process(
+    args: Sequence[str], input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> Run:
+    """Run ``python -m cio_sync`` as a separate process, with the same checks as :func:`run_cli`."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "cio_sync", *args], input=input, capture_output=True, env=full_env, timeout=timeout
+    )
+    stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
+    assert_no_secret(stdout, stderr)
+    assert "Traceback" not in stderr
+    return Run(proc.returncode, stdout, stderr)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Run]:
+    return run_cli
+
+
+def people_puts(emu: Emulator) -> list[str | None]:
+    """The person ids of every PUT the emulator received, in arrival order."""
+    return [r.person_id for r in emu.requests() if r.method == "PUT"]

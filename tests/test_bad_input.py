@@ -1,0 +1,194 @@
+"""Every way an input can be wrong: the message, exit 2, and not one request sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cio_sync.emulator import Emulator
+
+from .conftest import Files, config_dict, run_cli
+
+VALID_DATA = [{"id": 1, "name": "Ada"}]
+
+
+def refused(emulator: Emulator, files: Files, config: object, data: object = None) -> str:
+    """Run with these inputs, check exit 2 and silence on the wire, and return stderr."""
+    config_path = files.config(config)
+    data_path = files.data(VALID_DATA if data is None else data)
+    run = run_cli(["--config", config_path, "--data", data_path])
+    assert run.code == 2, run.stderr
+    assert emulator.requests() == []
+    assert run.stdout == ""
+    return run.stderr
+
+
+CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("typo", {"paralellism": 25}, 'unknown key "paralellism" (did you mean "parallelism"?)'),
+    ("unknown", {"colour": "blue"}, 'unknown key "colour" (known keys: apiKey, baseUrl, mappings'),
+    ("no parallelism", {"parallelism": None}, 'missing required key "parallelism"'),
+    ("no userId", {"userId": None}, 'missing required key "userId"'),
+    ("no mappings", {"mappings": None}, 'missing required key "mappings"'),
+    ("parallelism 0", {"parallelism": 0}, '"parallelism" must be between 1 and 1000, got number 0'),
+    ("parallelism 1001", {"parallelism": 1001}, '"parallelism" must be between 1 and 1000, got number 1001'),
+    ("parallelism text", {"parallelism": "25"}, '"parallelism" must be an integer, got string "25"'),
+    ("parallelism bool", {"parallelism": True}, '"parallelism" must be an integer, got boolean true'),
+    ("parallelism fraction", {"parallelism": 2.5}, '"parallelism" must be an integer, got number 2.5'),
+    ("userId empty", {"userId": ""}, '"userId" must not be empty'),
+    ("userId number", {"userId": 5}, '"userId" must be a string, got number 5'),
+    ("mappings object", {"mappings": {"a": "b"}}, '"mappings" must be an array, got object'),
+    ("mapping without to", {"mappings": [{"from": "a"}]}, 'missing required key "mappings[0].to"'),
+    ("mapping without from", {"mappings": [{"to": "a"}]}, 'missing required key "mappings[0].from"'),
+    ("mapping extra key", {"mappings": [{"from": "a", "to": "b", "as": "c"}]}, 'unknown key "mappings[0].as"'),
+    ("mapping not object", {"mappings": ["a"]}, '"mappings[0]" must be an object, got string "a"'),
+    ("mapping empty to", {"mappings": [{"from": "a", "to": ""}]}, '"mappings[0].to" must not be empty'),
+    (
+        "duplicate to",
+        {"mappings": [{"from": "a", "to": "x"}, {"from": "b", "to": "y"}, {"from": "c", "to": "x"}]},
+        '"mappings[2].to": attribute "x" is already the target of mappings[0]',
+    ),
+    (
+        "long attribute name",
+        {"mappings": [{"from": "a", "to": "é" * 76}]},
+        '"mappings[0].to": attribute names may be at most 150 bytes',
+    ),
+    (
+        "too many mappings",
+        {"mappings": [{"from": f"f{i}", "to": f"t{i}"} for i in range(301)]},
+        '"mappings" may have at most 300 entries',
+    ),
+    ("region", {"region": "de"}, '"region" must be one of "us", "eu", got string "de"'),
+    ("siteId empty", {"siteId": ""}, '"siteId" must not be empty'),
+    ("apiKey number", {"apiKey": 12345}, '"apiKey" must be a string, got a value'),
+    ("no site id", {"siteId": None}, 'no site id: set "siteId" in the configuration or the CIO_SITE_ID'),
+    ("no api key", {"apiKey": None}, 'no API key: set "apiKey" in the configuration or the CIO_API_KEY'),
+    ("ftp url", {"baseUrl": "ftp://example.com"}, '"baseUrl" must be an absolute http:// or https:// URL'),
+    ("relative url", {"baseUrl": "track.customer.io"}, '"baseUrl" must be an absolute http:// or https:// URL'),
+    ("bad port", {"baseUrl": "https://example.com:port"}, '"baseUrl" is not a valid URL'),
+    (
+        "userinfo",
+        {"baseUrl": "https://user:pw@example.com"},
+        '"baseUrl" must not contain a user name or password',
+    ),
+    ("query", {"baseUrl": "https://example.com/?a=1"}, '"baseUrl" must not have a query or fragment'),
+    (
+        "plain http",
+        {"baseUrl": "http://track.customer.io"},
+        '"baseUrl" uses plain http:// to track.customer.io, which would send the API key unencrypted',
+    ),
+    ("plain http private", {"baseUrl": "http://192.168.1.10:8080"}, '"baseUrl" uses plain http:// to 192.168.1.10'),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_config_refusals(emulator: Emulator, files: Files, overrides: dict[str, Any], message: str) -> None:
+    stderr = refused(emulator, files, config_dict(emulator.url, **overrides))
+    assert f"configuration.json: {message}" in stderr
+    assert stderr.startswith("cio-sync: error: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "not valid JSON: Expecting value at line 1 column 1"),
+        ('{"parallelism": 2,}', "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
+        ("[]", "the configuration must be an object, got array"),
+        ("null", "the configuration must be an object, got null"),
+    ],
+)
+def test_config_files_that_are_not_a_json_object(emulator: Emulator, files: Files, text: str, message: str) -> None:
+    assert f"configuration.json: {message}" in refused(emulator, files, text)
+
+
+def test_config_that_is_not_utf8(emulator: Emulator, files: Files) -> None:
+    path = files.root / "configuration.json"
+    path.write_bytes(b'{"userId": "\xff"}')
+    run = run_cli(["--config", str(path), "--data", files.data(VALID_DATA)])
+    assert run.code == 2
+    assert "configuration.json: is not UTF-8 text" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_missing_config_file(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", str(files.root / "nope.json"), "--data", files.data(VALID_DATA)])
+    assert run.code == 2
+    assert "nope.json: no such configuration file" in run.stderr
+
+
+def test_config_path_is_a_directory(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", str(files.root), "--data", files.data(VALID_DATA)])
+    assert run.code == 2
+    assert "is a directory, not a configuration file" in run.stderr
+
+
+def test_the_api_key_is_never_echoed_even_when_wrong(emulator: Emulator, files: Files) -> None:
+    stderr = refused(emulator, files, config_dict(emulator.url, apiKey=["sk-live-SECRET-6f1d9c"]))
+    assert '"apiKey" must be a string, got a value' in stderr
+
+
+DATA_CASES: list[tuple[str, bytes, str]] = [
+    ("empty", b"", "the data file is empty; it must be a JSON array of objects"),
+    ("blank", b"  \n\t ", "the data file is empty"),
+    ("object", b'{"id": 1}', "must be a JSON array of objects, but the file holds an object"),
+    ("string", b'"users"', "must be a JSON array of objects, but the file holds a string"),
+    ("number", b"42", "must be a JSON array of objects, but the file holds a number"),
+    ("null", b"null", "must be a JSON array of objects, but the file holds null"),
+    ("garbage", b"id,name\n1,Ada\n", "must be a JSON array of objects, but the file is not JSON"),
+    ("truncated", b'[{"id": 1}, {"id": 2', "not valid JSON after 1 complete records: parse error: premature EOF"),
+    ("trailing", b'[{"id": 1}] [{"id": 2}]', "not valid JSON after 1 complete records: parse error: trailing garbage"),
+    ("bad token", b'[{"id": 1}, {id: 2}]', "not valid JSON after 1 complete records"),
+    ("invalid utf-8", b'[{"id": "\xff"}]', "invalid bytes in UTF8 string"),
+    ("trailing comma", b'[{"id": 1},]', "not valid JSON after 1 complete records"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), [c[1:] for c in DATA_CASES], ids=[c[0] for c in DATA_CASES])
+def test_data_file_refusals(emulator: Emulator, files: Files, data: bytes, message: str) -> None:
+    stderr = refused(emulator, files, config_dict(emulator.url), data)
+    assert "data.json: " in stderr
+    assert message in stderr
+
+
+def test_a_late_syntax_error_stops_the_run_before_anything_is_sent(emulator: Emulator, files: Files) -> None:
+    body = b"[" + b",".join(b'{"id": %d, "name": "n"}' % i for i in range(5000)) + b", oops]"
+    stderr = refused(emulator, files, config_dict(emulator.url), body)
+    assert "not valid JSON after 5,000 complete records" in stderr or "after 5000 complete records" in stderr
+
+
+def test_missing_data_file(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", str(files.root / "none.json")])
+    assert run.code == 2
+    assert "none.json: no such data file" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_empty_stdin(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", "-"], input=b"")
+    assert run.code == 2
+    assert "<stdin>: the data file is empty" in run.stderr
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "d.json"], "Missing option '--config'"),
+        (["--config", "c.json"], "Missing option '--data'"),
+        (["--config", "c.json", "--data", "d.json", "--retries", "-1"], "Invalid value for '--retries'"),
+        (["--config", "c.json", "--data", "d.json", "--frobnicate"], "No such option: --frobnicate"),
+    ],
+)
+def test_bad_arguments(emulator: Emulator, args: list[str], message: str) -> None:
+    run = run_cli(args)
+    assert run.code == 2
+    assert message in run.stderr
+    assert emulator.requests() == []
+
+
+def test_bad_base_url_option(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url))
+    run = run_cli(["--config", config, "--data", files.data(VALID_DATA), "--base-url", "http://example.com"])
+    assert run.code == 2
+    assert "--base-url uses plain http:// to example.com" in run.stderr
+    assert emulator.requests() == []

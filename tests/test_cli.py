@@ -1,0 +1,209 @@
+"""The cio-sync command end to end, in-process and as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cio_sync import __version__
+from cio_sync.emulator import Emulator
+
+from .conftest import API_KEY, SITE_ID, Files, assert_no_secret, config_dict, people_puts, run_cli, run_process
+
+DATA = [
+    {"id": 1, "name": "Ada", "computed_ltv": 10.5, "ignored": True},
+    {"id": "a/b", "name": "Slash"},
+    {"id": "x?y#z", "name": None},
+]
+EXPECTED = {"1": {"name": "Ada", "ltv": 10.5}, "a/b": {"name": "Slash"}, "x?y#z": {"name": None}}
+
+
+@pytest.mark.parametrize("style", [("--config", "--data"), ("-config", "-data")])
+def test_both_flag_styles_sync_everything(emulator: Emulator, files: Files, style: tuple[str, str]) -> None:
+    run = run_cli([style[0], files.config(config_dict(emulator.url)), style[1], files.data(DATA)])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == EXPECTED
+    assert run.stdout == ""
+    assert f"syncing 3 records from {files.root / 'data.json'} to {emulator.url} (4 at a time)" in run.stderr
+    assert "3 records: 3 synced, 0 failed, 0 invalid in " in run.stderr
+    assert "records/s)" in run.stderr
+
+
+def test_data_from_stdin(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", "-"], input=json.dumps(DATA))
+    assert run.code == 0, run.stderr
+    assert "from <stdin>" in run.stderr
+    assert emulator.people() == EXPECTED
+
+
+def test_python_dash_m_is_the_same_command(emulator: Emulator, files: Files) -> None:
+    run = run_process(
+        ["-config", files.config(config_dict(emulator.url)), "-data", "-"], input=json.dumps(DATA).encode()
+    )
+    assert run.code == 0, run.stderr
+    assert emulator.people() == EXPECTED
+    assert "3 records: 3 synced" in run.stderr
+
+
+def test_version() -> None:
+    run = run_cli(["--version"])
+    assert run.code == 0
+    assert run.stdout.strip() == f"cio-sync {__version__}"
+
+
+def test_help_shows_every_option_and_examples() -> None:
+    run = run_cli(["--help"])
+    assert run.code == 0
+    for option in ("--config", "-config", "--data", "-data", "--base-url", "--retries", "--timeout", "--quiet"):
+        assert option in run.stdout
+    assert "Examples:" in run.stdout
+    assert "Exit codes:" in run.stdout
+
+
+def test_credentials_from_the_environment(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url, siteId=None, apiKey=None))
+    run = run_cli(
+        ["--config", config, "--data", files.data(DATA)], env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY}
+    )
+    assert run.code == 0, run.stderr
+    assert len(emulator.people()) == 3
+
+
+def test_base_url_option_overrides_the_file(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict("https://unused.example"))
+    run = run_cli(["--config", config, "--data", files.data(DATA), "--base-url", emulator.url])
+    assert run.code == 0, run.stderr
+    assert len(emulator.people()) == 3
+
+
+def test_invalid_records_exit_1_and_are_listed(emulator: Emulator, files: Files) -> None:
+    data = [{"id": 1}, [1], {"id": 5.0}, {"name": "x"}, {"id": True}, {"id": 2}]
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
+    assert run.code == 1
+    assert sorted(emulator.people()) == ["1", "2"]
+    lines = run.stderr.splitlines()
+    assert "cio-sync: record 1: invalid: not a JSON object (got an array)" in lines
+    assert any(line.startswith('cio-sync: record 2: invalid: "id" must be a string or an integer') for line in lines)
+    assert 'cio-sync: record 3: invalid: no "id" key for the person id' in lines
+    assert any(line.startswith("cio-sync: record 4: invalid:") for line in lines)
+    assert "6 records: 2 synced, 0 failed, 4 invalid" in run.stderr
+
+
+def test_failed_records_exit_1_with_status_and_message(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=400, person_id="a/b")
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)])
+    assert run.code == 1
+    assert 'cio-sync: record 1 (id "a/b"): failed: HTTP 400: injected fault' in run.stderr
+    assert "3 records: 2 synced, 1 failed, 0 invalid" in run.stderr
+
+
+def test_the_problem_list_is_capped(emulator: Emulator, files: Files) -> None:
+    data = [{"id": ""} for _ in range(35)]
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
+    assert run.code == 1
+    assert run.stderr.count(": invalid:") == 20
+    assert "cio-sync: ... and 15 more" in run.stderr
+
+
+def test_retries_option(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=503, times=None, person_id="1")
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--retries", "0"]
+    run = run_cli(args)
+    assert run.code == 1
+    assert "failed: HTTP 503: injected fault" in run.stderr
+    assert people_puts(emulator).count("1") == 1
+
+
+def test_rejected_credentials_exit_3_before_any_write(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url, apiKey="nope")), "--data", files.data(DATA)])
+    assert run.code == 3
+    assert "cio-sync: error: the workspace refused the credentials (HTTP 401)" in run.stderr
+    assert people_puts(emulator) == []
+    assert "nope" not in run.stderr
+
+
+def test_a_401_mid_run_exits_3_and_stops(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=401, times=None)
+    data = [{"id": i} for i in range(300)]
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
+    assert run.code == 3
+    assert "refused the credentials" in run.stderr
+    assert len(people_puts(emulator)) <= 8
+    assert "not attempted" in run.stderr
+
+
+def test_an_unreachable_api_exits_4_and_sends_nothing(files: Files) -> None:
+    with Emulator() as gone:
+        url = gone.url
+    args = ["--config", files.config(config_dict(url)), "--data", files.data(DATA), "--retries", "1"]
+    run = run_cli(args)
+    assert run.code == 4
+    assert f"cio-sync: error: cannot reach the Track API at {url}: cannot connect" in run.stderr
+
+
+def test_quiet_prints_nothing_on_success(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "-q"])
+    assert run.code == 0
+    assert run.stdout == run.stderr == ""
+
+
+def test_quiet_still_reports_problems(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}, {}]), "-q"])
+    assert run.code == 1
+    assert "record 1: invalid" in run.stderr
+    assert "2 records: 1 synced, 0 failed, 1 invalid" in run.stderr
+
+
+def test_an_empty_array_is_success(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data([])])
+    assert run.code == 0
+    assert "0 records: 0 synced" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_a_second_run_changes_nothing(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
+    assert run_cli(args).code == 0
+    before = emulator.people()
+    assert run_cli(args).code == 0
+    assert emulator.people() == before == EXPECTED
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_cleanly_and_a_rerun_completes(
+    emulator: Emulator, files: Files, tmp_path: Path, signum: int, code: int
+) -> None:
+    emulator.latency = 0.02
+    data = [{"id": i, "name": f"n{i}"} for i in range(2000)]
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", files.data(data)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cio_sync", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.monotonic() + 30
+    while len(emulator.people()) < 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=30)
+    text = stderr.decode()
+    assert_no_secret(stdout, stderr)
+    assert proc.returncode == code, text
+    assert "Traceback" not in text
+    assert "a re-run with the same files completes the sync" in text
+    assert "not attempted" in text
+    synced_before = len(emulator.people())
+    assert 40 <= synced_before < 2000
+    assert (
+        f"2,000 records: {synced_before:,} synced, 0 failed, 0 invalid, {2000 - synced_before:,} not attempted" in text
+    )
+    emulator.latency = 0
+    rerun = run_process(args)
+    assert rerun.code == 0, rerun.stderr
+    assert emulator.people() == {str(i): {"name": f"n{i}"} for i in range(2000)}

@@ -1,0 +1,138 @@
+"""The id rules and the mapping from a record to the body of its PUT."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from urllib.parse import unquote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cio_sync.config import FieldMapping
+from cio_sync.mapping import InvalidRecord, PersonUpdate, RecordMapper, path_segment
+
+MAPPER = RecordMapper("id", [FieldMapping("name", "name"), FieldMapping("computed_ltv", "ltv")])
+
+
+def update(record: object) -> PersonUpdate:
+    item = MAPPER.map(7, record)
+    assert isinstance(item, PersonUpdate), item
+    return item
+
+
+def invalid(record: object) -> InvalidRecord:
+    item = MAPPER.map(7, record)
+    assert isinstance(item, InvalidRecord), item
+    return item
+
+
+def test_only_mapped_keys_are_sent_under_their_new_names() -> None:
+    item = update({"id": 1, "name": "Ada", "computed_ltv": 10, "password": "x", "email": "a@b"})
+    assert json.loads(item.body) == {"name": "Ada", "ltv": 10}
+    assert (item.index, item.person_id, item.path) == (7, "1", "1")
+
+
+def test_an_absent_key_is_left_out_and_a_null_is_sent() -> None:
+    assert json.loads(update({"id": 1, "name": None}).body) == {"name": None}
+
+
+def test_a_record_with_no_mapped_keys_still_upserts_the_person() -> None:
+    assert update({"id": "x"}).body == b"{}"
+
+
+def test_values_keep_their_json_types() -> None:
+    record = {"id": 1, "name": {"first": "Ada", "tags": [1, True, None]}, "computed_ltv": Decimal("12.5")}
+    assert json.loads(update(record).body) == {"name": {"first": "Ada", "tags": [1, True, None]}, "ltv": 12.5}
+
+
+def test_big_integers_stay_exact() -> None:
+    assert update({"id": 1, "computed_ltv": 12345678901234567890123}).body == b'{"ltv":12345678901234567890123}'
+
+
+def test_the_id_key_can_also_be_mapped() -> None:
+    mapper = RecordMapper("email", [FieldMapping("email", "email")])
+    item = mapper.map(0, {"email": "a@example.com"})
+    assert isinstance(item, PersonUpdate)
+    assert json.loads(item.body) == {"email": "a@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ([1, 2], "not a JSON object (got an array)"),
+        ("Ada", "not a JSON object (got a string)"),
+        (None, "not a JSON object (got null)"),
+        (Decimal("1.5"), "not a JSON object (got a number)"),
+        ({"name": "Ada"}, 'no "id" key for the person id'),
+        ({"id": None}, '"id" must be a string or an integer, got null'),
+        ({"id": True}, '"id" must be a string or an integer, got a boolean'),
+        ({"id": Decimal("5.0")}, '"id" must be a string or an integer, got the number 5.0'),
+        ({"id": [1]}, '"id" must be a string or an integer, got an array'),
+        ({"id": {"v": 1}}, '"id" must be a string or an integer, got an object'),
+        ({"id": ""}, '"id" is an empty string'),
+        ({"id": "x" * 151}, '"id" is 151 bytes long; the Track API allows at most 150'),
+        ({"id": "é" * 76}, '"id" is 152 bytes long; the Track API allows at most 150'),
+        ({"id": 10**200}, '"id" is 201 bytes long; the Track API allows at most 150'),
+        (
+            {"id": 1, "name": "x" * 1001},
+            'the value of attribute "name" is 1001 bytes; the Track API allows at most 1000',
+        ),
+        ({"id": 1, "name": "é" * 501}, 'the value of attribute "name" is 1002 bytes'),
+        ({"id": 1, "name": ["x" * 600, "y" * 600]}, 'the value of attribute "name" is 1207 bytes'),
+        ({"id": 1, "name": 10**1500}, 'the value of attribute "name" is 1501 bytes'),
+        ({"id": 1, "computed_ltv": Decimal("1e400")}, "a mapped number is too large to send as JSON"),
+        ({"id": 1, "name": [Decimal("-1e400")]}, "a mapped number is too large to send as JSON"),
+    ],
+)
+def test_invalid_records_say_why(record: object, reason: str) -> None:
+    assert reason in invalid(record).reason
+
+
+def test_an_invalid_record_keeps_its_index_and_the_id_it_has() -> None:
+    item = invalid({"id": 1, "name": "x" * 1001})
+    assert (item.index, item.person_id) == (7, "1")
+
+
+def test_limits_are_inclusive() -> None:
+    assert update({"id": "x" * 150, "name": "y" * 1000}).person_id == "x" * 150
+    assert update({"id": "é" * 75}).person_id == "é" * 75
+
+
+@pytest.mark.parametrize(
+    ("person_id", "segment"),
+    [
+        ("a/b", "a%2Fb"),
+        ("x?y#z", "x%3Fy%23z"),
+        ("a b", "a%20b"),
+        ("ü", "%C3%BC"),
+        ("%41", "%2541"),
+        (".", "%2E"),
+        ("..", "%2E%2E"),
+        ("...", "..."),
+        ("a.b", "a.b"),
+        ("a+b&c=d;e", "a%2Bb%26c%3Dd%3Be"),
+        ("-5", "-5"),
+        (" ", "%20"),
+        ("line\nbreak", "line%0Abreak"),
+    ],
+)
+def test_ids_are_one_encoded_path_segment(person_id: str, segment: str) -> None:
+    assert path_segment(person_id) == segment
+
+
+@given(st.text(min_size=1).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)))
+def test_any_id_decodes_back_to_itself(person_id: str) -> None:
+    segment = path_segment(person_id)
+    assert "/" not in segment and "?" not in segment and "#" not in segment
+    assert segment not in (".", "..")
+    assert unquote(segment, errors="strict") == person_id
+
+
+@given(st.dictionaries(st.text(max_size=5), st.none() | st.booleans() | st.integers() | st.text(max_size=20)))
+def test_the_body_is_exactly_the_mapped_subset(record: dict[str, object]) -> None:
+    record["id"] = 1
+    item = update(record)
+    expected = {t: record[s] for s, t in (("name", "name"), ("computed_ltv", "ltv")) if s in record}
+    assert json.loads(item.body) == expected

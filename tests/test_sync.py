@@ -1,0 +1,180 @@
+"""The sync as a library call: concurrency, ordering, stopping, accounting."""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+
+from cio_sync import ConfigError, CredentialsRejected, RecordOutcome, Status, Stop, sync
+from cio_sync.config import config_from_dict
+from cio_sync.emulator import Emulator
+from cio_sync.sync import ordering_key
+
+from .conftest import FAST, config_dict, make_config, people_puts
+
+
+def test_every_record_lands_as_mapped(emulator: Emulator) -> None:
+    records = [{"id": i, "name": f"n{i}", "computed_ltv": i * 2, "secret": "x"} for i in range(50)]
+    result = sync(make_config(emulator.url), records, http=FAST)
+    assert (result.total, result.synced, result.failed, result.invalid) == (50, 50, 0, 0)
+    assert result.ok
+    assert emulator.people() == {str(i): {"name": f"n{i}", "ltv": i * 2} for i in range(50)}
+
+
+def test_invalid_records_are_reported_and_the_rest_synced(emulator: Emulator) -> None:
+    records: list[object] = [{"id": 1}, "x", {"id": 2.5}, {"name": "no id"}, {"id": 2}, {"id": ""}]
+    seen: list[RecordOutcome] = []
+    result = sync(make_config(emulator.url), records, http=FAST, on_outcome=seen.append)
+    assert (result.synced, result.invalid) == (2, 4)
+    assert not result.ok
+    assert sorted(emulator.people()) == ["1", "2"]
+    invalid = sorted((o.index, o.person_id) for o in seen if o.status is Status.INVALID)
+    assert invalid == [(1, None), (2, None), (3, None), (5, None)]
+    assert [o.index for o in result.problems] == [1, 2, 3, 5]
+    assert all(o.reason for o in result.problems)
+
+
+def test_absent_keys_keep_their_value_and_null_is_sent(emulator: Emulator) -> None:
+    config = make_config(emulator.url)
+    sync(config, [{"id": 1, "name": "Ada", "computed_ltv": 5}], http=FAST)
+    sync(config, [{"id": 1, "computed_ltv": None}], http=FAST)
+    assert emulator.people() == {"1": {"name": "Ada", "ltv": None}}
+    assert emulator.requests()[-1].body == {"ltv": None}
+
+
+def test_never_more_than_parallelism_in_flight_and_it_is_reached(emulator: Emulator) -> None:
+    emulator.latency = 0.03
+    config = make_config(emulator.url, parallelism=6)
+    result = sync(config, ({"id": i} for i in range(60)), http=FAST)
+    assert result.synced == 60
+    assert emulator.stats()["peak_in_flight"] == 6
+
+
+def test_records_are_read_lazily(emulator: Emulator) -> None:
+    emulator.latency = 0.02
+    consumed = 0
+    at_first_outcome: list[int] = []
+
+    def records() -> Iterator[object]:
+        nonlocal consumed
+        for i in range(200):
+            consumed += 1
+            yield {"id": i}
+
+    def first(outcome: RecordOutcome) -> None:
+        if not at_first_outcome:
+            at_first_outcome.append(consumed)
+
+    result = sync(make_config(emulator.url, parallelism=3), records(), http=FAST, on_outcome=first)
+    assert result.synced == 200
+    assert at_first_outcome[0] <= 4
+
+
+def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:
+    emulator.latency = 0.005
+    ids = ["a", "b", "A@x.com", "a", "c", "a@X.com", "b", "a", "a", "c", "b", "a"]
+    records = [{"id": pid, "name": f"v{n}"} for n, pid in enumerate(ids)]
+    result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
+    assert result.synced == len(ids)
+    sequential: dict[str, dict[str, object]] = {}
+    for record in records:
+        sequential.setdefault(str(record["id"]), {})["name"] = record["name"]
+    assert emulator.people() == sequential
+    by_person: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
+    for request in emulator.requests():
+        if request.method == "PUT" and request.person_id is not None:
+            by_person[ordering_key(request.person_id)].append((request.started_at, request.answered_at, request.body))
+    for person, spans in by_person.items():
+        for (_, end, _), (start, _, _) in itertools.pairwise(spans):
+            assert start >= end, f"two updates of {person} overlapped"
+        names = [body["name"] for _, _, body in spans if isinstance(body, dict)]
+        assert names == sorted(names, key=lambda v: int(str(v)[1:])), f"{person} updated out of order"
+
+
+def test_one_person_repeated_many_times_stays_bounded_and_ordered(emulator: Emulator) -> None:
+    records = [{"id": "same", "name": f"v{n}"} for n in range(400)]
+    records.insert(200, {"id": "other", "name": "x"})
+    result = sync(make_config(emulator.url, parallelism=16), records, http=FAST)
+    assert result.synced == 401
+    assert emulator.people()["same"] == {"name": "v399"}
+    assert emulator.writes("same") == 400
+    assert emulator.stats()["peak_in_flight"] <= 2
+
+
+def test_a_second_run_changes_nothing(emulator: Emulator) -> None:
+    config = make_config(emulator.url)
+    records = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(30)] + [{"id": 3, "name": "late"}]
+    sync(config, records, http=FAST)
+    first = emulator.people()
+    result = sync(config, records, http=FAST)
+    assert result.ok
+    assert emulator.people() == first
+
+
+def test_an_empty_file_is_success_and_sends_nothing(emulator: Emulator) -> None:
+    result = sync(make_config(emulator.url), [], http=FAST)
+    assert result.ok
+    assert result.total == 0
+    assert emulator.requests() == []
+
+
+def test_rejected_credentials_stop_before_any_person_is_written(emulator: Emulator) -> None:
+    config = make_config(emulator.url, apiKey="wrong")
+    with pytest.raises(CredentialsRejected):
+        sync(config, [{"id": 1}], http=FAST)
+    assert people_puts(emulator) == []
+
+
+def test_a_401_mid_run_stops_new_requests(emulator: Emulator) -> None:
+    emulator.add_fault(status=401, times=None)
+    config = make_config(emulator.url, parallelism=4)
+    result = sync(config, ({"id": i} for i in range(500)), http=FAST)
+    assert result.stopped == "credentials"
+    assert len(people_puts(emulator)) <= 8
+    assert result.failed >= 1
+    assert result.synced + result.failed + result.invalid + result.not_attempted == result.total == 500
+    assert result.not_attempted >= 490
+
+
+def test_a_region_mismatch_is_refused(emulator: Emulator) -> None:
+    document = config_dict(emulator.url, region="eu")
+    config = config_from_dict(document, env={})
+    mismatched = type(config)(**{**{f: getattr(config, f) for f in config.__slots__}, "custom_base_url": False})
+    with pytest.raises(ConfigError, match='workspace is in the "us" region but the configuration says "eu"'):
+        sync(mismatched, [{"id": 1}], http=FAST)
+    assert people_puts(emulator) == []
+
+
+def test_stopping_accounts_for_every_record(emulator: Emulator) -> None:
+    emulator.latency = 0.01
+    stop = Stop()
+    outcomes: list[RecordOutcome] = []
+
+    def watch(outcome: RecordOutcome) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) == 20:
+            stop("interrupted")
+
+    records = [{"id": i % 150, "name": str(i)} for i in range(300)]
+    result = sync(make_config(emulator.url, parallelism=5), records, http=FAST, on_outcome=watch, stop=stop)
+    assert result.stopped == "interrupted"
+    assert result.total == 300
+    assert sorted(o.index for o in outcomes) == list(range(300))
+    assert result.synced == len(people_puts(emulator))
+    assert result.synced + result.not_attempted == 300
+    assert 20 <= result.synced <= 30
+
+
+def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
+    emulator.add_fault(status=400, person_id="bad")
+    emulator.add_fault(status=503, person_id="flaky", times=None)
+    records = [{"id": "ok"}, {"id": "bad"}, {"id": "flaky"}]
+    result = sync(make_config(emulator.url), records, http=FAST)
+    assert (result.synced, result.failed) == (1, 2)
+    assert result.statuses == {200: 1, 400: 1, 503: 1}
+    assert result.retries == FAST.retries
+    reasons = {o.person_id: o.reason for o in result.problems}
+    assert reasons == {"bad": "HTTP 400: injected fault", "flaky": "HTTP 503 after 4 attempts: injected fault"}
