@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
+from enum import Enum
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import __version__
 from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpSettings
-from .config import load_config
-from .datafile import open_data_file
+from .config import Config, load_config
+from .console import Console, JsonConsole, TextConsole
+from .datafile import NDJSON, DataFile, open_data_file
 from .errors import CioSyncError, ExitCode
-from .report import SyncResult, problem_lines, summary_line
-from .sync import Stop, sync
+from .files import FailedRecordsFile, ReportFile, run_summary
+from .report import RecordOutcome, SyncResult
+from .sync import Plan, Stop, plan, sync
 
 EXAMPLES = """\
 Examples:
@@ -27,14 +29,36 @@ Examples:
 
   cio-sync -config ./configuration.json -data ./data.json
 
-  export-users | cio-sync --config configuration.json --data -
+  export-users | cio-sync --config configuration.json --data - --format ndjson
 
-  CIO_SITE_ID=... CIO_API_KEY=... cio-sync --config c.json --data d.json --quiet
+  cio-sync --config c.json --data d.json --failed retry.json --report report.json
 
-Exit codes: 0 all synced; 1 some records failed or were invalid; 2 nothing sent (bad
-arguments or input files); 3 the workspace refused the credentials; 4 the Track API could
-not be reached; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+  cio-sync --config c.json --data retry.json          (retries exactly the failed records)
+
+Credentials come from the configuration file or from CIO_SITE_ID and CIO_API_KEY, which win.
+
+Exit codes: 0 all synced; 1 some records failed, were invalid or not attempted; 2 nothing
+sent (bad arguments or input files); 3 the workspace refused the credentials; 4 the Track
+API could not be reached; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
+
+# How many requests --dry-run shows.
+DRY_RUN_SAMPLES = 3
+
+
+class LogFormat(str, Enum):
+    """How messages on standard error are written."""
+
+    text = "text"
+    json = "json"
+
+
+class DataFormat(str, Enum):
+    """How the data file is laid out."""
+
+    json = "json"
+    ndjson = "ndjson"
+
 
 app = typer.Typer(
     add_completion=False,
@@ -44,10 +68,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-
-
-def _say(message: str) -> None:
-    typer.echo(f"cio-sync: {message}", err=True)
 
 
 def _show_version(value: bool) -> None:
@@ -61,11 +81,22 @@ def run(
     config: Annotated[str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")],
     data: Annotated[
         str,
-        typer.Option("--data", "-data", metavar="PATH", help="The data file: a JSON array of objects; - reads stdin."),
+        typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input."),
     ],
+    data_format: Annotated[
+        DataFormat | None,
+        typer.Option(
+            "--format",
+            help="json: one array of objects; ndjson: one object per line. Default: ndjson for .ndjson/.jsonl.",
+        ),
+    ] = None,
     base_url: Annotated[
         str | None,
         typer.Option("--base-url", metavar="URL", help="Send to this Track API URL instead of the configured one."),
+    ] = None,
+    rate_limit: Annotated[
+        float | None,
+        typer.Option(min=0.1, metavar="PER_SECOND", help="At most this many requests per second (all workers)."),
     ] = None,
     retries: Annotated[
         int, typer.Option(min=0, max=20, help="Resends of a request after a transient failure.")
@@ -73,39 +104,59 @@ def run(
     timeout: Annotated[
         float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for each answer.")
     ] = DEFAULT_READ_TIMEOUT,
+    failed: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="Write every record not synced here, as a data file to re-run."),
+    ] = None,
+    report: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="Write a JSON report of the run here; - for standard output."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check and map everything, show what would be sent, send nothing.")
+    ] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option(help="text for people, json for one JSON object per line.")
+    ] = LogFormat.text,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
+    console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     stop = Stop()
-    with _stop_on_signals(stop, quiet):
+    with _stop_on_signals(stop, console), ExitStack() as outputs:
         try:
-            settings = load_config(config, base_url=base_url)
-            http = HttpSettings(read_timeout=timeout, retries=retries)
-            with open_data_file(data) as source:
-                if not quiet:
-                    _say(
-                        f"syncing {source.count:,} records from {source.name} to {settings.base_url} "
-                        f"({settings.parallelism} at a time)"
-                    )
-                result = sync(settings, source.records(), http=http, stop=stop)
+            settings = load_config(config, base_url=base_url, rate_limit=rate_limit)
+            source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
+            failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
+            if failed_file is not None:
+                outputs.callback(failed_file.discard)
+            report_file = ReportFile(report) if report else None
+            if report_file is not None:
+                outputs.callback(report_file.discard)
+            sinks: list[Callable[[RecordOutcome], None]] = [console.outcome]
+            sinks += [f.add for f in (failed_file, report_file) if f is not None]
+            if dry_run:
+                code, head = _dry_run(settings, source, console, _fan_out(sinks))
+            else:
+                http = HttpSettings(read_timeout=timeout, retries=retries)
+                console.started(source.name, source.count, settings.base_url, settings.parallelism)
+                result = sync(settings, source.records(), http=http, stop=stop, on_outcome=_fan_out(sinks))
+                code = exit_code(result)
+                head = run_summary(result, code)
+                console.finished(result, code)
+            if failed_file is not None:
+                failed_file.commit()
+            if report_file is not None:
+                report_file.commit(head)
         except CioSyncError as e:
-            _say(f"error: {e}")
+            console.error(str(e), e.exit_code)
             raise typer.Exit(e.exit_code) from None
         except Exception as e:  # a bug: say so in one line rather than with a traceback
-            _say(f"internal error: {type(e).__name__}: {e} (please report this)")
+            console.error(f"internal error: {type(e).__name__}: {e} (please report this)", ExitCode.INTERNAL_ERROR)
             raise typer.Exit(ExitCode.INTERNAL_ERROR) from None
-    code = exit_code(result)
-    if not quiet or code != ExitCode.OK:
-        for line in problem_lines(result):
-            _say(line)
-        if result.stopped == "credentials":
-            _say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
-        elif result.stopped in ("interrupted", "terminated"):
-            _say(f"{result.stopped}: a re-run with the same files completes the sync")
-        _say(summary_line(result))
     raise typer.Exit(code)
 
 
@@ -122,16 +173,65 @@ def exit_code(result: SyncResult) -> ExitCode:
     return ExitCode.OK
 
 
+def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOutcome], None]:
+    if len(sinks) == 1:
+        return sinks[0]
+
+    def each(outcome: RecordOutcome) -> None:
+        for sink in sinks:
+            sink(outcome)
+
+    return each
+
+
+def _dry_run(
+    config: Config, source: DataFile, console: Console, on_outcome: Callable[[RecordOutcome], None]
+) -> tuple[ExitCode, dict[str, Any]]:
+    console.note(f"dry run: checking {source.count:,} records from {source.name}; nothing is sent")
+    result = plan(config, source.records(), on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
+    for update in result.samples:
+        console.note(describe_request(config, update.path, update.body))
+    code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
+    console.note(dry_run_summary(result))
+    head = {
+        "dry_run": True,
+        "exit_code": int(code),
+        "total": result.total,
+        "counts": {"valid": result.valid, "invalid": result.invalid},
+    }
+    return code, head
+
+
+def describe_request(config: Config, path: str, body: bytes) -> str:
+    """A request as it would go on the wire, with the credentials redacted."""
+    return (
+        f"would send: PUT {config.base_url}/api/v1/customers/{path}\n"
+        f"  Authorization: Basic <site id and API key, redacted>\n"
+        f"  Content-Type: application/json\n"
+        f"  {body.decode('utf-8')}"
+    )
+
+
+def dry_run_summary(result: Plan) -> str:
+    """The closing line of a dry run, with the invalid records listed first."""
+    lines = [o.describe() for o in result.problems]
+    if result.more_problems:
+        lines.append(f"... and {result.more_problems:,} more")
+    lines.append(f"dry run: {result.total:,} records: {result.valid:,} valid, {result.invalid:,} invalid; nothing sent")
+    return "\n".join(lines)
+
+
 @contextmanager
-def _stop_on_signals(stop: Stop, quiet: bool) -> Iterator[None]:
+def _stop_on_signals(stop: Stop, console: Console) -> Iterator[None]:
     """SIGINT and SIGTERM stop the run gracefully; a second SIGINT exits at once."""
 
     def handle(signum: int, frame: FrameType | None) -> None:
         if stop.requested and signum == signal.SIGINT:
             os._exit(ExitCode.INTERRUPTED)
-        if not quiet:
-            sys.stderr.write("\ncio-sync: stopping: letting requests in flight finish (Ctrl-C again to quit now)\n")
-        stop("interrupted" if signum == signal.SIGINT else "terminated")
+        if not stop.requested:
+            reason = "interrupted" if signum == signal.SIGINT else "terminated"
+            stop(reason)
+            console.stopping(reason)
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -52,6 +52,8 @@ class Config:
     base_url: str = REGION_URLS["us"]
     # True when base_url came from baseUrl or --base-url rather than from region.
     custom_base_url: bool = False
+    # Requests per second for all workers together; None for no cap.
+    rate_limit: float | None = None
 
 
 def load_config(
@@ -59,12 +61,13 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
+    rate_limit: float | None = None,
 ) -> Config:
     """Read, validate and resolve the configuration file at ``path``.
 
     ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY`` (``os.environ`` when omitted); ``base_url``
-    overrides both ``region`` and ``baseUrl``. Raises :class:`ConfigError` naming the file, the key
-    and the problem.
+    overrides both ``region`` and ``baseUrl``, ``rate_limit`` overrides ``rateLimit``. Raises
+    :class:`ConfigError` naming the file, the key and the problem.
     """
     name = str(path)
     try:
@@ -81,7 +84,7 @@ def load_config(
         raise ConfigError(f"{name}: is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return config_from_dict(document, env=env, base_url=base_url, source=name)
+    return config_from_dict(document, env=env, base_url=base_url, rate_limit=rate_limit, source=name)
 
 
 def config_from_dict(
@@ -89,6 +92,7 @@ def config_from_dict(
     *,
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
+    rate_limit: float | None = None,
     source: str = "configuration",
 ) -> Config:
     """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
@@ -119,6 +123,7 @@ def config_from_dict(
         region=region,
         base_url=url,
         custom_base_url=chosen is not None,
+        rate_limit=rate_limit if rate_limit is not None else document.get("rateLimit"),
     )
 
 

@@ -13,6 +13,10 @@ import ijson
 
 from .errors import DataFileError
 
+JSON = "json"
+NDJSON = "ndjson"
+FORMATS = (JSON, NDJSON)
+NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 16
 
@@ -26,17 +30,20 @@ class DataFile:
     temporary file first, because it can be read only once.
     """
 
-    def __init__(self, name: str, stream: IO[bytes], start: int, count: int) -> None:
+    def __init__(self, name: str, stream: IO[bytes], start: int, count: int, format: str = JSON) -> None:  # noqa: A002
         self.name = name
         self.count = count
+        self.format = format
         self._stream = stream
         self._start = start
 
     def records(self) -> Iterator[object]:
-        """Each element of the array in order, as parsed JSON (non-integers as ``Decimal``)."""
+        """Each record in file order, as parsed JSON (non-integers as ``Decimal``)."""
+        if self.count == 0:
+            return
         self._stream.seek(self._start)
         try:
-            yield from ijson.items(self._stream, "item")
+            yield from _elements(self._stream, self.format)
         except (ijson.JSONError, OSError) as e:
             raise DataFileError(f"{self.name}: changed while being read: {_first_line(e)}") from None
 
@@ -51,12 +58,21 @@ class DataFile:
         self.close()
 
 
-def open_data_file(path: str, stdin: IO[bytes] | None = None) -> DataFile:
+def data_format(path: str, format: str | None = None) -> str:  # noqa: A002
+    """The format to read ``path`` in: ``format`` when given, else by suffix (JSON by default)."""
+    if format is not None:
+        return format
+    return NDJSON if path.lower().endswith(NDJSON_SUFFIXES) else JSON
+
+
+def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None = None) -> DataFile:  # noqa: A002
     """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
 
-    Raises :class:`DataFileError` when the file cannot be read, is not JSON, is not an array, or
-    is truncated.
+    ``format`` is ``json`` (one array of objects) or ``ndjson`` (one object per line); by default
+    it follows the suffix: ``.ndjson`` and ``.jsonl`` are NDJSON. Raises :class:`DataFileError`
+    when the file cannot be read, is not JSON, is not an array (for ``json``), or is truncated.
     """
+    kind = data_format(path, format)
     if path == "-":
         name = "<stdin>"
         stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer)
@@ -71,12 +87,13 @@ def open_data_file(path: str, stdin: IO[bytes] | None = None) -> DataFile:
         except OSError as e:
             raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
     try:
-        start = _array_start(stream, name)
-        count = _count_elements(stream, name, start)
+        start = _array_start(stream, name) if kind == JSON else _skip_bom(stream)
+        # NDJSON with no lines at all is an empty data set, not a broken file.
+        count = 0 if kind == NDJSON and _blank(stream, start) else _count_elements(stream, name, start, kind)
     except BaseException:
         stream.close()
         raise
-    return DataFile(name, stream, start, count)
+    return DataFile(name, stream, start, count, kind)
 
 
 def _spool(source: IO[bytes]) -> IO[bytes]:
@@ -109,11 +126,30 @@ def _array_start(stream: IO[bytes], name: str) -> int:
     return start
 
 
-def _count_elements(stream: IO[bytes], name: str, start: int) -> int:
+def _skip_bom(stream: IO[bytes]) -> int:
+    return len(_BOM) if stream.read(len(_BOM)) == _BOM else 0
+
+
+def _blank(stream: IO[bytes], start: int) -> bool:
+    stream.seek(start)
+    while chunk := stream.read(_CHUNK):
+        if chunk.strip(b" \t\r\n"):
+            return False
+    return True
+
+
+def _elements(stream: IO[bytes], kind: str) -> Iterator[object]:
+    if kind == NDJSON:
+        # Any run of whitespace separates values, so this reads NDJSON and JSON Lines alike.
+        return ijson.items(stream, "", multiple_values=True)  # type: ignore[no-any-return]
+    return ijson.items(stream, "item")  # type: ignore[no-any-return]
+
+
+def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
     stream.seek(start)
     count = 0
     try:
-        for _ in ijson.items(stream, "item"):
+        for _ in _elements(stream, kind):
             count += 1
     except ijson.JSONError as e:
         raise DataFileError(f"{name}: not valid JSON after {count} complete records: {_first_line(e)}") from None

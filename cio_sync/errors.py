@@ -44,6 +44,12 @@ class DataFileError(CioSyncError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class OutputError(CioSyncError):
+    """An output file (``--failed``, ``--report``) cannot be written. Checked before sending."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class CredentialsRejected(CioSyncError):
     """The workspace answered 401 or 403: retrying cannot help, so the run stops."""
 

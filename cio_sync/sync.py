@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from queue import SimpleQueue
 
 from .client import Delivery, HttpSettings, Result, TrackClient
@@ -50,6 +51,50 @@ def ordering_key(person_id: str) -> str:
     return person_id.lower() if "@" in person_id else person_id
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a sync would do, worked out without sending anything (``--dry-run``)."""
+
+    total: int
+    valid: int
+    invalid: int
+    # The first invalid records, in file order, and how many more there were.
+    problems: tuple[RecordOutcome, ...]
+    more_problems: int
+    # The first few requests exactly as they would be sent.
+    samples: tuple[PersonUpdate, ...]
+
+
+def plan(
+    config: Config,
+    records: Iterable[object],
+    *,
+    on_outcome: OutcomeHandler | None = None,
+    samples: int = 3,
+    keep_problems: int = 20,
+) -> Plan:
+    """Validate and map every record as :func:`sync` would, without any network traffic.
+
+    Invalid records are passed to ``on_outcome``; valid ones are only counted.
+    """
+    mapper = RecordMapper(config.user_id, config.mappings)
+    tally = Tally(keep_problems)
+    kept: list[PersonUpdate] = []
+    total = 0
+    for index, record in enumerate(records):
+        total += 1
+        item = mapper.map(index, record)
+        if isinstance(item, InvalidRecord):
+            outcome = RecordOutcome(index, Status.INVALID, item.person_id, item.reason, record=record)
+            tally.add(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+        elif len(kept) < samples:
+            kept.append(item)
+    result = tally.result(0.0)
+    return Plan(total, total - result.invalid, result.invalid, result.problems, result.more_problems, tuple(kept))
+
+
 def sync(
     config: Config,
     records: Iterable[object],
@@ -81,7 +126,7 @@ class _Run:
         self.on_outcome = on_outcome
         self.tally = Tally(keep)
         self.mapper = RecordMapper(config.user_id, config.mappings)
-        self.gate = Gate(stop=stop.event)
+        self.gate = Gate(config.rate_limit, stop=stop.event)
         self.client = TrackClient(config, http, self.gate, config.parallelism)
         self.done: SimpleQueue[tuple[PersonUpdate, Delivery]] = SimpleQueue()
         # Later records of a person whose update is in flight wait here; cap them so one person

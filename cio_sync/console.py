@@ -1,0 +1,221 @@
+"""What a person (text, with a progress bar on a terminal) or a log shipper (JSON lines) sees."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import IO, Any, Protocol
+
+from .errors import ExitCode
+from .report import RecordOutcome, Status, SyncResult, problem_lines, summary_line
+
+# How often the progress display is refreshed, and how often JSON progress events are written.
+BAR_INTERVAL = 0.1
+JSON_PROGRESS_INTERVAL = 5.0
+
+
+class Console(Protocol):
+    """Everything the command tells its user while it runs, on standard error."""
+
+    def started(self, source: str, count: int, url: str, parallelism: int) -> None:
+        """The run is about to send ``count`` records."""
+
+    def outcome(self, outcome: RecordOutcome) -> None:
+        """One record is done."""
+
+    def stopping(self, reason: str) -> None:
+        """A signal asked the run to stop."""
+
+    def note(self, message: str) -> None:
+        """Something worth saying that is not an error."""
+
+    def finished(self, result: SyncResult, code: ExitCode) -> None:
+        """The run is over."""
+
+    def error(self, message: str, code: ExitCode) -> None:
+        """The run could not go on."""
+
+
+class _Counts:
+    """Running counts for progress displays."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+        self.failed = 0
+        self.invalid = 0
+        self.started = time.monotonic()
+
+    def add(self, outcome: RecordOutcome) -> None:
+        self.done += 1
+        if outcome.status is Status.FAILED:
+            self.failed += 1
+        elif outcome.status is Status.INVALID:
+            self.invalid += 1
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+class TextConsole:
+    """Lines prefixed ``cio-sync:``; a progress bar when standard error is a terminal.
+
+    ``quiet`` prints nothing unless the run went wrong. ``NO_COLOR`` is honoured by the bar.
+    """
+
+    def __init__(self, quiet: bool = False, stream: IO[str] | None = None, progress: bool | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._quiet = quiet
+        self._show_bar = (not quiet and self._stream.isatty()) if progress is None else progress
+        self._counts = _Counts()
+        self._bar: Any = None
+        self._task: Any = None
+        self._next_refresh = 0.0
+
+    def _say(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(f"cio-sync: {message}", markup=False, highlight=False)
+        else:
+            self._stream.write(f"cio-sync: {message}\n")
+            self._stream.flush()
+
+    def started(self, source: str, count: int, url: str, parallelism: int) -> None:
+        self._counts = _Counts()
+        self._counts.total = count
+        if not self._quiet:
+            self._say(f"syncing {count:,} records from {source} to {url} ({parallelism} at a time)")
+        if self._show_bar and count:
+            self._start_bar(count)
+
+    def _start_bar(self, count: int) -> None:
+        from rich.console import Console as RichConsole
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = RichConsole(file=self._stream, stderr=True)
+        self._bar = Progress(
+            TextColumn("cio-sync"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>9,.0f}/s"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("failed {task.fields[failed]:,}  invalid {task.fields[invalid]:,}"),
+            console=console,
+            transient=True,
+        )
+        self._task = self._bar.add_task("sync", total=count, rate=0.0, failed=0, invalid=0)
+        self._bar.start()
+
+    def outcome(self, outcome: RecordOutcome) -> None:
+        counts = self._counts
+        counts.add(outcome)
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + BAR_INTERVAL
+            self._bar.update(
+                self._task, completed=counts.done, rate=counts.rate, failed=counts.failed, invalid=counts.invalid
+            )
+
+    def stopping(self, reason: str) -> None:
+        if not self._quiet:
+            self._say(f"{reason}: letting requests in flight finish (Ctrl-C again to quit at once)")
+
+    def note(self, message: str) -> None:
+        if not self._quiet:
+            self._say(message)
+
+    def finished(self, result: SyncResult, code: ExitCode) -> None:
+        self._stop_bar()
+        if self._quiet and code == ExitCode.OK:
+            return
+        for line in problem_lines(result):
+            self._say(line)
+        if result.stopped == "credentials":
+            self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
+        elif result.stopped in ("interrupted", "terminated"):
+            self._say(f"{result.stopped}: a re-run with the same files completes the sync")
+        self._say(summary_line(result))
+
+    def error(self, message: str, code: ExitCode) -> None:
+        self._stop_bar()
+        self._say(f"error: {message}")
+
+    def _stop_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+class JsonConsole:
+    """One JSON object per line: ``start``, ``record`` (each one not synced), ``progress``
+    (every few seconds), ``stopping``, ``summary`` and ``error`` events."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._counts = _Counts()
+        self._next_progress = 0.0
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self._stream.write(json.dumps({"time": stamp, "event": event, **fields}, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def started(self, source: str, count: int, url: str, parallelism: int) -> None:
+        self._counts = _Counts()
+        self._counts.total = count
+        self._next_progress = time.monotonic() + JSON_PROGRESS_INTERVAL
+        self._emit("start", source=source, records=count, url=url, parallelism=parallelism)
+
+    def outcome(self, outcome: RecordOutcome) -> None:
+        counts = self._counts
+        counts.add(outcome)
+        if outcome.status is not Status.SYNCED:
+            self._emit(
+                "record",
+                index=outcome.index,
+                id=outcome.person_id,
+                outcome=outcome.status.value,
+                status=outcome.http_status,
+                reason=outcome.reason,
+            )
+        now = time.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + JSON_PROGRESS_INTERVAL
+            self._emit(
+                "progress",
+                done=counts.done,
+                total=counts.total,
+                failed=counts.failed,
+                invalid=counts.invalid,
+                records_per_second=round(counts.rate, 1),
+            )
+
+    def stopping(self, reason: str) -> None:
+        self._emit("stopping", reason=reason)
+
+    def note(self, message: str) -> None:
+        self._emit("note", message=message)
+
+    def finished(self, result: SyncResult, code: ExitCode) -> None:
+        self._emit(
+            "summary",
+            exit_code=int(code),
+            total=result.total,
+            synced=result.synced,
+            failed=result.failed,
+            invalid=result.invalid,
+            not_attempted=result.not_attempted,
+            retries=result.retries,
+            elapsed_seconds=round(result.elapsed, 3),
+            records_per_second=round(result.rate, 1),
+            stopped=result.stopped,
+        )
+
+    def error(self, message: str, code: ExitCode) -> None:
+        self._emit("error", message=message, exit_code=int(code))
