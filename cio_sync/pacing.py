@@ -1,10 +1,31 @@
-"""One pace for all workers: a shared pause after 429, and an optional cap on the request rate."""
+"""One pace for all workers: a shared pause after 429, an optional rate cap, and a learned rate.
+
+The workspace's rate limit applies to the workspace as a whole, so the workers share one gate.
+When the workspace answers 429 every worker holds back until the pause is over, and from then on
+the gate paces all workers together at a rate it learns from the workspace's answers, the way TCP
+finds the capacity of a link: it starts from what the workspace accepted so far, doubles while
+nothing is refused ("slow start"), then creeps upwards and backs off slightly at each refusal.
+Each 429 costs every worker a whole ``Retry-After`` pause, so after a refusal the gate holds its
+rate for a while before probing again.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+
+# The learned rate never falls below this many requests per second.
+MIN_RATE = 1.0
+# Slow start: the rate doubles every GROWTH_PERIOD seconds without a refusal.
+SLOW_START_FACTOR = 2.0
+GROWTH_PERIOD = 1.0
+# After slow start: +2% a period, or after a refusal first a hold, then +0.5% a period.
+CREEP_FACTOR = 1.02
+CAREFUL_FACTOR = 1.005
+HOLD_AFTER_REFUSAL = 30.0
+# A refusal while creeping takes the rate down by this factor.
+BACK_OFF_FACTOR = 0.97
 
 
 class Cancelled(Exception):
@@ -14,10 +35,9 @@ class Cancelled(Exception):
 class Gate:
     """Where every request attempt waits for its turn.
 
-    A workspace's rate limit applies to the workspace as a whole, so when one request is told to
-    back off, every worker holds back until the pause is over instead of each discovering the
-    limit on its own. With ``rate`` set, attempts are also spaced so that all workers together send
-    at most ``rate`` per second. Waiting ends early when ``stop`` is set.
+    ``rate`` caps attempts per second for all workers together (the user's ``rateLimit``).
+    :meth:`throttled` pauses everyone and lowers the learned rate; :meth:`succeeded` counts what
+    the workspace accepted. Waiting ends early, with :class:`Cancelled`, when ``stop`` is set.
     """
 
     def __init__(
@@ -26,33 +46,92 @@ class Gate:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._interval = 1.0 / rate if rate else 0.0
+        self._cap = rate
         self._stop = stop if stop is not None else threading.Event()
         self._clock = clock
         self._lock = threading.Lock()
         self._resume_at = 0.0
         self._next_slot = 0.0
+        self._started_at = clock()
+        self._successes = 0
+        # The learned rate: None until the first refusal, when there is nothing to learn from.
+        self._learned: float | None = None
+        self._last_good: float | None = None
+        self._slow_start = True
+        self._grow_at = 0.0
+        self._growth = SLOW_START_FACTOR
+        self._last_cut = float("-inf")
+        # Whether pacing made anyone wait since the rate last grew: an idle limit is not raised.
+        self._constrained = False
 
     @property
-    def stopping(self) -> bool:
-        """True once the run is being stopped."""
-        return self._stop.is_set()
+    def rate(self) -> float | None:
+        """The attempts per second now allowed, or None when nothing limits them."""
+        with self._lock:
+            return self._limit()
+
+    def _limit(self) -> float | None:
+        limits = [r for r in (self._cap, self._learned) if r]
+        return min(limits) if limits else None
+
+    def succeeded(self) -> None:
+        """Count one request the workspace accepted."""
+        with self._lock:
+            self._successes += 1
+
+    def throttled(self, seconds: float) -> None:
+        """The workspace refused a request for its rate: pause everyone and lower the rate."""
+        with self._lock:
+            now = self._clock()
+            self._resume_at = max(self._resume_at, now + seconds)
+            # Requests already in flight are refused together: that is one signal, not many.
+            if now - self._last_cut < max(seconds, GROWTH_PERIOD):
+                return
+            self._last_cut = now
+            if self._learned is None:
+                elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
+                self._learned = max(MIN_RATE, self._successes / elapsed)
+                self._growth = SLOW_START_FACTOR
+                self._grow_at = now + seconds + GROWTH_PERIOD
+            elif self._slow_start:
+                # Doubling overshot: go back to the last rate that was not refused and creep.
+                self._slow_start = False
+                self._learned = max(MIN_RATE, self._last_good or self._learned / SLOW_START_FACTOR)
+                self._growth = CREEP_FACTOR
+                self._grow_at = now + seconds + GROWTH_PERIOD
+            else:
+                self._learned = max(MIN_RATE, self._learned * BACK_OFF_FACTOR)
+                self._growth = CAREFUL_FACTOR
+                self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
+            self._constrained = False
 
     def pause(self, seconds: float) -> None:
-        """Hold every worker back for ``seconds`` from now (a longer pause already set stays)."""
+        """Hold every worker back for ``seconds`` from now, without changing the rate."""
         with self._lock:
             self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+    def _grow(self, now: float) -> None:
+        while self._learned is not None and now >= self._grow_at:
+            if self._constrained:
+                self._last_good = self._learned
+                self._learned *= self._growth
+                self._constrained = False
+            self._grow_at += GROWTH_PERIOD
 
     def wait_turn(self) -> None:
         """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
         while True:
             with self._lock:
                 now = self._clock()
-                start = max(self._resume_at, self._next_slot if self._interval else now)
+                self._grow(now)
+                limit = self._limit()
+                start = max(self._resume_at, self._next_slot if limit else now)
                 if start <= now:
-                    if self._interval:
-                        self._next_slot = max(self._next_slot, now) + self._interval
+                    if limit:
+                        self._next_slot = max(self._next_slot, now) + 1.0 / limit
                     break
+                if limit and self._next_slot > now:
+                    self._constrained = True
             if self._stop.wait(start - now):
                 raise Cancelled
         if self._stop.is_set():

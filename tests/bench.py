@@ -1,0 +1,169 @@
+"""The benchmark behind ``make bench``: the installed CLI against the emulator, both as processes.
+
+Not a test: it prints figures and asserts nothing. Each scenario starts the emulator in its own
+process (so its CPU is measured apart), generates a data file, runs ``cio-sync`` and reads the
+client's CPU time and peak RSS from its own rusage.
+
+    python -m tests.bench              # every scenario at full size
+    python -m tests.bench --quick      # smaller N, for a look while developing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+CLI = [sys.executable, "-m", "cio_sync"]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Emulated:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = requests.get(self.url + "/_emulator/stats", timeout=10).json()
+        return stats
+
+
+@contextmanager
+def emulator(*options: str) -> Iterator[Emulated]:
+    with tempfile.TemporaryDirectory() as tmp:
+        port_file = Path(tmp) / "port"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cio_sync.emulator", "serve", "--port-file", str(port_file), *options],
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            while not port_file.exists() or not port_file.read_text():
+                time.sleep(0.02)
+            yield Emulated(f"http://127.0.0.1:{port_file.read_text()}", proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def write_inputs(root: Path, n: int, parallelism: int, extra: dict[str, Any] | None = None) -> tuple[str, str]:
+    config = {
+        "parallelism": parallelism,
+        "userId": "id",
+        "mappings": [
+            {"from": "name", "to": "name"},
+            {"from": "email", "to": "email"},
+            {"from": "computed_ltv", "to": "ltv"},
+            {"from": "plan", "to": "plan"},
+        ],
+        "siteId": "demo-site",
+        "apiKey": "demo-key",
+        **(extra or {}),
+    }
+    (root / "config.json").write_text(json.dumps(config))
+    with (root / "data.json").open("w") as f:
+        f.write("[")
+        for i in range(n):
+            record = {
+                "id": i,
+                "name": f"Person {i}",
+                "email": f"person{i}@example.com",
+                "computed_ltv": round(i * 1.37, 2),
+                "plan": ("free", "pro", "team")[i % 3],
+                "signup_source": "benchmark",
+            }
+            f.write(("," if i else "") + json.dumps(record))
+        f.write("]")
+    return str(root / "config.json"), str(root / "data.json")
+
+
+@dataclass
+class Measured:
+    code: int
+    wall: float
+    cpu: float
+    max_rss_mb: float
+
+
+def run_cli(args: list[str]) -> Measured:
+    started = time.perf_counter()
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    return Measured(os.waitstatus_to_exitcode(status), wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def throughput(n: int, parallelism: int, latency: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp, emulator("--latency", str(latency)) as emu:
+        config, data = write_inputs(Path(tmp), n, parallelism)
+        server_cpu = emu.cpu_seconds()
+        m = run_cli(["--config", config, "--data", data, "--base-url", emu.url, "--quiet"])
+        server_cpu = emu.cpu_seconds() - server_cpu
+    rate = n / m.wall
+    ceiling = parallelism / latency
+    print(f"throughput  N={n:,} P={parallelism} L={latency * 1000:.0f}ms (exit {m.code})")
+    print(f"  records/s               {rate:,.0f}   ({rate / ceiling:.3f} of P/L = {ceiling:,.0f})")
+    print(f"  client CPU per record   {m.cpu / n * 1000:.3f} ms   ({m.cpu:.2f} s over {m.wall:.1f} s)")
+    print(f"  client peak RSS         {m.max_rss_mb:.0f} MB")
+    print(f"  emulator CPU            {server_cpu / m.wall * 100:.0f}% of one core")
+
+
+def rate_limited(n: int, parallelism: int, limit: float, client_cap: float | None) -> None:
+    extra = {"rateLimit": client_cap} if client_cap else {}
+    with tempfile.TemporaryDirectory() as tmp, emulator("--rate-limit", str(limit)) as emu:
+        config, data = write_inputs(Path(tmp), n, parallelism, extra)
+        m = run_cli(["--config", config, "--data", data, "--base-url", emu.url, "--quiet"])
+        stats = emu.stats()
+    refused = stats["statuses"].get("429", 0)
+    cap = f"rateLimit={client_cap:g}" if client_cap else "no rateLimit (learned)"
+    print(f"rate-limited  N={n:,} P={parallelism}, emulator {limit:g}/s, {cap} (exit {m.code})")
+    print(f"  wall time               {m.wall:.1f} s = {m.wall / (n / limit):.3f} x N/{limit:g}")
+    print(
+        f"  answered 429            {refused:,} of {stats['requests']:,} requests ({refused / stats['requests']:.2%})"
+    )
+
+
+def memory(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        config, data = write_inputs(Path(tmp), n, 25)
+        size = Path(data).stat().st_size / 1e6
+        m = run_cli(["--config", config, "--data", data, "--base-url", "http://127.0.0.1:9", "--dry-run"])
+    print(f"memory  N={n:,} ({size:,.0f} MB of JSON), --dry-run (exit {m.code})")
+    print(
+        f"  peak RSS                {m.max_rss_mb:.0f} MB   ({m.wall:.1f} s, {m.cpu / n * 1e6:.1f} us CPU per record)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    print(f"cio-sync benchmark on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    throughput(20_000 // scale, 25, 0.05)
+    print()
+    rate_limited(10_000 // scale, 25, 100, 100)
+    print()
+    rate_limited(10_000 // scale, 25, 100, None)
+    print()
+    memory(1_000_000 // scale)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""The files and streams for machines: --failed, --report, --log-format json, --dry-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cio_sync.emulator import Emulator
+from cio_sync.schema import problems
+
+from .conftest import API_KEY, Files, assert_no_secret, config_dict, people_puts, run_cli
+
+MIXED: list[Any] = [
+    {"id": 1, "name": "ok"},
+    {"id": "bad", "name": "refused"},
+    "not a record",
+    {"id": 2, "name": "ok", "computed_ltv": 1.25, "extra": {"kept": [1, None]}},
+    {"id": "flaky", "name": "never lands"},
+    {"id": 5.0},
+]
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    assert_no_secret(text)
+    report: dict[str, Any] = json.loads(text)
+    assert problems("report.schema.json", report) == []
+    return report
+
+
+def test_failed_file_holds_exactly_the_records_not_synced(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=400, person_id="bad")
+    emulator.add_fault(status=503, person_id="flaky", times=None)
+    failed = files.root / "failed.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--failed", str(failed), "--retries", "1"])
+    assert run.code == 1
+    written = json.loads(failed.read_text())
+    # Written as outcomes arrive (memory stays flat), so only each person's order is kept.
+    assert sorted(written, key=json.dumps) == sorted([MIXED[1], MIXED[2], MIXED[4], MIXED[5]], key=json.dumps)
+    assert not list(files.root.glob(".failed.json.*"))
+
+
+def test_the_failed_file_re_fed_syncs_exactly_those(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=503, person_id="flaky", times=4)
+    failed = files.root / "failed.json"
+    config = files.config(config_dict(emulator.url))
+    data = [{"id": i, "name": f"n{i}"} for i in range(10)] + [{"id": "flaky", "name": "late"}]
+    first = run_cli(["--config", config, "--data", files.data(data), "--failed", str(failed), "--retries", "1"])
+    assert first.code == 1
+    assert json.loads(failed.read_text()) == [{"id": "flaky", "name": "late"}]
+    before = len(people_puts(emulator))
+    second = run_cli(["--config", config, "--data", str(failed), "--failed", str(failed), "--retries", "3"])
+    assert second.code == 0, second.stderr
+    assert people_puts(emulator)[before:] == ["flaky", "flaky", "flaky"]
+    assert emulator.people()["flaky"] == {"name": "late"}
+    assert json.loads(failed.read_text()) == []
+
+
+def test_failed_file_keeps_ndjson_for_ndjson_input(emulator: Emulator, files: Files) -> None:
+    data = files.data('{"id": 1}\n{"nope": 1}\n"x"\n', name="d.ndjson")
+    failed = files.root / "failed.ndjson"
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data, "--failed", str(failed)])
+    assert run.code == 1
+    assert failed.read_text().splitlines() == ['{"nope": 1}', '"x"']
+
+
+def test_an_unwritable_failed_path_is_refused_before_sending(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--failed", str(files.root / "missing-dir" / "f.json")])
+    assert run.code == 2
+    assert "--failed" in run.stderr and "cannot write there" in run.stderr
+    assert emulator.requests() == []
+    run = run_cli([*args, "--report", str(files.root)])
+    assert run.code == 2
+    assert "is a directory" in run.stderr
+
+
+def test_report_counts_add_up_and_name_every_problem(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=400, person_id="bad")
+    emulator.add_fault(status=503, person_id="flaky", times=None)
+    report_path = files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--report", str(report_path), "--retries", "2"])
+    assert run.code == 1
+    report = read_report(report_path)
+    assert report["exit_code"] == 1
+    assert report["total"] == len(MIXED) == sum(report["counts"].values())
+    assert report["counts"] == {"synced": 2, "failed": 2, "invalid": 2, "not_attempted": 0}
+    assert report["http_statuses"] == {"200": 2, "400": 1, "503": 1}
+    assert report["retries"] == 2
+    by_index = {p["index"]: p for p in report["problems"]}
+    assert sorted(by_index) == [1, 2, 4, 5]
+    assert by_index[1] == {
+        "index": 1,
+        "id": "bad",
+        "outcome": "failed",
+        "status": 400,
+        "reason": "HTTP 400: injected fault",
+    }
+    assert by_index[2]["outcome"] == "invalid"
+    assert by_index[4]["reason"] == "HTTP 503 after 3 attempts: injected fault"
+
+
+def test_report_to_stdout_keeps_stdout_machine_readable(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:1])]
+    run = run_cli([*args, "--report", "-"])
+    assert run.code == 0
+    report = json.loads(run.stdout)
+    assert report["counts"]["synced"] == 1
+    assert report["problems"] == []
+
+
+def test_json_log_lines(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:4])]
+    run = run_cli([*args, "--log-format", "json"])
+    assert run.code == 1
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["start", "record", "summary"]
+    assert events[0]["records"] == 4
+    assert events[1] == {**events[1], "index": 2, "outcome": "invalid", "id": None}
+    assert events[2]["synced"] == 3 and events[2]["invalid"] == 1 and events[2]["exit_code"] == 1
+    assert all(e["time"].endswith("Z") for e in events)
+
+
+def test_json_log_errors_are_json_too(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config("{"), "--data", files.data([]), "--log-format", "json"])
+    assert run.code == 2
+    (event,) = [json.loads(line) for line in run.stderr.splitlines()]
+    assert event["event"] == "error" and event["exit_code"] == 2
+    assert "not valid JSON" in event["message"]
+
+
+def test_dry_run_sends_nothing_and_shows_requests(emulator: Emulator, files: Files) -> None:
+    data = [{"id": "a/b", "name": "Ada"}, {"id": True}, {"id": 2}, {"id": 3}, {"id": 4}]
+    report_path = files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)]
+    run = run_cli([*args, "--dry-run", "--report", str(report_path)])
+    assert run.code == 1
+    assert emulator.requests() == []
+    assert f"would send: PUT {emulator.url}/api/v1/customers/a%2Fb" in run.stderr
+    assert '{"name":"Ada"}' in run.stderr
+    assert "Authorization: Basic <site id and API key, redacted>" in run.stderr
+    assert run.stderr.count("would send:") == 3
+    assert "record 1: invalid" in run.stderr
+    assert "dry run: 5 records: 4 valid, 1 invalid; nothing sent" in run.stderr
+    report = read_report(report_path)
+    assert report["dry_run"] is True
+    assert report["counts"] == {"valid": 4, "invalid": 1}
+
+
+def test_dry_run_exit_codes_follow_the_inputs(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url))
+    assert run_cli(["--config", config, "--data", files.data([{"id": 1}]), "--dry-run"]).code == 0
+    assert run_cli(["--config", config, "--data", files.data("[1,"), "--dry-run"]).code == 2
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "jsonl"])
+def test_ndjson_by_suffix(emulator: Emulator, files: Files, fmt: str) -> None:
+    data = files.data('{"id": 1, "name": "a"}\n\n{"id": 2, "name": "b"}\r\n', name=f"d.{fmt}")
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "a"}, "2": {"name": "b"}}
+
+
+def test_ndjson_from_stdin(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", "-", "--format", "ndjson"]
+    run = run_cli(args, input='{"id": "x", "name": "s"}\n')
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"x": {"name": "s"}}
+
+
+def test_broken_ndjson_is_refused_before_sending(emulator: Emulator, files: Files) -> None:
+    data = files.data('{"id": 1}\n{"id": 2\n{"id": 3}\n', name="d.ndjson")
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data])
+    assert run.code == 2
+    assert "not valid JSON after 1 complete records" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_the_key_is_in_no_output_file(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(status=401, times=None)
+    report_path, failed = files.root / "r.json", files.root / "f.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--report", str(report_path), "--failed", str(failed), "--log-format", "json"])
+    assert run.code == 3
+    assert API_KEY not in failed.read_text()
+    report = read_report(report_path)
+    assert report["stopped"] == "credentials"
+    assert sum(report["counts"].values()) == len(MIXED)

@@ -1,0 +1,159 @@
+"""One workspace, one pace: the shared pause after 429 and the rate cap, seen from the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from cio_sync import sync
+from cio_sync.emulator import Emulator
+from cio_sync.pacing import Cancelled, Gate
+
+from .conftest import FAST, Files, config_dict, make_config
+
+
+def test_a_429_holds_back_every_worker(emulator: Emulator) -> None:
+    emulator.latency = 0.005
+    emulator.add_fault(status=429, retry_after="1", person_id="p20")
+    records = [{"id": f"p{i}"} for i in range(120)]
+    result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
+    assert result.synced == 120
+    puts = [r for r in emulator.requests() if r.method == "PUT"]
+    limited = next(r for r in puts if r.status == 429)
+    paused_from, paused_to = limited.answered_at + 0.1, limited.answered_at + 0.95
+    assert [r.person_id for r in puts if paused_from < r.started_at < paused_to] == []
+    retried = [r for r in puts if r.person_id == "p20" and r.status == 200]
+    assert retried[0].started_at >= limited.answered_at + 0.95
+    assert result.retries == 1
+
+
+def test_the_rate_cap_spaces_requests_for_all_workers(emulator: Emulator) -> None:
+    config = make_config(emulator.url, parallelism=10, rateLimit=40)
+    result = sync(config, ({"id": i} for i in range(40)), http=FAST)
+    assert result.synced == 40
+    starts = sorted(r.started_at for r in emulator.requests() if r.method == "PUT")
+    observed = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert observed <= 40 * 1.2
+
+
+def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
+    with Emulator("s", "k", rate_limit=50, burst=5) as emu:
+        config = make_config(emu.url, parallelism=10, rateLimit=45, siteId="s", apiKey="k")
+        result = sync(config, ({"id": i} for i in range(60)), http=FAST)
+        assert result.synced == 60
+        assert emu.stats()["statuses"].get("429", 0) == 0
+
+
+def test_the_emulator_enforces_its_rate_limit_with_retry_after() -> None:
+    with Emulator("s", "k", rate_limit=5, burst=2) as emu:
+        config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
+        result = sync(config, ({"id": i} for i in range(12)), http=FAST)
+        assert result.synced == 12
+        limited = [r for r in emu.requests() if r.status == 429]
+        assert limited
+        assert result.retries >= len(limited)
+
+
+def test_a_429_storm_delays_records_but_loses_none() -> None:
+    with Emulator("s", "k", rate_limit=20, burst=2) as emu:
+        config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
+        result = sync(config, ({"id": i} for i in range(40)), http=FAST)
+        assert result.synced == 40
+        assert emu.stats()["statuses"]["429"] > FAST.retries
+
+
+def test_a_stop_wakes_workers_waiting_out_a_pause() -> None:
+    stop = threading.Event()
+    gate = Gate(stop=stop)
+    gate.pause(60)
+    failures: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            gate.wait_turn()
+        except Cancelled as e:
+            failures.append(e)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    stop.set()
+    waiter.join(timeout=5)
+    assert not waiter.is_alive()
+    assert len(failures) == 1
+
+
+def test_the_gate_learns_the_workspace_rate() -> None:
+    now = [0.0]
+    stop = threading.Event()
+    gate = Gate(stop=stop, clock=lambda: now[0])
+    assert gate.rate is None
+    for _ in range(10):
+        gate.succeeded()
+    now[0] = 0.01
+    gate.throttled(1.0)
+    # Ten accepted before the first refusal, over at least one pause: start at 10/s.
+    assert gate.rate == 10
+    gate.throttled(1.0)
+    assert gate.rate == 10, "refusals of requests already in flight are one signal"
+
+    def constrained_turn() -> None:
+        gate.wait_turn()
+        stop.set()
+        with pytest.raises(Cancelled):
+            gate.wait_turn()
+        stop.clear()
+
+    now[0] = 1.5
+    constrained_turn()
+    now[0] = 2.1
+    gate.wait_turn()
+    assert gate.rate == 20, "slow start doubles the rate after a period without refusals"
+    now[0] = 2.2
+    gate.throttled(1.0)
+    assert gate.rate == 10, "an overshoot goes back to the last rate that was not refused"
+    now[0] = 5.0
+    gate.throttled(1.0)
+    assert gate.rate == pytest.approx(9.7)
+
+
+def test_an_idle_limit_is_not_raised() -> None:
+    now = [0.0]
+    gate = Gate(clock=lambda: now[0])
+    gate.succeeded()
+    gate.throttled(1.0)
+    now[0] = 10.0
+    gate.wait_turn()
+    assert gate.rate == 1.0
+
+
+def test_the_users_cap_always_applies() -> None:
+    now = [0.0]
+    gate = Gate(rate=5, clock=lambda: now[0])
+    assert gate.rate == 5
+    for _ in range(100):
+        gate.succeeded()
+    gate.throttled(1.0)
+    assert gate.rate == 5
+
+
+def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None:
+    emulator.latency = 5.0
+    data = files.data([{"id": i} for i in range(50)])
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", data]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    proc = subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    assert "syncing 50 records" in proc.stderr.readline()
+    while emulator.stats()["in_flight"] < 4:
+        pass
+    proc.send_signal(signal.SIGINT)
+    assert "interrupted: letting requests in flight finish" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=4) == 130
+    assert emulator.stats()["in_flight"] == 4
+    proc.stderr.close()

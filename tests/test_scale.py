@@ -1,0 +1,99 @@
+"""Large inputs and terminals: memory stays flat, and a progress bar shows on a TTY only."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cio_sync.emulator import Emulator
+
+from .conftest import Files, config_dict, run_cli
+
+
+def write_records(path: Path, n: int) -> None:
+    with path.open("w") as f:
+        f.write("[")
+        for i in range(n):
+            f.write(("," if i else "") + json.dumps({"id": i, "name": f"Person {i}", "note": "x" * 100}))
+        f.write("]")
+
+
+def peak_rss_mb(args: list[str]) -> float:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cio_sync", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
+
+
+def test_memory_does_not_grow_with_the_file(files: Files) -> None:
+    config = files.config(config_dict("http://127.0.0.1:9"))
+    small, large = files.root / "small.json", files.root / "large.json"
+    write_records(small, 2_000)
+    write_records(large, 200_000)
+    assert large.stat().st_size > 30_000_000
+    baseline = peak_rss_mb(["--config", config, "--data", str(small), "--dry-run"])
+    grown = peak_rss_mb(["--config", config, "--data", str(large), "--dry-run"])
+    assert grown < baseline + 15, f"{baseline:.0f} MB for 2k records, {grown:.0f} MB for 200k"
+
+
+def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> tuple[int, str]:
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_") and k != "NO_COLOR"}
+    env.update({"TERM": "xterm-256color", "COLUMNS": "150", **extra_env})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cio_sync", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(controller)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_a_progress_bar_on_a_terminal(emulator: Emulator, files: Files, no_color: bool) -> None:
+    emulator.latency = 0.01
+    data = files.data([{"id": ""}] + [{"id": i} for i in range(150)])
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=3)), "--data", data]
+    code, screen = run_on_a_terminal(args, {"NO_COLOR": "1"} if no_color else {})
+    assert code == 1
+    assert re.search(r"\d+/151", screen), screen[-2000:]
+    assert "ETA" in screen
+    assert "invalid 1" in screen
+    assert "151 records: 150 synced, 0 failed, 1 invalid" in screen
+    colours = re.findall(r"\x1b\[[0-9;]*3[0-9](;[0-9]+)*m", screen)
+    assert (colours == []) == no_color
+
+
+def test_no_progress_bar_when_not_a_terminal(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}])])
+    assert run.code == 0
+    assert "ETA" not in run.stderr
+    assert "\x1b[" not in run.stderr
+
+
+def test_no_progress_bar_when_quiet_on_a_terminal(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--quiet"]
+    code, screen = run_on_a_terminal(args, {})
+    assert code == 0
+    assert screen == ""
