@@ -20,8 +20,8 @@ MIN_RATE = 1.0
 # Slow start: the rate doubles every GROWTH_PERIOD seconds without a refusal.
 SLOW_START_FACTOR = 2.0
 GROWTH_PERIOD = 1.0
-# After slow start: +2% a period, or after a refusal first a hold, then +0.5% a period.
-CREEP_FACTOR = 1.02
+# After slow start: +5% a period, or after a refusal first a hold, then +0.5% a period.
+CREEP_FACTOR = 1.05
 CAREFUL_FACTOR = 1.005
 HOLD_AFTER_REFUSAL = 30.0
 # A refusal while creeping takes the rate down by this factor.

@@ -128,6 +128,7 @@ class _Run:
         self.mapper = RecordMapper(config.user_id, config.mappings)
         self.gate = Gate(config.rate_limit, stop=stop.event)
         self.client = TrackClient(config, http, self.gate, config.parallelism)
+        self.ready: SimpleQueue[PersonUpdate | None] = SimpleQueue()
         self.done: SimpleQueue[tuple[PersonUpdate, Delivery]] = SimpleQueue()
         # Later records of a person whose update is in flight wait here; cap them so one person
         # repeated a million times cannot fill memory.
@@ -148,24 +149,32 @@ class _Run:
                     f'"{self.config.region}": set "region": "{region}"'
                 )
             with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="cio-sync") as pool:
+                for _ in range(self.config.parallelism):
+                    pool.submit(self._worker)
                 try:
-                    self._pump(itertools.chain((first,), source), pool)
+                    self._pump(itertools.chain((first,), source))
                 except BaseException:
                     self.stop("error")
                     raise
+                finally:
+                    for _ in range(self.config.parallelism):
+                        self.ready.put(None)
         finally:
             self.client.close()
         return self.tally.result(time.monotonic() - started, self.stop.reason, region)
 
-    def _pump(self, source: Iterator[tuple[int, object]], pool: ThreadPoolExecutor) -> None:
-        limit = self.config.parallelism
-        in_flight = 0
+    def _pump(self, source: Iterator[tuple[int, object]]) -> None:
+        # Updates handed to the workers and not finished yet: at most ``parallelism`` are in
+        # flight, and as many again wait ready, so a worker that finishes takes its next update
+        # at once instead of waiting for this thread to wake up.
+        limit = 2 * self.config.parallelism
+        outstanding = 0
         waiting = 0
-        # Every person with an update in flight, and the later updates queued behind it.
+        # Every person with an update outstanding, and the later updates queued behind it.
         behind: dict[str, deque[PersonUpdate]] = {}
         exhausted = False
         while True:
-            while in_flight < limit and waiting < self.max_waiting and not self.stop.requested:
+            while outstanding < limit and waiting < self.max_waiting and not self.stop.requested:
                 try:
                     index, record = next(source)
                 except StopIteration:
@@ -182,19 +191,19 @@ class _Run:
                     waiting += 1
                     continue
                 behind[key] = deque()
-                pool.submit(self._work, item)
-                in_flight += 1
-            if in_flight == 0:
+                self.ready.put(item)
+                outstanding += 1
+            if outstanding == 0:
                 break
             update, delivery = self.done.get()
-            in_flight -= 1
+            outstanding -= 1
             self._settle(update, delivery)
             key = ordering_key(update.person_id)
             queue = behind[key]
             if queue and not self.stop.requested:
-                pool.submit(self._work, queue.popleft())
+                self.ready.put(queue.popleft())
                 waiting -= 1
-                in_flight += 1
+                outstanding += 1
             elif not queue:
                 del behind[key]
         for queue in behind.values():
@@ -207,12 +216,14 @@ class _Run:
                     person_id = person_id_of(record[self.config.user_id], self.config.user_id)[0]
                 self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, record=record))
 
-    def _work(self, update: PersonUpdate) -> None:
-        try:
-            delivery = self.client.put_person(update.path, update.body)
-        except BaseException as e:  # a bug must not leave the main loop waiting forever
-            delivery = Delivery(Result.FAILED, None, f"internal error: {type(e).__name__}: {e}")
-        self.done.put((update, delivery))
+    def _worker(self) -> None:
+        """One of ``parallelism`` workers: send ready updates until told to stop (None)."""
+        while (update := self.ready.get()) is not None:
+            try:
+                delivery = self.client.put_person(update.path, update.body)
+            except BaseException as e:  # a bug must not leave the main loop waiting forever
+                delivery = Delivery(Result.FAILED, None, f"internal error: {type(e).__name__}: {e}")
+            self.done.put((update, delivery))
 
     def _settle(self, update: PersonUpdate, delivery: Delivery) -> None:
         result = delivery.result

