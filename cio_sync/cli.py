@@ -19,6 +19,8 @@ from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
 from .errors import CioSyncError, ExitCode
 from .files import FailedRecordsFile, ReportFile, run_summary
+from .ledger import Ledger, fingerprint
+from .mapping import PersonUpdate, batch_item
 from .report import RecordOutcome, SyncResult
 from .sync import Plan, Stop, plan, sync
 
@@ -51,6 +53,20 @@ class LogFormat(str, Enum):
 
     text = "text"
     json = "json"
+
+
+class Transport(str, Enum):
+    """How people are sent."""
+
+    v1 = "v1"
+    batch = "batch"
+
+
+class Mode(str, Enum):
+    """Whether people who do not exist yet are created."""
+
+    upsert = "upsert"
+    update = "update"
 
 
 class DataFormat(str, Enum):
@@ -98,6 +114,21 @@ def run(
         float | None,
         typer.Option(min=0.1, metavar="PER_SECOND", help="At most this many requests per second (all workers)."),
     ] = None,
+    transport: Annotated[
+        Transport | None,
+        typer.Option(help="v1: a PUT per person; batch: POST /api/v2/batch, many people a request."),
+    ] = None,
+    mode: Annotated[
+        Mode | None,
+        typer.Option(help="upsert creates missing people; update (_update: true) only changes existing ones."),
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="A ledger (SQLite) of what was synced: unchanged people are skipped."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --state: send everyone, but still record what succeeded.")
+    ] = False,
     retries: Annotated[
         int, typer.Option(min=0, max=20, help="Resends of a request after a transient failure.")
     ] = DEFAULT_RETRIES,
@@ -128,7 +159,13 @@ def run(
     stop = Stop()
     with _stop_on_signals(stop, console), ExitStack() as outputs:
         try:
-            settings = load_config(config, base_url=base_url, rate_limit=rate_limit)
+            settings = load_config(
+                config,
+                base_url=base_url,
+                rate_limit=rate_limit,
+                transport=transport.value if transport else None,
+                mode=mode.value if mode else None,
+            )
             source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
             failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
             if failed_file is not None:
@@ -136,14 +173,24 @@ def run(
             report_file = ReportFile(report) if report else None
             if report_file is not None:
                 outputs.callback(report_file.discard)
+            ledger = None
+            if state is not None:
+                ledger = Ledger(state, fingerprint(settings), trust=not full, read_only=dry_run)
+                outputs.callback(ledger.close)
+                if ledger.foreign:
+                    console.note(
+                        f"the ledger {state} was made for another workspace or configuration: sending everything"
+                    )
             sinks: list[Callable[[RecordOutcome], None]] = [console.outcome]
             sinks += [f.add for f in (failed_file, report_file) if f is not None]
             if dry_run:
-                code, head = _dry_run(settings, source, console, _fan_out(sinks))
+                code, head = _dry_run(settings, source, console, _fan_out(sinks), ledger)
             else:
                 http = HttpSettings(read_timeout=timeout, retries=retries)
                 console.started(source.name, source.count, settings.base_url, settings.parallelism)
-                result = sync(settings, source.records(), http=http, stop=stop, on_outcome=_fan_out(sinks))
+                result = sync(
+                    settings, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=_fan_out(sinks)
+                )
                 code = exit_code(result)
                 head = run_summary(result, code)
                 console.finished(result, code)
@@ -185,30 +232,35 @@ def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOu
 
 
 def _dry_run(
-    config: Config, source: DataFile, console: Console, on_outcome: Callable[[RecordOutcome], None]
+    config: Config,
+    source: DataFile,
+    console: Console,
+    on_outcome: Callable[[RecordOutcome], None],
+    ledger: Ledger | None,
 ) -> tuple[ExitCode, dict[str, Any]]:
     console.note(f"dry run: checking {source.count:,} records from {source.name}; nothing is sent")
-    result = plan(config, source.records(), on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
+    result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
     for update in result.samples:
-        console.note(describe_request(config, update.path, update.body))
+        console.note(describe_request(config, update))
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
     console.note(dry_run_summary(result))
-    head = {
-        "dry_run": True,
-        "exit_code": int(code),
-        "total": result.total,
-        "counts": {"valid": result.valid, "invalid": result.invalid},
-    }
+    counts = {"valid": result.valid, "invalid": result.invalid}
+    if ledger is not None:
+        counts = {"new": result.new or 0, "changed": result.changed or 0, "unchanged": result.unchanged or 0}
+        counts["invalid"] = result.invalid
+    head = {"dry_run": True, "exit_code": int(code), "total": result.total, "counts": counts}
     return code, head
 
 
-def describe_request(config: Config, path: str, body: bytes) -> str:
+def describe_request(config: Config, update: PersonUpdate) -> str:
     """A request as it would go on the wire, with the credentials redacted."""
+    if config.transport == "batch":
+        return f"would send, in a POST {config.base_url}/api/v2/batch:\n  {batch_item(update).decode('utf-8')}"
     return (
-        f"would send: PUT {config.base_url}/api/v1/customers/{path}\n"
+        f"would send: PUT {config.base_url}/api/v1/customers/{update.path}\n"
         f"  Authorization: Basic <site id and API key, redacted>\n"
         f"  Content-Type: application/json\n"
-        f"  {body.decode('utf-8')}"
+        f"  {update.body.decode('utf-8')}"
     )
 
 
@@ -217,7 +269,11 @@ def dry_run_summary(result: Plan) -> str:
     lines = [o.describe() for o in result.problems]
     if result.more_problems:
         lines.append(f"... and {result.more_problems:,} more")
-    lines.append(f"dry run: {result.total:,} records: {result.valid:,} valid, {result.invalid:,} invalid; nothing sent")
+    if result.new is not None:
+        counts = f"{result.new:,} new, {result.changed:,} changed, {result.unchanged:,} unchanged"
+    else:
+        counts = f"{result.valid:,} valid"
+    lines.append(f"dry run: {result.total:,} records: {counts}, {result.invalid:,} invalid; nothing sent")
     return "\n".join(lines)
 
 

@@ -282,9 +282,10 @@ class TrackClient:
             return Delivery(Result.FAILED, None, str(e))
         except requests.RequestException as e:
             return Delivery(Result.FAILED, None, describe_error(e), self._settings.retries)
+        return self._classify(response, _retries(response))
+
+    def _classify(self, response: requests.Response, retries: int) -> Delivery:
         status = response.status_code
-        history = response.raw.retries.history if response.raw is not None and response.raw.retries else ()
-        retries = len(history)
         if 200 <= status < 300:
             self._gate.succeeded()
             return Delivery(Result.SYNCED, status, None, retries)
@@ -294,6 +295,33 @@ class TrackClient:
             )
         after = f" after {retries + 1} attempts" if retries else ""
         return Delivery(Result.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
+
+    def post_batch(self, body: bytes, count: int) -> list[Delivery]:
+        """``POST /api/v2/batch`` with ``count`` items; one delivery per item, in order.
+
+        200: every item synced. 207: the items named by ``batch_index`` in ``errors`` failed, the
+        others synced. Any other answer applies to the whole batch, as for one person.
+        """
+        try:
+            self._gate.wait_turn()
+        except Cancelled:
+            return [NOT_SENT] * count
+        try:
+            response = self._send("POST", self._base + "/api/v2/batch", body)
+        except Cancelled as e:
+            return [Delivery(Result.FAILED, None, str(e))] * count
+        except requests.RequestException as e:
+            return [Delivery(Result.FAILED, None, describe_error(e), self._settings.retries)] * count
+        status = response.status_code
+        retries = _retries(response)
+        if status == 207:
+            self._gate.succeeded()
+            deliveries = [Delivery(Result.SYNCED, status, None, retries)] * count
+            for index, reason in item_errors(response).items():
+                if 0 <= index < count:
+                    deliveries[index] = Delivery(Result.FAILED, status, f"HTTP 207: {reason}", retries)
+            return deliveries
+        return [self._classify(response, retries)] * count
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -317,6 +345,26 @@ class TrackClient:
         )
         response.content  # noqa: B018 - reads the body so the connection returns to the pool
         return response
+
+
+def _retries(response: requests.Response) -> int:
+    raw = response.raw
+    return len(raw.retries.history) if raw is not None and raw.retries else 0
+
+
+def item_errors(response: requests.Response) -> dict[int, str]:
+    """A 207 answer's per-item errors: batch index -> reason, in the workspace's words."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    errors = data.get("errors") if isinstance(data, dict) else None
+    found: dict[int, str] = {}
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict) and type(error.get("batch_index")) is int:
+            words = [str(error[k]) for k in ("reason", "field", "message") if error.get(k)]
+            found[error["batch_index"]] = ": ".join(words) or "refused"
+    return found
 
 
 def api_message(response: requests.Response) -> str:

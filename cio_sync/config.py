@@ -20,8 +20,12 @@ REGION_URLS = {
 }
 SITE_ID_ENV = "CIO_SITE_ID"
 API_KEY_ENV = "CIO_API_KEY"
-# The Track API refuses attribute names longer than this (in UTF-8 bytes).
+# The Track API refuses attribute names longer than this (in UTF-8 bytes), and more attributes
+# than this in one request.
 MAX_ATTRIBUTE_NAME_BYTES = 150
+MAX_ATTRIBUTES = 300
+# The attribute that makes an identify call update-only.
+UPDATE_ONLY = "_update"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,10 @@ class Config:
     custom_base_url: bool = False
     # Requests per second for all workers together; None for no cap.
     rate_limit: float | None = None
+    # "v1" (PUT per person) or "batch" (POST /api/v2/batch).
+    transport: str = "v1"
+    # "upsert", or "update" to send _update: true and never create people.
+    mode: str = "upsert"
 
 
 def load_config(
@@ -62,11 +70,13 @@ def load_config(
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
     rate_limit: float | None = None,
+    transport: str | None = None,
+    mode: str | None = None,
 ) -> Config:
     """Read, validate and resolve the configuration file at ``path``.
 
     ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY`` (``os.environ`` when omitted); ``base_url``
-    overrides both ``region`` and ``baseUrl``, ``rate_limit`` overrides ``rateLimit``. Raises
+    overrides both ``region`` and ``baseUrl``, ``rate_limit``, ``transport`` and ``mode`` override their keys. Raises
     :class:`ConfigError` naming the file, the key and the problem.
     """
     name = str(path)
@@ -84,7 +94,9 @@ def load_config(
         raise ConfigError(f"{name}: is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return config_from_dict(document, env=env, base_url=base_url, rate_limit=rate_limit, source=name)
+    return config_from_dict(
+        document, env=env, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode, source=name
+    )
 
 
 def config_from_dict(
@@ -93,6 +105,8 @@ def config_from_dict(
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
     rate_limit: float | None = None,
+    transport: str | None = None,
+    mode: str | None = None,
     source: str = "configuration",
 ) -> Config:
     """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
@@ -101,7 +115,8 @@ def config_from_dict(
         raise ConfigError(_listing(source, found))
     assert isinstance(document, dict)
     mappings = tuple(FieldMapping(m["from"], m["to"]) for m in document["mappings"])
-    found = _mapping_problems(mappings)
+    chosen_mode = mode or str(document.get("mode", "upsert"))
+    found = _mapping_problems(mappings, chosen_mode)
     credentials, missing = _credentials(document, os.environ if env is None else env)
     found += missing
     region = str(document.get("region", "us"))
@@ -124,6 +139,8 @@ def config_from_dict(
         base_url=url,
         custom_base_url=chosen is not None,
         rate_limit=rate_limit if rate_limit is not None else document.get("rateLimit"),
+        transport=transport or str(document.get("transport", "v1")),
+        mode=chosen_mode,
     )
 
 
@@ -164,8 +181,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _mapping_problems(mappings: tuple[FieldMapping, ...]) -> list[str]:
+def _mapping_problems(mappings: tuple[FieldMapping, ...], mode: str) -> list[str]:
     found = []
+    if mode == "update":
+        found += [
+            f'"mappings[{i}].to": "_update" is set by "mode": "update"'
+            for i, m in enumerate(mappings)
+            if m.target == UPDATE_ONLY
+        ]
+        if len(mappings) >= MAX_ATTRIBUTES:
+            found.append(f'"mappings": at most {MAX_ATTRIBUTES - 1} with "mode": "update", which adds "_update"')
     first_index: dict[str, int] = {}
     for i, mapping in enumerate(mappings):
         if mapping.target in first_index:

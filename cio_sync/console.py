@@ -175,7 +175,7 @@ class JsonConsole:
     def outcome(self, outcome: RecordOutcome) -> None:
         counts = self._counts
         counts.add(outcome)
-        if outcome.status is not Status.SYNCED:
+        if outcome.status is not Status.SYNCED and outcome.status is not Status.UNCHANGED:
             self._emit(
                 "record",
                 index=outcome.index,
@@ -208,6 +208,7 @@ class JsonConsole:
             exit_code=int(code),
             total=result.total,
             synced=result.synced,
+            unchanged=result.unchanged,
             failed=result.failed,
             invalid=result.invalid,
             not_attempted=result.not_attempted,

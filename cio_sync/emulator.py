@@ -1,7 +1,7 @@
 """A local stand-in for the Track API, for the tests and the demo: people, faults and counters.
 
-It speaks ``PUT /api/v1/customers/{id}`` and ``GET /api/v1/accounts/region`` with HTTP Basic
-auth and the API's size limits, merges attributes as the real API does, and can be told to
+It speaks ``PUT /api/v1/customers/{id}``, ``POST /api/v2/batch`` (with 207 partial failures) and
+``GET /api/v1/accounts/region`` with HTTP Basic auth and the API's size limits, merges attributes as the real API does, and can be told to
 misbehave: latency, error statuses, 429 with ``Retry-After``, dropped connections and a rate
 limit. It listens on loopback only. Besides the API it answers ``/_emulator/people``,
 ``/_emulator/stats``, ``/_emulator/faults`` (POST) and ``/_emulator/reset`` (POST), so a
@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import sys
 import threading
 import time
 from collections import Counter
@@ -25,10 +26,12 @@ from urllib.parse import unquote
 
 import typer
 
-from .mapping import MAX_ATTRIBUTES, MAX_ID_BYTES, MAX_VALUE_BYTES
+from .config import MAX_ATTRIBUTES
+from .mapping import MAX_BATCH_BYTES, MAX_ID_BYTES, MAX_ITEM_BYTES, MAX_VALUE_BYTES
 
 PEOPLE_PREFIX = "/api/v1/customers/"
 REGION_PATH = "/api/v1/accounts/region"
+BATCH_PATH = "/api/v2/batch"
 MAX_NAME_BYTES = 150
 UNAUTHORIZED = "Unauthorized request. Make sure that you provided the right credentials."
 
@@ -47,7 +50,8 @@ class Fault:
     apply: bool = False
     # Wait this long before answering.
     delay: float = 0.0
-    # Only requests for this person id (decoded), or only this kind: "customers", "region".
+    # Only requests for this person id (decoded), or only this kind: "customers", "region",
+    # "batch", "any"; or "item": refuse this person's items inside batches (a 207 error).
     person_id: str | None = None
     endpoint: str = "customers"
     times: int | None = 1
@@ -193,7 +197,9 @@ class Emulator:
         if path.startswith("/_emulator/"):
             self._admin(handler, path, raw)
             return
-        endpoint = "customers" if path.startswith(PEOPLE_PREFIX) else "region" if path == REGION_PATH else "other"
+        endpoint = {REGION_PATH: "region", BATCH_PATH: "batch"}.get(path, "other")
+        if path.startswith(PEOPLE_PREFIX):
+            endpoint = "customers"
         segment = path[len(PEOPLE_PREFIX) :] if endpoint == "customers" else None
         person_id = _decode(segment) if segment is not None else None
         started = time.monotonic()
@@ -294,7 +300,47 @@ class Emulator:
             return 200, {"url": self.url, "region": self.region, "environment_id": 1}
         if endpoint == "customers" and method == "PUT" and segment is not None and "/" not in segment:
             return self._identify(person_id, raw)
+        if endpoint == "batch" and method == "POST":
+            return self._batch(raw)
         return 404, _error("not found")
+
+    def _batch(self, raw: bytes) -> tuple[int, Any]:
+        if len(raw) > MAX_BATCH_BYTES:
+            return 400, _error(f"batch requests cannot be larger than {MAX_BATCH_BYTES} bytes")
+        document = _parse(raw)
+        items = document.get("batch") if isinstance(document, dict) else None
+        if not isinstance(items, list):
+            return 400, {"errors": [{"reason": "invalid", "field": "batch", "message": "batch must be an array"}]}
+        errors = []
+        for index, item in enumerate(items):
+            key, problem = self._batch_item(item)
+            if problem is None and key is not None:
+                with self._lock:
+                    refused = self._take_fault("item", key) is not None
+                problem = "injected fault" if refused else None
+            if problem is not None:
+                errors.append({"batch_index": index, "reason": "invalid", "field": "item", "message": problem})
+                continue
+            assert key is not None and isinstance(item, dict)
+            status, body = self._identify(key, json.dumps(item["attributes"]).encode())
+            if status != 200:
+                errors.append({"batch_index": index, "reason": "invalid", "field": "attributes", "message": body})
+        return (207, {"errors": errors}) if errors else (200, {})
+
+    @staticmethod
+    def _batch_item(item: Any) -> tuple[str | None, str | None]:
+        """The person key an identify item names (as its v1 path id would), or what is wrong."""
+        if not isinstance(item, dict) or item.get("type") != "person" or item.get("action") != "identify":
+            return None, "only person identify items are supported"
+        if len(json.dumps(item).encode()) > MAX_ITEM_BYTES:
+            return None, f"items cannot be larger than {MAX_ITEM_BYTES} bytes"
+        ids = item.get("identifiers")
+        if not isinstance(ids, dict) or len(ids) != 1 or not isinstance(item.get("attributes"), dict):
+            return None, "an item needs exactly one identifier and an attributes object"
+        ((kind, value),) = ids.items()
+        if kind not in ("id", "email", "cio_id") or not isinstance(value, str) or not value:
+            return None, "identifiers must be one non-empty id, email or cio_id"
+        return ("cio_" + value if kind == "cio_id" else value), None
 
     def _identify(self, person_id: str | None, raw: bytes) -> tuple[int, Any]:
         if person_id is None:
@@ -356,6 +402,12 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 1024
     emulator: Emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer (killed, or gave up waiting) is not an emulator error.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

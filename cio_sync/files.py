@@ -14,6 +14,8 @@ from .errors import OutputError
 from .report import RecordOutcome, Status, SyncResult
 
 REPORT_VERSION = 1
+# Outcomes whose records need nothing more.
+_DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
 def _number(value: object) -> object:
@@ -70,7 +72,7 @@ class FailedRecordsFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Keep ``outcome``'s record if it was not synced."""
-        if outcome.status is Status.SYNCED:
+        if outcome.status in _DONE:
             return
         text = _record_json(outcome.record)
         if self._ndjson:
@@ -105,7 +107,7 @@ class ReportFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Note ``outcome`` if its record was not synced."""
-        if outcome.status is Status.SYNCED:
+        if outcome.status in _DONE:
             return
         entry = {
             "index": outcome.index,
@@ -154,6 +156,7 @@ def run_summary(result: SyncResult, exit_code: int) -> dict[str, Any]:
         "total": result.total,
         "counts": {
             "synced": result.synced,
+            "unchanged": result.unchanged,
             "failed": result.failed,
             "invalid": result.invalid,
             "not_attempted": result.not_attempted,

@@ -11,6 +11,8 @@ class Status(str, Enum):
     """What became of one record of the data file."""
 
     SYNCED = "synced"
+    # Not sent: the ledger (--state) shows the workspace already has exactly this body.
+    UNCHANGED = "unchanged"
     FAILED = "failed"
     INVALID = "invalid"
     NOT_ATTEMPTED = "not_attempted"
@@ -53,16 +55,17 @@ class SyncResult:
     # Why the run stopped before the end of the file: None, "credentials", "interrupted", ...
     stopped: str | None = None
     region: str | None = None
+    unchanged: int = 0
 
     @property
     def ok(self) -> bool:
-        """True when every record was synced."""
-        return self.synced == self.total and self.stopped is None
+        """True when every record was synced (or was already in the workspace, per the ledger)."""
+        return self.synced + self.unchanged == self.total and self.stopped is None
 
     @property
     def rate(self) -> float:
         """Records handled per second."""
-        handled = self.synced + self.failed + self.invalid
+        handled = self.synced + self.unchanged + self.failed + self.invalid
         return handled / self.elapsed if self.elapsed > 0 else 0.0
 
 
@@ -83,7 +86,7 @@ class Tally:
         self.retries += outcome.retries
         if outcome.http_status is not None:
             self.statuses[outcome.http_status] += 1
-        if outcome.status is not Status.SYNCED:
+        if outcome.status is not Status.SYNCED and outcome.status is not Status.UNCHANGED:
             if len(self._problems) < self._keep:
                 self._problems.append(outcome)
             else:
@@ -109,12 +112,16 @@ class Tally:
             more_problems=self._more,
             stopped=stopped,
             region=region,
+            unchanged=self.counts[Status.UNCHANGED],
         )
 
 
 def summary_line(result: SyncResult) -> str:
     """The last line of a run: counts, elapsed time and rate."""
-    parts = [f"{result.synced:,} synced", f"{result.failed:,} failed", f"{result.invalid:,} invalid"]
+    parts = [f"{result.synced:,} synced"]
+    if result.unchanged:
+        parts.append(f"{result.unchanged:,} unchanged")
+    parts += [f"{result.failed:,} failed", f"{result.invalid:,} invalid"]
     if result.not_attempted:
         parts.append(f"{result.not_attempted:,} not attempted")
     records = "record" if result.total == 1 else "records"

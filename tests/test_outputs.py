@@ -89,7 +89,7 @@ def test_report_counts_add_up_and_name_every_problem(emulator: Emulator, files: 
     report = read_report(report_path)
     assert report["exit_code"] == 1
     assert report["total"] == len(MIXED) == sum(report["counts"].values())
-    assert report["counts"] == {"synced": 2, "failed": 2, "invalid": 2, "not_attempted": 0}
+    assert report["counts"] == {"synced": 2, "unchanged": 0, "failed": 2, "invalid": 2, "not_attempted": 0}
     assert report["http_statuses"] == {"200": 2, "400": 1, "503": 1}
     assert report["retries"] == 2
     by_index = {p["index"]: p for p in report["problems"]}

@@ -1,0 +1,147 @@
+"""The v2 batch transport and update-only mode, against the emulator."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from cio_sync import Status, sync
+from cio_sync.emulator import Emulator
+
+from .conftest import FAST, Files, config_dict, make_config, run_cli
+
+PEOPLE: list[Any] = [
+    {"id": 1, "name": "Ada", "computed_ltv": 1.5},
+    {"id": "a/b", "name": "Slash"},
+    {"id": "Grace@Example.com", "name": "Grace"},
+    {"id": "cio_x1", "name": "By cio_id"},
+    {"id": 1, "computed_ltv": None},
+    "not a record",
+    {"id": 2, "name": None},
+]
+
+
+def batch_posts(emu: Emulator) -> list[Any]:
+    return [r.body for r in emu.requests() if r.method == "POST" and r.target == "/api/v2/batch"]
+
+
+def test_batch_end_state_equals_v1_end_state(emulator: Emulator) -> None:
+    v1 = sync(make_config(emulator.url), PEOPLE, http=FAST)
+    expected = emulator.people()
+    emulator.reset()
+    batch = sync(make_config(emulator.url, transport="batch"), PEOPLE, http=FAST)
+    assert emulator.people() == expected
+    assert (batch.synced, batch.invalid) == (v1.synced, v1.invalid) == (6, 1)
+    assert len(batch_posts(emulator)) <= 2
+    assert [r for r in emulator.requests() if r.method == "PUT"] == []
+
+
+def test_batch_items_name_the_person_by_the_shape_of_the_id(emulator: Emulator) -> None:
+    sync(make_config(emulator.url, transport="batch"), PEOPLE[:4], http=FAST)
+    (post,) = batch_posts(emulator)
+    assert [item["identifiers"] for item in post["batch"]] == [
+        {"id": "1"},
+        {"id": "a/b"},
+        {"email": "Grace@Example.com"},
+        {"cio_id": "x1"},
+    ]
+    assert all(item["type"] == "person" and item["action"] == "identify" for item in post["batch"])
+    assert post["batch"][0]["attributes"] == {"name": "Ada", "ltv": 1.5}
+
+
+def test_one_person_appears_once_per_batch_in_file_order(emulator: Emulator) -> None:
+    records = [{"id": i % 3, "name": f"v{i}"} for i in range(12)]
+    result = sync(make_config(emulator.url, transport="batch", parallelism=2), records, http=FAST)
+    assert result.synced == 12
+    for post in batch_posts(emulator):
+        ids = [item["identifiers"]["id"] for item in post["batch"]]
+        assert len(ids) == len(set(ids))
+    assert emulator.people() == {"0": {"name": "v9"}, "1": {"name": "v10"}, "2": {"name": "v11"}}
+
+
+def test_207_errors_map_to_the_right_records(emulator: Emulator) -> None:
+    emulator.add_fault(endpoint="item", person_id="a/b", times=None)
+    emulator.add_fault(endpoint="item", person_id="cio_x1", times=None)
+    outcomes: list[Any] = []
+    result = sync(make_config(emulator.url, transport="batch"), PEOPLE, http=FAST, on_outcome=outcomes.append)
+    failed = sorted((o.index, o.person_id, o.http_status) for o in outcomes if o.status is Status.FAILED)
+    assert failed == [(1, "a/b", 207), (3, "cio_x1", 207)]
+    assert all("injected fault" in (o.reason or "") for o in outcomes if o.status is Status.FAILED)
+    assert result.synced == 4
+    assert "a/b" not in emulator.people()
+    assert emulator.people()["1"] == {"name": "Ada", "ltv": None}
+
+
+def test_a_400_fails_the_whole_batch(emulator: Emulator) -> None:
+    emulator.add_fault(endpoint="batch", status=400)
+    result = sync(make_config(emulator.url, transport="batch"), PEOPLE[:3], http=FAST)
+    assert (result.synced, result.failed) == (0, 3)
+    assert all(o.reason == "HTTP 400: injected fault" for o in result.problems)
+
+
+def test_a_5xx_batch_is_resent(emulator: Emulator) -> None:
+    emulator.add_fault(endpoint="batch", status=503)
+    result = sync(make_config(emulator.url, transport="batch"), PEOPLE[:3], http=FAST)
+    assert result.synced == 3
+    assert len(batch_posts(emulator)) == 2
+
+
+def test_a_401_batch_stops_the_run(emulator: Emulator) -> None:
+    emulator.add_fault(endpoint="batch", status=401, times=None)
+    records = [{"id": i} for i in range(30)]
+    result = sync(make_config(emulator.url, transport="batch", parallelism=1), records, http=FAST)
+    assert result.stopped == "credentials"
+    assert result.synced == 0
+    assert len(batch_posts(emulator)) == 1
+
+
+def test_items_over_32_kb_are_invalid_for_batches(emulator: Emulator) -> None:
+    mappings = [{"from": f"f{i}", "to": f"a{i}"} for i in range(40)]
+    big = {"id": "big", **{f"f{i}": "x" * 900 for i in range(40)}}
+    result = sync(make_config(emulator.url, transport="batch", mappings=mappings), [big, {"id": "ok"}], http=FAST)
+    assert (result.synced, result.invalid) == (1, 1)
+    assert "32 KB" in (result.problems[0].reason or "")
+
+
+def test_batches_stay_under_500_kb(emulator: Emulator) -> None:
+    mappings = [{"from": "bio", "to": "bio"}]
+    records = [{"id": i, "bio": "y" * 900} for i in range(1500)]
+    result = sync(make_config(emulator.url, transport="batch", mappings=mappings), records, http=FAST)
+    assert result.synced == 1500
+    posts = [r for r in emulator.requests() if r.method == "POST"]
+    assert len(posts) >= 3
+    assert all(len(json.dumps(p.body).encode()) <= 500 * 1024 for p in posts)
+
+
+def test_update_mode_adds_update_to_every_body(emulator: Emulator) -> None:
+    sync(make_config(emulator.url, mode="update"), PEOPLE[:2], http=FAST)
+    assert [r.body for r in emulator.requests() if r.method == "PUT"] == [
+        {"name": "Ada", "ltv": 1.5, "_update": True},
+        {"name": "Slash", "_update": True},
+    ]
+    emulator.reset()
+    sync(make_config(emulator.url, mode="update", transport="batch"), PEOPLE[:1], http=FAST)
+    (post,) = batch_posts(emulator)
+    assert post["batch"][0]["attributes"]["_update"] is True
+
+
+@pytest.mark.parametrize(("option", "value"), [("--transport", "batch"), ("--mode", "update")])
+def test_cli_options_override_the_file(emulator: Emulator, files: Files, option: str, value: str) -> None:
+    run = run_cli(
+        ["--config", files.config(config_dict(emulator.url)), "--data", files.data(PEOPLE[:1]), option, value]
+    )
+    assert run.code == 0, run.stderr
+    request = next(r for r in emulator.requests() if r.method != "GET")
+    if option == "--transport":
+        assert request.target == "/api/v2/batch"
+    else:
+        assert request.body == {"name": "Ada", "ltv": 1.5, "_update": True}
+
+
+def test_update_mode_refuses_a_mapping_to_update(emulator: Emulator, files: Files) -> None:
+    config = config_dict(emulator.url, mode="update", mappings=[{"from": "x", "to": "_update"}])
+    run = run_cli(["--config", files.config(config), "--data", files.data([])])
+    assert run.code == 2
+    assert '"_update" is set by "mode": "update"' in run.stderr
