@@ -1,11 +1,11 @@
 """A local stand-in for the Track API, for the tests and the demo: people, faults and counters.
 
 It speaks ``PUT /api/v1/customers/{id}``, ``POST /api/v2/batch`` (with 207 partial failures) and
-``GET /api/v1/accounts/region`` with HTTP Basic auth and the API's size limits, merges attributes as the real API does, and can be told to
-misbehave: latency, error statuses, 429 with ``Retry-After``, dropped connections and a rate
-limit. It listens on loopback only. Besides the API it answers ``/_emulator/people``,
-``/_emulator/stats``, ``/_emulator/faults`` (POST) and ``/_emulator/reset`` (POST), so a
-separate process (the demo, a benchmark) can read and steer it.
+``GET /api/v1/accounts/region`` with HTTP Basic auth and the API's size limits, merges attributes
+as the real API does, and can be told to misbehave: latency, error statuses, 429 with
+``Retry-After``, dropped connections and a rate limit. It listens on loopback only. Besides the
+API it answers ``/_emulator/people``, ``/_emulator/stats``, ``/_emulator/faults`` (POST) and
+``/_emulator/reset`` (POST), so a separate process (the demo, a benchmark) can read and steer it.
 """
 
 from __future__ import annotations
