@@ -141,6 +141,22 @@ def rate_limited(n: int, parallelism: int, limit: float, client_cap: float | Non
     )
 
 
+def transports(n: int, parallelism: int) -> None:
+    counted = {}
+    states = {}
+    for transport in ("v1", "batch"):
+        with tempfile.TemporaryDirectory() as tmp, emulator() as emu:
+            config, data = write_inputs(Path(tmp), n, parallelism, {"transport": transport})
+            m = run_cli(["--config", config, "--data", data, "--base-url", emu.url, "--quiet"])
+            counted[transport] = (emu.stats()["requests"], m.wall, m.code)
+            states[transport] = requests.get(emu.url + "/_emulator/people", timeout=60).json()
+    same = "the same" if states["v1"] == states["batch"] else "DIFFERENT"
+    print(f"transports  N={n:,} P={parallelism}, no latency; end state {same} for both")
+    for transport, (count, wall, code) in counted.items():
+        print(f"  {transport:<6} {count:>8,} requests  {wall:6.1f} s  (exit {code})")
+    print(f"  batch needs {counted['v1'][0] / counted['batch'][0]:,.0f}x fewer requests")
+
+
 def memory(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config, data = write_inputs(Path(tmp), n, 25)
@@ -164,6 +180,8 @@ def main() -> None:
     rate_limited(10_000 // scale, 25, 100, 100)
     print()
     rate_limited(10_000 // scale, 25, 100, None)
+    print()
+    transports(20_000 // scale, 4)
     print()
     memory(1_000_000 // scale)
 
