@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@set -e; \
 	portfile=$$(mktemp); rm -f $$portfile; \
-	$(BIN)/python -m cio_sync.emulator serve --port-file $$portfile & pid=$$!; \
+	$(BIN)/python -m cio_sync.emulator --port-file $$portfile & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' EXIT; \
 	for i in $$(seq 100); do [ -s $$portfile ] && break; sleep 0.05; done; \
 	url=http://127.0.0.1:$$(cat $$portfile); rm -f $$portfile; \

@@ -452,8 +452,9 @@ def _error(message: str) -> dict[str, Any]:
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help="The local Track API emulator.")
 
 
-@app.command()
+@app.callback(invoke_without_command=True)
 def serve(
+    context: typer.Context,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
     port_file: Annotated[Path | None, typer.Option(help="Write the chosen port here once listening.")] = None,
     site_id: Annotated[str, typer.Option(help="The site id it accepts.")] = "demo-site",
@@ -464,7 +465,9 @@ def serve(
     burst: Annotated[float | None, typer.Option(help="Requests allowed at once above the rate.")] = None,
     keep_requests: Annotated[bool, typer.Option(help="Keep a log of every request.")] = False,
 ) -> None:
-    """Serve the emulated Track API until interrupted."""
+    """Serve the emulated Track API on 127.0.0.1 until interrupted (or run the show command)."""
+    if context.invoked_subcommand is not None:
+        return
     emulator = Emulator(
         site_id,
         api_key,

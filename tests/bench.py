@@ -49,7 +49,7 @@ def emulator(*options: str) -> Iterator[Emulated]:
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cio_sync.emulator", "serve", "--port-file", str(port_file), *options],
+            [sys.executable, "-m", "cio_sync.emulator", "--port-file", str(port_file), *options],
             stderr=subprocess.DEVNULL,
         )
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -145,3 +146,22 @@ def test_update_mode_refuses_a_mapping_to_update(emulator: Emulator, files: File
     run = run_cli(["--config", files.config(config), "--data", files.data([])])
     assert run.code == 2
     assert '"_update" is set by "mode": "update"' in run.stderr
+
+
+def test_batch_keeps_the_ledger_failed_file_and_report(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(endpoint="item", person_id="a/b")
+    state, failed, report = (str(files.root / name) for name in ("state.db", "failed.json", "report.json"))
+    # No person twice: a repeated person is rightly sent again (see the ledger tests).
+    people = [p for i, p in enumerate(PEOPLE) if i != 4]
+    args = ["--config", files.config(config_dict(emulator.url, transport="batch")), "--data", files.data(people)]
+    first = run_cli([*args, "--state", state, "--failed", failed, "--report", report])
+    assert first.code == 1
+    assert sorted(json.loads(Path(failed).read_text()), key=json.dumps) == sorted(
+        [PEOPLE[1], PEOPLE[5]], key=json.dumps
+    )
+    assert json.loads(Path(report).read_text())["counts"]["failed"] == 1
+    posts = len(batch_posts(emulator))
+    second = run_cli([*args, "--state", state])
+    assert second.code == 1, "the record that is not an object stays invalid"
+    (last,) = batch_posts(emulator)[posts:]
+    assert [item["identifiers"] for item in last["batch"]] == [{"id": "a/b"}]
