@@ -15,7 +15,6 @@ from .errors import DataFileError
 
 JSON = "json"
 NDJSON = "ndjson"
-FORMATS = (JSON, NDJSON)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 _BOM = b"\xef\xbb\xbf"
 _CHUNK = 1 << 16

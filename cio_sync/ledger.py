@@ -19,7 +19,7 @@ from .config import Config
 from .errors import OutputError
 
 # Commit after this many new entries, or this many seconds, whichever comes first.
-COMMIT_EVERY = 200
+COMMIT_EVERY = 100
 COMMIT_SECONDS = 0.25
 
 

@@ -105,11 +105,6 @@ class Gate:
                 self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
             self._constrained = False
 
-    def pause(self, seconds: float) -> None:
-        """Hold every worker back for ``seconds`` from now, without changing the rate."""
-        with self._lock:
-            self._resume_at = max(self._resume_at, self._clock() + seconds)
-
     def _grow(self, now: float) -> None:
         while self._learned is not None and now >= self._grow_at:
             if self._constrained:

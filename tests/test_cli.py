@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,17 @@ import pytest
 from cio_sync import __version__
 from cio_sync.emulator import Emulator
 
-from .conftest import API_KEY, SITE_ID, Files, assert_no_secret, config_dict, people_puts, run_cli, run_process
+from .conftest import (
+    API_KEY,
+    SITE_ID,
+    Files,
+    assert_no_secret,
+    config_dict,
+    people_puts,
+    run_cli,
+    run_process,
+    wait_until,
+)
 
 DATA = [
     {"id": 1, "name": "Ada", "computed_ltv": 10.5, "ignored": True},
@@ -187,9 +196,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_completes(
     proc = subprocess.Popen(
         [sys.executable, "-m", "cio_sync", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     )
-    deadline = time.monotonic() + 30
-    while len(emulator.people()) < 40 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: len(emulator.people()) >= 40)
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=30)
     text = stderr.decode()
@@ -207,3 +214,30 @@ def test_a_signal_stops_cleanly_and_a_rerun_completes(
     rerun = run_process(args)
     assert rerun.code == 0, rerun.stderr
     assert emulator.people() == {str(i): {"name": f"n{i}"} for i in range(2000)}
+
+
+def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(delay=2.0, person_id="1")
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--timeout", "0.3"]
+    run = run_cli(args)
+    assert run.code == 0, run.stderr
+    assert "1 resends" in run.stderr
+    wait_until(lambda: emulator.stats()["in_flight"] == 0)  # the abandoned first attempt
+    assert people_puts(emulator).count("1") == 2
+
+
+def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(delay=2.0, person_id="1")
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
+    run = run_cli([*args, "--timeout", "0.3", "--retries", "0"])
+    assert run.code == 1
+    assert 'record 0 (id "1"): failed: timed out waiting for an answer' in run.stderr
+
+
+def test_rate_limit_option_paces_every_worker(emulator: Emulator, files: Files) -> None:
+    data = [{"id": i} for i in range(21)]
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=8)), "--data", files.data(data)]
+    run = run_cli([*args, "--rate-limit", "20"])
+    assert run.code == 0
+    starts = sorted(r.started_at for r in emulator.requests() if r.method == "PUT")
+    assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 20 * 1.2

@@ -192,3 +192,14 @@ def test_the_key_is_in_no_output_file(emulator: Emulator, files: Files) -> None:
     report = read_report(report_path)
     assert report["stopped"] == "credentials"
     assert sum(report["counts"].values()) == len(MIXED)
+
+
+def test_json_progress_events(emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cio_sync.console
+
+    monkeypatch.setattr(cio_sync.console, "JSON_PROGRESS_INTERVAL", 0.0)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:4])]
+    run = run_cli([*args, "--log-format", "json"])
+    progress = [e for e in map(json.loads, run.stderr.splitlines()) if e["event"] == "progress"]
+    assert [e["done"] for e in progress] == [1, 2, 3, 4]
+    assert progress[-1] == {**progress[-1], "total": 4, "invalid": 1, "failed": 0}

@@ -14,7 +14,7 @@ from cio_sync import sync
 from cio_sync.emulator import Emulator
 from cio_sync.pacing import Cancelled, Gate
 
-from .conftest import FAST, Files, config_dict, make_config
+from .conftest import FAST, Files, config_dict, make_config, wait_until
 
 
 def test_a_429_holds_back_every_worker(emulator: Emulator) -> None:
@@ -70,7 +70,7 @@ def test_a_429_storm_delays_records_but_loses_none() -> None:
 def test_a_stop_wakes_workers_waiting_out_a_pause() -> None:
     stop = threading.Event()
     gate = Gate(stop=stop)
-    gate.pause(60)
+    gate.throttled(60)
     failures: list[BaseException] = []
 
     def wait() -> None:
@@ -149,8 +149,7 @@ def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None
     proc = subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stderr is not None
     assert "syncing 50 records" in proc.stderr.readline()
-    while emulator.stats()["in_flight"] < 4:
-        pass
+    wait_until(lambda: emulator.stats()["in_flight"] == 4)
     proc.send_signal(signal.SIGINT)
     assert "interrupted: letting requests in flight finish" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
