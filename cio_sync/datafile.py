@@ -17,6 +17,10 @@ JSON = "json"
 NDJSON = "ndjson"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 _BOM = b"\xef\xbb\xbf"
+# Records nested deeper than this are refused with the file: no real data comes close.
+MAX_DEPTH = 500
+_OPENS = frozenset({"start_map", "start_array"})
+_CLOSES = frozenset({"end_map", "end_array"})
 _CHUNK = 1 << 16
 
 
@@ -145,11 +149,25 @@ def _elements(stream: IO[bytes], kind: str) -> Iterator[object]:
 
 
 def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
+    # Counted from raw parser events rather than built records: building a record costs memory
+    # quadratic in its nesting depth, so a hostile file could exhaust memory before any check.
     stream.seek(start)
     count = 0
+    depth = 0
+    top = 1 if kind == JSON else 0
     try:
-        for _ in _elements(stream, kind):
-            count += 1
+        for event, _ in ijson.basic_parse(stream, multiple_values=kind == NDJSON):
+            if event in _OPENS:
+                depth += 1
+                if depth - top > MAX_DEPTH:
+                    raise DataFileError(f"{name}: record {count} is nested more than {MAX_DEPTH} levels deep")
+                continue
+            if event in _CLOSES:
+                depth -= 1
+            elif event == "map_key":
+                continue
+            if depth == top:
+                count += 1
     except ijson.JSONError as e:
         raise DataFileError(f"{name}: not valid JSON after {count} complete records: {_first_line(e)}") from None
     except OSError as e:

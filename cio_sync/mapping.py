@@ -82,6 +82,10 @@ class RecordMapper:
             data = _encode(body).encode("utf-8")
         except ValueError:
             return InvalidRecord(index, person_id, "a mapped number is too large to send as JSON", record)
+        except TypeError as e:  # records built in Python rather than read from JSON
+            return InvalidRecord(index, person_id, f"a mapped value is not JSON: {e}", record)
+        except RecursionError:
+            return InvalidRecord(index, person_id, "a mapped value is nested too deeply", record)
         except UnicodeEncodeError:
             return InvalidRecord(index, person_id, "a mapped string is not valid Unicode", record)
         return PersonUpdate(index, person_id, path_segment(person_id), data, record)

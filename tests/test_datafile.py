@@ -58,3 +58,18 @@ def test_a_file_that_changes_between_the_passes_is_reported(tmp_path: Path) -> N
         path.write_text('[{"id": 1}, {"id"')
         with pytest.raises(DataFileError, match="changed while being read"):
             list(data.records())
+
+
+def test_deeply_nested_records_are_refused_without_exhausting_memory(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text('[{"id": 1}, {"id": 2, "v": ' + "[" * 100_000 + "]" * 100_000 + "}]")
+    with pytest.raises(DataFileError, match="record 1 is nested more than 500 levels deep"):
+        open_data_file(str(path))
+
+
+def test_nesting_up_to_the_limit_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "d.ndjson"
+    path.write_text('{"id": 1, "v": ' + "[" * 499 + "]" * 499 + "}\n" + '{"id": 2}\n')
+    with open_data_file(str(path)) as data:
+        assert data.count == 2
+        assert len(list(data.records())) == 2

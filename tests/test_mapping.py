@@ -84,6 +84,7 @@ def test_the_id_key_can_also_be_mapped() -> None:
         ({"id": 1, "name": 10**1500}, 'the value of attribute "name" is 1501 bytes'),
         ({"id": 1, "computed_ltv": Decimal("1e400")}, "a mapped number is too large to send as JSON"),
         ({"id": 1, "name": [Decimal("-1e400")]}, "a mapped number is too large to send as JSON"),
+        ({"id": 1, "name": {1, 2}}, "a mapped value is not JSON: set is not JSON"),
     ],
 )
 def test_invalid_records_say_why(record: object, reason: str) -> None:
