@@ -11,7 +11,7 @@ from typing import IO
 
 import ijson
 
-from .errors import DataFileError
+from .errors import DataFileChanged, DataFileError
 
 JSON = "json"
 NDJSON = "ndjson"
@@ -48,7 +48,9 @@ class DataFile:
         try:
             yield from _elements(self._stream, self.format)
         except (ijson.JSONError, OSError) as e:
-            raise DataFileError(f"{self.name}: changed while being read: {_first_line(e)}") from None
+            raise DataFileChanged(
+                f"{self.name}: changed while being read ({_first_line(e)}); records up to there were processed"
+            ) from None
 
     def close(self) -> None:
         """Close the file (and remove the spooled copy of standard input)."""

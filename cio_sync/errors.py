@@ -44,6 +44,13 @@ class DataFileError(CioSyncError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class DataFileChanged(DataFileError):
+    """The data file stopped parsing part-way through a run, after its check had passed: it was
+    changed while being read. Some records may have been sent, so this is not exit 2."""
+
+    exit_code = ExitCode.RECORDS_FAILED
+
+
 class OutputError(CioSyncError):
     """An output file (``--failed``, ``--report``) cannot be written. Checked before sending."""
 

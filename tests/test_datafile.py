@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cio_sync.datafile import open_data_file
-from cio_sync.errors import DataFileError
+from cio_sync.errors import DataFileChanged, DataFileError
 
 
 def test_counts_then_streams_the_records(tmp_path: Path) -> None:
@@ -56,8 +56,9 @@ def test_a_file_that_changes_between_the_passes_is_reported(tmp_path: Path) -> N
     path.write_text('[{"id": 1}, {"id": 2}]')
     with open_data_file(str(path)) as data:
         path.write_text('[{"id": 1}, {"id"')
-        with pytest.raises(DataFileError, match="changed while being read"):
+        with pytest.raises(DataFileChanged, match="changed while being read") as caught:
             list(data.records())
+    assert caught.value.exit_code == 1
 
 
 def test_deeply_nested_records_are_refused_without_exhausting_memory(tmp_path: Path) -> None:
