@@ -17,8 +17,10 @@ from collections.abc import Callable
 
 # The learned rate never falls below this many requests per second.
 MIN_RATE = 1.0
-# Slow start: the rate doubles every GROWTH_PERIOD seconds without a refusal.
+# Slow start: the rate doubles every SLOW_START_PERIOD seconds without a refusal. Later growth
+# steps come every GROWTH_PERIOD.
 SLOW_START_FACTOR = 2.0
+SLOW_START_PERIOD = 0.5
 GROWTH_PERIOD = 1.0
 # After slow start: +5% a period, or after a refusal first a hold, then +0.5% a period.
 CREEP_FACTOR = 1.05
@@ -60,6 +62,7 @@ class Gate:
         self._slow_start = True
         self._grow_at = 0.0
         self._growth = SLOW_START_FACTOR
+        self._period = SLOW_START_PERIOD
         self._last_cut = float("-inf")
         # Whether pacing made anyone wait since the rate last grew: an idle limit is not raised.
         self._constrained = False
@@ -92,12 +95,14 @@ class Gate:
                 elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
                 self._learned = max(MIN_RATE, self._successes / elapsed)
                 self._growth = SLOW_START_FACTOR
-                self._grow_at = now + seconds + GROWTH_PERIOD
+                self._period = SLOW_START_PERIOD
+                self._grow_at = now + seconds + SLOW_START_PERIOD
             elif self._slow_start:
                 # Doubling overshot: go back to the last rate that was not refused and creep.
                 self._slow_start = False
                 self._learned = max(MIN_RATE, self._last_good or self._learned / SLOW_START_FACTOR)
                 self._growth = CREEP_FACTOR
+                self._period = GROWTH_PERIOD
                 self._grow_at = now + seconds + GROWTH_PERIOD
             else:
                 self._learned = max(MIN_RATE, self._learned * BACK_OFF_FACTOR)
@@ -111,7 +116,7 @@ class Gate:
                 self._last_good = self._learned
                 self._learned *= self._growth
                 self._constrained = False
-            self._grow_at += GROWTH_PERIOD
+            self._grow_at += self._period
 
     def wait_turn(self) -> None:
         """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
