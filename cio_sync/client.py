@@ -130,6 +130,7 @@ class PacedRetry(Retry):
         self.rate_limited = rate_limited
 
     def new(self, **kwargs: Any) -> PacedRetry:
+        """urllib3 builds a fresh Retry per attempt from a fixed list of fields: carry ours too."""
         kwargs.setdefault("gate", self.gate)
         kwargs.setdefault("rate_limited", self.rate_limited)
         return super().new(**kwargs)
@@ -143,12 +144,14 @@ class PacedRetry(Retry):
         _pool: Any = None,
         _stacktrace: TracebackType | None = None,
     ) -> PacedRetry:
+        """Count a 429 against its own budget, every other failure as urllib3 does."""
         if response is not None and response.status == 429 and self.rate_limited > 0 and self.status is not None:
             spared = self.new(status=self.status + 1, rate_limited=self.rate_limited - 1)
             return Retry.increment(spared, method, url, response, error, _pool, _stacktrace)
         return super().increment(method, url, response, error, _pool, _stacktrace)
 
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
+        """The Retry-After wait in seconds, or None when absent or malformed (never raises)."""
         value = response.headers.get("Retry-After")
         return None if value is None else parse_retry_after(value, self.retry_after_max)
 
@@ -160,6 +163,7 @@ class PacedRetry(Retry):
         return float(base / 2 + random.random() * base / 2)
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        """Wait before the next attempt: through the shared gate, and for everyone after a 429."""
         delay = self.get_retry_after(response) if response is not None else None
         shared = response is not None and (response.status == 429 or (response.status == 503 and delay is not None))
         if delay is None:
@@ -183,6 +187,7 @@ class _LeanAdapter(HTTPAdapter):
     """
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
+        """A Response carrying the status, headers and body, and nothing else."""
         response = requests.Response()
         response.status_code = resp.status
         response.headers = CaseInsensitiveDict(resp.headers)

@@ -190,6 +190,7 @@ class Emulator:
     # -- request handling (called on the server's connection threads) ------------------------
 
     def handle(self, handler: _Handler) -> None:
+        """Answer one request (called on the server's connection threads)."""
         target = handler.path
         path = target.split("?", 1)[0]
         length = int(handler.headers.get("Content-Length") or 0)

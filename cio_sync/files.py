@@ -46,12 +46,14 @@ class _AtomicFile:
         self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
 
     def commit(self) -> None:
+        """Flush to disk and move the file into place."""
         self.stream.flush()
         os.fsync(self.stream.fileno())
         self.stream.close()
         os.replace(self._temp, self.path)
 
     def discard(self) -> None:
+        """Remove the unfinished file."""
         self.stream.close()
         Path(self._temp).unlink(missing_ok=True)
 

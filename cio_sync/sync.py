@@ -190,6 +190,7 @@ class _Run:
         self.region: str | None = None
 
     def execute(self, records: Iterable[object]) -> SyncResult:
+        """Run the workers and the pump over ``records``; always stop the workers and close up."""
         started = time.monotonic()
         try:
             with ThreadPoolExecutor(self.config.parallelism, thread_name_prefix="cio-sync") as pool:
