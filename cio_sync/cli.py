@@ -130,7 +130,7 @@ def run(
         bool, typer.Option("--full", help="With --state: send everyone, but still record what succeeded.")
     ] = False,
     retries: Annotated[
-        int, typer.Option(min=0, max=20, help="Resends of a request after a transient failure.")
+        int, typer.Option(min=0, max=20, metavar="N", help="Resends of a request after a transient failure.")
     ] = DEFAULT_RETRIES,
     timeout: Annotated[
         float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for each answer.")

@@ -7,13 +7,15 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cio_sync import ConfigError, CredentialsRejected, RecordOutcome, Status, Stop, sync
 from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
 from cio_sync.sync import ordering_key
 
-from .conftest import FAST, config_dict, make_config, people_puts
+from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts
 
 
 def test_every_record_lands_as_mapped(emulator: Emulator) -> None:
@@ -178,3 +180,26 @@ def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
     assert result.retries == FAST.retries
     reasons = {o.person_id: o.reason for o in result.problems}
     assert reasons == {"bad": "HTTP 400: injected fault", "flaky": "HTTP 503 after 4 attempts: injected fault"}
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(min_size=1, max_size=40).filter(
+                lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s) and len(s.encode()) <= 150
+            ),
+            st.integers(min_value=-(10**30), max_value=10**30),
+        ),
+        min_size=1,
+        max_size=12,
+        unique_by=lambda v: ordering_key(str(v)),
+    )
+)
+def test_any_id_reaches_the_workspace_exactly(transport: str, ids: list[str | int]) -> None:
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = make_config(emulator.url, transport=transport)
+        result = sync(config, [{"id": i, "name": "x"} for i in ids], http=FAST)
+        assert result.synced == len(ids)
+        assert sorted(emulator.people()) == sorted(str(i) for i in ids)
