@@ -127,7 +127,8 @@ def _array_start(stream: IO[bytes], name: str) -> int:
             body[:1], "a number" if body[:1] in b"-0123456789" else "not JSON"
         )
         detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
-        raise DataFileError(f"{name}: must be a JSON array of objects, but the file {detail}")
+        hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
+        raise DataFileError(f"{name}: must be a JSON array of objects, but the file {detail}{hint}")
     return start
 
 

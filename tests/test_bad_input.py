@@ -130,7 +130,11 @@ def test_the_api_key_is_never_echoed_even_when_wrong(emulator: Emulator, files: 
 DATA_CASES: list[tuple[str, bytes, str]] = [
     ("empty", b"", "the data file is empty; it must be a JSON array of objects"),
     ("blank", b"  \n\t ", "the data file is empty"),
-    ("object", b'{"id": 1}', "must be a JSON array of objects, but the file holds an object"),
+    (
+        "object",
+        b'{"id": 1}\n{"id": 2}',
+        "must be a JSON array of objects, but the file holds an object (for one object per line, use --format ndjson)",
+    ),
     ("string", b'"users"', "must be a JSON array of objects, but the file holds a string"),
     ("number", b"42", "must be a JSON array of objects, but the file holds a number"),
     ("null", b"null", "must be a JSON array of objects, but the file holds null"),
