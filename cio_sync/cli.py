@@ -157,47 +157,46 @@ def run(
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     stop = Stop()
-    with _stop_on_signals(stop, console), ExitStack() as outputs:
+    with _stop_on_signals(stop, console):
         try:
-            settings = load_config(
-                config,
-                base_url=base_url,
-                rate_limit=rate_limit,
-                transport=transport.value if transport else None,
-                mode=mode.value if mode else None,
-            )
-            source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
-            failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
-            if failed_file is not None:
-                outputs.callback(failed_file.discard)
-            report_file = ReportFile(report) if report else None
-            if report_file is not None:
-                outputs.callback(report_file.discard)
-            ledger = None
-            if state is not None:
-                ledger = Ledger(state, fingerprint(settings), trust=not full, read_only=dry_run)
-                outputs.callback(ledger.close)
-                if ledger.foreign:
-                    console.note(
-                        f"the ledger {state} was made for another workspace or configuration: sending everything"
-                    )
-            sinks: list[Callable[[RecordOutcome], None]] = [console.outcome]
-            sinks += [f.add for f in (failed_file, report_file) if f is not None]
-            if dry_run:
-                code, head = _dry_run(settings, source, console, _fan_out(sinks), ledger)
-            else:
-                http = HttpSettings(read_timeout=timeout, retries=retries)
-                console.started(source.name, source.count, settings.base_url, settings.parallelism)
-                result = sync(
-                    settings, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=_fan_out(sinks)
+            with ExitStack() as outputs:
+                report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
+                settings = load_config(
+                    config,
+                    base_url=base_url,
+                    rate_limit=rate_limit,
+                    transport=transport.value if transport else None,
+                    mode=mode.value if mode else None,
                 )
-                code = exit_code(result)
-                head = run_summary(result, code)
-                console.finished(result, code)
-            if failed_file is not None:
-                failed_file.commit()
-            if report_file is not None:
-                report_file.commit(head)
+                source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
+                failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
+                if failed_file is not None:
+                    outputs.callback(failed_file.discard)
+                ledger = None
+                if state is not None:
+                    ledger = Ledger(state, fingerprint(settings), trust=not full, read_only=dry_run)
+                    outputs.callback(ledger.close)
+                    if ledger.foreign:
+                        console.note(
+                            f"the ledger {state} was made for another workspace or configuration: sending everything"
+                        )
+                sinks: list[Callable[[RecordOutcome], None]] = [console.outcome]
+                sinks += [f.add for f in (failed_file, report_file) if f is not None]
+                if dry_run:
+                    code, head = _dry_run(settings, source, console, _fan_out(sinks), ledger)
+                else:
+                    http = HttpSettings(read_timeout=timeout, retries=retries)
+                    console.started(source.name, source.count, settings.base_url, settings.parallelism)
+                    result = sync(
+                        settings, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=_fan_out(sinks)
+                    )
+                    code = exit_code(result)
+                    head = run_summary(result, code)
+                    console.finished(result, code)
+                if failed_file is not None:
+                    failed_file.commit()
+                if report_file is not None:
+                    report_file.commit(head)
         except CioSyncError as e:
             console.error(str(e), e.exit_code)
             raise typer.Exit(e.exit_code) from None
@@ -205,6 +204,22 @@ def run(
             console.error(f"internal error: {type(e).__name__}: {e} (please report this)", ExitCode.INTERNAL_ERROR)
             raise typer.Exit(ExitCode.INTERNAL_ERROR) from None
     raise typer.Exit(code)
+
+
+@contextmanager
+def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
+    """The ``--report`` file; a run that cannot go on still writes one, saying why."""
+    report = ReportFile(path)
+    try:
+        yield report
+    except CioSyncError as e:
+        report.fail(str(e), e.exit_code, dry_run)
+        raise
+    except Exception as e:
+        report.fail(f"internal error: {type(e).__name__}: {e}", ExitCode.INTERNAL_ERROR, dry_run)
+        raise
+    finally:
+        report.discard()
 
 
 def exit_code(result: SyncResult) -> ExitCode:

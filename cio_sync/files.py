@@ -132,9 +132,17 @@ class ReportFile:
             self._write(self._target.stream, text)
             self._target.commit()
         self._problems.close()
+        self._target = None
+
+    def fail(self, message: str, exit_code: int, dry_run: bool) -> None:
+        """Write a report of a run that could not go on (no stale report is left behind)."""
+        self._problems.seek(0)
+        self._problems.truncate()
+        self._count = 0
+        self.commit({"dry_run": dry_run, "exit_code": exit_code, "error": message, "total": 0, "counts": {}})
 
     def discard(self) -> None:
-        """Drop what was collected, and the unfinished file."""
+        """Drop what was collected, and the unfinished file (a no-op once committed)."""
         if self._target is not None:
             self._target.discard()
         self._problems.close()

@@ -203,3 +203,22 @@ def test_json_progress_events(emulator: Emulator, files: Files, monkeypatch: pyt
     progress = [e for e in map(json.loads, run.stderr.splitlines()) if e["event"] == "progress"]
     assert [e["done"] for e in progress] == [1, 2, 3, 4]
     assert progress[-1] == {**progress[-1], "total": 4, "invalid": 1, "failed": 0}
+
+
+@pytest.mark.parametrize(
+    ("config", "code", "message"),
+    [({"apiKey": "wrong"}, 3, "refused the credentials"), ({"parallelism": 0}, 2, '"parallelism" must be between')],
+)
+def test_a_run_that_cannot_go_on_still_replaces_the_report(
+    emulator: Emulator, files: Files, config: dict[str, Any], code: int, message: str
+) -> None:
+    report_path = files.root / "report.json"
+    report_path.write_text('{"stale": true}')
+    args = ["--config", files.config(config_dict(emulator.url, **config)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--report", str(report_path)])
+    assert run.code == code
+    report = read_report(report_path)
+    assert report["exit_code"] == code
+    assert message in report["error"]
+    assert report["problems"] == []
+    assert "stale" not in report
