@@ -66,6 +66,8 @@ class FailedRecordsFile:
     """
 
     def __init__(self, path: str, ndjson: bool = False) -> None:
+        if path == "-":
+            raise OutputError("--failed needs a file path: standard output is kept for --report -")
         self._file = _AtomicFile(path, "--failed")
         self._ndjson = ndjson
         self._first = True

@@ -77,6 +77,10 @@ def test_an_unwritable_failed_path_is_refused_before_sending(emulator: Emulator,
     run = run_cli([*args, "--report", str(files.root)])
     assert run.code == 2
     assert "is a directory" in run.stderr
+    run = run_cli([*args, "--failed", "-"])
+    assert run.code == 2
+    assert "--failed needs a file path" in run.stderr
+    assert emulator.requests() == []
 
 
 def test_report_counts_add_up_and_name_every_problem(emulator: Emulator, files: Files) -> None:
