@@ -153,7 +153,7 @@ class TextConsole:
 
 
 class JsonConsole:
-    """One JSON object per line: ``start``, ``record`` (each one not synced), ``progress``
+    """One JSON object per line: ``start``, ``record`` (each failed or invalid one), ``progress``
     (every few seconds), ``stopping``, ``summary`` and ``error`` events."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
@@ -175,7 +175,7 @@ class JsonConsole:
     def outcome(self, outcome: RecordOutcome) -> None:
         counts = self._counts
         counts.add(outcome)
-        if outcome.status is not Status.SYNCED and outcome.status is not Status.UNCHANGED:
+        if outcome.status is Status.FAILED or outcome.status is Status.INVALID:
             self._emit(
                 "record",
                 index=outcome.index,

@@ -39,7 +39,7 @@ class RecordOutcome:
 
 @dataclass(frozen=True)
 class SyncResult:
-    """The counts of a finished (or stopped) run, and the first records that were not synced."""
+    """The counts of a finished (or stopped) run, and the first records that failed or were invalid."""
 
     total: int
     synced: int
@@ -50,7 +50,7 @@ class SyncResult:
     retries: int
     statuses: dict[int, int]
     problems: tuple[RecordOutcome, ...]
-    # How many records were not synced beyond those kept in ``problems``.
+    # How many more records failed or were invalid beyond those kept in ``problems``.
     more_problems: int = 0
     # Why the run stopped before the end of the file: None, "credentials", "interrupted", ...
     stopped: str | None = None
@@ -67,6 +67,9 @@ class SyncResult:
         """Records handled per second."""
         handled = self.synced + self.unchanged + self.failed + self.invalid
         return handled / self.elapsed if self.elapsed > 0 else 0.0
+
+
+_LISTED = frozenset({Status.FAILED, Status.INVALID})
 
 
 class Tally:
@@ -86,7 +89,8 @@ class Tally:
         self.retries += outcome.retries
         if outcome.http_status is not None:
             self.statuses[outcome.http_status] += 1
-        if outcome.status is not Status.SYNCED and outcome.status is not Status.UNCHANGED:
+        # Records left unsent by a stop are counted, not listed: the summary says how many.
+        if outcome.status in _LISTED:
             if len(self._problems) < self._keep:
                 self._problems.append(outcome)
             else:
@@ -132,7 +136,7 @@ def summary_line(result: SyncResult) -> str:
 
 
 def problem_lines(result: SyncResult, limit: int = 20) -> list[str]:
-    """A line per record that was not synced, capped at ``limit`` with "and N more"."""
+    """A line per record that failed or was invalid, capped at ``limit`` with "and N more"."""
     shown = result.problems[:limit]
     lines = [o.describe() for o in shown]
     more = len(result.problems) - len(shown) + result.more_problems

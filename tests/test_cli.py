@@ -241,3 +241,21 @@ def test_rate_limit_option_paces_every_worker(emulator: Emulator, files: Files) 
     assert run.code == 0
     starts = sorted(r.started_at for r in emulator.requests() if r.method == "PUT")
     assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 20 * 1.2
+
+
+def test_json_logs_show_a_stop(emulator: Emulator, files: Files) -> None:
+    emulator.latency = 0.02
+    data = files.data([{"id": i} for i in range(500)])
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", data, "--log-format", "json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    proc = subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, text=True, env=env)
+    wait_until(lambda: len(emulator.people()) >= 10)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    events = [json.loads(line) for line in stderr.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "summary"
+    assert {"event": "stopping", "reason": "terminated"}.items() <= events[kinds.index("stopping")].items()
+    assert events[-1]["stopped"] == "terminated"
+    assert events[-1]["synced"] + events[-1]["not_attempted"] == 500

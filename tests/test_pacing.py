@@ -17,14 +17,15 @@ from cio_sync.pacing import Cancelled, Gate
 from .conftest import FAST, Files, config_dict, make_config, wait_until
 
 
-def test_a_429_holds_back_every_worker(emulator: Emulator) -> None:
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, status: int) -> None:
     emulator.latency = 0.005
-    emulator.add_fault(status=429, retry_after="1", person_id="p20")
+    emulator.add_fault(status=status, retry_after="1", person_id="p20")
     records = [{"id": f"p{i}"} for i in range(120)]
     result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
     assert result.synced == 120
     puts = [r for r in emulator.requests() if r.method == "PUT"]
-    limited = next(r for r in puts if r.status == 429)
+    limited = next(r for r in puts if r.status == status)
     paused_from, paused_to = limited.answered_at + 0.1, limited.answered_at + 0.95
     assert [r.person_id for r in puts if paused_from < r.started_at < paused_to] == []
     retried = [r for r in puts if r.person_id == "p20" and r.status == 200]
