@@ -20,8 +20,9 @@ from .errors import (
     DataFileError,
     ExitCode,
 )
+from .ledger import Ledger, fingerprint
 from .report import RecordOutcome, Status, SyncResult
-from .sync import Stop, sync
+from .sync import Plan, Stop, plan, sync
 
 __all__ = [
     "ApiUnreachable",
@@ -35,13 +36,17 @@ __all__ = [
     "ExitCode",
     "FieldMapping",
     "HttpSettings",
+    "Ledger",
+    "Plan",
     "RecordOutcome",
     "Status",
     "Stop",
     "SyncResult",
     "__version__",
     "config_from_dict",
+    "fingerprint",
     "load_config",
     "open_data_file",
+    "plan",
     "sync",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import cio_sync
@@ -50,3 +52,20 @@ def cio_sync_emulator() -> cio_sync.emulator.Emulator:
     from cio_sync.emulator import Emulator
 
     return Emulator(SITE_ID, API_KEY)
+
+
+def test_the_ledger_and_the_plan_from_python(tmp_path: Path) -> None:
+    records = [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]
+    with cio_sync_emulator() as emulator:
+        config = cio_sync.config_from_dict(
+            {"parallelism": 2, "userId": "id", "mappings": [{"from": "name", "to": "name"}], "baseUrl": emulator.url},
+            env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
+        )
+        ledger = cio_sync.Ledger(str(tmp_path / "state.db"), cio_sync.fingerprint(config))
+        first = cio_sync.sync(config, records, ledger=ledger)
+        second = cio_sync.sync(config, records, ledger=ledger)
+        ahead = cio_sync.plan(config, [*records, {"id": 3}], ledger=ledger)
+        ledger.close()
+    assert (first.synced, second.synced, second.unchanged) == (2, 0, 2)
+    assert second.ok
+    assert (ahead.new, ahead.changed, ahead.unchanged) == (1, 0, 2)
