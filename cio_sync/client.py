@@ -64,9 +64,10 @@ class HttpSettings:
     backoff_max: float = 30.0
     # A Retry-After longer than this is shortened to it.
     retry_after_max: float = 300.0
-    # Resends after 429, counted apart from the others: the workspace is saying "not now", not
-    # "broken", so a rate-limit storm delays records instead of failing them.
-    rate_limited_retries: int = 100
+    # Resends after 429 before they start to count against ``retries``: the workspace is saying
+    # "not now", not "broken". With the learned rate a record rarely needs more than two, so this
+    # is headroom for storms, kept small so a workspace that refuses everything still ends.
+    rate_limited_retries: int = 10
 
 
 class Result(Enum):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from cio_sync import sync
+from cio_sync import HttpSettings, sync
 from cio_sync.emulator import Emulator
 from cio_sync.pacing import Cancelled, Gate
 
@@ -157,3 +157,12 @@ def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None
     assert proc.wait(timeout=4) == 130
     assert emulator.stats()["in_flight"] == 4
     proc.stderr.close()
+
+
+def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) -> None:
+    emulator.add_fault(status=429, retry_after="0", person_id="stuck", times=None)
+    http = HttpSettings(retries=1, rate_limited_retries=1, backoff_factor=0)
+    result = sync(make_config(emulator.url), [{"id": "stuck"}, {"id": "fine"}], http=http)
+    assert (result.synced, result.failed) == (1, 1)
+    (problem,) = result.problems
+    assert problem.reason == "HTTP 429 after 3 attempts: injected fault"
