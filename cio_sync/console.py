@@ -140,6 +140,11 @@ class TextConsole:
             self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
         elif result.stopped in ("interrupted", "terminated"):
             self._say(f"{result.stopped}: a re-run with the same files completes the sync")
+        elif result.stopped == "unreachable":
+            self._say(
+                "error: the Track API stopped answering; stopped starting requests "
+                "(a re-run with the same files, or with --failed's file, completes the sync)"
+            )
         self._say(summary_line(result))
 
     def error(self, message: str, code: ExitCode) -> None:

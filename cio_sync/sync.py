@@ -188,6 +188,10 @@ class _Run:
         self.batch_bytes = 0
         self.checked = False
         self.region: str | None = None
+        # Requests in a row that got no HTTP answer at all, even after their resends. Past the
+        # limit the API has gone away: sending the rest would only fail them slowly, one by one.
+        self.unanswered = 0
+        self.max_unanswered = max(10, config.parallelism)
 
     def execute(self, records: Iterable[object]) -> SyncResult:
         """Run the workers and the pump over ``records``; always stop the workers and close up."""
@@ -340,6 +344,12 @@ class _Run:
             status = Status.FAILED
             if result is Result.UNAUTHORIZED:
                 self.stop("credentials")
+        if delivery.status is not None:
+            self.unanswered = 0
+        elif result is Result.FAILED:
+            self.unanswered += 1
+            if self.unanswered >= self.max_unanswered:
+                self.stop("unreachable")
         self._emit(
             RecordOutcome(
                 update.index,

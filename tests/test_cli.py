@@ -259,3 +259,13 @@ def test_json_logs_show_a_stop(emulator: Emulator, files: Files) -> None:
     assert {"event": "stopping", "reason": "terminated"}.items() <= events[kinds.index("stopping")].items()
     assert events[-1]["stopped"] == "terminated"
     assert events[-1]["synced"] + events[-1]["not_attempted"] == 500
+
+
+def test_an_api_that_stops_answering_stops_the_run(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault(drop=True, times=None)
+    data = files.data([{"id": i} for i in range(100)])
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data, "--retries", "0"])
+    assert run.code == 1
+    assert "error: the Track API stopped answering; stopped starting requests" in run.stderr
+    assert "not attempted" in run.stderr
+    assert len(people_puts(emulator)) <= 10 + 2 * 4

@@ -203,3 +203,16 @@ def test_any_id_reaches_the_workspace_exactly(transport: str, ids: list[str | in
         result = sync(config, [{"id": i, "name": "x"} for i in ids], http=FAST)
         assert result.synced == len(ids)
         assert sorted(emulator.people()) == sorted(str(i) for i in ids)
+
+
+def test_an_api_that_goes_away_mid_run_stops_the_run(emulator: Emulator) -> None:
+    def network_dies(outcome: RecordOutcome) -> None:
+        if outcome.index == 5:
+            emulator.add_fault(drop=True, times=None)
+
+    config = make_config(emulator.url, parallelism=2)
+    result = sync(config, ({"id": i} for i in range(300)), http=FAST, on_outcome=network_dies)
+    assert result.stopped == "unreachable"
+    assert result.failed <= 10 + 2 * 2
+    assert result.not_attempted >= 250
+    assert result.synced + result.failed + result.not_attempted == 300
