@@ -21,7 +21,7 @@ from .errors import CioSyncError, ExitCode
 from .files import FailedRecordsFile, ReportFile, run_summary
 from .ledger import Ledger, fingerprint
 from .mapping import PersonUpdate, batch_item
-from .report import RecordOutcome, SyncResult
+from .report import RecordOutcome, SyncResult, problem_lines
 from .sync import Plan, Stop, plan, sync
 
 EXAMPLES = """\
@@ -281,9 +281,7 @@ def describe_request(config: Config, update: PersonUpdate) -> str:
 
 def dry_run_summary(result: Plan) -> str:
     """The closing line of a dry run, with the invalid records listed first."""
-    lines = [o.describe() for o in result.problems]
-    if result.more_problems:
-        lines.append(f"... and {result.more_problems:,} more")
+    lines = problem_lines(result.problems, result.more_problems)
     if result.new is not None:
         counts = f"{result.new:,} new, {result.changed:,} changed, {result.unchanged:,} unchanged"
     else:

@@ -111,10 +111,10 @@ class TextConsole:
         self._bar.start()
 
     def outcome(self, outcome: RecordOutcome) -> None:
+        if self._bar is None:  # the counts feed the bar alone; the summary has its own
+            return
         counts = self._counts
         counts.add(outcome)
-        if self._bar is None:
-            return
         now = time.monotonic()
         if now >= self._next_refresh:
             self._next_refresh = now + BAR_INTERVAL
@@ -134,7 +134,7 @@ class TextConsole:
         self._stop_bar()
         if self._quiet and code == ExitCode.OK:
             return
-        for line in problem_lines(result):
+        for line in problem_lines(result.problems, result.more_problems):
             self._say(line)
         if result.stopped == "credentials":
             self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")

@@ -179,5 +179,8 @@ def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(error).strip().strip("b'\"")
-    return text.replace("\\n", "\n").splitlines()[0] if text else type(error).__name__
+    # The C parser's messages are multi-line (a caret under the text), sometimes as bytes.
+    message = error.args[0] if error.args else ""
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__

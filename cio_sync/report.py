@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -135,11 +136,12 @@ def summary_line(result: SyncResult) -> str:
     return text
 
 
-def problem_lines(result: SyncResult, limit: int = 20) -> list[str]:
-    """A line per record that failed or was invalid, capped at ``limit`` with "and N more"."""
-    shown = result.problems[:limit]
+def problem_lines(problems: Sequence[RecordOutcome], more_problems: int, limit: int = 20) -> list[str]:
+    """A line per record in ``problems``, capped at ``limit``, then "and N more" for the rest
+    (``more_problems`` counts those not even kept)."""
+    shown = problems[:limit]
     lines = [o.describe() for o in shown]
-    more = len(result.problems) - len(shown) + result.more_problems
+    more = len(problems) - len(shown) + more_problems
     if more:
         lines.append(f"... and {more:,} more")
     return lines

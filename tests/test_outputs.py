@@ -31,9 +31,14 @@ def read_report(path: Path) -> dict[str, Any]:
     return report
 
 
-def test_failed_file_holds_exactly_the_records_not_synced(emulator: Emulator, files: Files) -> None:
+def refuse_bad_and_flaky(emulator: Emulator) -> None:
+    """MIXED's "bad" is refused for good (400); "flaky" never gets past 503."""
     emulator.add_fault(status=400, person_id="bad")
     emulator.add_fault(status=503, person_id="flaky", times=None)
+
+
+def test_failed_file_holds_exactly_the_records_not_synced(emulator: Emulator, files: Files) -> None:
+    refuse_bad_and_flaky(emulator)
     failed = files.root / "failed.json"
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
     run = run_cli([*args, "--failed", str(failed), "--retries", "1"])
@@ -84,8 +89,7 @@ def test_an_unwritable_failed_path_is_refused_before_sending(emulator: Emulator,
 
 
 def test_report_counts_add_up_and_name_every_problem(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=400, person_id="bad")
-    emulator.add_fault(status=503, person_id="flaky", times=None)
+    refuse_bad_and_flaky(emulator)
     report_path = files.root / "report.json"
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
     run = run_cli([*args, "--report", str(report_path), "--retries", "2"])
