@@ -57,6 +57,12 @@ class OutputError(CioSyncError):
     exit_code = ExitCode.BAD_INPUT
 
 
+class LedgerInUse(OutputError):
+    """Another run holds the ``--state`` ledger. Nothing was sent."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class CredentialsRejected(CioSyncError):
     """The workspace answered 401 or 403: retrying cannot help, so the run stops."""
 

@@ -3,24 +3,37 @@
 A SQLite file (WAL mode) holds, per person, a digest of the exact body last accepted by the
 workspace. Entries are scoped by a fingerprint of everything that shapes those bodies and where
 they go (site id, base URL, userId, mappings, mode): a ledger made for another workspace or
-another mapping is not trusted. Entries are written only after a 2xx, and committed in small
-batches: a crash loses at most the last batch, whose people are then simply sent again.
+another mapping is not trusted.
+
+An entry is a promise that the workspace holds that body, so it must never outlive the truth:
+
+- before a different body for a person leaves the machine, that person's entry is deleted and
+  the deletion committed (:meth:`Ledger.sending`): if the answer is lost, the run killed or the
+  request refused, the person is simply not vouched for and is sent again next time;
+- an entry is written only after a 2xx, and committed at once (:meth:`Ledger.accepted`): a run
+  killed at any instant makes the next one resend at most the requests that were in flight.
+
+Every statement commits on its own (autocommit), so no write transaction is ever open while a
+request is on the network. Commits use ``synchronous=NORMAL``: in WAL mode a commit then survives
+the process being killed, though not the machine losing power (which costs, at worst, resending
+the people of the last commits). A run holds an exclusive ``flock`` on the ledger file for its
+whole length, so two runs never share one ledger.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
 
 from .config import Config
-from .errors import OutputError
-
-# Commit after this many new entries, or this many seconds, whichever comes first.
-COMMIT_EVERY = 100
-COMMIT_SECONDS = 0.25
+from .errors import LedgerInUse, OutputError
 
 
 def fingerprint(config: Config) -> str:
@@ -46,19 +59,9 @@ CREATE TABLE IF NOT EXISTS synced (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
-
-
-def _open(path: str, read_only: bool) -> sqlite3.Connection:
-    if read_only:
-        # A dry run must not create the ledger; an empty in-memory one answers "not known".
-        if not Path(path).exists():
-            return sqlite3.connect(":memory:")
-        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")
-    db.executescript(_SCHEMA)
-    return db
+# How long a statement waits for a reader that holds the file (a dry run, an inspection) to let
+# go: writers are kept apart by the run lock, so only readers can be in the way, and briefly.
+_BUSY_SECONDS = 10.0
 
 
 def digest(body: bytes) -> bytes:
@@ -70,34 +73,55 @@ class Ledger:
     """The ledger file at ``path`` for the configuration with fingerprint ``scope``.
 
     With ``trust=False`` (``--full``) nothing is reported unchanged, but successes are still
-    recorded. Use from one thread.
+    recorded. Opening it for writing takes the run lock: :class:`~cio_sync.errors.LedgerInUse`
+    when another run holds it. Use from one thread; close it (or use it as a context manager)
+    to let the next run in.
     """
 
     def __init__(self, path: str, scope: str, *, trust: bool = True, read_only: bool = False) -> None:
         self.path = path
         self._scope = scope
         self._trust = trust
-        self._pending = 0
-        self._committed_at = time.monotonic()
+        # People whose entry vouches for another body than the one about to be sent: their
+        # entries are deleted by sending(), before the request goes.
+        self._stale: set[str] = set()
+        self._lock: int | None = None
+        if read_only:
+            self._db = _open_read_only(path)
+        else:
+            self._lock = _take_lock(path)
+            try:
+                self._db = _open_for_writing(path)
+                self._note_run()
+            except BaseException:
+                os.close(self._lock)
+                raise
         try:
-            self._db = _open(path, read_only)
             self.entries = self._count("scope = ?")
             # Entries exist, but none for this configuration: say so, and send everything.
             self.foreign = self.entries == 0 and self._count("scope != ?") > 0
         except sqlite3.DatabaseError as e:
+            self.close()
             raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
 
     def _count(self, where: str) -> int:
         try:
-            row = self._db.execute(f"SELECT count(*) FROM synced WHERE {where}", (self._scope,)).fetchone()  # noqa: S608
+            row = self._db.execute(f"SELECT count(*) FROM synced WHERE {where}", (self._scope,)).fetchone()  # noqa: S608 - where is one of two constants
         except sqlite3.OperationalError:  # a read-only look at a ledger that does not exist yet
             return 0
         return int(row[0])
+
+    def _note_run(self) -> None:
+        # For the message of a run that finds the ledger locked: which process holds it.
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (f"{os.getpid()} {time.time():.0f}",))
 
     def known(self, person: str) -> bytes | None:
         """The digest last recorded for ``person``, or None (also always None with ``--full``)."""
         if not self._trust:
             return None
+        return self._lookup(person)
+
+    def _lookup(self, person: str) -> bytes | None:
         try:
             row = self._db.execute(
                 "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, person)
@@ -106,23 +130,125 @@ class Ledger:
             return None
         return bytes(row[0]) if row else None
 
-    def record(self, person: str, body_digest: bytes) -> None:
-        """Note that the workspace accepted ``body_digest`` for ``person``."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", (self._scope, person, body_digest, time.time())
-        )
-        self._pending += 1
-        now = time.monotonic()
-        if self._pending >= COMMIT_EVERY or now - self._committed_at >= COMMIT_SECONDS:
-            self.commit()
+    def vouches(self, person: str, body_digest: bytes) -> bool:
+        """True when the workspace is known to hold exactly this body for ``person``: skip it.
 
-    def commit(self) -> None:
-        """Make the recorded entries durable."""
-        self._db.commit()
-        self._pending = 0
-        self._committed_at = time.monotonic()
+        When False the body is to be sent, and :meth:`sending` must be called before it leaves.
+        """
+        recorded = self._lookup(person)
+        if recorded is None:
+            return False
+        if recorded == body_digest:
+            return self._trust
+        self._stale.add(person)
+        return False
+
+    def sending(self, people: Iterable[str]) -> None:
+        """Before a request for ``people`` leaves: stop vouching for any other body of theirs.
+
+        Durable when it returns. A person whose entry holds the very body being sent keeps it:
+        whatever becomes of the request, the workspace still holds that body.
+        """
+        stale = [(self._scope, p) for p in people if p in self._stale]
+        if not stale:
+            return
+        with self._transaction():
+            self._db.executemany("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
+        self._stale.difference_update(p for _, p in stale)
+
+    def accepted(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        """Record that the workspace answered 2xx to these (person, body digest) pairs.
+
+        Durable when it returns: a run killed afterwards does not send them again.
+        """
+        now = time.time()
+        rows = [(self._scope, person, body_digest, now) for person, body_digest in entries]
+        if not rows:
+            return
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
 
     def close(self) -> None:
-        """Commit and close."""
-        self.commit()
+        """Close the file and release the run lock."""
         self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN ... COMMIT around a few statements on an autocommit connection (ROLLBACK on error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _take_lock(path: str) -> int:
+    """An exclusive ``flock`` on the ledger file, held until the returned descriptor is closed.
+
+    The kernel drops it when the process dies, however it dies, so a killed run never leaves a
+    stale lock. SQLite's own locks are POSIX record locks, which ``flock`` does not touch.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except IsADirectoryError:
+        raise OutputError(f"--state {path}: is a directory") from None
+    except OSError as e:
+        raise OutputError(f"--state {path}: cannot open the ledger: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LedgerInUse(f"--state {path}: another cio-sync run is using this ledger{_holder(path)}") from None
+    return fd
+
+
+def _holder(path: str) -> str:
+    """ ", pid N, started at T" for the run that holds the ledger, when it has said so."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'run'").fetchone()
+        finally:
+            db.close()
+        pid, started = str(row[0]).split()
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
+    except (sqlite3.Error, TypeError, ValueError):
+        return " (it has not said which yet); wait for it to finish"
+    return f" (pid {pid}, started {when}); wait for it to finish"
+
+
+def _open_for_writing(path: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+    return db
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    # A dry run must not create the ledger; an empty in-memory one answers "not known".
+    if not Path(path).exists():
+        return sqlite3.connect(":memory:")
+    try:
+        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None

@@ -210,8 +210,6 @@ class _Run:
                         self.ready.put(None)
         finally:
             self.client.close()
-            if self.ledger is not None:
-                self.ledger.commit()
         return self.tally.result(time.monotonic() - started, self.stop.reason, self.region)
 
     def _pump(self, source: Iterator[tuple[int, object]]) -> None:
@@ -243,8 +241,12 @@ class _Run:
                 break
             items, deliveries = self.done.get()
             self.units -= 1
-            for item, delivery in zip(items, deliveries, strict=True):
-                self._settle(item, delivery)
+            accepted = [self._settle(item, delivery) for item, delivery in zip(items, deliveries, strict=True)]
+            # Recorded before the person's next record is dispatched: its own entry must be in
+            # place for that record to withdraw it.
+            if self.ledger is not None:
+                self.ledger.accepted(entry for entry in accepted if entry is not None)
+            for item in items:
                 self._release(ordering_key(item.person_id))
         leftovers = [*self.batch, *(item for queue in self.behind.values() for item in queue)]
         for item in leftovers:
@@ -259,7 +261,7 @@ class _Run:
     def _dispatch(self, item: PersonUpdate, key: str) -> None:
         """Send ``item``, whose person has nothing outstanding, unless the ledger has it already."""
         while True:
-            if self.ledger is not None and self.ledger.known(key) == digest(item.body):
+            if self.ledger is not None and self.ledger.vouches(key, digest(item.body)):
                 self._emit(RecordOutcome(item.index, Status.UNCHANGED, item.person_id, record=item.record))
             elif not self.batches:
                 self._hand_over(([item], None))
@@ -305,6 +307,8 @@ class _Run:
     def _hand_over(self, unit: Unit) -> None:
         if not self.checked:
             self._check_credentials()
+        if self.ledger is not None:
+            self.ledger.sending(ordering_key(item.person_id) for item in unit[0])
         self.ready.put(unit)
         self.units += 1
 
@@ -332,12 +336,13 @@ class _Run:
                 deliveries = [Delivery(Result.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(items)
             self.done.put((items, deliveries))
 
-    def _settle(self, update: PersonUpdate, delivery: Delivery) -> None:
+    def _settle(self, update: PersonUpdate, delivery: Delivery) -> tuple[str, bytes] | None:
+        """Count and pass on ``update``'s outcome; the ledger entry it earns, if any."""
         result = delivery.result
+        entry = None
         if result is Result.SYNCED:
             status = Status.SYNCED
-            if self.ledger is not None:
-                self.ledger.record(ordering_key(update.person_id), digest(update.body))
+            entry = (ordering_key(update.person_id), digest(update.body))
         elif result is Result.NOT_SENT:
             status = Status.NOT_ATTEMPTED
         else:
@@ -361,6 +366,7 @@ class _Run:
                 update.record,
             )
         )
+        return entry
 
     def _emit(self, outcome: RecordOutcome) -> None:
         self.tally.add(outcome)
