@@ -10,7 +10,7 @@ except PackageNotFoundError:  # imported from a checkout that was never installe
     __version__ = "0+unknown"
 
 from .client import HttpSettings
-from .config import Config, Credentials, FieldMapping, config_from_dict, load_config
+from .config import Config, Credentials, FieldMapping, Mode, Transport, config_from_dict, load_config
 from .datafile import DataFile, open_data_file
 from .errors import (
     ApiUnreachable,
@@ -20,9 +20,11 @@ from .errors import (
     DataFileError,
     ExitCode,
 )
-from .ledger import Ledger, fingerprint
-from .report import RecordOutcome, Status, SyncResult
-from .sync import Plan, Stop, plan, sync
+from .ledger import Ledger
+from .outcome import RecordOutcome, Status, Stop, StopReason
+from .plan import Plan, plan
+from .sync import sync
+from .tally import SyncResult
 
 __all__ = [
     "ApiUnreachable",
@@ -37,14 +39,16 @@ __all__ = [
     "FieldMapping",
     "HttpSettings",
     "Ledger",
+    "Mode",
     "Plan",
     "RecordOutcome",
     "Status",
     "Stop",
+    "StopReason",
     "SyncResult",
+    "Transport",
     "__version__",
     "config_from_dict",
-    "fingerprint",
     "load_config",
     "open_data_file",
     "plan",

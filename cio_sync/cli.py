@@ -8,21 +8,23 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from enum import Enum
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from . import __version__
 from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpSettings
-from .config import Config, load_config
+from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
 from .errors import CioSyncError, ExitCode
-from .files import FailedRecordsFile, ReportFile, run_summary
-from .ledger import Ledger, fingerprint
-from .mapping import PersonUpdate, batch_item
-from .report import RecordOutcome, SyncResult, problem_lines
-from .sync import Plan, Stop, plan, sync
+from .failed import FailedRecordsFile
+from .ledger import Ledger
+from .outcome import RecordOutcome, Stop, StopReason
+from .plan import plan
+from .report import ReportFile
+from .sync import sync
+from .tally import SyncResult
 
 EXAMPLES = """\
 Examples:
@@ -53,20 +55,6 @@ class LogFormat(str, Enum):
 
     text = "text"
     json = "json"
-
-
-class Transport(str, Enum):
-    """How people are sent."""
-
-    v1 = "v1"
-    batch = "batch"
-
-
-class Mode(str, Enum):
-    """Whether people who do not exist yet are created."""
-
-    upsert = "upsert"
-    update = "update"
 
 
 class DataFormat(str, Enum):
@@ -155,48 +143,32 @@ def run(
     ] = False,
 ) -> None:
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
+    # Long only for its option declarations: the work is in the functions below.
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     stop = Stop()
     with _stop_on_signals(stop, console):
         try:
             with ExitStack() as outputs:
                 report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
-                settings = load_config(
-                    config,
-                    base_url=base_url,
-                    rate_limit=rate_limit,
-                    transport=transport.value if transport else None,
-                    mode=mode.value if mode else None,
-                )
+                settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
                 failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
                 if failed_file is not None:
                     outputs.callback(failed_file.discard)
-                ledger = None
-                if state is not None:
-                    ledger = Ledger(state, fingerprint(settings), trust=not full, read_only=dry_run)
-                    outputs.callback(ledger.close)
-                    if ledger.foreign:
-                        console.note(
-                            f"the ledger {state} was made for another workspace or configuration: sending everything"
-                        )
-                sinks: list[Callable[[RecordOutcome], None]] = [console.outcome]
-                sinks += [f.add for f in (failed_file, report_file) if f is not None]
+                ledger = _open_ledger(state, settings, full, dry_run, console, outputs) if state is not None else None
+                sinks: list[Callable[[RecordOutcome], None]] = [
+                    console.outcome,
+                    *(f.add for f in (failed_file, report_file) if f is not None),
+                ]
                 if dry_run:
-                    code, head = _dry_run(settings, source, console, _fan_out(sinks), ledger)
+                    code, write_report = _dry_run(settings, source, console, _fan_out(sinks), ledger)
                 else:
                     http = HttpSettings(read_timeout=timeout, retries=retries)
-                    console.started(source.name, source.count, settings.base_url, settings.parallelism)
-                    result = sync(
-                        settings, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=_fan_out(sinks)
-                    )
-                    code = exit_code(result)
-                    head = run_summary(result, code)
-                    console.finished(result, code)
+                    code, write_report = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
                 if failed_file is not None:
                     failed_file.commit()
                 if report_file is not None:
-                    report_file.commit(head)
+                    write_report(report_file)
         except CioSyncError as e:
             console.error(str(e), e.exit_code)
             raise typer.Exit(e.exit_code) from None
@@ -204,6 +176,47 @@ def run(
             console.error(f"internal error: {type(e).__name__}: {e} (please report this)", ExitCode.INTERNAL_ERROR)
             raise typer.Exit(ExitCode.INTERNAL_ERROR) from None
     raise typer.Exit(code)
+
+
+ReportWriter = Callable[[ReportFile], None]
+
+
+def _sync(
+    config: Config,
+    source: DataFile,
+    console: Console,
+    on_outcome: Callable[[RecordOutcome], None],
+    ledger: Ledger | None,
+    stop: Stop,
+    http: HttpSettings,
+) -> tuple[ExitCode, ReportWriter]:
+    console.started(source.name, source.count, config.base_url, config.parallelism)
+    result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+    code = exit_code(result)
+    console.finished(result, code)
+    return code, lambda report: report.commit_run(result, code)
+
+
+def _dry_run(
+    config: Config,
+    source: DataFile,
+    console: Console,
+    on_outcome: Callable[[RecordOutcome], None],
+    ledger: Ledger | None,
+) -> tuple[ExitCode, ReportWriter]:
+    console.planning(source.name, source.count)
+    result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
+    code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
+    console.planned(result, config)
+    return code, lambda report: report.commit_plan(result, code)
+
+
+def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, outputs: ExitStack) -> Ledger:
+    ledger = Ledger(path, config, trust=not full, read_only=dry_run)
+    outputs.callback(ledger.close)
+    if ledger.foreign:
+        console.note(f"the ledger {path} was made for another workspace or configuration: sending everything")
+    return ledger
 
 
 @contextmanager
@@ -224,11 +237,11 @@ def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
 
 def exit_code(result: SyncResult) -> ExitCode:
     """The process exit status for a finished run."""
-    if result.stopped == "credentials":
+    if result.stopped is StopReason.CREDENTIALS:
         return ExitCode.CREDENTIALS_REJECTED
-    if result.stopped == "interrupted":
+    if result.stopped is StopReason.INTERRUPTED:
         return ExitCode.INTERRUPTED
-    if result.stopped == "terminated":
+    if result.stopped is StopReason.TERMINATED:
         return ExitCode.TERMINATED
     if result.failed or result.invalid or result.not_attempted:
         return ExitCode.RECORDS_FAILED
@@ -246,50 +259,6 @@ def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOu
     return each
 
 
-def _dry_run(
-    config: Config,
-    source: DataFile,
-    console: Console,
-    on_outcome: Callable[[RecordOutcome], None],
-    ledger: Ledger | None,
-) -> tuple[ExitCode, dict[str, Any]]:
-    console.note(f"dry run: checking {source.count:,} records from {source.name}; nothing is sent")
-    result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
-    for update in result.samples:
-        console.note(describe_request(config, update))
-    code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
-    console.note(dry_run_summary(result))
-    counts = {"valid": result.valid, "invalid": result.invalid}
-    if ledger is not None:
-        counts = {"new": result.new or 0, "changed": result.changed or 0, "unchanged": result.unchanged or 0}
-        counts["invalid"] = result.invalid
-    head = {"dry_run": True, "exit_code": int(code), "total": result.total, "counts": counts}
-    return code, head
-
-
-def describe_request(config: Config, update: PersonUpdate) -> str:
-    """A request as it would go on the wire, with the credentials redacted."""
-    if config.transport == "batch":
-        return f"would send, in a POST {config.base_url}/api/v2/batch:\n  {batch_item(update).decode('utf-8')}"
-    return (
-        f"would send: PUT {config.base_url}/api/v1/customers/{update.path}\n"
-        f"  Authorization: Basic <site id and API key, redacted>\n"
-        f"  Content-Type: application/json\n"
-        f"  {update.body.decode('utf-8')}"
-    )
-
-
-def dry_run_summary(result: Plan) -> str:
-    """The closing line of a dry run, with the invalid records listed first."""
-    lines = problem_lines(result.problems, result.more_problems)
-    if result.new is not None:
-        counts = f"{result.new:,} new, {result.changed:,} changed, {result.unchanged:,} unchanged"
-    else:
-        counts = f"{result.valid:,} valid"
-    lines.append(f"dry run: {result.total:,} records: {counts}, {result.invalid:,} invalid; nothing sent")
-    return "\n".join(lines)
-
-
 @contextmanager
 def _stop_on_signals(stop: Stop, console: Console) -> Iterator[None]:
     """SIGINT and SIGTERM stop the run gracefully; a second SIGINT exits at once."""
@@ -298,7 +267,7 @@ def _stop_on_signals(stop: Stop, console: Console) -> Iterator[None]:
         if stop.requested and signum == signal.SIGINT:
             os._exit(ExitCode.INTERRUPTED)
         if not stop.requested:
-            reason = "interrupted" if signum == signal.SIGINT else "terminated"
+            reason = StopReason.INTERRUPTED if signum == signal.SIGINT else StopReason.TERMINATED
             stop(reason)
             console.stopping(reason)
 

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
-import math
-import random
-import time
 from dataclasses import dataclass
-from enum import Enum
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -24,13 +18,13 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-from urllib3.response import BaseHTTPResponse
-from urllib3.util.retry import Retry
 
 from . import __version__
 from .config import Config
 from .errors import ApiUnreachable, CredentialsRejected
+from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
+from .retry import PacedRetry
 
 # Statuses urllib3 retries for us. Everything else comes straight back to be classified.
 RETRY_STATUSES = frozenset(
@@ -70,114 +64,27 @@ class HttpSettings:
     rate_limited_retries: int = 10
 
 
-class Result(Enum):
-    """What became of one request."""
-
-    SYNCED = "synced"
-    FAILED = "failed"
-    UNAUTHORIZED = "unauthorized"
-    NOT_SENT = "not_sent"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The outcome of sending one person: the result, the last status, the reason, the resends."""
-
-    result: Result
-    status: int | None = None
-    reason: str | None = None
-    retries: int = 0
-
-
-NOT_SENT = Delivery(Result.NOT_SENT, reason="the run stopped before it was sent")
-
-
-def parse_retry_after(value: str, cap: float, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), capped at ``cap``.
-
-    None for anything malformed or negative: the caller falls back to its own backoff rather
-    than failing the request.
-    """
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return min(seconds, cap)
-
-
-class PacedRetry(Retry):
-    """urllib3's Retry, waiting through the shared :class:`Gate` instead of sleeping alone.
-
-    A 429 (or a 503 with Retry-After) pauses every worker, since the limit is the workspace's.
-    A malformed ``Retry-After`` falls back to jittered exponential backoff instead of raising.
-    """
-
-    # urllib3 also honours Retry-After on 413, but a body that is too large stays too large.
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
-
-    def __init__(self, *args: Any, gate: Gate | None = None, rate_limited: int = 0, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = gate if gate is not None else Gate()
-        # Resends after 429 left; they do not use up the ``status`` budget.
-        self.rate_limited = rate_limited
-
-    def new(self, **kwargs: Any) -> PacedRetry:
-        """urllib3 builds a fresh Retry per attempt from a fixed list of fields: carry ours too."""
-        kwargs.setdefault("gate", self.gate)
-        kwargs.setdefault("rate_limited", self.rate_limited)
-        return super().new(**kwargs)
-
-    def increment(
-        self,
-        method: str | None = None,
-        url: str | None = None,
-        response: BaseHTTPResponse | None = None,
-        error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: TracebackType | None = None,
-    ) -> PacedRetry:
-        """Count a 429 against its own budget, every other failure as urllib3 does."""
-        if response is not None and response.status == 429 and self.rate_limited > 0 and self.status is not None:
-            spared = self.new(status=self.status + 1, rate_limited=self.rate_limited - 1)
-            return Retry.increment(spared, method, url, response, error, _pool, _stacktrace)
-        return super().increment(method, url, response, error, _pool, _stacktrace)
-
-    def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
-        """The Retry-After wait in seconds, or None when absent or malformed (never raises)."""
-        value = response.headers.get("Retry-After")
-        return None if value is None else parse_retry_after(value, self.retry_after_max)
-
-    def backoff(self) -> float:
-        """Jittered exponential backoff for the current resend ("equal jitter")."""
-        if self.backoff_factor <= 0:
-            return 0.0
-        base = min(self.backoff_max, self.backoff_factor * 2 ** max(0, len(self.history) - 1))
-        return float(base / 2 + random.random() * base / 2)
-
-    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
-        """Wait before the next attempt: through the shared gate, and for everyone after a 429."""
-        delay = self.get_retry_after(response) if response is not None else None
-        shared = response is not None and (response.status == 429 or (response.status == 503 and delay is not None))
-        if delay is None:
-            delay = self.backoff()
-        try:
-            if shared:
-                self.gate.throttled(delay)
-            else:
-                self.gate.sleep(delay)
-            self.gate.wait_turn()
-        except Cancelled:
-            last = f"HTTP {response.status}" if response is not None else "a connection error"
-            raise Cancelled(f"the run stopped while waiting to resend (last answer: {last})") from None
+def retry_policy(settings: HttpSettings, gate: Gate) -> PacedRetry:
+    """What urllib3 resends, and how often: transient failures only, paced through ``gate``."""
+    return PacedRetry(
+        total=None,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries,
+        other=0,
+        redirect=0,
+        # PUT and GET are idempotent; POST is listed by name because the v2 batch of identify
+        # calls is too: sending it twice leaves the same attributes.
+        allowed_methods=frozenset({"GET", "PUT", "POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=settings.backoff_factor,
+        backoff_max=settings.backoff_max,
+        retry_after_cap=settings.retry_after_max,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        gate=gate,
+        rate_limited=settings.rate_limited_retries,
+    )
 
 
 class _LeanAdapter(HTTPAdapter):
@@ -213,25 +120,7 @@ class TrackClient:
         self._base = config.base_url
         self._people = config.base_url + "/api/v1/customers/"
         self._timeout = (settings.connect_timeout, settings.read_timeout)
-        retry = PacedRetry(
-            total=None,
-            connect=settings.retries,
-            read=settings.retries,
-            status=settings.retries,
-            other=0,
-            redirect=0,
-            # PUT and GET are idempotent; POST is listed by name because the v2 batch of identify
-            # calls is too: sending it twice leaves the same attributes.
-            allowed_methods=frozenset({"GET", "PUT", "POST"}),
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=settings.backoff_factor,
-            backoff_max=settings.backoff_max,
-            retry_after_max=int(settings.retry_after_max),
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            gate=gate,
-            rate_limited=settings.rate_limited_retries,
-        )
+        retry = retry_policy(settings, gate)
         self._session = requests.Session()
         self._adapter = _LeanAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=retry)
         self._session.mount("https://", self._adapter)
@@ -285,22 +174,21 @@ class TrackClient:
         try:
             response = self._send("PUT", self._people + path, body)
         except Cancelled as e:
-            return Delivery(Result.FAILED, None, str(e))
+            return Delivery(Status.FAILED, None, str(e))
         except requests.RequestException as e:
-            return Delivery(Result.FAILED, None, describe_error(e), self._settings.retries)
+            return Delivery(Status.FAILED, None, describe_error(e), self._settings.retries)
         return self._classify(response, _retries(response))
 
     def _classify(self, response: requests.Response, retries: int) -> Delivery:
         status = response.status_code
         if 200 <= status < 300:
             self._gate.succeeded()
-            return Delivery(Result.SYNCED, status, None, retries)
+            return Delivery(Status.SYNCED, status, None, retries)
         if status in AUTH_STATUSES:
-            return Delivery(
-                Result.UNAUTHORIZED, status, f"HTTP {status}: the workspace refused the credentials", retries
-            )
+            reason = f"HTTP {status}: the workspace refused the credentials"
+            return Delivery(Status.FAILED, status, reason, retries, stop=StopReason.CREDENTIALS)
         after = f" after {retries + 1} attempts" if retries else ""
-        return Delivery(Result.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
+        return Delivery(Status.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
 
     def post_batch(self, body: bytes, count: int) -> list[Delivery]:
         """``POST /api/v2/batch`` with ``count`` items; one delivery per item, in order.
@@ -315,17 +203,17 @@ class TrackClient:
         try:
             response = self._send("POST", self._base + "/api/v2/batch", body)
         except Cancelled as e:
-            return [Delivery(Result.FAILED, None, str(e))] * count
+            return [Delivery(Status.FAILED, None, str(e))] * count
         except requests.RequestException as e:
-            return [Delivery(Result.FAILED, None, describe_error(e), self._settings.retries)] * count
+            return [Delivery(Status.FAILED, None, describe_error(e), self._settings.retries)] * count
         status = response.status_code
         retries = _retries(response)
         if status == 207:
             self._gate.succeeded()
-            deliveries = [Delivery(Result.SYNCED, status, None, retries)] * count
+            deliveries = [Delivery(Status.SYNCED, status, None, retries)] * count
             for index, reason in item_errors(response).items():
                 if 0 <= index < count:
-                    deliveries[index] = Delivery(Result.FAILED, status, f"HTTP 207: {reason}", retries)
+                    deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
             return deliveries
         return [self._classify(response, retries)] * count
 

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,23 @@ MAX_ATTRIBUTE_NAME_BYTES = 150
 MAX_ATTRIBUTES = 300
 # The attribute that makes an identify call update-only.
 UPDATE_ONLY = "_update"
+
+
+class Transport(str, Enum):
+    """How people are sent."""
+
+    # A PUT /api/v1/customers/{id} per person.
+    V1 = "v1"
+    # POST /api/v2/batch with many people a request.
+    BATCH = "batch"
+
+
+class Mode(str, Enum):
+    """Whether people who do not exist yet are created."""
+
+    UPSERT = "upsert"
+    # Adds "_update": true: existing people are changed, none created.
+    UPDATE = "update"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +76,8 @@ class Config:
     custom_base_url: bool = False
     # Requests per second for all workers together; None for no cap.
     rate_limit: float | None = None
-    # "v1" (PUT per person) or "batch" (POST /api/v2/batch).
-    transport: str = "v1"
-    # "upsert", or "update" to send _update: true and never create people.
-    mode: str = "upsert"
+    transport: Transport = Transport.V1
+    mode: Mode = Mode.UPSERT
 
 
 def load_config(
@@ -70,8 +86,8 @@ def load_config(
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
     rate_limit: float | None = None,
-    transport: str | None = None,
-    mode: str | None = None,
+    transport: Transport | str | None = None,
+    mode: Mode | str | None = None,
 ) -> Config:
     """Read, validate and resolve the configuration file at ``path``.
 
@@ -105,8 +121,8 @@ def config_from_dict(
     env: Mapping[str, str] | None = None,
     base_url: str | None = None,
     rate_limit: float | None = None,
-    transport: str | None = None,
-    mode: str | None = None,
+    transport: Transport | str | None = None,
+    mode: Mode | str | None = None,
     source: str = "configuration",
 ) -> Config:
     """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
@@ -115,7 +131,7 @@ def config_from_dict(
         raise ConfigError(_listing(source, found))
     assert isinstance(document, dict)
     mappings = tuple(FieldMapping(m["from"], m["to"]) for m in document["mappings"])
-    chosen_mode = mode or str(document.get("mode", "upsert"))
+    chosen_mode = Mode(mode or document.get("mode", Mode.UPSERT))
     found = _mapping_problems(mappings, chosen_mode)
     credentials, missing = _credentials(document, os.environ if env is None else env)
     found += missing
@@ -139,7 +155,7 @@ def config_from_dict(
         base_url=url,
         custom_base_url=chosen is not None,
         rate_limit=rate_limit if rate_limit is not None else document.get("rateLimit"),
-        transport=transport or str(document.get("transport", "v1")),
+        transport=Transport(transport or document.get("transport", Transport.V1)),
         mode=chosen_mode,
     )
 
@@ -181,9 +197,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _mapping_problems(mappings: tuple[FieldMapping, ...], mode: str) -> list[str]:
+def _mapping_problems(mappings: tuple[FieldMapping, ...], mode: Mode) -> list[str]:
     found = []
-    if mode == "update":
+    if mode is Mode.UPDATE:
         found += [
             f'"mappings[{i}].to": "_update" is set by "mode": "update"'
             for i, m in enumerate(mappings)

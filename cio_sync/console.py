@@ -1,15 +1,23 @@
-"""What a person (text, with a progress bar on a terminal) or a log shipper (JSON lines) sees."""
+"""What a person (text, with a progress bar on a terminal) or a log shipper (JSON lines) sees.
+
+Every sentence cio-sync writes for people is worded here.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
+from .config import Config, Transport
 from .errors import ExitCode
-from .report import RecordOutcome, Status, SyncResult, problem_lines, summary_line
+from .mapping import PersonUpdate, batch_item
+from .outcome import RecordOutcome, Status, StopReason
+from .plan import Plan
+from .tally import SyncResult
 
 # How often the progress display is refreshed, and how often JSON progress events are written.
 BAR_INTERVAL = 0.1
@@ -25,11 +33,17 @@ class Console(Protocol):
     def outcome(self, outcome: RecordOutcome) -> None:
         """One record is done."""
 
-    def stopping(self, reason: str) -> None:
+    def stopping(self, reason: StopReason) -> None:
         """A signal asked the run to stop."""
 
     def note(self, message: str) -> None:
         """Something worth saying that is not an error."""
+
+    def planning(self, source: str, count: int) -> None:
+        """A dry run is about to check ``count`` records."""
+
+    def planned(self, plan: Plan, config: Config) -> None:
+        """A dry run is over: what would have been sent."""
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         """The run is over."""
@@ -122,13 +136,21 @@ class TextConsole:
                 self._task, completed=counts.done, rate=counts.rate, failed=counts.failed, invalid=counts.invalid
             )
 
-    def stopping(self, reason: str) -> None:
+    def stopping(self, reason: StopReason) -> None:
         if not self._quiet:
-            self._say(f"{reason}: letting requests in flight finish (Ctrl-C again to quit at once)")
+            self._say(f"{reason.value}: letting requests in flight finish (Ctrl-C again to quit at once)")
 
     def note(self, message: str) -> None:
         if not self._quiet:
             self._say(message)
+
+    def planning(self, source: str, count: int) -> None:
+        self.note(dry_run_start(source, count))
+
+    def planned(self, plan: Plan, config: Config) -> None:
+        for update in plan.samples:
+            self.note(describe_request(config, update))
+        self.note(dry_run_summary(plan))
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         self._stop_bar()
@@ -136,11 +158,11 @@ class TextConsole:
             return
         for line in problem_lines(result.problems, result.more_problems):
             self._say(line)
-        if result.stopped == "credentials":
+        if result.stopped is StopReason.CREDENTIALS:
             self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
-        elif result.stopped in ("interrupted", "terminated"):
-            self._say(f"{result.stopped}: a re-run with the same files completes the sync")
-        elif result.stopped == "unreachable":
+        elif result.stopped in (StopReason.INTERRUPTED, StopReason.TERMINATED):
+            self._say(f"{result.stopped.value}: a re-run with the same files completes the sync")
+        elif result.stopped is StopReason.UNREACHABLE:
             self._say(
                 "error: the Track API stopped answering; stopped starting requests "
                 "(a re-run with the same files, or with --failed's file, completes the sync)"
@@ -201,11 +223,19 @@ class JsonConsole:
                 records_per_second=round(counts.rate, 1),
             )
 
-    def stopping(self, reason: str) -> None:
-        self._emit("stopping", reason=reason)
+    def stopping(self, reason: StopReason) -> None:
+        self._emit("stopping", reason=reason.value)
 
     def note(self, message: str) -> None:
         self._emit("note", message=message)
+
+    def planning(self, source: str, count: int) -> None:
+        self.note(dry_run_start(source, count))
+
+    def planned(self, plan: Plan, config: Config) -> None:
+        for update in plan.samples:
+            self.note(describe_request(config, update))
+        self.note(dry_run_summary(plan))
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         self._emit(
@@ -220,8 +250,69 @@ class JsonConsole:
             retries=result.retries,
             elapsed_seconds=round(result.elapsed, 3),
             records_per_second=round(result.rate, 1),
-            stopped=result.stopped,
+            stopped=result.stopped.value if result.stopped is not None else None,
         )
 
     def error(self, message: str, code: ExitCode) -> None:
         self._emit("error", message=message, exit_code=int(code))
+
+
+def describe(outcome: RecordOutcome) -> str:
+    """One line for a person: ``record 17 (id "a/b"): failed: HTTP 400: ...``."""
+    who = f"record {outcome.index}" + (f' (id "{outcome.person_id}")' if outcome.person_id is not None else "")
+    label = outcome.status.value.replace("_", " ")
+    return f"{who}: {label}: {outcome.reason}" if outcome.reason else f"{who}: {label}"
+
+
+def summary_line(result: SyncResult) -> str:
+    """The last line of a run: counts, elapsed time and rate."""
+    parts = [f"{result.synced:,} synced"]
+    if result.unchanged:
+        parts.append(f"{result.unchanged:,} unchanged")
+    parts += [f"{result.failed:,} failed", f"{result.invalid:,} invalid"]
+    if result.not_attempted:
+        parts.append(f"{result.not_attempted:,} not attempted")
+    records = "record" if result.total == 1 else "records"
+    text = f"{result.total:,} {records}: {', '.join(parts)} in {result.elapsed:.1f}s ({result.rate:,.0f} records/s)"
+    if result.retries:
+        text += f"; {result.retries:,} resends"
+    return text
+
+
+def problem_lines(problems: Sequence[RecordOutcome], more_problems: int, limit: int = 20) -> list[str]:
+    """A line per record in ``problems``, capped at ``limit``, then "and N more" for the rest
+    (``more_problems`` counts those not even kept)."""
+    shown = problems[:limit]
+    lines = [describe(o) for o in shown]
+    more = len(problems) - len(shown) + more_problems
+    if more:
+        lines.append(f"... and {more:,} more")
+    return lines
+
+
+def dry_run_start(source: str, count: int) -> str:
+    """The opening line of a dry run."""
+    return f"dry run: checking {count:,} records from {source}; nothing is sent"
+
+
+def describe_request(config: Config, update: PersonUpdate) -> str:
+    """A request as it would go on the wire, with the credentials redacted."""
+    if config.transport is Transport.BATCH:
+        return f"would send, in a POST {config.base_url}/api/v2/batch:\n  {batch_item(update).decode('utf-8')}"
+    return (
+        f"would send: PUT {config.base_url}/api/v1/customers/{update.path}\n"
+        f"  Authorization: Basic <site id and API key, redacted>\n"
+        f"  Content-Type: application/json\n"
+        f"  {update.body.decode('utf-8')}"
+    )
+
+
+def dry_run_summary(plan: Plan) -> str:
+    """The closing line of a dry run, with the invalid records listed first."""
+    lines = problem_lines(plan.problems, plan.more_problems)
+    if plan.new is not None:
+        counts = f"{plan.new:,} new, {plan.changed:,} changed, {plan.unchanged:,} unchanged"
+    else:
+        counts = f"{plan.valid:,} valid"
+    lines.append(f"dry run: {plan.total:,} records: {counts}, {plan.invalid:,} invalid; nothing sent")
+    return "\n".join(lines)

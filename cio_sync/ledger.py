@@ -29,11 +29,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable
+from enum import Enum
 from pathlib import Path
 from types import TracebackType
 
 from .config import Config
 from .errors import LedgerInUse, OutputError
+from .mapping import PersonUpdate, ordering_key
 
 
 def fingerprint(config: Config) -> str:
@@ -43,7 +45,7 @@ def fingerprint(config: Config) -> str:
         "baseUrl": config.base_url,
         "userId": config.user_id,
         "mappings": [[m.source, m.target] for m in config.mappings],
-        "mode": config.mode,
+        "mode": config.mode.value,
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -69,18 +71,28 @@ def digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
 
-class Ledger:
-    """The ledger file at ``path`` for the configuration with fingerprint ``scope``.
+class Known(Enum):
+    """How a person update compares with what the ledger vouches for."""
 
-    With ``trust=False`` (``--full``) nothing is reported unchanged, but successes are still
-    recorded. Opening it for writing takes the run lock: :class:`~cio_sync.errors.LedgerInUse`
-    when another run holds it. Use from one thread; close it (or use it as a context manager)
-    to let the next run in.
+    NEW = "new"
+    # The ledger vouches for another body: its entry is withdrawn before this one is sent.
+    CHANGED = "changed"
+    # The workspace holds exactly this body: sending it again would change nothing.
+    UNCHANGED = "unchanged"
+
+
+class Ledger:
+    """The ledger file at ``path``, holding entries for ``config``'s workspace and mapping.
+
+    With ``trust=False`` (``--full``) everything counts as new, but successes are still
+    recorded. ``read_only`` (``--dry-run``) neither creates nor changes the file. Opening it for
+    writing takes the run lock: :class:`~cio_sync.errors.LedgerInUse` when another run holds
+    it. Use from one thread; close it (or use it as a context manager) to let the next run in.
     """
 
-    def __init__(self, path: str, scope: str, *, trust: bool = True, read_only: bool = False) -> None:
+    def __init__(self, path: str, config: Config, *, trust: bool = True, read_only: bool = False) -> None:
         self.path = path
-        self._scope = scope
+        self._scope = fingerprint(config)
         self._trust = trust
         # People whose entry vouches for another body than the one about to be sent: their
         # entries are deleted by sending(), before the request goes.
@@ -115,12 +127,6 @@ class Ledger:
         # For the message of a run that finds the ledger locked: which process holds it.
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (f"{os.getpid()} {time.time():.0f}",))
 
-    def known(self, person: str) -> bytes | None:
-        """The digest last recorded for ``person``, or None (also always None with ``--full``)."""
-        if not self._trust:
-            return None
-        return self._lookup(person)
-
     def _lookup(self, person: str) -> bytes | None:
         try:
             row = self._db.execute(
@@ -130,25 +136,27 @@ class Ledger:
             return None
         return bytes(row[0]) if row else None
 
-    def vouches(self, person: str, body_digest: bytes) -> bool:
-        """True when the workspace is known to hold exactly this body for ``person``: skip it.
+    def compare(self, update: PersonUpdate) -> Known:
+        """How ``update`` compares with the body the ledger vouches for (with ``--full``: new).
 
-        When False the body is to be sent, and :meth:`sending` must be called before it leaves.
+        Anything but unchanged is to be sent, and :meth:`sending` must be called before it leaves.
         """
+        person = ordering_key(update.person_id)
         recorded = self._lookup(person)
         if recorded is None:
-            return False
-        if recorded == body_digest:
-            return self._trust
+            return Known.NEW
+        if recorded == digest(update.body):
+            return Known.UNCHANGED if self._trust else Known.NEW
         self._stale.add(person)
-        return False
+        return Known.CHANGED if self._trust else Known.NEW
 
-    def sending(self, people: Iterable[str]) -> None:
-        """Before a request for ``people`` leaves: stop vouching for any other body of theirs.
+    def sending(self, updates: Iterable[PersonUpdate]) -> None:
+        """Before a request for ``updates`` leaves: stop vouching for any other body of theirs.
 
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
+        people = (ordering_key(update.person_id) for update in updates)
         stale = [(self._scope, p) for p in people if p in self._stale]
         if not stale:
             return
@@ -156,13 +164,13 @@ class Ledger:
             self._db.executemany("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
         self._stale.difference_update(p for _, p in stale)
 
-    def accepted(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        """Record that the workspace answered 2xx to these (person, body digest) pairs.
+    def accepted(self, updates: Iterable[PersonUpdate]) -> None:
+        """Record that the workspace answered 2xx to ``updates``.
 
         Durable when it returns: a run killed afterwards does not send them again.
         """
         now = time.time()
-        rows = [(self._scope, person, body_digest, now) for person, body_digest in entries]
+        rows = [(self._scope, ordering_key(u.person_id), digest(u.body), now) for u in updates]
         if not rows:
             return
         with self._transaction():

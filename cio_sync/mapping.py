@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote
 
-from .config import UPDATE_ONLY, FieldMapping
+from .config import UPDATE_ONLY, FieldMapping, Mode
 from .schema import json_type
 
 # Limits the Track API enforces with a 400; checking them here names the record and the reason.
@@ -57,10 +57,10 @@ class RecordMapper:
     (the attribute keeps its value in the workspace), while a present ``null`` is sent as ``null``.
     """
 
-    def __init__(self, user_id: str, mappings: Sequence[FieldMapping], mode: str = "upsert") -> None:
+    def __init__(self, user_id: str, mappings: Sequence[FieldMapping], mode: Mode = Mode.UPSERT) -> None:
         self._user_id = user_id
         self._pairs = tuple((m.source, m.target) for m in mappings)
-        self._update_only = mode == "update"
+        self._update_only = mode is Mode.UPDATE
 
     def map(self, index: int, record: object) -> PersonUpdate | InvalidRecord:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
@@ -118,6 +118,15 @@ def person_id_of(value: object, key: str) -> tuple[str | None, str | None]:
     if size > MAX_ID_BYTES:
         return text[:40] + "...", f'"{key}" is {size} bytes long; the Track API allows at most {MAX_ID_BYTES}'
     return text, None
+
+
+def ordering_key(person_id: str) -> str:
+    """The key naming one person: their updates are serialised under it, and the ledger keeps it.
+
+    The API reads an id containing "@" as an email address, and email addresses are not case
+    sensitive, so ``A@x.com`` and ``a@x.com`` are one person.
+    """
+    return person_id.lower() if "@" in person_id else person_id
 
 
 def value_problem(body: dict[str, object]) -> str | None:

@@ -11,10 +11,12 @@ from email.utils import formatdate
 import pytest
 
 from cio_sync import __version__
-from cio_sync.client import Delivery, HttpSettings, Result, TrackClient, parse_retry_after
+from cio_sync.client import HttpSettings, TrackClient
 from cio_sync.emulator import Emulator
 from cio_sync.errors import ApiUnreachable, CredentialsRejected
+from cio_sync.outcome import Delivery, Status, StopReason
 from cio_sync.pacing import Gate
+from cio_sync.retry import parse_retry_after
 
 from .conftest import API_KEY, FAST, SITE_ID, make_config
 
@@ -32,7 +34,7 @@ def put(client: TrackClient, person_id: str = "p1", body: object = None) -> Deli
 
 def test_a_put_lands_with_auth_user_agent_and_json(emulator: Emulator, client: TrackClient) -> None:
     delivery = put(client)
-    assert delivery == Delivery(Result.SYNCED, 200, None, 0)
+    assert delivery == Delivery(Status.SYNCED, 200, None, 0)
     assert emulator.people() == {"p1": {"name": "Ada"}}
     (request,) = emulator.requests()
     assert request.method == "PUT"
@@ -63,7 +65,7 @@ def test_headers_are_the_ones_we_promise(emulator: Emulator) -> None:
     thread = threading.Thread(target=server.handle_request)
     thread.start()
     track = TrackClient(make_config(f"http://127.0.0.1:{server.server_address[1]}"), FAST, Gate(), 1)
-    assert put(track).result is Result.SYNCED
+    assert put(track).status is Status.SYNCED
     thread.join()
     server.server_close()
     assert seen["User-Agent"] == f"cio-sync/{__version__}"
@@ -74,7 +76,7 @@ def test_headers_are_the_ones_we_promise(emulator: Emulator) -> None:
 def test_a_5xx_is_resent_until_it_succeeds(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(status=500, times=2)
     delivery = put(client)
-    assert delivery.result is Result.SYNCED
+    assert delivery.status is Status.SYNCED
     assert delivery.retries == 2
     assert [r.status for r in emulator.requests()] == [500, 500, 200]
 
@@ -82,21 +84,21 @@ def test_a_5xx_is_resent_until_it_succeeds(emulator: Emulator, client: TrackClie
 @pytest.mark.parametrize("status", [502, 503, 504])
 def test_gateway_statuses_are_resent(emulator: Emulator, client: TrackClient, status: int) -> None:
     emulator.add_fault(status=status)
-    assert put(client).result is Result.SYNCED
+    assert put(client).status is Status.SYNCED
     assert [r.status for r in emulator.requests()] == [status, 200]
 
 
 def test_a_dropped_connection_is_resent(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(drop=True)
     delivery = put(client)
-    assert delivery.result is Result.SYNCED
+    assert delivery.status is Status.SYNCED
     assert emulator.people() == {"p1": {"name": "Ada"}}
     assert len(emulator.requests()) == 2
 
 
 def test_a_lost_answer_is_resent_and_the_result_is_the_same(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(drop=True, apply=True)
-    assert put(client).result is Result.SYNCED
+    assert put(client).status is Status.SYNCED
     assert emulator.people() == {"p1": {"name": "Ada"}}
     assert emulator.writes("p1") == 2
 
@@ -107,7 +109,7 @@ def test_a_read_timeout_is_resent(emulator: Emulator) -> None:
     emulator.add_fault(delay=1.0)
     delivery = put(track)
     track.close()
-    assert delivery.result is Result.SYNCED
+    assert delivery.status is Status.SYNCED
     assert delivery.retries == 1
 
 
@@ -116,7 +118,7 @@ def test_429_waits_for_retry_after(emulator: Emulator, client: TrackClient) -> N
     started = time.monotonic()
     delivery = put(client)
     waited = time.monotonic() - started
-    assert delivery.result is Result.SYNCED
+    assert delivery.status is Status.SYNCED
     first, second = emulator.requests()
     assert first.status == 429 and second.status == 200
     assert second.started_at - first.answered_at >= 0.95
@@ -126,13 +128,13 @@ def test_429_waits_for_retry_after(emulator: Emulator, client: TrackClient) -> N
 @pytest.mark.parametrize("value", ["soon", "-3", "1.5", "NaN", "inf", "", "Wed, 99 Foo 2099", "1e999"])
 def test_a_malformed_retry_after_never_fails_the_request(emulator: Emulator, client: TrackClient, value: str) -> None:
     emulator.add_fault(status=429, retry_after=value)
-    assert put(client).result is Result.SYNCED
+    assert put(client).status is Status.SYNCED
     assert [r.status for r in emulator.requests()] == [429, 200]
 
 
 def test_a_retry_after_date_is_honoured(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(status=503, retry_after=formatdate(time.time() + 2, usegmt=True))
-    assert put(client).result is Result.SYNCED
+    assert put(client).status is Status.SYNCED
     first, second = emulator.requests()
     assert second.started_at - first.answered_at >= 0.5
 
@@ -155,23 +157,23 @@ def test_parse_retry_after_dates() -> None:
 def test_permanent_errors_are_not_resent(emulator: Emulator, client: TrackClient, status: int) -> None:
     emulator.add_fault(status=status, retry_after="1")
     delivery = put(client)
-    assert delivery.result is Result.FAILED
-    assert delivery.status == status
+    assert delivery.status is Status.FAILED
+    assert delivery.http_status == status
     assert delivery.reason == f"HTTP {status}: injected fault"
     assert len(emulator.requests()) == 1
 
 
 def test_the_workspace_message_is_reported(emulator: Emulator, client: TrackClient) -> None:
     delivery = put(client, body={"x": "y" * 1001})
-    assert delivery.result is Result.FAILED
+    assert delivery.status is Status.FAILED
     assert delivery.reason == "HTTP 400: value for attribute 'x' cannot be longer than 1000 bytes"
 
 
 def test_exhausted_retries_report_the_last_status(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(status=503, times=None)
     delivery = put(client)
-    assert delivery.result is Result.FAILED
-    assert delivery.status == 503
+    assert delivery.status is Status.FAILED
+    assert delivery.http_status == 503
     assert delivery.reason == "HTTP 503 after 4 attempts: injected fault"
     assert len(emulator.requests()) == 4
 
@@ -179,8 +181,8 @@ def test_exhausted_retries_report_the_last_status(emulator: Emulator, client: Tr
 def test_exhausted_connection_retries_say_what_happened(emulator: Emulator, client: TrackClient) -> None:
     emulator.add_fault(drop=True, times=None)
     delivery = put(client)
-    assert delivery.result is Result.FAILED
-    assert delivery.status is None
+    assert delivery.status is Status.FAILED
+    assert delivery.http_status is None
     assert delivery.reason is not None and delivery.reason.startswith("the connection was dropped")
     assert len(emulator.requests()) == 4
 
@@ -190,7 +192,7 @@ def test_nothing_listening_is_a_failure_not_a_crash() -> None:
         url = gone.url
     track = TrackClient(make_config(url), FAST, Gate(), 1)
     delivery = put(track)
-    assert delivery.result is Result.FAILED
+    assert delivery.status is Status.FAILED
     assert delivery.reason is not None and delivery.reason.startswith("cannot connect")
 
 
@@ -198,13 +200,13 @@ def test_nothing_listening_is_a_failure_not_a_crash() -> None:
 def test_auth_refusals_are_flagged(emulator: Emulator, client: TrackClient, status: int) -> None:
     emulator.add_fault(status=status)
     delivery = put(client)
-    assert delivery.result is Result.UNAUTHORIZED
+    assert delivery.stop is StopReason.CREDENTIALS
     assert len(emulator.requests()) == 1
 
 
 def test_wrong_credentials_get_401_from_the_emulator(emulator: Emulator) -> None:
     track = TrackClient(make_config(emulator.url, apiKey="wrong"), FAST, Gate(), 1)
-    assert put(track).result is Result.UNAUTHORIZED
+    assert put(track).stop is StopReason.CREDENTIALS
 
 
 def test_credentials_check_returns_the_region(emulator: Emulator, client: TrackClient) -> None:
@@ -237,7 +239,7 @@ def test_ids_reach_the_server_exactly(emulator: Emulator, client: TrackClient) -
 
     ids = ["a/b", "x?y#z", "a b", "ü", "%41", ".", "..", "cio_x", "a@B.com", "+1"]
     for person_id in ids:
-        assert client.put_person(path_segment(person_id), b'{"n":1}').result is Result.SYNCED
+        assert client.put_person(path_segment(person_id), b'{"n":1}').status is Status.SYNCED
     assert sorted(emulator.people()) == sorted(ids)
 
 
@@ -247,7 +249,7 @@ def test_the_pool_is_sized_for_the_workers(emulator: Emulator) -> None:
     emulator.latency = 0.05
     track = TrackClient(make_config(emulator.url), FAST, Gate(), pool_size=8)
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda i: put(track, f"p{i}").result, range(32)))
+        results = list(pool.map(lambda i: put(track, f"p{i}").status, range(32)))
     track.close()
-    assert results == [Result.SYNCED] * 32
+    assert results == [Status.SYNCED] * 32
     assert emulator.stats()["peak_in_flight"] == 8

@@ -61,7 +61,7 @@ def test_the_ledger_and_the_plan_from_python(tmp_path: Path) -> None:
             {"parallelism": 2, "userId": "id", "mappings": [{"from": "name", "to": "name"}], "baseUrl": emulator.url},
             env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
         )
-        ledger = cio_sync.Ledger(str(tmp_path / "state.db"), cio_sync.fingerprint(config))
+        ledger = cio_sync.Ledger(str(tmp_path / "state.db"), config)
         first = cio_sync.sync(config, records, ledger=ledger)
         second = cio_sync.sync(config, records, ledger=ledger)
         ahead = cio_sync.plan(config, [*records, {"id": 3}], ledger=ledger)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cio_sync import ConfigError, CredentialsRejected, RecordOutcome, Status, Stop, sync
 from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
-from cio_sync.sync import ordering_key
+from cio_sync.mapping import ordering_key
 
 from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts
 

@@ -1,0 +1,99 @@
+"""What became of each record, in one vocabulary from the HTTP answer to the report, and why a run
+stopped early."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .mapping import PersonUpdate
+
+
+class Status(str, Enum):
+    """What became of one record of the data file."""
+
+    SYNCED = "synced"
+    # Not sent: the ledger (--state) shows the workspace already has exactly this body.
+    UNCHANGED = "unchanged"
+    FAILED = "failed"
+    INVALID = "invalid"
+    NOT_ATTEMPTED = "not_attempted"
+
+
+class StopReason(str, Enum):
+    """Why a run stopped before the end of its records (written as its value in the report)."""
+
+    # The workspace refused the credentials mid-run (401/403): every request would fail alike.
+    CREDENTIALS = "credentials"
+    # Requests in a row got no HTTP answer at all: the API went away.
+    UNREACHABLE = "unreachable"
+    # SIGINT (Ctrl-C) and SIGTERM (docker stop, kill).
+    INTERRUPTED = "interrupted"
+    TERMINATED = "terminated"
+    # A library caller's Stop() without a reason.
+    STOPPED = "stopped"
+    # An exception ended the run; it is raised to the caller.
+    ERROR = "error"
+
+
+class Stop:
+    """Asks a running sync to stop: no new requests start, those in flight finish.
+
+    Thread-safe and safe to call from a signal handler; the first reason given is kept.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason: StopReason | None = None
+
+    def __call__(self, reason: StopReason | str = StopReason.STOPPED) -> None:
+        if self.reason is None:
+            self.reason = StopReason(reason)
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop was asked for."""
+        return self.event.is_set()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What the workspace made of one person's update: the client's half of a :class:`RecordOutcome`."""
+
+    status: Status
+    http_status: int | None = None
+    reason: str | None = None
+    retries: int = 0
+    # Set when the answer means no later request can succeed either: the run stops for it.
+    stop: StopReason | None = None
+
+
+NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """One record's fate: its position in the file, its id when it has one, and why."""
+
+    index: int
+    status: Status
+    person_id: str | None = None
+    reason: str | None = None
+    http_status: int | None = None
+    retries: int = 0
+    record: object = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, update: PersonUpdate, delivery: Delivery) -> RecordOutcome:
+        """The outcome of sending ``update``, as ``delivery`` tells it."""
+        return cls(
+            update.index,
+            delivery.status,
+            update.person_id,
+            delivery.reason,
+            delivery.http_status,
+            delivery.retries,
+            update.record,
+        )

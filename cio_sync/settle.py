@@ -1,0 +1,68 @@
+"""Where every record's outcome lands: counted, recorded in the ledger, handed to the caller; and
+where a run notices that the API went away."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from .ledger import Ledger
+from .mapping import InvalidRecord, PersonUpdate
+from .outcome import Delivery, RecordOutcome, Status, Stop, StopReason
+from .tally import Tally
+
+OutcomeHandler = Callable[[RecordOutcome], None]
+
+
+class Settle:
+    """Settles each record exactly once, from the thread that runs the sync.
+
+    Every outcome is counted in :attr:`tally` and passed to ``on_outcome``; an update the
+    workspace accepted is recorded in the ``ledger``. A delivery whose answer means no request
+    can succeed (401/403) stops the run, and so do ``max(10, parallelism)`` requests in a row that
+    got no HTTP answer at all: sending the rest would only fail them slowly, one by one.
+    """
+
+    def __init__(
+        self, stop: Stop, parallelism: int, ledger: Ledger | None, on_outcome: OutcomeHandler | None, keep: int
+    ) -> None:
+        self.tally = Tally(keep)
+        self._stop = stop
+        self._ledger = ledger
+        self._on_outcome = on_outcome
+        self._unanswered = 0
+        self._max_unanswered = max(10, parallelism)
+
+    def delivered(self, updates: Sequence[PersonUpdate], deliveries: Sequence[Delivery]) -> None:
+        """A request is back: settle each of its ``updates`` by its delivery, then record in the
+        ledger those the workspace accepted (before any person's next update is routed: its own
+        entry must be in place for that update to withdraw it)."""
+        for update, delivery in zip(updates, deliveries, strict=True):
+            if delivery.stop is not None:
+                self._stop(delivery.stop)
+            if delivery.http_status is not None:
+                self._unanswered = 0
+            elif delivery.status is Status.FAILED:
+                self._unanswered += 1
+                if self._unanswered >= self._max_unanswered:
+                    self._stop(StopReason.UNREACHABLE)
+            self.emit(RecordOutcome.of(update, delivery))
+        if self._ledger is not None:
+            self._ledger.accepted(u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
+
+    def invalid(self, record: InvalidRecord) -> None:
+        """A record that cannot be sent."""
+        self.emit(RecordOutcome(record.index, Status.INVALID, record.person_id, record.reason, record=record.record))
+
+    def unchanged(self, update: PersonUpdate) -> None:
+        """An update the ledger shows the workspace already holds: not sent."""
+        self.emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
+
+    def not_attempted(self, index: int, person_id: str | None, record: object) -> None:
+        """A record the run stopped before sending."""
+        self.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, record=record))
+
+    def emit(self, outcome: RecordOutcome) -> None:
+        """Count ``outcome`` and hand it on."""
+        self.tally.add(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)

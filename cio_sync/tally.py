@@ -1,0 +1,101 @@
+"""Counting what became of each record into the result of a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from .outcome import RecordOutcome, Status, StopReason
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """The counts of a finished (or stopped) run, and the first records that failed or were invalid."""
+
+    total: int
+    synced: int
+    failed: int
+    invalid: int
+    not_attempted: int
+    elapsed: float
+    retries: int
+    statuses: dict[int, int]
+    problems: tuple[RecordOutcome, ...]
+    # How many more records failed or were invalid beyond those kept in ``problems``.
+    more_problems: int = 0
+    # Why the run stopped before the end of the file, or None when it did not.
+    stopped: StopReason | None = None
+    region: str | None = None
+    unchanged: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when every record was synced (or was already in the workspace, per the ledger)."""
+        return self.synced + self.unchanged == self.total and self.stopped is None
+
+    @property
+    def rate(self) -> float:
+        """Records handled per second."""
+        handled = self.synced + self.unchanged + self.failed + self.invalid
+        return handled / self.elapsed if self.elapsed > 0 else 0.0
+
+
+_LISTED = frozenset({Status.FAILED, Status.INVALID})
+
+
+class Tally:
+    """Counts outcomes as they arrive (from one thread) and keeps the first few problems."""
+
+    def __init__(self, keep: int = 20) -> None:
+        self.counts: Counter[Status] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.retries = 0
+        self._keep = keep
+        self._problems: list[RecordOutcome] = []
+        self._more = 0
+
+    def add(self, outcome: RecordOutcome) -> None:
+        """Count one record's outcome."""
+        self.counts[outcome.status] += 1
+        self.retries += outcome.retries
+        if outcome.http_status is not None:
+            self.statuses[outcome.http_status] += 1
+        # Records left unsent by a stop are counted, not listed: the summary says how many.
+        if outcome.status in _LISTED:
+            if len(self._problems) < self._keep:
+                self._problems.append(outcome)
+            else:
+                self._more += 1
+
+    @property
+    def done(self) -> int:
+        """Records counted so far."""
+        return sum(self.counts.values())
+
+    @property
+    def problems(self) -> tuple[RecordOutcome, ...]:
+        """The first problems kept, in file order."""
+        return tuple(sorted(self._problems, key=lambda o: o.index))
+
+    @property
+    def more_problems(self) -> int:
+        """How many problems were counted beyond those kept."""
+        return self._more
+
+    def result(self, elapsed: float, stopped: StopReason | None = None, region: str | None = None) -> SyncResult:
+        """The totals so far as a :class:`SyncResult`."""
+        return SyncResult(
+            total=self.done,
+            synced=self.counts[Status.SYNCED],
+            failed=self.counts[Status.FAILED],
+            invalid=self.counts[Status.INVALID],
+            not_attempted=self.counts[Status.NOT_ATTEMPTED],
+            elapsed=elapsed,
+            retries=self.retries,
+            statuses=dict(sorted(self.statuses.items())),
+            problems=self.problems,
+            more_problems=self._more,
+            stopped=stopped,
+            region=region,
+            unchanged=self.counts[Status.UNCHANGED],
+        )

@@ -1,0 +1,64 @@
+"""The worker threads: each sends one job at a time and hands the answers back to the main thread."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from queue import SimpleQueue
+from types import TracebackType
+
+from .client import TrackClient
+from .outcome import Delivery, Status
+from .packer import Job
+
+
+class Workers:
+    """``count`` threads sending jobs through ``client``; answers come back in finishing order.
+
+    Use as a context manager from one thread: leaving it lets the jobs in flight finish and
+    stops the threads.
+    """
+
+    def __init__(self, client: TrackClient, count: int) -> None:
+        self._client = client
+        self._count = count
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="cio-sync")
+        self._ready: SimpleQueue[Job | None] = SimpleQueue()
+        self._done: SimpleQueue[tuple[Job, list[Delivery]]] = SimpleQueue()
+        # Jobs handed over and not yet collected: in flight, or ready for the next free worker.
+        self.busy = 0
+
+    def __enter__(self) -> Workers:
+        for _ in range(self._count):
+            self._pool.submit(self._work)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        for _ in range(self._count):
+            self._ready.put(None)
+        self._pool.shutdown(wait=True)
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` for the next free worker."""
+        self._ready.put(job)
+        self.busy += 1
+
+    def collect(self) -> tuple[Job, list[Delivery]]:
+        """Wait for the next finished job: the job, and one delivery per update, in order."""
+        done = self._done.get()
+        self.busy -= 1
+        return done
+
+    def _work(self) -> None:
+        while (job := self._ready.get()) is not None:
+            self._done.put((job, send(self._client, job)))
+
+
+def send(client: TrackClient, job: Job) -> list[Delivery]:
+    """Send ``job``: one delivery per update, in order. Never raises."""
+    try:
+        if job.body is None:
+            (update,) = job.updates
+            return [client.put_person(update.path, update.body)]
+        return client.post_batch(job.body, len(job.updates))
+    except BaseException as e:  # a bug must not leave the main loop waiting forever
+        return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)

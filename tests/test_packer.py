@@ -1,0 +1,73 @@
+"""The batch packer on its own: byte limits counted on the exact body that is sent."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cio_sync.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body, batch_item
+from cio_sync.packer import BatchPacker, Job, oversized
+
+
+def update(index: int, size: int = 10) -> PersonUpdate:
+    return PersonUpdate(index, str(index), str(index), json.dumps({"v": "x" * size}).encode(), None)
+
+
+def pack(packer: BatchPacker, updates: list[PersonUpdate]) -> list[Job]:
+    jobs = [job for u in updates if (job := packer.add(u, batch_item(u))) is not None]
+    if packer:
+        jobs.append(packer.take())
+    return jobs
+
+
+@given(sizes=st.lists(st.integers(0, 300), min_size=1, max_size=40), limit=st.integers(400, 3000))
+def test_batches_keep_order_and_fit_the_limit_exactly(sizes: list[int], limit: int) -> None:
+    updates = [update(i, size) for i, size in enumerate(sizes)]
+    jobs = pack(BatchPacker(limit), updates)
+    assert [u for job in jobs for u in job.updates] == updates
+    for job in jobs:
+        assert job.body == batch_body([batch_item(u) for u in job.updates])
+        assert len(job.body) <= limit
+    # A batch closes only when the next item would not have fitted.
+    for job, following in itertools.pairwise(jobs):
+        grown = batch_body([batch_item(u) for u in (*job.updates, following.updates[0])])
+        assert len(grown) > limit
+
+
+def test_a_batch_fills_to_the_very_byte() -> None:
+    item = batch_item(update(0))
+    limit = len(batch_body([item, item]))
+    packer = BatchPacker(limit)
+    assert packer.add(update(0), item) is None
+    assert packer.add(update(1), item) is None
+    closed = packer.add(update(2), item)
+    assert closed is not None
+    assert closed.body is not None and len(closed.body) == limit
+
+
+def test_the_default_limit_is_the_endpoints() -> None:
+    updates = [update(i, 20_000) for i in range(60)]
+    jobs = pack(BatchPacker(), updates)
+    assert len(jobs) > 1
+    assert all(job.body is not None and len(job.body) <= MAX_BATCH_BYTES for job in jobs)
+
+
+def test_drain_returns_the_unsent_batch() -> None:
+    packer = BatchPacker()
+    first, second = update(0), update(1)
+    packer.add(first, batch_item(first))
+    packer.add(second, batch_item(second))
+    assert packer.drain() == [first, second]
+    assert not packer
+
+
+@pytest.mark.parametrize(("size", "refused"), [(MAX_ITEM_BYTES, False), (MAX_ITEM_BYTES + 1, True)])
+def test_an_item_over_32_kb_is_refused(size: int, refused: bool) -> None:
+    problem = oversized(b"x" * size)
+    assert (problem is not None) is refused
+    if problem is not None:
+        assert problem == f"as a batch item it is {size:,} bytes; the batch endpoint allows at most 32,000 (32 KB)"
