@@ -149,7 +149,9 @@ def transports(n: int, parallelism: int) -> None:
             config, data = write_inputs(Path(tmp), n, parallelism, {"transport": transport})
             m = run_cli(["--config", config, "--data", data, "--base-url", emu.url, "--quiet"])
             counted[transport] = (emu.stats()["requests"], m.wall, m.code)
-            states[transport] = requests.get(emu.url + "/_emulator/people", timeout=60).json()
+            people = requests.get(emu.url + "/_emulator/people", timeout=60).json()
+            # Each transport's people get their own cio_ids: compare what the file decides.
+            states[transport] = {(p["id"], p["email"]): p["attributes"] for p in people}
     same = "the same" if states["v1"] == states["batch"] else "DIFFERENT"
     print(f"transports  N={n:,} P={parallelism}, no latency; end state {same} for both")
     for transport, (count, wall, code) in counted.items():

@@ -63,8 +63,8 @@ def test_one_person_appears_once_per_batch_in_file_order(emulator: Emulator) -> 
 
 
 def test_207_errors_map_to_the_right_records(emulator: Emulator) -> None:
-    emulator.add_fault(endpoint="item", person_id="a/b", times=None)
-    emulator.add_fault(endpoint="item", person_id="cio_x1", times=None)
+    emulator.add_fault(reject=True, person="a/b", times=None)
+    emulator.add_fault(reject=True, person="cio_x1", times=None)
     outcomes: list[Any] = []
     result = sync(make_config(emulator.url, transport="batch"), PEOPLE, http=FAST, on_outcome=outcomes.append)
     failed = sorted((o.index, o.person_id, o.http_status) for o in outcomes if o.status is Status.FAILED)
@@ -116,16 +116,20 @@ def test_batches_stay_under_500_kb(emulator: Emulator) -> None:
     assert all(len(json.dumps(p.body).encode()) <= 500 * 1024 for p in posts)
 
 
-def test_update_mode_adds_update_to_every_body(emulator: Emulator) -> None:
-    sync(make_config(emulator.url, mode="update"), PEOPLE[:2], http=FAST)
-    assert {r.person_id: r.body for r in emulator.requests() if r.method == "PUT"} == {
-        "1": {"name": "Ada", "ltv": 1.5, "_update": True},
-        "a/b": {"name": "Slash", "_update": True},
-    }
-    emulator.reset()
-    sync(make_config(emulator.url, mode="update", transport="batch"), PEOPLE[:1], http=FAST)
-    (post,) = batch_posts(emulator)
-    assert post["batch"][0]["attributes"]["_update"] is True
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_update_mode_changes_existing_people_and_creates_none(emulator: Emulator, transport: str) -> None:
+    emulator.add_person(id="1", attributes={"plan": "pro"})
+    result = sync(make_config(emulator.url, mode="update", transport=transport), PEOPLE[:2], http=FAST)
+    assert result.synced == 2
+    assert emulator.people() == {"1": {"plan": "pro", "name": "Ada", "ltv": 1.5}}
+    if transport == "v1":
+        assert {r.person_id: r.body for r in emulator.requests() if r.method == "PUT"} == {
+            "1": {"name": "Ada", "ltv": 1.5, "_update": True},
+            "a/b": {"name": "Slash", "_update": True},
+        }
+    else:
+        (post,) = batch_posts(emulator)
+        assert [item["attributes"]["_update"] for item in post["batch"]] == [True, True]
 
 
 @pytest.mark.parametrize(("option", "value"), [("--transport", "batch"), ("--mode", "update")])
@@ -149,7 +153,7 @@ def test_update_mode_refuses_a_mapping_to_update(emulator: Emulator, files: File
 
 
 def test_batch_keeps_the_ledger_failed_file_and_report(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(endpoint="item", person_id="a/b")
+    emulator.add_fault(reject=True, person="a/b")
     state, failed, report = (str(files.root / name) for name in ("state.db", "failed.json", "report.json"))
     # No person twice: a repeated person is rightly sent again (see the ledger tests).
     people = [p for i, p in enumerate(PEOPLE) if i != 4]

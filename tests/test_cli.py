@@ -106,7 +106,7 @@ def test_invalid_records_exit_1_and_are_listed(emulator: Emulator, files: Files)
 
 
 def test_failed_records_exit_1_with_status_and_message(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=400, person_id="a/b")
+    emulator.add_fault(status=400, person="a/b")
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)])
     assert run.code == 1
     assert 'cio-sync: record 1 (id "a/b"): failed: HTTP 400: injected fault' in run.stderr
@@ -122,7 +122,7 @@ def test_the_problem_list_is_capped(emulator: Emulator, files: Files) -> None:
 
 
 def test_retries_option(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=503, times=None, person_id="1")
+    emulator.add_fault(status=503, times=None, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--retries", "0"]
     run = run_cli(args)
     assert run.code == 1
@@ -139,7 +139,7 @@ def test_rejected_credentials_exit_3_before_any_write(emulator: Emulator, files:
 
 
 def test_a_401_mid_run_exits_3_and_stops(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=401, times=None)
+    emulator.add_fault(status=401, times=None, endpoint="customers")
     data = [{"id": i} for i in range(300)]
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
     assert run.code == 3
@@ -217,7 +217,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_completes(
 
 
 def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(delay=2.0, person_id="1")
+    emulator.add_fault(delay=2.0, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--timeout", "0.3"]
     run = run_cli(args)
     assert run.code == 0, run.stderr
@@ -227,7 +227,7 @@ def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) 
 
 
 def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(delay=2.0, person_id="1")
+    emulator.add_fault(delay=2.0, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
     run = run_cli([*args, "--timeout", "0.3", "--retries", "0"])
     assert run.code == 1
@@ -262,7 +262,7 @@ def test_json_logs_show_a_stop(emulator: Emulator, files: Files) -> None:
 
 
 def test_an_api_that_stops_answering_stops_the_run(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(drop=True, times=None)
+    emulator.add_fault(drop="before", times=None, endpoint="customers")
     data = files.data([{"id": i} for i in range(100)])
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data, "--retries", "0"])
     assert run.code == 1

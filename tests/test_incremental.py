@@ -63,7 +63,7 @@ def test_a_changed_mapping_resends_everything_and_says_so(emulator: Emulator, fi
 
 
 def test_failed_records_are_never_marked(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=400, person_id="3")
+    emulator.add_fault(status=400, person="3")
     first = run_cli(sync_args(files, emulator.url))
     assert first.code == 1
     before = len(people_puts(emulator))
@@ -184,7 +184,7 @@ def test_a_lost_answer_leaves_the_person_unvouched(emulator: Emulator, files: Fi
     pro = sync_args(files, emulator.url, [{"id": "y", "name": "pro"}])
     assert run_cli(pro).code == 0
     # The workspace applies "free" each time, but both answers are lost.
-    emulator.add_fault(apply=True, drop=True, person_id="y", times=2)
+    emulator.add_fault(drop="after", person="y", times=2)
     free = sync_args(files, emulator.url, [{"id": "y", "name": "free"}])
     assert run_cli([*free, "--retries", "1"]).code == 1
     assert emulator.people()["y"] == {"name": "free"}

@@ -33,8 +33,8 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def refuse_bad_and_flaky(emulator: Emulator) -> None:
     """MIXED's "bad" is refused for good (400); "flaky" never gets past 503."""
-    emulator.add_fault(status=400, person_id="bad")
-    emulator.add_fault(status=503, person_id="flaky", times=None)
+    emulator.add_fault(status=400, person="bad")
+    emulator.add_fault(status=503, person="flaky", times=None)
 
 
 def test_failed_file_holds_exactly_the_records_not_synced(emulator: Emulator, files: Files) -> None:
@@ -50,7 +50,7 @@ def test_failed_file_holds_exactly_the_records_not_synced(emulator: Emulator, fi
 
 
 def test_the_failed_file_re_fed_syncs_exactly_those(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=503, person_id="flaky", times=4)
+    emulator.add_fault(status=503, person="flaky", times=4)
     failed = files.root / "failed.json"
     config = files.config(config_dict(emulator.url))
     data = [{"id": i, "name": f"n{i}"} for i in range(10)] + [{"id": "flaky", "name": "late"}]
@@ -191,7 +191,7 @@ def test_broken_ndjson_is_refused_before_sending(emulator: Emulator, files: File
 
 
 def test_the_key_is_in_no_output_file(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=401, times=None)
+    emulator.add_fault(status=401, times=None, endpoint="customers")
     report_path, failed = files.root / "r.json", files.root / "f.json"
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
     run = run_cli([*args, "--report", str(report_path), "--failed", str(failed), "--log-format", "json"])

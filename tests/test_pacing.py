@@ -20,7 +20,7 @@ from .conftest import FAST, Files, config_dict, make_config, wait_until
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, status: int) -> None:
     emulator.latency = 0.005
-    emulator.add_fault(status=status, retry_after="1", person_id="p20")
+    emulator.add_fault(status=status, retry_after="1", person="p20")
     records = [{"id": f"p{i}"} for i in range(120)]
     result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
     assert result.synced == 120
@@ -160,7 +160,7 @@ def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None
 
 
 def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) -> None:
-    emulator.add_fault(status=429, retry_after="0", person_id="stuck", times=None)
+    emulator.add_fault(status=429, retry_after="0", person="stuck", times=None)
     http = HttpSettings(retries=1, rate_limited_retries=1, backoff_factor=0)
     result = sync(make_config(emulator.url), [{"id": "stuck"}, {"id": "fine"}], http=http)
     assert (result.synced, result.failed) == (1, 1)

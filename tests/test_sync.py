@@ -82,8 +82,12 @@ def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:
     result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
     assert result.synced == len(ids)
     sequential: dict[str, dict[str, object]] = {}
+    spelling: dict[str, str] = {}
     for record in records:
-        sequential.setdefault(str(record["id"]), {})["name"] = record["name"]
+        # An email address names one person whatever its case; the person keeps the first spelling.
+        pid = str(record["id"])
+        key = spelling.setdefault(pid.lower() if "@" in pid else pid, pid)
+        sequential.setdefault(key, {})["name"] = record["name"]
     assert emulator.people() == sequential
     by_person: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
     for request in emulator.requests():
@@ -131,7 +135,7 @@ def test_rejected_credentials_stop_before_any_person_is_written(emulator: Emulat
 
 
 def test_a_401_mid_run_stops_new_requests(emulator: Emulator) -> None:
-    emulator.add_fault(status=401, times=None)
+    emulator.add_fault(status=401, times=None, endpoint="customers")
     config = make_config(emulator.url, parallelism=4)
     result = sync(config, ({"id": i} for i in range(500)), http=FAST)
     assert result.stopped == "credentials"
@@ -171,8 +175,8 @@ def test_stopping_accounts_for_every_record(emulator: Emulator) -> None:
 
 
 def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
-    emulator.add_fault(status=400, person_id="bad")
-    emulator.add_fault(status=503, person_id="flaky", times=None)
+    emulator.add_fault(status=400, person="bad")
+    emulator.add_fault(status=503, person="flaky", times=None)
     records = [{"id": "ok"}, {"id": "bad"}, {"id": "flaky"}]
     result = sync(make_config(emulator.url), records, http=FAST)
     assert (result.synced, result.failed) == (1, 2)
@@ -187,8 +191,13 @@ def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
 @given(
     st.lists(
         st.one_of(
+            # Not cio_...: the API drops a request naming a cio_id it does not know.
             st.text(min_size=1, max_size=40).filter(
-                lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s) and len(s.encode()) <= 150
+                lambda s: (
+                    not any(0xD800 <= ord(c) <= 0xDFFF for c in s)
+                    and len(s.encode()) <= 150
+                    and not s.startswith("cio_")
+                )
             ),
             st.integers(min_value=-(10**30), max_value=10**30),
         ),
@@ -208,7 +217,7 @@ def test_any_id_reaches_the_workspace_exactly(transport: str, ids: list[str | in
 def test_an_api_that_goes_away_mid_run_stops_the_run(emulator: Emulator) -> None:
     def network_dies(outcome: RecordOutcome) -> None:
         if outcome.index == 5:
-            emulator.add_fault(drop=True, times=None)
+            emulator.add_fault(drop="before", times=None)
 
     config = make_config(emulator.url, parallelism=2)
     result = sync(config, ({"id": i} for i in range(300)), http=FAST, on_outcome=network_dies)
