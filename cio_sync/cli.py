@@ -17,10 +17,11 @@ from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpSettings
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
-from .errors import CioSyncError, ExitCode
+from .errors import CioSyncError, DataFileChanged, ExitCode
 from .failed import FailedRecordsFile
 from .ledger import Ledger
 from .outcome import RecordOutcome, Stop, StopReason
+from .outputs import check_output_paths, remove_stale
 from .plan import plan
 from .report import ReportFile
 from .sync import sync
@@ -148,8 +149,11 @@ def run(
     stop = Stop()
     with _stop_on_signals(stop, console):
         try:
+            check_output_paths(data=data, config=config, state=state, failed=failed, report=report)
             with ExitStack() as outputs:
                 report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
+                if failed is not None and not dry_run:
+                    outputs.enter_context(_no_stale_failed(failed, console))
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
                 failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
@@ -170,6 +174,8 @@ def run(
                 if report_file is not None:
                     write_report(report_file)
         except CioSyncError as e:
+            if isinstance(e, DataFileChanged) and e.result is not None:
+                console.finished(e.result, e.exit_code)
             console.error(str(e), e.exit_code)
             raise typer.Exit(e.exit_code) from None
         except Exception as e:  # a bug: say so in one line rather than with a traceback
@@ -225,6 +231,13 @@ def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
     report = ReportFile(path)
     try:
         yield report
+    except DataFileChanged as e:
+        # Records were processed before the file changed: the report counts them.
+        if e.result is not None:
+            report.commit_run(e.result, e.exit_code, str(e))
+        else:
+            report.fail(str(e), e.exit_code, dry_run)
+        raise
     except CioSyncError as e:
         report.fail(str(e), e.exit_code, dry_run)
         raise
@@ -233,6 +246,21 @@ def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
         raise
     finally:
         report.discard()
+
+
+@contextmanager
+def _no_stale_failed(path: str, console: Console) -> Iterator[None]:
+    """A run that cannot finish leaves no ``--failed`` file from an earlier run behind.
+
+    Such a file would list what an earlier run left to do, not what this one did: fed back in,
+    it would not bring the workspace to the data file's state.
+    """
+    try:
+        yield
+    except Exception:
+        if remove_stale(path):
+            console.note(f"removed {path}: it was left by an earlier run, and this run could not finish")
+        raise
 
 
 def exit_code(result: SyncResult) -> ExitCode:

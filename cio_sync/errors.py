@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tally import SyncResult
 
 
 class ExitCode(IntEnum):
@@ -46,9 +50,14 @@ class DataFileError(CioSyncError):
 
 class DataFileChanged(DataFileError):
     """The data file stopped parsing part-way through a run, after its check had passed: it was
-    changed while being read. Some records may have been sent, so this is not exit 2."""
+    changed while being read. Some records may have been sent, so this is not exit 2.
+
+    Raised by :func:`~cio_sync.sync` once the requests in flight have finished, with ``result``
+    counting every record processed up to there.
+    """
 
     exit_code = ExitCode.RECORDS_FAILED
+    result: SyncResult | None = None
 
 
 class OutputError(CioSyncError):

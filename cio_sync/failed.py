@@ -13,15 +13,45 @@ from .outcome import RecordOutcome, Status
 _DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
-def _number(value: object) -> object:
-    # ijson reads non-integers as Decimal; a float that overflows is written as its text.
-    if isinstance(value, Decimal):
-        number = float(value)
-        return number if abs(number) != float("inf") else str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON")
+def _record_json(value: object) -> str:
+    """A record as JSON text, its numbers exactly as they were read.
+
+    The data file's non-integers arrive as ``Decimal`` (ijson): they are written in their own
+    digits, so ``1e400`` stays a JSON number and ``0.1000000000000000000001`` keeps every digit,
+    where a float would overflow to a string or round.
+    """
+    parts: list[str] = []
+    _encode_into(value, parts)
+    return "".join(parts)
 
 
-_record_json = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), default=_number).encode
+def _encode_into(value: object, parts: list[str]) -> None:
+    if isinstance(value, str):
+        parts.append(_string(value))
+    elif value is None or value is True or value is False or type(value) is int:
+        parts.append(_plain(value))
+    elif isinstance(value, dict):
+        parts.append("{")
+        for n, (key, item) in enumerate(value.items()):
+            parts.append(("" if n == 0 else ", ") + _string(str(key)) + ": ")
+            _encode_into(item, parts)
+        parts.append("}")
+    elif isinstance(value, list):
+        parts.append("[")
+        for n, item in enumerate(value):
+            if n:
+                parts.append(", ")
+            _encode_into(item, parts)
+        parts.append("]")
+    elif isinstance(value, Decimal) and value.is_finite():
+        parts.append(str(value))
+    else:
+        # Only records built in Python rather than read from a file get here (floats and the like).
+        parts.append(_plain(value))
+
+
+_string = json.encoder.encode_basestring  # the C-accelerated string escaper json.dumps itself uses
+_plain = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 
 class FailedRecordsFile:

@@ -35,6 +35,9 @@ class StopReason(str, Enum):
     STOPPED = "stopped"
     # An exception ended the run; it is raised to the caller.
     ERROR = "error"
+    # The data file stopped parsing mid-run: it changed while being read. What was in flight is
+    # settled, then the error is raised to the caller.
+    DATA_FILE_CHANGED = "data_file_changed"
 
 
 class Stop:

@@ -47,10 +47,11 @@ class ReportFile:
         self._problems.write(("," if self._count else "") + "\n    " + json.dumps(entry, ensure_ascii=False))
         self._count += 1
 
-    def commit_run(self, result: SyncResult, exit_code: int) -> None:
-        """Write the report of a finished (or stopped) run."""
+    def commit_run(self, result: SyncResult, exit_code: int, error: str | None = None) -> None:
+        """Write the report of a finished (or stopped) run; ``error`` when it could not go on."""
         self._commit(
             {
+                **({"error": error} if error is not None else {}),
                 "dry_run": False,
                 "exit_code": exit_code,
                 "stopped": result.stopped.value if result.stopped is not None else None,

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 
 from .client import HttpSettings, TrackClient
 from .config import Config, Transport
-from .errors import ConfigError
+from .errors import ConfigError, DataFileChanged
 from .ledger import Known, Ledger
 from .mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, person_id_of
 from .outcome import Stop, StopReason
@@ -69,7 +69,11 @@ def sync(
                 raise
     finally:
         client.close()
-    return settle.tally.result(time.monotonic() - started, stop.reason, run.region)
+    result = settle.tally.result(time.monotonic() - started, stop.reason, run.region)
+    if run.broken is not None:
+        run.broken.result = result
+        raise run.broken
+    return result
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:
@@ -109,6 +113,7 @@ class _Run:
         self.max_jobs = config.parallelism + (1 if self.packer is not None else config.parallelism)
         self.checked = False
         self.region: str | None = None
+        self.broken: DataFileChanged | None = None
 
     def loop(self, source: Iterator[tuple[int, object]], workers: Workers) -> None:
         """Read, send and settle until every record has its outcome or the run stops."""
@@ -152,6 +157,11 @@ class _Run:
                 index, record = next(source)
             except StopIteration:
                 return True
+            except DataFileChanged as e:
+                # Raised by sync() once what is in flight has finished and been settled.
+                self.broken = e
+                self.stop(StopReason.DATA_FILE_CHANGED)
+                return False
             update = self.mapper.map(index, record)
             if isinstance(update, InvalidRecord):
                 self.settle.invalid(update)

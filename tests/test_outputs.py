@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,7 @@ import pytest
 from cio_sync.emulator import Emulator
 from cio_sync.schema import problems
 
-from .conftest import API_KEY, Files, assert_no_secret, config_dict, people_puts, run_cli
+from .conftest import API_KEY, Files, assert_no_secret, config_dict, people_puts, run_cli, wait_until
 
 MIXED: list[Any] = [
     {"id": 1, "name": "ok"},
@@ -58,11 +62,12 @@ def test_the_failed_file_re_fed_syncs_exactly_those(emulator: Emulator, files: F
     assert first.code == 1
     assert json.loads(failed.read_text()) == [{"id": "flaky", "name": "late"}]
     before = len(people_puts(emulator))
-    second = run_cli(["--config", config, "--data", str(failed), "--failed", str(failed), "--retries", "3"])
+    again = files.root / "again.json"
+    second = run_cli(["--config", config, "--data", str(failed), "--failed", str(again), "--retries", "3"])
     assert second.code == 0, second.stderr
     assert people_puts(emulator)[before:] == ["flaky", "flaky", "flaky"]
     assert emulator.people()["flaky"] == {"name": "late"}
-    assert json.loads(failed.read_text()) == []
+    assert json.loads(again.read_text()) == []
 
 
 def test_failed_file_keeps_ndjson_for_ndjson_input(emulator: Emulator, files: Files) -> None:
@@ -230,3 +235,118 @@ def test_a_run_that_cannot_go_on_still_replaces_the_report(
     assert message in report["error"]
     assert report["problems"] == []
     assert "stale" not in report
+
+
+def spellings(root: Path, name: str) -> dict[str, str]:
+    """Other names of the file ``root/name``: a different path, a symbolic link, a hard link."""
+    (root / "sub").mkdir(exist_ok=True)
+    (root / f"link-{name}").symlink_to(root / name)
+    if (root / name).exists():
+        (root / f"hard-{name}").hardlink_to(root / name)
+    return {
+        "plain": str(root / name),
+        "dotted": str(root / "sub" / ".." / name),
+        "symlink": str(root / f"link-{name}"),
+        "hardlink": str(root / f"hard-{name}"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "spelling"),
+    [
+        ("--failed", "data.json", "plain"),
+        ("--report", "data.json", "hardlink"),
+        ("--report", "configuration.json", "dotted"),
+        ("--failed", "configuration.json", "symlink"),
+        ("--failed", "state.db", "symlink"),
+        ("--report", "state.db", "dotted"),
+    ],
+)
+def test_an_output_naming_an_input_is_refused_before_sending(
+    emulator: Emulator, files: Files, option: str, target: str, spelling: str
+) -> None:
+    config = files.config(config_dict(emulator.url))
+    data = files.data(MIXED)
+    state = files.root / "state.db"
+    assert run_cli(["--config", config, "--data", data, "--state", str(state)]).code == 1
+    sent = len(emulator.requests())
+    before = (files.root / target).read_bytes()
+    path = spellings(files.root, target)[spelling]
+    run = run_cli(["--config", config, "--data", data, "--state", str(state), option, path])
+    assert run.code == 2
+    assert f"cio-sync: error: {option} {path}: is also the " in run.stderr
+    assert len(emulator.requests()) == sent
+    assert (files.root / target).read_bytes() == before
+
+
+def test_report_and_failed_naming_one_file_are_refused(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    out = files.root / "out.json"
+    run = run_cli([*args, "--failed", str(out), "--report", str(files.root / "sub" / ".." / "out.json")])
+    assert run.code == 2
+    assert "is also the --failed file" in run.stderr
+    assert emulator.requests() == []
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("case", ["bad configuration", "credentials refused", "unreachable"])
+def test_a_run_that_cannot_go_on_removes_an_earlier_failed_file(emulator: Emulator, files: Files, case: str) -> None:
+    failed = files.root / "failed.json"
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    cases: dict[str, dict[str, Any]] = {
+        "bad configuration": {"parallelism": 0},
+        "credentials refused": {"apiKey": "wrong"},
+        "unreachable": {"baseUrl": "http://127.0.0.1:9"},
+    }
+    overrides = cases[case]
+    args = ["--config", files.config(config_dict(emulator.url, **overrides)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--failed", str(failed), "--retries", "0"])
+    assert run.code == {"bad configuration": 2, "credentials refused": 3, "unreachable": 4}[case]
+    assert not failed.exists()
+    assert f"removed {failed}: it was left by an earlier run, and this run could not finish" in run.stderr
+
+
+def test_numbers_go_to_the_failed_file_as_they_were_read(emulator: Emulator, files: Files) -> None:
+    failed = files.root / "failed.json"
+    text = '[{"id": 1, "computed_ltv": 1e400, "precise": 0.1000000000000000000001, "n": -0.0, "d": 1.10}]'
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(text)]
+    run = run_cli([*args, "--failed", str(failed)])
+    assert run.code == 1
+    assert "too large to send as JSON" in run.stderr
+    written = failed.read_text()
+    assert '"computed_ltv": 1E+400' in written
+    assert json.loads(written, parse_float=Decimal) == json.loads(text, parse_float=Decimal)
+    assert [str(v) for v in json.loads(written, parse_float=Decimal)[0].values()] == [
+        "1",
+        "1E+400",
+        "0.1000000000000000000001",
+        "-0.0",
+        "1.10",
+    ]
+
+
+def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(emulator: Emulator, files: Files) -> None:
+    failed, report = files.root / "failed.json", files.root / "report.json"
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    data = files.data([{"id": i, "name": "x" * 50} for i in range(20_000)])
+    emulator.latency = 0.005
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", data]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cio_sync", *args, "--failed", str(failed), "--report", str(report)],
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    wait_until(lambda: len(emulator.people()) >= 50)
+    with open(data, "r+b") as f:
+        f.truncate(20)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert b"changed while being read" in stderr
+    written = read_report(report)
+    synced = sum(1 for r in emulator.requests() if r.method == "PUT" and r.status == 200)
+    assert written["counts"]["synced"] == synced >= 50
+    assert written["total"] == sum(written["counts"].values()) >= synced
+    assert written["stopped"] == "data_file_changed"
+    assert "changed while being read" in written["error"]
+    assert not failed.exists()
