@@ -25,8 +25,9 @@ demo: $(STAMP)
 	echo "(exit status $$status)"; echo; echo "What the workspace now holds:"; \
 	$(BIN)/python -m cio_sync.emulator show $$url
 
+# On every core (-n auto): every test's servers bind port 0, so tests run side by side.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

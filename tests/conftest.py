@@ -116,24 +116,71 @@ class Run:
 def run_cli(args: Sequence[str], input: str | bytes | None = None, env: dict[str, str] | None = None) -> Run:
     """Run ``cio-sync`` in-process, and check that it printed no secret and no traceback."""
     result = runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
-    assert_no_secret(result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    return Run(result.exit_code, result.stdout, result.stderr)
+    return checked(result.exit_code, result.stdout, result.stderr)
+
+
+# The command as its own process, exactly as a user starts it.
+CLI = (sys.executable, "-m", "cio_sync")
+
+
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without any ``CIO_`` variable, with ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
+    env.update(extra or {})
+    return env
+
+
+def checked(code: int, stdout: str | None, stderr: str | None) -> Run:
+    """A finished run, once checked for secrets and tracebacks in everything it printed."""
+    assert_no_secret(stdout, stderr)
+    assert "Traceback" not in (stderr or "")
+    return Run(code, stdout or "", stderr or "")
 
 
 def run_process(
     args: Sequence[str], input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60
 ) -> Run:
     """Run ``python -m cio_sync`` as a separate process, with the same checks as :func:`run_cli`."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "cio_sync", *args], input=input, capture_output=True, env=full_env, timeout=timeout
-    )
-    stdout, stderr = proc.stdout.decode(), proc.stderr.decode()
-    assert_no_secret(stdout, stderr)
-    assert "Traceback" not in stderr
-    return Run(proc.returncode, stdout, stderr)
+    proc = subprocess.run([*CLI, *args], input=input, capture_output=True, env=cli_env(env), timeout=timeout)
+    return checked(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+
+
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def spawn_cli() -> Iterator[Spawn]:
+    """Starts ``python -m cio_sync`` in the background (text pipes, no ``CIO_`` variables, nothing
+    on standard input); whatever a test leaves running is killed when it ends."""
+    started: list[subprocess.Popen[str]] = []
+
+    def spawn(
+        args: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        stdout: int | None = subprocess.PIPE,
+        stderr: int | None = subprocess.PIPE,
+    ) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [*CLI, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True, env=cli_env(env)
+        )
+        started.append(proc)
+        return proc
+
+    yield spawn
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30) -> Run:
+    """Wait for a process from :func:`spawn_cli` to end; what it printed, checked as :func:`run_cli` does."""
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return checked(proc.returncode, stdout, stderr)
 
 
 @pytest.fixture

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from cio_sync import __version__
 from cio_sync.emulator import Emulator
 
-from .conftest import (
-    API_KEY,
-    SITE_ID,
-    Files,
-    assert_no_secret,
-    config_dict,
-    people_puts,
-    run_cli,
-    run_process,
-    wait_until,
-)
+from .conftest import API_KEY, SITE_ID, Files, Spawn, config_dict, finish, people_puts, run_cli, run_process, wait_until
 
 DATA = [
     {"id": 1, "name": "Ada", "computed_ltv": 10.5, "ignored": True},
@@ -187,22 +173,17 @@ def test_a_second_run_changes_nothing(emulator: Emulator, files: Files) -> None:
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_cleanly_and_a_rerun_completes(
-    emulator: Emulator, files: Files, tmp_path: Path, signum: int, code: int
+    emulator: Emulator, files: Files, spawn_cli: Spawn, signum: int, code: int
 ) -> None:
     emulator.latency = 0.02
     data = [{"id": i, "name": f"n{i}"} for i in range(2000)]
     args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", files.data(data)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cio_sync", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
-    )
+    proc = spawn_cli(args)
     wait_until(lambda: len(emulator.people()) >= 40)
     proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=30)
-    text = stderr.decode()
-    assert_no_secret(stdout, stderr)
-    assert proc.returncode == code, text
-    assert "Traceback" not in text
+    run = finish(proc)
+    text = run.stderr
+    assert run.code == code, text
     assert "a re-run with the same files completes the sync" in text
     assert "not attempted" in text
     synced_before = len(emulator.people())
@@ -243,17 +224,16 @@ def test_rate_limit_option_paces_every_worker(emulator: Emulator, files: Files) 
     assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 20 * 1.2
 
 
-def test_json_logs_show_a_stop(emulator: Emulator, files: Files) -> None:
+def test_json_logs_show_a_stop(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
     emulator.latency = 0.02
     data = files.data([{"id": i} for i in range(500)])
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", data, "--log-format", "json"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    proc = subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn_cli(args)
     wait_until(lambda: len(emulator.people()) >= 10)
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == 143
-    events = [json.loads(line) for line in stderr.splitlines()]
+    run = finish(proc)
+    assert run.code == 143
+    events = [json.loads(line) for line in run.stderr.splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "summary"
     assert {"event": "stopping", "reason": "terminated"}.items() <= events[kinds.index("stopping")].items()

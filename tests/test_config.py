@@ -96,5 +96,5 @@ def test_every_problem_is_listed_at_once() -> None:
 def test_config_is_immutable() -> None:
     config = config_from_dict(config_dict("http://127.0.0.1:1"), env={})
     with pytest.raises(AttributeError):
-        config.parallelism = 3  # type: ignore[misc]
+        config.parallelism = 3  # type: ignore[misc]  # the write mypy forbids is the one under test
     assert isinstance(config, Config)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,7 @@ import pytest
 
 from cio_sync.emulator import Emulator
 
-from .conftest import Files, config_dict, people_puts, run_cli, wait_until
+from .conftest import Files, Spawn, config_dict, people_puts, run_cli, wait_until
 
 PEOPLE = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(40)]
 
@@ -127,20 +124,15 @@ def test_a_ledger_that_is_not_sqlite_is_refused(emulator: Emulator, files: Files
     assert emulator.requests() == []
 
 
-def start_run(args: list[str]) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    return subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, env=env)
-
-
 def successes(emulator: Emulator, since: int = 0) -> set[str | None]:
     return {r.person_id for r in emulator.requests()[since:] if r.method == "PUT" and r.status == 200}
 
 
-def interrupted_then_resumed(emulator: Emulator, files: Files, signum: int) -> tuple[int, int]:
+def interrupted_then_resumed(emulator: Emulator, files: Files, spawn_cli: Spawn, signum: int) -> tuple[int, int]:
     emulator.latency = 0.01
     data = [{"id": i, "name": f"n{i}"} for i in range(600)]
     args = sync_args(files, emulator.url, data, parallelism=4)
-    proc = start_run(args)
+    proc = spawn_cli(args)
     wait_until(lambda: len(emulator.people()) >= 300)
     proc.send_signal(signum)
     proc.communicate(timeout=30)
@@ -151,16 +143,16 @@ def interrupted_then_resumed(emulator: Emulator, files: Files, signum: int) -> t
     return first, len(people_puts(emulator)) - first
 
 
-def test_a_stopped_run_resumes_with_only_the_rest(emulator: Emulator, files: Files) -> None:
-    first, second = interrupted_then_resumed(emulator, files, signal.SIGTERM)
+def test_a_stopped_run_resumes_with_only_the_rest(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
+    first, second = interrupted_then_resumed(emulator, files, spawn_cli, signal.SIGTERM)
     assert first + second == 600
 
 
-def test_a_killed_run_resends_at_most_what_was_in_flight(emulator: Emulator, files: Files) -> None:
+def test_a_killed_run_resends_at_most_what_was_in_flight(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
     emulator.latency = 0.01
     data = [{"id": i, "name": f"n{i}"} for i in range(600)]
     args = sync_args(files, emulator.url, data, parallelism=4)
-    proc = start_run(args)
+    proc = spawn_cli(args)
     wait_until(lambda: len(emulator.people()) >= 300)
     proc.kill()
     proc.communicate(timeout=30)
@@ -174,8 +166,8 @@ def test_a_killed_run_resends_at_most_what_was_in_flight(emulator: Emulator, fil
     assert len(emulator.people()) == 600
 
 
-def test_the_ledger_is_readable_after_a_kill(emulator: Emulator, files: Files) -> None:
-    interrupted_then_resumed(emulator, files, signal.SIGKILL)
+def test_the_ledger_is_readable_after_a_kill(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
+    interrupted_then_resumed(emulator, files, spawn_cli, signal.SIGKILL)
     db = sqlite3.connect(Path(files.root / "state.db"))
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
@@ -195,7 +187,9 @@ def test_a_lost_answer_leaves_the_person_unvouched(emulator: Emulator, files: Fi
 
 
 @pytest.mark.parametrize("transport", ["v1", "batch"])
-def test_a_run_killed_mid_change_leaves_no_false_entry(emulator: Emulator, files: Files, transport: str) -> None:
+def test_a_run_killed_mid_change_leaves_no_false_entry(
+    emulator: Emulator, files: Files, transport: str, spawn_cli: Spawn
+) -> None:
     """Run A, then B with other values killed half-way, then A again: everyone ends as A says."""
     # Thirty 900-byte attributes make batch items of 27 KB: about 18 to a batch, so the kill
     # finds some batches answered and some in flight.
@@ -206,7 +200,7 @@ def test_a_run_killed_mid_change_leaves_no_false_entry(emulator: Emulator, files
     first = sync_args(files, emulator.url, a, transport=transport, mappings=mappings)
     assert run_cli(first).code == 0
     emulator.latency = 0.01
-    proc = start_run(sync_args(files, emulator.url, b, "b.json", parallelism=8, transport=transport, mappings=mappings))
+    proc = spawn_cli(sync_args(files, emulator.url, b, "b.json", parallelism=8, transport=transport, mappings=mappings))
     wait_until(lambda: sum(v["name"].startswith("b") for v in emulator.people().values()) >= 100)
     proc.kill()
     proc.communicate(timeout=30)
@@ -215,9 +209,11 @@ def test_a_run_killed_mid_change_leaves_no_false_entry(emulator: Emulator, files
     assert {k: v["name"] for k, v in emulator.people().items()} == {str(i): f"a{i}" for i in range(400)}
 
 
-def test_a_second_run_on_the_same_ledger_refuses_before_sending(emulator: Emulator, files: Files) -> None:
+def test_a_second_run_on_the_same_ledger_refuses_before_sending(
+    emulator: Emulator, files: Files, spawn_cli: Spawn
+) -> None:
     emulator.latency = 0.05
-    proc = start_run(sync_args(files, emulator.url, [{"id": i} for i in range(200)], parallelism=2))
+    proc = spawn_cli(sync_args(files, emulator.url, [{"id": i} for i in range(200)], parallelism=2))
     try:
         wait_until(lambda: len(emulator.people()) >= 1)
         before = len(emulator.requests())
@@ -237,9 +233,11 @@ def wait_for_next_request(emulator: Emulator) -> None:
     wait_until(lambda: emulator.stats()["requests"] > seen and emulator.stats()["in_flight"] == 1)
 
 
-def test_no_write_transaction_stays_open_while_requests_wait(emulator: Emulator, files: Files) -> None:
+def test_no_write_transaction_stays_open_while_requests_wait(
+    emulator: Emulator, files: Files, spawn_cli: Spawn
+) -> None:
     emulator.latency = 0.1
-    proc = start_run(sync_args(files, emulator.url, [{"id": i} for i in range(100)], parallelism=1))
+    proc = spawn_cli(sync_args(files, emulator.url, [{"id": i} for i in range(100)], parallelism=1))
     try:
         wait_until(lambda: len(emulator.people()) >= 2)
         probe = sqlite3.connect(files.root / "state.db", timeout=0.05, isolation_level=None)

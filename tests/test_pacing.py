@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -14,7 +12,7 @@ from cio_sync import HttpSettings, sync
 from cio_sync.emulator import Emulator
 from cio_sync.pacing import Cancelled, Gate
 
-from .conftest import FAST, Files, config_dict, make_config, wait_until
+from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -142,12 +140,11 @@ def test_the_users_cap_always_applies() -> None:
     assert gate.rate == 5
 
 
-def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None:
+def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
     emulator.latency = 5.0
     data = files.data([{"id": i} for i in range(50)])
     args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", data]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    proc = subprocess.Popen([sys.executable, "-m", "cio_sync", *args], stderr=subprocess.PIPE, text=True, env=env)
+    proc = spawn_cli(args, stdout=subprocess.DEVNULL)
     assert proc.stderr is not None
     assert "syncing 50 records" in proc.stderr.readline()
     wait_until(lambda: emulator.stats()["in_flight"] == 4)
@@ -156,7 +153,6 @@ def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files) -> None
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=4) == 130
     assert emulator.stats()["in_flight"] == 4
-    proc.stderr.close()
 
 
 def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) -> None:

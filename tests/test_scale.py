@@ -7,14 +7,13 @@ import os
 import pty
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cio_sync.emulator import Emulator
 
-from .conftest import Files, config_dict, run_cli
+from .conftest import Files, Spawn, config_dict, run_cli
 
 
 def write_records(path: Path, n: int) -> None:
@@ -25,36 +24,28 @@ def write_records(path: Path, n: int) -> None:
         f.write("]")
 
 
-def peak_rss_mb(args: list[str]) -> float:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cio_sync", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+def peak_rss_mb(spawn_cli: Spawn, args: list[str]) -> float:
+    proc = spawn_cli(args, stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     return usage.ru_maxrss / 1024
 
 
-def test_memory_does_not_grow_with_the_file(files: Files) -> None:
+def test_memory_does_not_grow_with_the_file(files: Files, spawn_cli: Spawn) -> None:
     config = files.config(config_dict("http://127.0.0.1:9"))
     small, large = files.root / "small.json", files.root / "large.json"
     write_records(small, 2_000)
     write_records(large, 200_000)
     assert large.stat().st_size > 30_000_000
-    baseline = peak_rss_mb(["--config", config, "--data", str(small), "--dry-run"])
-    grown = peak_rss_mb(["--config", config, "--data", str(large), "--dry-run"])
+    baseline = peak_rss_mb(spawn_cli, ["--config", config, "--data", str(small), "--dry-run"])
+    grown = peak_rss_mb(spawn_cli, ["--config", config, "--data", str(large), "--dry-run"])
     assert grown < baseline + 15, f"{baseline:.0f} MB for 2k records, {grown:.0f} MB for 200k"
 
 
-def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> tuple[int, str]:
+def run_on_a_terminal(spawn_cli: Spawn, args: list[str], extra_env: dict[str, str]) -> tuple[int, str]:
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_") and k != "NO_COLOR"}
-    env.update({"TERM": "xterm-256color", "COLUMNS": "150", **extra_env})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cio_sync", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=terminal,
-        env=env,
+    proc = spawn_cli(
+        args, env={"TERM": "xterm-256color", "COLUMNS": "150", **extra_env}, stdout=subprocess.DEVNULL, stderr=terminal
     )
     os.close(terminal)
     chunks = []
@@ -71,11 +62,11 @@ def run_on_a_terminal(args: list[str], extra_env: dict[str, str]) -> tuple[int, 
 
 
 @pytest.mark.parametrize("no_color", [False, True])
-def test_a_progress_bar_on_a_terminal(emulator: Emulator, files: Files, no_color: bool) -> None:
+def test_a_progress_bar_on_a_terminal(emulator: Emulator, files: Files, spawn_cli: Spawn, no_color: bool) -> None:
     emulator.latency = 0.01
     data = files.data([{"id": ""}] + [{"id": i} for i in range(150)])
     args = ["--config", files.config(config_dict(emulator.url, parallelism=3)), "--data", data]
-    code, screen = run_on_a_terminal(args, {"NO_COLOR": "1"} if no_color else {})
+    code, screen = run_on_a_terminal(spawn_cli, args, {"NO_COLOR": "1"} if no_color else {})
     assert code == 1
     assert re.search(r"\d+/151", screen), screen[-2000:]
     assert "ETA" in screen
@@ -92,8 +83,8 @@ def test_no_progress_bar_when_not_a_terminal(emulator: Emulator, files: Files) -
     assert "\x1b[" not in run.stderr
 
 
-def test_no_progress_bar_when_quiet_on_a_terminal(emulator: Emulator, files: Files) -> None:
+def test_no_progress_bar_when_quiet_on_a_terminal(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--quiet"]
-    code, screen = run_on_a_terminal(args, {})
+    code, screen = run_on_a_terminal(spawn_cli, args, {})
     assert code == 0
     assert screen == ""
