@@ -10,7 +10,8 @@ except PackageNotFoundError:  # imported from a checkout that was never installe
     __version__ = "0+unknown"
 
 from .client import HttpSettings
-from .config import Config, Credentials, FieldMapping, Mode, Transport, config_from_dict, load_config
+from .config import Config, Credentials, FieldMapping, IdType, Mode, Transport, config_from_dict, load_config
+from .convert import Cast
 from .datafile import DataFile, open_data_file
 from .errors import (
     ApiUnreachable,
@@ -28,6 +29,7 @@ from .tally import SyncResult
 
 __all__ = [
     "ApiUnreachable",
+    "Cast",
     "CioSyncError",
     "Config",
     "ConfigError",
@@ -38,6 +40,7 @@ __all__ = [
     "ExitCode",
     "FieldMapping",
     "HttpSettings",
+    "IdType",
     "Ledger",
     "Mode",
     "Plan",

@@ -36,6 +36,8 @@ Examples:
 
   export-users | cio-sync --config configuration.json --data - --format ndjson
 
+  cio-sync --config configuration.json --data people.csv --failed retry.csv
+
   cio-sync --config c.json --data d.json --failed retry.json --report report.json
 
   cio-sync --config c.json --data retry.json          (retries exactly the failed records)
@@ -63,6 +65,7 @@ class DataFormat(str, Enum):
 
     json = "json"
     ndjson = "ndjson"
+    csv = "csv"
 
 
 app = typer.Typer(
@@ -92,7 +95,10 @@ def run(
         DataFormat | None,
         typer.Option(
             "--format",
-            help="json: one array of objects; ndjson: one object per line. Default: ndjson for .ndjson/.jsonl.",
+            help=(
+                "json: one array of objects; ndjson: one object per line; csv: a header row, then a row per "
+                "record. Default: by suffix (.ndjson/.jsonl, .csv), else json."
+            ),
         ),
     ] = None,
     base_url: Annotated[
@@ -156,7 +162,11 @@ def run(
                     outputs.enter_context(_no_stale_failed(failed, console))
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
-                failed_file = FailedRecordsFile(failed, ndjson=source.format == NDJSON) if failed else None
+                failed_file = (
+                    FailedRecordsFile(failed, ndjson=source.format == NDJSON, csv_header=source.header)
+                    if failed
+                    else None
+                )
                 if failed_file is not None:
                     outputs.callback(failed_file.discard)
                 ledger = _open_ledger(state, settings, full, dry_run, console, outputs) if state is not None else None

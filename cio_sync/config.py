@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .convert import CASTS, Cast, CastError
 from .errors import ConfigError
 from .schema import problems
 
@@ -46,12 +48,46 @@ class Mode(str, Enum):
     UPDATE = "update"
 
 
+# Where a value sits in a record: a top-level key, or a path of keys and 0-based array positions.
+RecordPath = str | tuple[str | int, ...]
+
+
+class IdType(str, Enum):
+    """What the ``userId`` value names; both transports reach the same person for each."""
+
+    # Guessed from the value's shape, as the v1 path is read: "@" is an email, "cio_..." a cio_id.
+    AUTO = "auto"
+    ID = "id"
+    EMAIL = "email"
+    CIO_ID = "cio_id"
+
+
 @dataclass(frozen=True, slots=True)
 class FieldMapping:
-    """Copy ``record[source]`` to the person attribute ``target``."""
+    """Set the person attribute ``target`` from ``record`` at ``source`` (a key or a path), or,
+    when ``source`` is None, to the constant ``value``; ``cast`` converts it first.
 
-    source: str
+    ``skip_null``: True leaves a null out of the body; False sends it (an empty CSV cell too);
+    None is the default: a JSON null is sent, an empty CSV cell is not.
+    """
+
+    source: RecordPath | None
     target: str
+    value: object = None
+    cast: Cast | None = None
+    skip_null: bool | None = None
+
+    def shape(self) -> object:
+        """Everything that shapes what this mapping sends, as JSON (for the ledger's fingerprint)."""
+        if isinstance(self.source, str) and self.cast is None and self.skip_null is None:
+            return [self.source, self.target]  # the plain form: the same fingerprint as ever
+        return {
+            "from": self.source,
+            "value": self.value if self.source is None else None,
+            "to": self.target,
+            "as": self.cast.value if self.cast else None,
+            "skipNull": self.skip_null,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +103,7 @@ class Config:
     """A validated configuration: everything a sync needs to know besides the records."""
 
     parallelism: int
-    user_id: str
+    user_id: RecordPath
     mappings: tuple[FieldMapping, ...]
     credentials: Credentials
     region: str = "us"
@@ -78,6 +114,7 @@ class Config:
     rate_limit: float | None = None
     transport: Transport = Transport.V1
     mode: Mode = Mode.UPSERT
+    id_type: IdType = IdType.AUTO
 
 
 def load_config(
@@ -130,7 +167,7 @@ def config_from_dict(
     if found:
         raise ConfigError(_listing(source, found))
     assert isinstance(document, dict)
-    mappings = tuple(FieldMapping(m["from"], m["to"]) for m in document["mappings"])
+    mappings = tuple(_field_mapping(m) for m in document["mappings"])
     chosen_mode = Mode(mode or document.get("mode", Mode.UPSERT))
     found = _mapping_problems(mappings, chosen_mode)
     credentials, missing = _credentials(document, os.environ if env is None else env)
@@ -148,7 +185,7 @@ def config_from_dict(
         raise ConfigError(_listing(source, found))
     return Config(
         parallelism=int(document["parallelism"]),
-        user_id=document["userId"],
+        user_id=_path(document["userId"]),
         mappings=mappings,
         credentials=credentials,
         region=region,
@@ -157,7 +194,18 @@ def config_from_dict(
         rate_limit=rate_limit if rate_limit is not None else document.get("rateLimit"),
         transport=Transport(transport or document.get("transport", Transport.V1)),
         mode=chosen_mode,
+        id_type=IdType(document.get("idType", "auto")),
     )
+
+
+def _path(source: str | list[str | int]) -> RecordPath:
+    return source if isinstance(source, str) else tuple(source)
+
+
+def _field_mapping(entry: dict[str, Any]) -> FieldMapping:
+    cast = Cast(entry["as"]) if "as" in entry else None
+    source = _path(entry["from"]) if "from" in entry else None
+    return FieldMapping(source, entry["to"], entry.get("value"), cast, entry.get("skipNull"))
 
 
 def normalise_base_url(url: str) -> str:
@@ -209,6 +257,8 @@ def _mapping_problems(mappings: tuple[FieldMapping, ...], mode: Mode) -> list[st
             found.append(f'"mappings": at most {MAX_ATTRIBUTES - 1} with "mode": "update", which adds "_update"')
     first_index: dict[str, int] = {}
     for i, mapping in enumerate(mappings):
+        if mapping.source is None:
+            found += _constant_problems(i, mapping)
         if mapping.target in first_index:
             earlier = first_index[mapping.target]
             found.append(
@@ -219,6 +269,20 @@ def _mapping_problems(mappings: tuple[FieldMapping, ...], mode: Mode) -> list[st
         if len(mapping.target.encode("utf-8", "surrogatepass")) > MAX_ATTRIBUTE_NAME_BYTES:
             found.append(f'"mappings[{i}].to": attribute names may be at most {MAX_ATTRIBUTE_NAME_BYTES} bytes')
     return found
+
+
+def _constant_problems(i: int, mapping: FieldMapping) -> list[str]:
+    value = mapping.value
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f'"mappings[{i}].value" is a number too large to send as JSON']
+    if value is None and mapping.skip_null:
+        return [f'"mappings[{i}].skipNull": the constant is null, so this mapping would never send anything']
+    if mapping.cast is not None and value is not None:
+        try:
+            CASTS[mapping.cast](value)
+        except CastError as e:
+            return [f'"mappings[{i}].value": {e} (as {mapping.cast.value})']
+    return []
 
 
 def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Credentials | None, list[str]]:

@@ -1,7 +1,8 @@
-"""Reading the data file: a JSON array streamed record by record, checked whole before use."""
+"""Reading the data file (a JSON array, NDJSON or CSV) record by record, checked whole before use."""
 
 from __future__ import annotations
 
+import csv
 import shutil
 import sys
 import tempfile
@@ -11,11 +12,14 @@ from typing import IO
 
 import ijson
 
+from .csvfile import CsvRecords
 from .errors import DataFileChanged, DataFileError
 
 JSON = "json"
 NDJSON = "ndjson"
+CSV = "csv"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
+CSV_SUFFIXES = (".csv",)
 _BOM = b"\xef\xbb\xbf"
 # Records nested deeper than this are refused with the file: no real data comes close.
 MAX_DEPTH = 500
@@ -33,21 +37,39 @@ class DataFile:
     temporary file first, because it can be read only once.
     """
 
-    def __init__(self, name: str, stream: IO[bytes], start: int, count: int, format: str = JSON) -> None:  # noqa: A002
+    def __init__(
+        self,
+        name: str,
+        stream: IO[bytes],
+        start: int,
+        count: int,
+        format: str = JSON,  # noqa: A002
+        table: CsvRecords | None = None,
+    ) -> None:
         self.name = name
         self.count = count
         self.format = format
         self._stream = stream
         self._start = start
+        self._table = table
+
+    @property
+    def header(self) -> tuple[str, ...] | None:
+        """A CSV file's column names (None for JSON and NDJSON)."""
+        return self._table.header if self._table is not None else None
 
     def records(self) -> Iterator[object]:
-        """Each record in file order, as parsed JSON (non-integers as ``Decimal``)."""
+        """Each record in file order: parsed JSON (non-integers as ``Decimal``), or for CSV a
+        :class:`~cio_sync.csvfile.CsvRow` of text (None for an empty cell) or a ragged row."""
         if self.count == 0:
             return
         self._stream.seek(self._start)
         try:
-            yield from _elements(self._stream, self.format)
-        except (ijson.JSONError, OSError) as e:
+            if self._table is not None:
+                yield from self._table.rows()
+            else:
+                yield from _elements(self._stream, self.format)
+        except (ijson.JSONError, csv.Error, ValueError, OSError) as e:
             raise DataFileChanged(
                 f"{self.name}: changed while being read ({_first_line(e)}); records up to there were processed"
             ) from None
@@ -67,15 +89,19 @@ def data_format(path: str, format: str | None = None) -> str:  # noqa: A002
     """The format to read ``path`` in: ``format`` when given, else by suffix (JSON by default)."""
     if format is not None:
         return format
-    return NDJSON if path.lower().endswith(NDJSON_SUFFIXES) else JSON
+    lowered = path.lower()
+    if lowered.endswith(CSV_SUFFIXES):
+        return CSV
+    return NDJSON if lowered.endswith(NDJSON_SUFFIXES) else JSON
 
 
 def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None = None) -> DataFile:  # noqa: A002
     """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
 
-    ``format`` is ``json`` (one array of objects) or ``ndjson`` (one object per line); by default
-    it follows the suffix: ``.ndjson`` and ``.jsonl`` are NDJSON. Raises :class:`DataFileError`
-    when the file cannot be read, is not JSON, is not an array (for ``json``), or is truncated.
+    ``format`` is ``json`` (one array of objects), ``ndjson`` (one object per line) or ``csv``
+    (RFC 4180 with a header row); by default it follows the suffix: ``.ndjson`` and ``.jsonl``
+    are NDJSON, ``.csv`` is CSV. Raises :class:`DataFileError` when the file cannot be read, is
+    not JSON (or CSV), is not an array (for ``json``), or is truncated.
     """
     kind = data_format(path, format)
     if path == "-":
@@ -91,6 +117,14 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
             raise DataFileError(f"{name}: is a directory, not a data file") from None
         except OSError as e:
             raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    if kind == CSV:
+        table = CsvRecords(stream, name)
+        try:
+            count = table.check()
+        except BaseException:
+            stream.close()
+            raise
+        return DataFile(name, stream, 0, count, kind, table)
     try:
         start = _array_start(stream, name) if kind == JSON else _skip_bom(stream)
         # NDJSON with no lines at all is an empty data set, not a broken file.

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 
 from .atomic import AtomicFile
+from .csvfile import CsvWriter
 from .errors import OutputError
 from .outcome import RecordOutcome, Status
 
@@ -61,18 +63,23 @@ class FailedRecordsFile:
     Records of one person keep their file order.
     """
 
-    def __init__(self, path: str, ndjson: bool = False) -> None:
+    def __init__(self, path: str, ndjson: bool = False, csv_header: Sequence[str] | None = None) -> None:
         if path == "-":
             raise OutputError("--failed needs a file path: standard output is kept for --report -")
         self._file = AtomicFile(path, "--failed")
         self._ndjson = ndjson
         self._first = True
-        if not ndjson:
+        # CSV comes back as CSV with the same header: its cells are text, and stay so.
+        self._csv = CsvWriter(self._file.stream, csv_header) if csv_header is not None else None
+        if not ndjson and self._csv is None:
             self._file.stream.write("[")
 
     def add(self, outcome: RecordOutcome) -> None:
         """Keep ``outcome``'s record if it was not synced."""
         if outcome.status in _DONE:
+            return
+        if self._csv is not None:
+            self._csv.write(outcome.record)
             return
         text = _record_json(outcome.record)
         if self._ndjson:
@@ -83,7 +90,7 @@ class FailedRecordsFile:
 
     def commit(self) -> None:
         """Finish the file and move it into place."""
-        if not self._ndjson:
+        if not self._ndjson and self._csv is None:
             self._file.stream.write("]\n" if self._first else "\n]\n")
         self._file.commit()
 

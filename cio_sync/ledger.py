@@ -2,8 +2,8 @@
 
 A SQLite file (WAL mode) holds, per person, a digest of the exact body last accepted by the
 workspace. Entries are scoped by a fingerprint of everything that shapes those bodies and where
-they go (site id, base URL, userId, mappings, mode): a ledger made for another workspace or
-another mapping is not trusted.
+they go (site id, base URL, userId, idType, the mappings with their paths, constants and casts,
+mode): a ledger made for another workspace or another mapping is not trusted.
 
 An entry is a promise that the workspace holds that body, so it must never outlive the truth:
 
@@ -33,20 +33,23 @@ from enum import Enum
 from pathlib import Path
 from types import TracebackType
 
-from .config import Config
+from .config import Config, IdType
 from .errors import LedgerInUse, OutputError
-from .mapping import PersonUpdate, ordering_key
+from .mapping import PersonUpdate
 
 
 def fingerprint(config: Config) -> str:
     """A digest of what shapes request bodies and where they go; changing any of it resends all."""
-    shape = {
+    shape: dict[str, object] = {
         "siteId": config.credentials.site_id,
         "baseUrl": config.base_url,
         "userId": config.user_id,
-        "mappings": [[m.source, m.target] for m in config.mappings],
+        "mappings": [m.shape() for m in config.mappings],
         "mode": config.mode.value,
     }
+    # Keys that came later join the digest only when set, so that older ledgers stay trusted.
+    if config.id_type is not IdType.AUTO:
+        shape["idType"] = config.id_type.value
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -141,7 +144,7 @@ class Ledger:
 
         Anything but unchanged is to be sent, and :meth:`sending` must be called before it leaves.
         """
-        person = ordering_key(update.person_id)
+        person = update.key
         recorded = self._lookup(person)
         if recorded is None:
             return Known.NEW
@@ -156,7 +159,7 @@ class Ledger:
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
-        people = (ordering_key(update.person_id) for update in updates)
+        people = (update.key for update in updates)
         stale = [(self._scope, p) for p in people if p in self._stale]
         if not stale:
             return
@@ -170,7 +173,7 @@ class Ledger:
         Durable when it returns: a run killed afterwards does not send them again.
         """
         now = time.time()
-        rows = [(self._scope, ordering_key(u.person_id), digest(u.body), now) for u in updates]
+        rows = [(self._scope, u.key, digest(u.body), now) for u in updates]
         if not rows:
             return
         with self._transaction():

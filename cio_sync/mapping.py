@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote
 
-from .config import UPDATE_ONLY, FieldMapping, Mode
+from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport
+from .convert import CASTS, CastError
+from .csvfile import CsvRow, RaggedRow
+from .errors import ConfigError
 from .schema import json_type
 
 # Limits the Track API enforces with a 400; checking them here names the record and the reason.
@@ -17,17 +21,26 @@ MAX_VALUE_BYTES = 1000
 # The v2 batch endpoint's limits: 32 KB an item, 500 KB a request (kept under both readings of KB).
 MAX_ITEM_BYTES = 32_000
 MAX_BATCH_BYTES = 500_000
+# v1 reads a path identifier with this prefix as a cio_id, which is letters and digits.
+CIO_PREFIX = "cio_"
+_CIO_ID = re.compile(r"[A-Za-z0-9]+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
 class PersonUpdate:
-    """A valid record, ready to send: ``PUT /api/v1/customers/{path}`` with ``body``."""
+    """A valid record, ready to send: ``PUT /api/v1/customers/{path}`` with ``body``, or a batch
+    item naming the person ``{kind: identifier}``."""
 
     index: int
     person_id: str
     path: str
     body: bytes
     record: object
+    # How v2 names the person, and the key under which their updates are ordered and kept in
+    # the ledger (email addresses are not case sensitive).
+    kind: IdType
+    identifier: str
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,29 +63,118 @@ def _number(value: object) -> float:
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_number).encode
 
 
-class RecordMapper:
-    """Maps each record to the body of its PUT, following the configuration's mappings.
+class _Absent:
+    """What a key or path finds when there is nothing there."""
 
-    Only mapped keys are sent; a mapped key that is absent from a record is left out of the body
-    (the attribute keeps its value in the workspace), while a present ``null`` is sent as ``null``.
+
+ABSENT = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One mapping, ready to apply: where its value comes from, its cast, and its name."""
+
+    target: str
+    key: str | None
+    path: tuple[str | int, ...] | None
+    constant: object
+    cast: Callable[[object], object] | None
+    skip_null: bool
+    name: str
+
+
+def follow(record: object, path: RecordPath) -> object:
+    """The value at ``path`` in ``record``, or :data:`ABSENT` when a key is missing, an index is
+    past the end, or the path runs through something that is not an object or an array."""
+    if isinstance(path, str):
+        return record.get(path, ABSENT) if isinstance(record, dict) else ABSENT
+    value = record
+    for step in path:
+        if isinstance(step, str):
+            if not isinstance(value, dict):
+                return ABSENT
+            value = value.get(step, ABSENT)
+            if value is ABSENT:
+                return ABSENT
+        elif isinstance(value, list) and 0 <= step < len(value):
+            value = value[step]
+        else:
+            return ABSENT
+    return value
+
+
+def describe_path(path: RecordPath) -> str:
+    """``path`` as messages show it: ``"id"`` for a key, ``["user", "id"]`` for a path."""
+    return json.dumps(path if isinstance(path, str) else list(path), ensure_ascii=False)
+
+
+class RecordMapper:
+    """Maps each record to the body of its request, following the configuration's mappings.
+
+    Only mapped values are sent. A value that is absent (a missing key, a path that leads
+    nowhere, an empty CSV cell) is left out of the body, so the attribute keeps its value in the
+    workspace; a ``null`` is sent as ``null`` unless the mapping says ``skipNull``. Casts (``as``)
+    apply to every value but null, and a value that cannot be cast exactly makes the record
+    invalid. Raises :class:`ConfigError` for a constant that cannot be cast.
     """
 
-    def __init__(self, user_id: str, mappings: Sequence[FieldMapping], mode: Mode = Mode.UPSERT) -> None:
+    def __init__(
+        self,
+        user_id: RecordPath,
+        mappings: Sequence[FieldMapping],
+        mode: Mode = Mode.UPSERT,
+        id_type: IdType = IdType.AUTO,
+        v1: bool = True,
+    ) -> None:
         self._user_id = user_id
-        self._pairs = tuple((m.source, m.target) for m in mappings)
+        self._id_label = describe_path(user_id)
+        self._id_type = id_type
+        self._v1 = v1
         self._update_only = mode is Mode.UPDATE
+        # The plain form (top-level keys, values as they are) has a faster way through.
+        plain = all(isinstance(m.source, str) and m.cast is None and not m.skip_null for m in mappings)
+        self._pairs = tuple((str(m.source), m.target) for m in mappings) if plain else None
+        self._steps = tuple(_step(i, m, csv=False) for i, m in enumerate(mappings))
+        self._csv_steps = tuple(_step(i, m, csv=True) for i, m in enumerate(mappings))
+
+    @classmethod
+    def for_config(cls, config: Config) -> RecordMapper:
+        """The mapper for ``config``'s userId, mappings, mode, idType and transport."""
+        return cls(config.user_id, config.mappings, config.mode, config.id_type, v1=config.transport is Transport.V1)
+
+    def person_id(self, record: object) -> str | None:
+        """The person id text of ``record`` if it has a usable one (for records never mapped)."""
+        value = follow(record, self._user_id)
+        return None if value is ABSENT else person_id_of(value, self._id_label)[0]
 
     def map(self, index: int, record: object) -> PersonUpdate | InvalidRecord:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
-        if type(record) is not dict:
+        kind = type(record)
+        if kind is not dict and kind is not CsvRow:
+            if isinstance(record, RaggedRow):
+                return InvalidRecord(index, None, record.reason(), record)
             return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
-        if self._user_id not in record:
-            return InvalidRecord(index, None, f'no "{self._user_id}" key for the person id', record)
-        person_id, problem = person_id_of(record[self._user_id], self._user_id)
-        if problem is not None:
-            return InvalidRecord(index, person_id, problem, record)
-        assert person_id is not None
-        body = {target: record[source] for source, target in self._pairs if source in record}
+        assert isinstance(record, dict)
+        raw = follow(record, self._user_id)
+        if raw is ABSENT:
+            if isinstance(self._user_id, str):
+                return InvalidRecord(index, None, f'no "{self._user_id}" key for the person id', record)
+            return InvalidRecord(index, None, f"nothing at {self._id_label} for the person id", record)
+        if raw is None and kind is CsvRow:
+            return InvalidRecord(index, None, f"the {self._id_label} cell is empty", record)
+        person_id, problem = person_id_of(raw, self._id_label)
+        ref = None
+        if person_id is not None and problem is None:
+            ref, problem = identify(person_id, self._id_type, self._v1)
+        if ref is None or person_id is None:
+            return InvalidRecord(index, person_id, problem or "no usable person id", record)
+        if self._pairs is not None and kind is dict:
+            body = {target: record[source] for source, target in self._pairs if source in record}
+        else:
+            built = _build(record, self._steps if kind is dict else self._csv_steps)
+            if isinstance(built, str):
+                return InvalidRecord(index, person_id, built, record)
+            body = built
         if self._update_only:
             body[UPDATE_ONLY] = True
         try:
@@ -88,45 +190,139 @@ class RecordMapper:
             return InvalidRecord(index, person_id, "a mapped value is nested too deeply", record)
         except UnicodeEncodeError:
             return InvalidRecord(index, person_id, "a mapped string is not valid Unicode", record)
-        return PersonUpdate(index, person_id, path_segment(person_id), data, record)
+        return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+
+
+def _step(i: int, mapping: FieldMapping, csv: bool) -> _Step:
+    cast = CASTS[mapping.cast] if mapping.cast is not None else None
+    # An empty CSV cell is read as null; unlike a JSON null it is left out unless asked for.
+    skip = mapping.skip_null if mapping.skip_null is not None else csv
+    name = f'mappings[{i}] ("{mapping.target}"' + (f", as {mapping.cast.value})" if mapping.cast else ")")
+    source = mapping.source
+    if source is None:
+        value = mapping.value
+        if cast is not None and value is not None:
+            try:
+                value = cast(value)
+            except CastError as e:
+                raise ConfigError(f"{name}: {e}") from None
+        return _Step(mapping.target, None, None, value, None, False, name)
+    if isinstance(source, str):
+        return _Step(mapping.target, source, None, None, cast, skip, name)
+    return _Step(mapping.target, None, source, None, cast, skip, name)
+
+
+def _build(record: dict[str, object], steps: tuple[_Step, ...]) -> dict[str, object] | str:
+    """The body for ``record``, or the reason one of its values could not be cast."""
+    body: dict[str, object] = {}
+    for step in steps:
+        if step.key is not None:
+            value = record.get(step.key, ABSENT)
+        elif step.path is not None:
+            value = follow(record, step.path)
+        else:
+            body[step.target] = step.constant
+            continue
+        if value is ABSENT:
+            continue
+        if value is None:
+            if not step.skip_null:
+                body[step.target] = None
+            continue
+        if step.cast is not None:
+            try:
+                value = step.cast(value)
+            except CastError as e:
+                return f"{step.name}: {e}"
+        body[step.target] = value
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRef:
+    """How both transports name one person: the v2 identifier, the v1 path, the ordering key."""
+
+    kind: IdType
+    identifier: str
+    path: str
+    key: str
+
+
+def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRef | None, str | None]:
+    """How ``person_id`` names its person under ``id_type``, or why it cannot (on ``v1``).
+
+    v1 reads its path identifier by its shape (an email address by its "@", a cio_id by its
+    ``cio_`` prefix) while v2 is told the kind. ``auto`` follows v1's reading for both; a kind
+    given explicitly that v1 would read otherwise is refused on v1 rather than sent to someone else.
+    """
+    looks_cio = person_id.startswith(CIO_PREFIX)
+    if id_type is IdType.AUTO:
+        if "@" in person_id:
+            return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+        if looks_cio:
+            return PersonRef(IdType.CIO_ID, person_id[len(CIO_PREFIX) :], path_segment(person_id), person_id), None
+        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+    if id_type is IdType.ID:
+        if v1 and ("@" in person_id or looks_cio):
+            seen = "an email address" if "@" in person_id else "a cio_id"
+            return None, (
+                f'the v1 API would read the id "{person_id}" as {seen}; use "transport": "batch" to send it as an id'
+            )
+        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+    if id_type is IdType.EMAIL:
+        if "@" not in person_id:
+            return None, f'"{person_id}" is not an email address (no "@"), and "idType" is "email"'
+        if v1 and looks_cio:
+            return None, (
+                f'the v1 API would read the email address "{person_id}" as a cio_id; '
+                'use "transport": "batch" to send it as an email address'
+            )
+        return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+    cio_id = person_id[len(CIO_PREFIX) :] if looks_cio else person_id
+    if not _CIO_ID.fullmatch(cio_id):
+        return None, f'"{person_id}" is not a cio_id (letters and digits, with or without "cio_" before them)'
+    return PersonRef(IdType.CIO_ID, cio_id, CIO_PREFIX + cio_id, CIO_PREFIX + cio_id), None
+
+
+def ordering_key(person_id: str, id_type: IdType = IdType.AUTO) -> str:
+    """The key under which updates of one person are serialised (and kept in the ledger).
+
+    Email addresses are not case sensitive, so ``A@x.com`` and ``a@x.com`` are one person.
+    """
+    ref, _ = identify(person_id, id_type, v1=False)
+    return ref.key if ref is not None else person_id
 
 
 def person_id_of(value: object, key: str) -> tuple[str | None, str | None]:
-    """The id as text, and None; or whatever id text there is, and why it is unusable."""
+    """The id as text, and None; or whatever id text there is, and why it is unusable.
+
+    ``key`` names where the id was found, quoted as messages show it: ``"id"``, ``["user", "id"]``.
+    """
     kind = type(value)
     if kind is int:
         try:
             text = str(value)
         except ValueError:
-            return None, f'"{key}" is an integer longer than {MAX_ID_BYTES} digits'
+            return None, f"{key} is an integer longer than {MAX_ID_BYTES} digits"
     elif kind is str:
         assert isinstance(value, str)
         text = value
         if not text:
-            return None, f'"{key}" is an empty string'
+            return None, f"{key} is an empty string"
     elif isinstance(value, Decimal):
         return (
             None,
-            f'"{key}" must be a string or an integer, got the number {value} (a float id would name another person)',
+            f"{key} must be a string or an integer, got the number {value} (a float id would name another person)",
         )
     else:
-        return None, f'"{key}" must be a string or an integer, got {article(value)}'
+        return None, f"{key} must be a string or an integer, got {article(value)}"
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        return None, f'"{key}" is not valid Unicode text'
+        return None, f"{key} is not valid Unicode text"
     if size > MAX_ID_BYTES:
-        return text[:40] + "...", f'"{key}" is {size} bytes long; the Track API allows at most {MAX_ID_BYTES}'
+        return text[:40] + "...", f"{key} is {size} bytes long; the Track API allows at most {MAX_ID_BYTES}"
     return text, None
-
-
-def ordering_key(person_id: str) -> str:
-    """The key naming one person: their updates are serialised under it, and the ledger keeps it.
-
-    The API reads an id containing "@" as an email address, and email addresses are not case
-    sensitive, so ``A@x.com`` and ``a@x.com`` are one person.
-    """
-    return person_id.lower() if "@" in person_id else person_id
 
 
 def value_problem(body: dict[str, object]) -> str | None:
@@ -161,24 +357,11 @@ def path_segment(person_id: str) -> str:
     return segment
 
 
-def identifiers(person_id: str) -> dict[str, str]:
-    """The v2 identifiers naming the same person as ``person_id`` does in a v1 path.
-
-    v1 reads an id shaped like an email address as one, and ``cio_...`` as a Customer.io id;
-    v2 says which explicitly.
-    """
-    if "@" in person_id:
-        return {"email": person_id}
-    if person_id.startswith("cio_"):
-        return {"cio_id": person_id[4:]}
-    return {"id": person_id}
-
-
 def batch_item(update: PersonUpdate) -> bytes:
     """``update`` as one item of a v2 batch: identify this person with these attributes."""
     return (
         b'{"type":"person","action":"identify","identifiers":'
-        + _encode(identifiers(update.person_id)).encode("utf-8")
+        + _encode({update.kind.value: update.identifier}).encode("utf-8")
         + b',"attributes":'
         + update.body
         + b"}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .mapping import PersonUpdate, ordering_key
+from .mapping import PersonUpdate
 
 
 class PersonQueue:
@@ -30,7 +30,7 @@ class PersonQueue:
 
     def admit(self, update: PersonUpdate) -> PersonUpdate | None:
         """``update`` when it may go now (it is then outstanding); None when it waits its turn."""
-        key = ordering_key(update.person_id)
+        key = update.key
         queue = self._behind.get(key)
         if queue is None:
             self._behind[key] = deque()
@@ -41,7 +41,7 @@ class PersonQueue:
 
     def finish(self, update: PersonUpdate) -> PersonUpdate | None:
         """The outstanding ``update`` is done: the person's next update (now outstanding), or None."""
-        key = ordering_key(update.person_id)
+        key = update.key
         queue = self._behind[key]
         if not queue:
             del self._behind[key]

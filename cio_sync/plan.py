@@ -47,7 +47,7 @@ def plan(
     repeated in the file is compared with the ledger each time, not with the file's earlier
     record.
     """
-    mapper = RecordMapper(config.user_id, config.mappings, config.mode)
+    mapper = RecordMapper.for_config(config)
     tally = Tally(keep_problems)
     kept: list[PersonUpdate] = []
     compared = dict.fromkeys(Known, 0)

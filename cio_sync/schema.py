@@ -15,6 +15,10 @@ from jsonschema.exceptions import ValidationError
 
 # Values under these keys are never echoed back in a message.
 SECRET_KEYS = frozenset({"apiKey"})
+# Keywords of our own in the schemas (validators ignore them): common synonyms of a key or an
+# enum value, for "did you mean"; and the sentence for a "oneOf" that fails.
+HINTS = "x-didYouMean"
+MESSAGE = "errorMessage"
 
 
 def schema_path(name: str) -> Path:
@@ -45,7 +49,10 @@ def validator(name: str) -> Draft202012Validator:
 def problems(name: str, instance: object) -> list[str]:
     """Every way ``instance`` breaks schema ``name``, one sentence each, in document order."""
     errors = sorted(validator(name).iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
-    return [describe(error) for error in errors]
+    # A "oneOf" says least of all: an object with an unknown key most likely has the key it lacks
+    # misspelt, and a value of the wrong type fails it as a matter of course.
+    said = {tuple(e.absolute_path) for e in errors if e.validator != "oneOf"}
+    return [describe(e) for e in errors if not (e.validator == "oneOf" and tuple(e.absolute_path) in said)]
 
 
 def location(path: Iterable[str | int]) -> str:
@@ -71,7 +78,10 @@ def describe(error: ValidationError) -> str:
     if kind == "additionalProperties":
         allowed = sorted(_as_dict(rules.get("properties")))
         unknown = sorted(set(_as_dict(error.instance)) - set(allowed))
-        return "; ".join(_unknown_key(where, key, allowed) for key in unknown)
+        hints = _as_dict(rules.get(HINTS))
+        return "; ".join(_unknown_key(where, key, allowed, hints) for key in unknown)
+    if kind == "oneOf" and MESSAGE in rules:
+        return f"{subject} {rules[MESSAGE]}"
     if kind == "type":
         return f"{subject} must be {_article(error.validator_value)}, got {shown}"
     if kind in ("minimum", "maximum"):
@@ -79,21 +89,35 @@ def describe(error: ValidationError) -> str:
         if low is not None and high is not None:
             return f"{subject} must be between {low} and {high}, got {shown}"
         return f"{subject} must be at {'least' if kind == 'minimum' else 'most'} {error.validator_value}, got {shown}"
-    if kind == "minLength" and error.validator_value == 1:
+    if kind in ("minLength", "minItems") and error.validator_value == 1:
         return f"{subject} must not be empty"
     if kind == "maxItems":
         return f"{subject} may have at most {error.validator_value} entries"
     if kind == "enum":
-        choices = ", ".join(json.dumps(c) for c in _as_list(error.validator_value))
-        return f"{subject} must be one of {choices}, got {shown}"
+        allowed = _as_list(error.validator_value)
+        choices = ", ".join(json.dumps(c) for c in allowed)
+        guess = _guess(error.instance, [str(c) for c in allowed], _as_dict(rules.get(HINTS)))
+        hint = f' (did you mean "{guess}"?)' if guess else ""
+        return f"{subject} must be one of {choices}, got {shown}{hint}"
     return f"{subject}: {error.message}"
 
 
-def _unknown_key(where: str, key: str, allowed: Sequence[str]) -> str:
+def _unknown_key(where: str, key: str, allowed: Sequence[str], hints: Mapping[str, Any]) -> str:
     name = f"{where}.{key}" if where else key
-    guess = difflib.get_close_matches(key, allowed, n=1)
-    hint = f' (did you mean "{guess[0]}"?)' if guess else f" (known keys: {', '.join(allowed)})"
+    guess = _guess(key, allowed, hints)
+    hint = f' (did you mean "{guess}"?)' if guess else f" (known keys: {', '.join(allowed)})"
     return f'unknown key "{name}"{hint}'
+
+
+def _guess(given: object, allowed: Sequence[str], hints: Mapping[str, Any]) -> str | None:
+    """The allowed word ``given`` was probably meant to be: a listed synonym, or a near spelling."""
+    if not isinstance(given, str):
+        return None
+    hinted = hints.get(given, hints.get(given.lower()))
+    if isinstance(hinted, str) and hinted in allowed:
+        return hinted
+    close = difflib.get_close_matches(given, allowed, n=1) or difflib.get_close_matches(given.lower(), allowed, n=1)
+    return close[0] if close else None
 
 
 _TYPE_NAMES = {

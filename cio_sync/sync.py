@@ -25,7 +25,7 @@ from .client import HttpSettings, TrackClient
 from .config import Config, Transport
 from .errors import ConfigError, DataFileChanged
 from .ledger import Known, Ledger
-from .mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, person_id_of
+from .mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item
 from .outcome import Stop, StopReason
 from .pacing import Gate
 from .packer import BatchPacker, Job, oversized
@@ -100,7 +100,7 @@ class _Run:
         self.settle = settle
         self.ledger = ledger
         self.stop = stop
-        self.mapper = RecordMapper(config.user_id, config.mappings, config.mode)
+        self.mapper = RecordMapper.for_config(config)
         # Cap the updates waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
         self.people = PersonQueue(limit=max(1000, 10 * config.parallelism))
@@ -205,7 +205,4 @@ class _Run:
         if exhausted:
             return
         for index, record in source:
-            person_id = None
-            if isinstance(record, dict) and self.config.user_id in record:
-                person_id = person_id_of(record[self.config.user_id], self.config.user_id)[0]
-            self.settle.not_attempted(index, person_id, record)
+            self.settle.not_attempted(index, self.mapper.person_id(record), record)

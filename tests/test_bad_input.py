@@ -24,9 +24,20 @@ def refused(emulator: Emulator, files: Files, config: object, data: object = Non
     return run.stderr
 
 
+SOURCE = '"mappings[0]" needs exactly one source: "from" (a key or a path) or "value" (a constant)'
+AS_INT = (
+    '"mappings[0].as" must be one of "timestamp", "integer", "number", "boolean", "string", got string "int" '
+    '(did you mean "integer"?)'
+)
+STEP_BOOL = '"mappings[0].from[1]" must be a string or an integer, got boolean true'
+STEP_FLOAT = '"mappings[0].from[1]" must be a string or an integer, got number 1.5'
+SKIP_TEXT = '"mappings[0].skipNull" must be true or false, got string "yes"'
+CONSTANT = '"mappings[0].value": the string "abc" is not an integer (as integer)'
+NULL_CONSTANT = '"mappings[0].skipNull": the constant is null, so this mapping would never send anything'
+
 CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("typo", {"paralellism": 25}, 'unknown key "paralellism" (did you mean "parallelism"?)'),
-    ("unknown", {"colour": "blue"}, 'unknown key "colour" (known keys: apiKey, baseUrl, mappings'),
+    ("unknown", {"colour": "blue"}, 'unknown key "colour" (known keys: apiKey, baseUrl, idType, mappings'),
     ("no parallelism", {"parallelism": None}, 'missing required key "parallelism"'),
     ("no userId", {"userId": None}, 'missing required key "userId"'),
     ("no mappings", {"mappings": None}, 'missing required key "mappings"'),
@@ -36,11 +47,54 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("parallelism bool", {"parallelism": True}, '"parallelism" must be an integer, got boolean true'),
     ("parallelism fraction", {"parallelism": 2.5}, '"parallelism" must be an integer, got number 2.5'),
     ("userId empty", {"userId": ""}, '"userId" must not be empty'),
-    ("userId number", {"userId": 5}, '"userId" must be a string, got number 5'),
+    ("userId number", {"userId": 5}, '"userId" must be a string or an array, got number 5'),
+    ("userId empty path", {"userId": []}, '"userId" must not be empty'),
+    ("userId negative index", {"userId": ["user", -1]}, '"userId[1]" must be at least 0, got number -1'),
+    (
+        "idType",
+        {"idType": "mail"},
+        '"idType" must be one of "auto", "id", "email", "cio_id", got string "mail" (did you mean "email"?)',
+    ),
     ("mappings object", {"mappings": {"a": "b"}}, '"mappings" must be an array, got object'),
     ("mapping without to", {"mappings": [{"from": "a"}]}, 'missing required key "mappings[0].to"'),
-    ("mapping without from", {"mappings": [{"to": "a"}]}, 'missing required key "mappings[0].from"'),
-    ("mapping extra key", {"mappings": [{"from": "a", "to": "b", "as": "c"}]}, 'unknown key "mappings[0].as"'),
+    ("mapping without from", {"mappings": [{"to": "a"}]}, SOURCE),
+    ("mapping with from and value", {"mappings": [{"from": "a", "value": 1, "to": "a"}]}, SOURCE),
+    ("mapping extra key", {"mappings": [{"from": "a", "to": "b", "colour": "c"}]}, 'unknown key "mappings[0].colour"'),
+    ("mapping form", {"mappings": [{"form": "a", "to": "b"}]}, 'unknown key "mappings[0].form" (did you mean "from"?)'),
+    (
+        "mapping type",
+        {"mappings": [{"from": "a", "to": "b", "type": "integer"}]},
+        'unknown key "mappings[0].type" (did you mean "as"?)',
+    ),
+    (
+        "mapping skip_null",
+        {"mappings": [{"from": "a", "to": "b", "skip_null": True}]},
+        'unknown key "mappings[0].skip_null" (did you mean "skipNull"?)',
+    ),
+    (
+        "mapping constant",
+        {"mappings": [{"constant": 1, "to": "b"}]},
+        'unknown key "mappings[0].constant" (did you mean "value"?)',
+    ),
+    ("as int", {"mappings": [{"from": "a", "to": "b", "as": "int"}]}, AS_INT),
+    (
+        "as datetime",
+        {"mappings": [{"from": "a", "to": "b", "as": "datetime"}]},
+        AS_INT.replace('"int" (did you mean "integer"?)', '"datetime" (did you mean "timestamp"?)'),
+    ),
+    ("from empty path", {"mappings": [{"from": [], "to": "b"}]}, '"mappings[0].from" must not be empty'),
+    ("from negative", {"mappings": [{"from": ["a", -1], "to": "b"}]}, '"mappings[0].from[1]" must be at least 0'),
+    ("from bool step", {"mappings": [{"from": ["a", True], "to": "b"}]}, STEP_BOOL),
+    ("from float step", {"mappings": [{"from": ["a", 1.5], "to": "b"}]}, STEP_FLOAT),
+    (
+        "from number",
+        {"mappings": [{"from": 5, "to": "b"}]},
+        '"mappings[0].from" must be a string or an array, got number 5',
+    ),
+    ("skipNull text", {"mappings": [{"from": "a", "to": "b", "skipNull": "yes"}]}, SKIP_TEXT),
+    ("constant uncastable", {"mappings": [{"value": "abc", "to": "b", "as": "integer"}]}, CONSTANT),
+    ("constant null skipped", {"mappings": [{"value": None, "to": "b", "skipNull": True}]}, NULL_CONSTANT),
+    ("constant too large", {"mappings": [{"value": 1e400, "to": "b"}]}, '"mappings[0].value" is a number too large'),
     ("mapping not object", {"mappings": ["a"]}, '"mappings[0]" must be an object, got string "a"'),
     ("mapping empty to", {"mappings": [{"from": "a", "to": ""}]}, '"mappings[0].to" must not be empty'),
     (

@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cio_sync.config import IdType
 from cio_sync.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body, batch_item
 from cio_sync.packer import BatchPacker, Job, oversized
 
 
 def update(index: int, size: int = 10) -> PersonUpdate:
-    return PersonUpdate(index, str(index), str(index), json.dumps({"v": "x" * size}).encode(), None)
+    body = json.dumps({"v": "x" * size}).encode()
+    return PersonUpdate(index, str(index), str(index), body, None, IdType.ID, str(index), str(index))
 
 
 def pack(packer: BatchPacker, updates: list[PersonUpdate]) -> list[Job]:

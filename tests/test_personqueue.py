@@ -8,12 +8,14 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cio_sync.config import IdType
 from cio_sync.mapping import PersonUpdate, ordering_key
 from cio_sync.personqueue import PersonQueue
 
 
 def update(index: int, person_id: str) -> PersonUpdate:
-    return PersonUpdate(index, person_id, person_id, json.dumps({"n": index}).encode(), None)
+    body = json.dumps({"n": index}).encode()
+    return PersonUpdate(index, person_id, person_id, body, None, IdType.ID, person_id, ordering_key(person_id))
 
 
 def test_a_person_with_nothing_outstanding_goes_at_once() -> None:

@@ -1,0 +1,264 @@
+"""Casting mapped values exactly: timestamps to Unix seconds, text to integers, numbers and booleans."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from enum import Enum
+
+
+class Cast(str, Enum):
+    """What a mapping's ``as`` turns a value into."""
+
+    TIMESTAMP = "timestamp"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    STRING = "string"
+
+
+class CastError(ValueError):
+    """A value that cannot be cast exactly; the message quotes the value and says why."""
+
+
+# Numbers above this (in magnitude) are Unix milliseconds, not seconds: 10^11 seconds is the
+# year 5138, while 10^11 milliseconds is 1973.
+MILLISECONDS_ABOVE = 10**11
+# The range a timestamp may fall in: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+FIRST_SECOND = -62_135_596_800
+LAST_SECOND = 253_402_300_799
+# Integers longer than this are refused rather than built: Python itself refuses to print them.
+MAX_INTEGER_DIGITS = 4300
+MAX_INTEGER_BITS = 14_000
+
+_ISO = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,][0-9]+)?)?"
+    r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?",
+    re.ASCII,
+)
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+# A decimal number as text: what JSON allows, plus a leading "+", leading zeros and ".5"/"5.".
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_EPOCH = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_TRUE = frozenset({"true", "1"})
+_FALSE = frozenset({"false", "0"})
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def shown(value: object) -> str:
+    """``value`` as a message quotes it: strings in JSON quotes (shortened), numbers as written."""
+    if isinstance(value, str):
+        text = json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
+        return f"the string {text}"
+    if isinstance(value, bool):
+        return f"the boolean {'true' if value else 'false'}"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            text = _number_text(value)
+        except CastError:
+            return "a very long integer"
+        return f"the number {text if len(text) <= 40 else text[:37] + '...'}"
+    return f"a {type(value).__name__}"
+
+
+def to_timestamp(value: object) -> int:
+    """Integer Unix seconds from an ISO 8601 date or date-time, or from Unix seconds or milliseconds.
+
+    Accepted: ``2024-01-02`` (midnight UTC); ``2024-01-02T03:04:05`` with ``Z``, an offset
+    (``+02:00``, ``+0200``, ``+02``) or none (read as UTC), a space instead of ``T``, and any
+    fraction of a second; numbers and strings of digits as Unix seconds, or as milliseconds when
+    above 10^11 in magnitude. Fractions are floored, toward the past. Raises :class:`CastError`.
+    """
+    if isinstance(value, str):
+        if _EPOCH.fullmatch(value):
+            return _epoch(Decimal(value), value)
+        return _iso(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise CastError(f"{shown(value)} is not a date, a date-time or Unix seconds")
+    return _epoch(value, value)
+
+
+def _epoch(number: int | float | Decimal, original: object) -> int:
+    if isinstance(number, int):
+        whole = number
+    else:
+        if not _finite(number) or _too_long(number, 30):
+            raise CastError(f"{shown(original)} is out of range for a timestamp (years 1 to 9999)")
+        whole = math.floor(number)
+    # floor(x / 1000) == floor(floor(x) / 1000): exact, whatever the precision of x.
+    milliseconds = number > MILLISECONDS_ABOVE or number < -MILLISECONDS_ABOVE
+    seconds = whole // 1000 if milliseconds else whole
+    if not FIRST_SECOND <= seconds <= LAST_SECOND:
+        raise CastError(f"{shown(original)} is out of range for a timestamp (years 1 to 9999)")
+    return seconds
+
+
+def _iso(text: str) -> int:
+    match = _ISO.fullmatch(text)
+    if match is None:
+        raise CastError(f"{shown(text)} is not an ISO 8601 date or date-time, nor Unix seconds")
+    year, month, day, hour, minute, second, zulu, sign, off_hours, off_minutes = match.groups()
+    y, m, d = int(year), int(month), int(day)
+    if y < 1 or not 1 <= m <= 12 or not 1 <= d <= _days_in_month(y, m):
+        raise CastError(f"{shown(text)} is not a valid date")
+    h = int(hour or 0)
+    mi = int(minute or 0)
+    # 60 is a leap second: counted as the first second of the next minute, as POSIX time does.
+    s = int(second or 0)
+    if h > 23 or mi > 59 or s > 60:
+        raise CastError(f"{shown(text)} is not a valid time of day")
+    offset = 0
+    if sign is not None:
+        oh, om = int(off_hours), int(off_minutes or 0)
+        if oh > 23 or om > 59:
+            raise CastError(f"{shown(text)} has an invalid UTC offset")
+        offset = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
+    del zulu  # "Z" and no offset at all both mean UTC
+    # The fraction of a second is dropped: it is never negative, so dropping it floors.
+    seconds = _days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + s - offset
+    if not FIRST_SECOND <= seconds <= LAST_SECOND:
+        raise CastError(f"{shown(text)} is out of range for a timestamp (years 1 to 9999)")
+    return seconds
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _DAYS_IN_MONTH[month - 1]
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    # Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146097 + day_of_era - 719468
+
+
+def to_integer(value: object) -> int:
+    """An integer from an integer, a number with no fraction, or text of one (``"42"``, ``"42.0"``).
+
+    Raises :class:`CastError` for anything with a fraction (``"4.2"``), booleans and other text.
+    """
+    if isinstance(value, bool):
+        raise CastError(f"{shown(value)} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if _INTEGER.fullmatch(value):
+            if len(value) > MAX_INTEGER_DIGITS:
+                raise CastError(f"{shown(value)} has more than {MAX_INTEGER_DIGITS} digits")
+            return int(value)
+        if not _NUMBER.fullmatch(value):
+            raise CastError(f"{shown(value)} is not an integer")
+        number: float | Decimal = Decimal(value)
+    elif isinstance(value, (float, Decimal)):
+        number = value
+    else:
+        raise CastError(f"{shown(value)} is not an integer")
+    if not _finite(number) or _too_long(number, MAX_INTEGER_DIGITS):
+        raise CastError(f"{shown(value)} is not an integer that can be sent")
+    if number != math.floor(number):
+        raise CastError(f"{shown(value)} is not an integer")
+    return math.floor(number)
+
+
+def to_number(value: object) -> int | float | Decimal:
+    """A JSON number from a number or its text (``"3.5"``, ``"-1e3"``); integers stay integers.
+
+    Raises :class:`CastError` for booleans, other text, and numbers too large for JSON.
+    """
+    if isinstance(value, bool):
+        raise CastError(f"{shown(value)} is not a number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if _INTEGER.fullmatch(value) and len(value) <= MAX_INTEGER_DIGITS:
+            return int(value)
+        if not _NUMBER.fullmatch(value):
+            raise CastError(f"{shown(value)} is not a number")
+        number: float | Decimal = Decimal(value)
+    elif isinstance(value, (float, Decimal)):
+        number = value
+    else:
+        raise CastError(f"{shown(value)} is not a number")
+    if not _finite(number) or not math.isfinite(float(number)):
+        raise CastError(f"{shown(value)} is too large to send as a JSON number")
+    return number
+
+
+def to_boolean(value: object) -> bool:
+    """``true``/``false`` from booleans, ``"true"``/``"false"`` in any case, ``"1"``/``"0"``, and 1/0.
+
+    Raises :class:`CastError` for anything else (``"yes"``, 2).
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    elif isinstance(value, (int, float, Decimal)) and _finite(value) and value in (0, 1):
+        return value == 1
+    raise CastError(f"{shown(value)} is not a boolean (true/false or 1/0)")
+
+
+def to_string(value: object) -> str:
+    """Text from text, or the JSON text of a number or boolean (``42`` → ``"42"``).
+
+    Raises :class:`CastError` for objects and arrays.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal)):
+        if not _finite(value):
+            raise CastError(f"{shown(value)} has no JSON text")
+        return _number_text(value)
+    raise CastError(f"{shown(value)} cannot be cast to a string")
+
+
+CASTS: dict[Cast, Callable[[object], object]] = {
+    Cast.TIMESTAMP: to_timestamp,
+    Cast.INTEGER: to_integer,
+    Cast.NUMBER: to_number,
+    Cast.BOOLEAN: to_boolean,
+    Cast.STRING: to_string,
+}
+
+
+def _finite(number: int | float | Decimal) -> bool:
+    if isinstance(number, int):
+        return True
+    return number.is_finite() if isinstance(number, Decimal) else math.isfinite(number)
+
+
+def _too_long(number: float | Decimal, digits: int) -> bool:
+    # A Decimal like 1e100000000 is tiny to hold but enormous as an integer: look before building.
+    return isinstance(number, Decimal) and number.adjusted() >= digits
+
+
+def _number_text(value: int | float | Decimal) -> str:
+    if isinstance(value, Decimal):
+        # Decimal keeps the digits as read ("1.50" stays "1.50"); "1E+5" becomes JSON's "1e+5".
+        return str(value).replace("E", "e")
+    if isinstance(value, float):
+        return json.dumps(value)
+    if value.bit_length() > MAX_INTEGER_BITS:
+        raise CastError(f"an integer of more than {MAX_INTEGER_DIGITS} digits has no text that can be sent")
+    return str(value)
