@@ -210,10 +210,14 @@ class TrackClient:
         retries = _retries(response)
         if status == 207:
             self._gate.succeeded()
+            errors = item_errors(response, count)
+            if errors is None:
+                # Some item failed, and the answer does not say which: none is known to have landed.
+                unclear = "HTTP 207: the answer does not say which items failed, so this one may not have landed"
+                return [Delivery(Status.FAILED, status, unclear, retries)] * count
             deliveries = [Delivery(Status.SYNCED, status, None, retries)] * count
-            for index, reason in item_errors(response).items():
-                if 0 <= index < count:
-                    deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
+            for index, reason in errors.items():
+                deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
             return deliveries
         return [self._classify(response, retries)] * count
 
@@ -246,18 +250,28 @@ def _retries(response: requests.Response) -> int:
     return len(raw.retries.history) if raw is not None and raw.retries else 0
 
 
-def item_errors(response: requests.Response) -> dict[int, str]:
-    """A 207 answer's per-item errors: batch index -> reason, in the workspace's words."""
+def item_errors(response: requests.Response, count: int) -> dict[int, str] | None:
+    """A 207 answer's per-item errors: batch index -> reason, in the workspace's words.
+
+    None when the answer does not say exactly which of the ``count`` items failed: a body that is
+    not JSON, no error listed, or an error without an integer ``batch_index`` within the batch.
+    A 207 means at least one item failed, so such an answer clears no item.
+    """
     try:
         data = response.json()
     except ValueError:
-        return {}
+        return None
     errors = data.get("errors") if isinstance(data, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
     found: dict[int, str] = {}
-    for error in errors if isinstance(errors, list) else []:
-        if isinstance(error, dict) and type(error.get("batch_index")) is int:
-            words = [str(error[k]) for k in ("reason", "field", "message") if error.get(k)]
-            found[error["batch_index"]] = ": ".join(words) or "refused"
+    for error in errors:
+        index = error.get("batch_index") if isinstance(error, dict) else None
+        if type(index) is not int or not 0 <= index < count:
+            return None
+        assert isinstance(error, dict)
+        words = [str(error[k]) for k in ("reason", "field", "message") if error.get(k)]
+        found[index] = ": ".join(words) or "refused"
     return found
 
 

@@ -40,9 +40,12 @@ class BatchPacker:
         return bool(self._items)
 
     def add(self, update: PersonUpdate, item: bytes) -> Job | None:
-        """Add ``update``, encoded as ``item``; returns the batch that had to close to make room."""
+        """Add ``update``, encoded as ``item``; returns the batch that had to close to make room.
+
+        A body stays *smaller than* the limit, as the endpoint words it: never equal to it.
+        """
         closed = None
-        if self._items and self._size + 1 + len(item) > self._limit:
+        if self._items and self._size + 1 + len(item) >= self._limit:
             closed = self.take()
         self._size += len(item) + (1 if self._items else 0)
         self._updates.append(update)

@@ -57,9 +57,9 @@ class Settle:
         """An update the ledger shows the workspace already holds: not sent."""
         self.emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
 
-    def not_attempted(self, index: int, person_id: str | None, record: object) -> None:
-        """A record the run stopped before sending."""
-        self.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, record=record))
+    def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
+        """A record not sent: the run stopped first, or (``reason``) it was held back."""
+        self.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
 
     def emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""

@@ -26,7 +26,7 @@ from .config import Config, Transport
 from .errors import ConfigError, DataFileChanged
 from .ledger import Known, Ledger
 from .mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item
-from .outcome import Stop, StopReason
+from .outcome import Status, Stop, StopReason
 from .pacing import Gate
 from .packer import BatchPacker, Job, oversized
 from .personqueue import PersonQueue
@@ -114,6 +114,9 @@ class _Run:
         self.checked = False
         self.region: str | None = None
         self.broken: DataFileChanged | None = None
+        # People with a record that did not sync -> its index. Their later records are held
+        # back: sent, they would overtake it, and feeding --failed back would then revert them.
+        self.failed: dict[str, int] = {}
 
     def loop(self, source: Iterator[tuple[int, object]], workers: Workers) -> None:
         """Read, send and settle until every record has its outcome or the run stops."""
@@ -137,6 +140,9 @@ class _Run:
                 break
             job, deliveries = workers.collect()
             self.settle.delivered(job.updates, deliveries)
+            for update, delivery in zip(job.updates, deliveries, strict=True):
+                if delivery.status is not Status.SYNCED:
+                    self.failed.setdefault(update.key, update.index)
             for update in job.updates:
                 self._release(update)
         self._abandon(source, exhausted)
@@ -174,6 +180,11 @@ class _Run:
     def _route(self, update: PersonUpdate) -> bool:
         """Make a request of ``update``, its person's outstanding one; or, when it needs none,
         settle it at once and return True (its person's next update may then follow)."""
+        earlier = self.failed.get(update.key)
+        if earlier is not None:
+            reason = f"held back: record {earlier} of the same person did not sync, and this one must not overtake it"
+            self.settle.not_attempted(update.index, update.person_id, update.record, reason)
+            return True
         if self.ledger is not None and self.ledger.compare(update) is Known.UNCHANGED:
             self.settle.unchanged(update)
             return True

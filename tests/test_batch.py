@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from cio_sync import Status, sync
+from cio_sync.config import IdType
 from cio_sync.emulator import Emulator
+from cio_sync.mapping import PersonUpdate, batch_item
 
 from .conftest import FAST, Files, config_dict, make_config, run_cli
 
@@ -169,3 +171,33 @@ def test_batch_keeps_the_ledger_failed_file_and_report(emulator: Emulator, files
     assert second.code == 1, "the record that is not an object stays invalid"
     (last,) = batch_posts(emulator)[posts:]
     assert [item["identifiers"] for item in last["batch"]] == [{"id": "a/b"}]
+
+
+def test_a_batch_body_stays_smaller_than_500_kb_counting_the_envelope(emulator: Emulator) -> None:
+    # Items of 820 bytes: 609 of them with their commas and the envelope make exactly 500,000.
+    blank = batch_item(PersonUpdate(0, "00000", "00000", b'{"bio":""}', None, IdType.ID, "00000", "00000"))
+    records = [{"id": f"{i:05d}", "bio": "y" * (820 - len(blank))} for i in range(1300)]
+    config = make_config(emulator.url, transport="batch", parallelism=1, mappings=[{"from": "bio", "to": "bio"}])
+    result = sync(config, records, http=FAST)
+    assert result.synced == 1300
+    sizes = [len(r.raw) for r in emulator.requests() if r.method == "POST"]
+    assert max(sizes) == 499_179, "608 items: as many as fit below the limit"
+    assert sum(len(b["batch"]) for b in batch_posts(emulator)) == 1300
+
+
+@pytest.mark.parametrize("shape", ["no-index", "string-index", "not-json"])
+def test_a_207_that_does_not_say_which_items_failed_clears_none(emulator: Emulator, files: Files, shape: str) -> None:
+    emulator.add_fault(odd_207=shape, person="b")
+    state, failed = str(files.root / "state.db"), files.root / "failed.json"
+    data = [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}, {"id": "c", "name": "C"}]
+    args = ["--config", files.config(config_dict(emulator.url, transport="batch")), "--data", files.data(data)]
+    run = run_cli([*args, "--state", state, "--failed", str(failed)])
+    assert run.code == 1
+    assert "the answer does not say which items failed" in run.stderr
+    assert json.loads(failed.read_text()) == data
+    posts = len(batch_posts(emulator))
+    again = run_cli([*args, "--state", state])
+    assert again.code == 0
+    assert "3 synced" in again.stderr, "the ledger vouched for none of them"
+    assert [item["identifiers"]["id"] for item in batch_posts(emulator)[posts]["batch"]] == ["a", "b", "c"]
+    assert emulator.people() == {"a": {"name": "A"}, "b": {"name": "B"}, "c": {"name": "C"}}

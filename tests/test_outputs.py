@@ -350,3 +350,27 @@ def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(emulat
     assert written["stopped"] == "data_file_changed"
     assert "changed while being read" in written["error"]
     assert not failed.exists()
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_later_record_never_overtakes_an_earlier_failed_one(emulator: Emulator, files: Files, transport: str) -> None:
+    failed, again = files.root / "failed.json", files.root / "again.json"
+    data = [
+        {"id": "Y", "name": "free"},
+        {"id": "Z", "name": "z"},
+        {"id": "Y", "name": "pro"},
+        {"id": "Y", "computed_ltv": 7},
+    ]
+    # Y's first record fails past its resends; nothing else is refused.
+    if transport == "batch":
+        emulator.add_fault(status=503, endpoint="batch", times=2)
+    else:
+        emulator.add_fault(status=503, person="Y", times=2)
+    config = files.config(config_dict(emulator.url, parallelism=1, transport=transport))
+    run = run_cli(["--config", config, "--data", files.data(data), "--failed", str(failed), "--retries", "1"])
+    assert run.code == 1
+    assert "Y" not in emulator.people()
+    assert json.loads(failed.read_text()) == ([data[0], data[2], data[3]] if transport == "v1" else data)
+    fed = run_cli(["--config", config, "--data", str(failed), "--failed", str(again)])
+    assert fed.code == 0, fed.stderr
+    assert emulator.people()["Y"] == {"name": "pro", "ltv": 7}

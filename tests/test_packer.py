@@ -40,22 +40,31 @@ def test_batches_keep_order_and_fit_the_limit_exactly(sizes: list[int], limit: i
         assert len(grown) > limit
 
 
-def test_a_batch_fills_to_the_very_byte() -> None:
+def test_a_batch_fills_to_the_last_byte_below_the_limit() -> None:
     item = batch_item(update(0))
-    limit = len(batch_body([item, item]))
+    limit = len(batch_body([item, item])) + 1
     packer = BatchPacker(limit)
     assert packer.add(update(0), item) is None
     assert packer.add(update(1), item) is None
     closed = packer.add(update(2), item)
     assert closed is not None
-    assert closed.body is not None and len(closed.body) == limit
+    assert closed.body is not None and len(closed.body) == limit - 1
+
+
+def test_a_body_never_reaches_the_limit() -> None:
+    """The endpoint wants bodies "smaller than" its limit: one that would equal it is closed before."""
+    item = batch_item(update(0))
+    packer = BatchPacker(len(batch_body([item, item])))
+    assert packer.add(update(0), item) is None
+    closed = packer.add(update(1), item)
+    assert closed is not None and closed.updates == (update(0),)
 
 
 def test_the_default_limit_is_the_endpoints() -> None:
     updates = [update(i, 20_000) for i in range(60)]
     jobs = pack(BatchPacker(), updates)
     assert len(jobs) > 1
-    assert all(job.body is not None and len(job.body) <= MAX_BATCH_BYTES for job in jobs)
+    assert all(job.body is not None and len(job.body) < MAX_BATCH_BYTES for job in jobs)
 
 
 def test_drain_returns_the_unsent_batch() -> None:
