@@ -18,16 +18,16 @@ from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, status: int) -> None:
     emulator.latency = 0.005
-    emulator.add_fault(status=status, retry_after="1", person="p20")
+    emulator.add_fault(status=status, retry_after="0.4", person="p20")
     records = [{"id": f"p{i}"} for i in range(120)]
     result = sync(make_config(emulator.url, parallelism=8), records, http=FAST)
     assert result.synced == 120
     puts = [r for r in emulator.requests() if r.method == "PUT"]
     limited = next(r for r in puts if r.status == status)
-    paused_from, paused_to = limited.answered_at + 0.1, limited.answered_at + 0.95
+    paused_from, paused_to = limited.answered_at + 0.1, limited.answered_at + 0.38
     assert [r.person_id for r in puts if paused_from < r.started_at < paused_to] == []
     retried = [r for r in puts if r.person_id == "p20" and r.status == 200]
-    assert retried[0].started_at >= limited.answered_at + 0.95
+    assert retried[0].started_at >= limited.answered_at + 0.38
     assert result.retries == 1
 
 
@@ -49,7 +49,7 @@ def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
 
 
 def test_the_emulator_enforces_its_rate_limit_with_retry_after() -> None:
-    with Emulator("s", "k", rate_limit=5, burst=2) as emu:
+    with Emulator("s", "k", rate_limit=20, burst=2) as emu:
         config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
         result = sync(config, ({"id": i} for i in range(12)), http=FAST)
         assert result.synced == 12
@@ -141,7 +141,8 @@ def test_the_users_cap_always_applies() -> None:
 
 
 def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
-    emulator.latency = 5.0
+    # Long enough that the process is gone before any person's request is answered.
+    emulator.add_fault(delay=2.0, endpoint="customers", times=None)
     data = files.data([{"id": i} for i in range(50)])
     args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", data]
     proc = spawn_cli(args, stdout=subprocess.DEVNULL)
