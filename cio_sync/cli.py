@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, HttpSettings
+from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
@@ -107,7 +107,9 @@ def run(
     ] = None,
     rate_limit: Annotated[
         float | None,
-        typer.Option(min=0.1, metavar="PER_SECOND", help="At most this many requests per second (all workers)."),
+        typer.Option(
+            min=0.1, max=1e6, metavar="PER_SECOND", help="At most this many requests per second (all workers)."
+        ),
     ] = None,
     transport: Annotated[
         Transport | None,
@@ -128,7 +130,8 @@ def run(
         int, typer.Option(min=0, max=20, metavar="N", help="Resends of a request after a transient failure.")
     ] = DEFAULT_RETRIES,
     timeout: Annotated[
-        float, typer.Option(min=0.1, metavar="SECONDS", help="How long to wait for each answer.")
+        float,
+        typer.Option(min=0.1, max=MAX_TIMEOUT, metavar="SECONDS", help="How long to wait for each answer."),
     ] = DEFAULT_READ_TIMEOUT,
     failed: Annotated[
         str | None,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import select_proxy
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -20,7 +23,7 @@ from urllib3.exceptions import (
 )
 
 from . import __version__
-from .config import Config
+from .config import Config, is_loopback
 from .errors import ApiUnreachable, CredentialsRejected
 from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
@@ -43,6 +46,8 @@ AUTH_STATUSES = frozenset({401, 403})
 
 DEFAULT_RETRIES = 5
 DEFAULT_READ_TIMEOUT = 30.0
+# The longest wait for an answer that can be asked for: longer is a mistake (or infinity).
+MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,12 @@ class HttpSettings:
     # "not now", not "broken". With the learned rate a record rarely needs more than two, so this
     # is headroom for storms, kept small so a workspace that refuses everything still ends.
     rate_limited_retries: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "backoff_max", "retry_after_max"):
+            value = getattr(self, name)
+            if not 0 < value <= MAX_TIMEOUT:  # false for NaN too
+                raise ValueError(f"{name} must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {value}")
 
 
 def retry_policy(settings: HttpSettings, gate: Gate) -> PacedRetry:
@@ -127,7 +138,7 @@ class TrackClient:
         self._session.mount("http://", self._adapter)
         # Proxy and CA settings from the environment, resolved once rather than per request.
         found = self._session.merge_environment_settings(self._base, {}, False, None, None)
-        self._proxies = dict(found["proxies"])
+        self._proxies = proxies_for(self._base, found["proxies"])
         self._verify: bool | str = True if found["verify"] is None else found["verify"]
         self._cert = found["cert"]
         token = base64.b64encode(f"{config.credentials.site_id}:{config.credentials.api_key}".encode()).decode()
@@ -243,6 +254,21 @@ class TrackClient:
         )
         response.content  # noqa: B018 - reads the body so the connection returns to the pool
         return response
+
+
+def proxies_for(base_url: str, proxies: Mapping[str, str]) -> dict[str, str]:
+    """Which of the environment's ``proxies`` may carry requests to ``base_url``: at most one.
+
+    The API key must never cross a network unencrypted, whatever the environment says. Loopback
+    is never reached through a proxy, and plain http (loopback only) neither; an https URL may
+    go through its proxy, which urllib3 asks for a tunnel with CONNECT, so the proxy sees the
+    host name and nothing else of the request.
+    """
+    parts = urlsplit(base_url)
+    if parts.scheme != "https" or is_loopback(parts.hostname or ""):
+        return {}
+    chosen = select_proxy(base_url, dict(proxies))
+    return {"https": chosen} if chosen else {}
 
 
 def _retries(response: requests.Response) -> int:

@@ -117,6 +117,10 @@ class Config:
     id_type: IdType = IdType.AUTO
 
 
+# No configuration comes close to this; it keeps a path such as /dev/zero from filling memory.
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_config(
     path: str | os.PathLike[str],
     *,
@@ -134,19 +138,26 @@ def load_config(
     """
     name = str(path)
     try:
-        text = Path(path).read_bytes()
+        with Path(path).open("rb") as f:
+            text = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{name}: no such configuration file") from None
     except IsADirectoryError:
         raise ConfigError(f"{name}: is a directory, not a configuration file") from None
     except OSError as e:
         raise ConfigError(f"{name}: cannot read the configuration file: {e.strerror}") from None
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: is larger than {MAX_CONFIG_BYTES:,} bytes, which no configuration needs")
     try:
-        document = json.loads(text)
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name}: is not UTF-8 text") from None
+        document = json.loads(text, parse_constant=_not_json)
+        # A lone surrogate escape ("\ud800") is half a character: no name or key can hold one.
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeError:
+        raise ConfigError(f"{name}: is not UTF-8 text, or holds a lone surrogate escape such as \\ud800") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except ValueError as e:
+        raise ConfigError(f"{name}: not valid JSON: {e}") from None
     return config_from_dict(
         document, env=env, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode, source=name
     )
@@ -285,6 +296,10 @@ def _constant_problems(i: int, mapping: FieldMapping) -> list[str]:
     return []
 
 
+def _not_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
 def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Credentials | None, list[str]]:
     # An empty variable counts as unset: `docker run -e CIO_API_KEY` with nothing exported passes "".
     site_id = env.get(SITE_ID_ENV) or document.get("siteId")
@@ -294,9 +309,24 @@ def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Cred
         missing.append(f'no site id: set "siteId" in the configuration or the {SITE_ID_ENV} environment variable')
     if not api_key:
         missing.append(f'no API key: set "apiKey" in the configuration or the {API_KEY_ENV} environment variable')
+    # The environment hands undecodable bytes over as lone surrogates: they cannot be sent.
+    for what, value, variable in (("site id", site_id, SITE_ID_ENV), ("API key", api_key, API_KEY_ENV)):
+        if isinstance(value, str) and not _is_text(value):
+            origin = variable if env.get(variable) else "the configuration"
+            missing.append(f"the {what} from {origin} is not valid UTF-8 text")
+    if missing:
+        return None, missing
     if site_id and api_key:
         return Credentials(str(site_id), str(api_key)), missing
     return None, missing
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _listing(source: str, found: list[str]) -> str:

@@ -18,6 +18,7 @@ from .mapping import PersonUpdate, batch_item
 from .outcome import RecordOutcome, Status, StopReason
 from .plan import Plan
 from .tally import SyncResult
+from .terminal import json_line, one_line, visible
 
 # How often the progress display is refreshed, and how often JSON progress events are written.
 BAR_INTERVAL = 0.1
@@ -75,6 +76,32 @@ class _Counts:
         return self.done / elapsed if elapsed > 0 else 0.0
 
 
+class _Stream:
+    """Standard error, or whatever stands for it, written so that it can never fail a run.
+
+    Standard error may be closed (None) or unwritable (/dev/full, a closed pipe): the run's
+    outcome, exit code and files must not depend on whether its messages could be shown.
+    """
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # ValueError: the stream was closed under us
+            self.stream = None
+
+    def isatty(self) -> bool:
+        try:
+            return self.stream is not None and self.stream.isatty()
+        except (OSError, ValueError):
+            return False
+
+
 class TextConsole:
     """Lines prefixed ``cio-sync:``; a progress bar when standard error is a terminal.
 
@@ -82,7 +109,7 @@ class TextConsole:
     """
 
     def __init__(self, quiet: bool = False, stream: IO[str] | None = None, progress: bool | None = None) -> None:
-        self._stream = stream if stream is not None else sys.stderr
+        self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._quiet = quiet
         self._show_bar = (not quiet and self._stream.isatty()) if progress is None else progress
         self._counts = _Counts()
@@ -91,11 +118,12 @@ class TextConsole:
         self._next_refresh = 0.0
 
     def _say(self, message: str) -> None:
+        # Ids, values, paths and the workspace's words reach this line: none may drive the terminal.
+        line = f"cio-sync: {visible(message)}"
         if self._bar is not None:
-            self._bar.console.print(f"cio-sync: {message}", markup=False, highlight=False)
+            self._bar.console.print(line, markup=False, highlight=False)
         else:
-            self._stream.write(f"cio-sync: {message}\n")
-            self._stream.flush()
+            self._stream.write(line + "\n")
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
         self._counts = _Counts()
@@ -109,7 +137,8 @@ class TextConsole:
         from rich.console import Console as RichConsole
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        console = RichConsole(file=self._stream, stderr=True)
+        assert self._stream.stream is not None  # a bar is shown only on a terminal
+        console = RichConsole(file=self._stream.stream, stderr=True)
         self._bar = Progress(
             TextColumn("cio-sync"),
             BarColumn(),
@@ -184,14 +213,14 @@ class JsonConsole:
     (every few seconds), ``stopping``, ``summary`` and ``error`` events."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
-        self._stream = stream if stream is not None else sys.stderr
+        self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._counts = _Counts()
         self._next_progress = 0.0
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self._stream.write(json.dumps({"time": stamp, "event": event, **fields}, ensure_ascii=False) + "\n")
-        self._stream.flush()
+        text = json.dumps({"time": stamp, "event": event, **fields}, ensure_ascii=False)
+        self._stream.write(json_line(text) + "\n")
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
         self._counts = _Counts()
@@ -258,10 +287,13 @@ class JsonConsole:
 
 
 def describe(outcome: RecordOutcome) -> str:
-    """One line for a person: ``record 17 (id "a/b"): failed: HTTP 400: ...``."""
-    who = f"record {outcome.index}" + (f' (id "{outcome.person_id}")' if outcome.person_id is not None else "")
+    """One line for a person: ``record 17 (id "a/b"): failed: HTTP 400: ...``.
+
+    One line whatever the id and the reason hold: a newline in either could fake a line.
+    """
+    person = f' (id "{one_line(outcome.person_id)}")' if outcome.person_id is not None else ""
     label = outcome.status.value.replace("_", " ")
-    return f"{who}: {label}: {outcome.reason}" if outcome.reason else f"{who}: {label}"
+    return f"record {outcome.index}{person}: {label}" + (f": {one_line(outcome.reason)}" if outcome.reason else "")
 
 
 def summary_line(result: SyncResult) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,24 @@ _BOM = b"\xef\xbb\xbf"
 MAX_DEPTH = 500
 _OPENS = frozenset({"start_map", "start_array"})
 _CLOSES = frozenset({"end_map", "end_array"})
+# The parser is fed this much at a time. It re-reads a value split across reads from its start,
+# so a value costs time quadratic in its length (bounded by MAX_VALUE_BYTES: under a second).
 _CHUNK = 1 << 16
+# A single value (string, number or key) longer than this is refused with the file. No id or
+# attribute value can be a thousandth of it, and it bounds the time the parser spends on one.
+MAX_VALUE_BYTES = 10_000_000
+# Python reads integers of at most this many digits (a guard of its own against quadratic
+# conversion); no id or attribute value can hold one anyway.
+MAX_INTEGER_DIGITS = 4300
+# Digits as "0" and everything else as ".", to find long runs of digits at the speed of bytes.find.
+_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
+_LONG_DIGITS = b"0" * (MAX_INTEGER_DIGITS + 1)
+_SPACE = b" \t\r\n"
+# \u escapes of UTF-16 surrogates: high halves, low halves, pairs; one with the low half after it.
+_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
+_LOW_SURROGATE = re.compile(rb"\\u[dD][c-fC-F]")
+_SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u([dD][89a-fA-F][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?")
 
 
 class DataFile:
@@ -64,14 +82,19 @@ class DataFile:
         if self.count == 0:
             return
         self._stream.seek(self._start)
+        # Checked again, as the file may have changed since: the parser must never see what it
+        # mishandles.
+        reader = _CheckedReader(self._stream, self.name, self._start, self.format, limit_values=False)
         try:
             if self._table is not None:
                 yield from self._table.rows()
             else:
-                yield from _elements(self._stream, self.format)
-        except (ijson.JSONError, csv.Error, ValueError, OSError) as e:
+                yield from _elements(reader, self.format)
+        except (ijson.JSONError, csv.Error, OSError, ValueError, ArithmeticError, DataFileError, _IntegerTooLong) as e:
+            checked = isinstance(e, (DataFileError, _IntegerTooLong))
+            what = "it no longer reads as it did" if checked else _first_line(e)
             raise DataFileChanged(
-                f"{self.name}: changed while being read ({_first_line(e)}); records up to there were processed"
+                f"{self.name}: changed while being read ({what}); records up to there were processed"
             ) from None
 
     def close(self) -> None:
@@ -106,7 +129,9 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     kind = data_format(path, format)
     if path == "-":
         name = "<stdin>"
-        stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer)
+        if stdin is None and sys.stdin is None:
+            raise DataFileError("<stdin>: standard input is closed")
+        stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer, name)
     else:
         name = path
         try:
@@ -117,6 +142,10 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
             raise DataFileError(f"{name}: is a directory, not a data file") from None
         except OSError as e:
             raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+        if not stream.seekable():
+            # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
+            with stream:
+                stream = _spool(stream, name)
     if kind == CSV:
         table = CsvRecords(stream, name)
         try:
@@ -135,14 +164,17 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     return DataFile(name, stream, start, count, kind)
 
 
-def _spool(source: IO[bytes]) -> IO[bytes]:
+def _spool(source: IO[bytes], name: str) -> IO[bytes]:
     spooled = tempfile.TemporaryFile(prefix="cio-sync-stdin-")  # noqa: SIM115 - DataFile closes it
     try:
         shutil.copyfileobj(source, spooled, _CHUNK)
         spooled.seek(0)
     except OSError as e:
         spooled.close()
-        raise DataFileError(f"<stdin>: cannot read standard input: {e.strerror}") from None
+        raise DataFileError(f"{name}: cannot read it: {e.strerror}") from None
+    except BaseException:
+        spooled.close()
+        raise
     return spooled
 
 
@@ -178,22 +210,130 @@ def _blank(stream: IO[bytes], start: int) -> bool:
     return True
 
 
-def _elements(stream: IO[bytes], kind: str) -> Iterator[object]:
+def _elements(stream: IO[bytes] | _CheckedReader, kind: str) -> Iterator[object]:
     if kind == NDJSON:
         # Any run of whitespace separates values, so this reads NDJSON and JSON Lines alike.
-        return ijson.items(stream, "", multiple_values=True)  # type: ignore[no-any-return]
-    return ijson.items(stream, "item")  # type: ignore[no-any-return]
+        return ijson.items(stream, "", multiple_values=True, buf_size=_CHUNK)  # type: ignore[no-any-return]
+    return ijson.items(stream, "item", buf_size=_CHUNK)  # type: ignore[no-any-return]
+
+
+class _CheckedReader:
+    """The data file as the check pass reads it, watching for what the parser would mishandle.
+
+    The parser turns a lone surrogate escape (``"\\ud800"``, half of a UTF-16 pair) into another
+    character or fails on it, so such escapes are looked for in the raw bytes. And it spends time
+    quadratic in a value's length, so a value that keeps it reading for too long without producing
+    anything is refused: the check pass resets ``unparsed`` at each parser event.
+    """
+
+    def __init__(self, stream: IO[bytes], name: str, start: int, kind: str, limit_values: bool = True) -> None:
+        self._stream = stream
+        self._name = name
+        self._ndjson = kind == NDJSON
+        self._limit_values = limit_values
+        self.unparsed = 0
+        # The last bytes handed to the parser, the context of a run of digits at the start of a read.
+        self._previous = b""
+        # Bytes kept from the last read that might begin an escape, and where they start.
+        self._tail = b""
+        self._tail_at = start
+
+    def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""
+        while True:
+            chunk = self._stream.read(size if size > 0 else _CHUNK)
+            data = self._tail + chunk
+            keep = self._checked_end(data, final=not chunk)
+            if keep or not chunk:
+                break
+            if len(data) > MAX_VALUE_BYTES and self._limit_values:
+                raise _ValueTooLong
+            self._tail = data
+        self._check_integers(data, keep)
+        self._tail_at += keep
+        self._tail = data[keep:]
+        self.unparsed += keep
+        if self.unparsed > MAX_VALUE_BYTES and self._limit_values:
+            raise _ValueTooLong
+        return data[:keep]
+
+    def _checked_end(self, data: bytes, final: bool) -> int:
+        """How much of ``data`` the parser may have, having checked its surrogate escapes.
+
+        The parser gets only bytes checked already, up to a point where no escape (nor pair of
+        them) and no run of backslashes or digits is cut in two; the rest waits for the next read.
+        ``data`` starts where no escape is under way, so replacing its backslashes two by two from
+        the left leaves exactly those that start an escape.
+        """
+        plain = data.replace(b"\\\\", b"__")
+        end = len(data)
+        if not final:
+            end = len(data[: max(0, end - 16)].rstrip(b"\\0123456789"))
+            near = plain.find(b"\\u", max(0, end - 12), end)
+            if near != -1:
+                pair = near >= 6 and _HIGH_SURROGATE.match(plain, near - 6) and _LOW_SURROGATE.match(plain, near)
+                end = near - 6 if pair else near
+        checked = plain[:end]
+        if b"\\u" not in checked:
+            return end
+        pairs = len(_SURROGATE_PAIR.findall(checked))
+        if len(_HIGH_SURROGATE.findall(checked)) == pairs == len(_LOW_SURROGATE.findall(checked)):
+            return end
+        for match in _SURROGATE_ESCAPE.finditer(checked):
+            if match.group(1)[:1].lower() in b"cdef" or match.group(2) is None:
+                raise DataFileError(
+                    f"{self._name}: holds the escape \\u{match.group(1).decode().lower()} at byte offset "
+                    f"{self._tail_at + match.start():,}: half of a UTF-16 surrogate pair without its other "
+                    "half, which is not a character; it cannot be sent without changing it"
+                )
+        return end
+
+    def _check_integers(self, data: bytes, end: int) -> None:
+        """Refuse an integer of more digits than Python reads, before the parser sees its end.
+
+        The C parser mishandles Python's refusal to read one (up to a crash), so such a run of
+        digits must never reach it as a number. A run inside a string is harmless: the parser turns
+        a run into a number only where JSON allows a value, after ``[``, ``,`` or ``:`` (in NDJSON
+        also at the top level), so a run after any other byte is text.
+        """
+        digits = data[:end].translate(_DIGIT_MASK)
+        at = digits.find(_LONG_DIGITS)
+        while at != -1:
+            after = digits.find(b".", at)
+            if after == -1:  # the run ends the checked part; what follows it is in ``data``
+                after = end
+            if data[after : after + 1] not in (b".", b"e", b"E"):  # those make it a decimal, read exactly
+                # What precedes the run, past a minus sign and up to 64 bytes of whitespace;
+                # nothing at all (the start, or more whitespace) counts as a value's place.
+                context = (self._previous + data[max(0, at - 66) : at])[-66:]
+                before = context.removesuffix(b"-").rstrip(_SPACE)[-1:]
+                value_ends = b'"]}el' if self._ndjson else b""
+                if before in (b"", b"[", b",", b":") or before in value_ends:
+                    raise _IntegerTooLong
+            at = digits.find(_LONG_DIGITS, after)
+        self._previous = (self._previous + data[:end])[-66:] if end < 66 else data[end - 66 : end]
+
+
+class _IntegerTooLong(Exception):
+    """The file holds an integer longer than Python reads."""
+
+
+class _ValueTooLong(Exception):
+    """The parser read more than MAX_VALUE_BYTES without producing a single event."""
 
 
 def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
     # Counted from raw parser events rather than built records: building a record costs memory
     # quadratic in its nesting depth, so a hostile file could exhaust memory before any check.
     stream.seek(start)
+    reader = _CheckedReader(stream, name, start, kind)
     count = 0
     depth = 0
     top = 1 if kind == JSON else 0
     try:
-        for event, _ in ijson.basic_parse(stream, multiple_values=kind == NDJSON):
+        for event, _ in ijson.basic_parse(reader, multiple_values=kind == NDJSON, buf_size=_CHUNK):
+            reader.unparsed = 0
             if event in _OPENS:
                 depth += 1
                 if depth - top > MAX_DEPTH:
@@ -209,6 +349,20 @@ def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
         raise DataFileError(f"{name}: not valid JSON after {count} complete records: {_first_line(e)}") from None
     except OSError as e:
         raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    except _ValueTooLong:
+        raise DataFileError(
+            f"{name}: record {count} holds a single value longer than {MAX_VALUE_BYTES:,} bytes, "
+            "the most cio-sync reads (no id or attribute can hold one)"
+        ) from None
+    except ArithmeticError:  # the decimal module's InvalidOperation
+        raise DataFileError(
+            f"{name}: record {count} holds a number whose exponent is out of range (no attribute can hold it)"
+        ) from None
+    except _IntegerTooLong:
+        raise DataFileError(
+            f"{name}: record {count} holds an integer of more than {MAX_INTEGER_DIGITS:,} digits, "
+            "more than Python reads (no id or attribute can hold one)"
+        ) from None
     return count
 
 

@@ -24,6 +24,9 @@ class ExitCode(IntEnum):
     API_UNREACHABLE = 4
     # A bug in cio-sync itself.
     INTERNAL_ERROR = 70
+    # An output (--failed, --report, the --state ledger) could not be written after records may
+    # have been sent: a full disk, a closed standard output. 74 is sysexits' EX_IOERR.
+    OUTPUT_FAILED = 74
     # Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
     INTERRUPTED = 130
     # Stopped by SIGTERM (docker stop, kill): 128 + 15.
@@ -64,6 +67,15 @@ class OutputError(CioSyncError):
     """An output file (``--failed``, ``--report``) cannot be written. Checked before sending."""
 
     exit_code = ExitCode.BAD_INPUT
+
+
+class OutputLost(CioSyncError):
+    """An output could not be written once the run was under way (a full disk, a broken pipe).
+
+    Records may have been sent; the message says what could not be written.
+    """
+
+    exit_code = ExitCode.OUTPUT_FAILED
 
 
 class LedgerInUse(OutputError):

@@ -244,9 +244,26 @@ def _holder(path: str) -> str:
     return f" (pid {pid}, started {when}); wait for it to finish"
 
 
+# The tables of a ledger and their columns. A database holding anything else is not one, and is
+# left untouched: it may be some other program's.
+_SHAPE = {"synced": ["scope", "person", "digest", "synced_at"], "meta": ["key", "value"]}
+
+
+def _check_shape(db: sqlite3.Connection, path: str) -> None:
+    tables = [str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    shape = {table: [str(c[1]) for c in db.execute(f'PRAGMA table_info("{table}")')] for table in tables}
+    if shape and shape != _SHAPE:
+        db.close()
+        raise OutputError(
+            f"--state {path}: an SQLite database, but not a cio-sync ledger (its tables are "
+            f"{', '.join(sorted(shape))}); give a new path"
+        )
+
+
 def _open_for_writing(path: str) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level=None)
+        _check_shape(db, path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
@@ -260,6 +277,8 @@ def _open_read_only(path: str) -> sqlite3.Connection:
     if not Path(path).exists():
         return sqlite3.connect(":memory:")
     try:
-        return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        _check_shape(db, path)
     except sqlite3.DatabaseError as e:
         raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+    return db

@@ -6,11 +6,13 @@ Its form is ``schemas/report.schema.json``; every report is built here.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from typing import IO, Any
 
 from .atomic import AtomicFile
+from .errors import OutputError, OutputLost
 from .outcome import RecordOutcome, Status
 from .plan import Plan
 from .tally import SyncResult
@@ -29,7 +31,10 @@ class ReportFile:
 
     def __init__(self, path: str) -> None:
         # Opened now, so that an unwritable path is refused before anything is sent.
+        if path == "-" and sys.stdout is None:
+            raise OutputError("--report -: standard output is closed")
         self._target = None if path == "-" else AtomicFile(path, "--report")
+        self._lost = False
         self._problems = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="cio-sync-report-")  # noqa: SIM115 - closed by commit or discard
         self._count = 0
 
@@ -80,6 +85,8 @@ class ReportFile:
 
     def fail(self, message: str, exit_code: int, dry_run: bool) -> None:
         """Write the report of a run that could not go on (no stale report is left behind)."""
+        if self._lost:  # the error is that the report itself could not be written
+            return
         self._problems.seek(0)
         self._problems.truncate()
         self._count = 0
@@ -94,8 +101,14 @@ class ReportFile:
     def _commit(self, head: dict[str, Any]) -> None:
         text = json.dumps({"version": REPORT_VERSION, **head}, indent=2, ensure_ascii=False)
         if self._target is None:
-            self._write(sys.stdout, text)
-            sys.stdout.flush()
+            try:
+                self._write(sys.stdout, text)
+                sys.stdout.flush()
+            except (OSError, ValueError) as e:  # a closed pipe (the reader went away), a full disk
+                self._lost = True
+                _silence_stdout()
+                reason = e.strerror if isinstance(e, OSError) else "it is closed"
+                raise OutputLost(f"--report -: cannot write the report to standard output: {reason}") from None
         else:
             self._write(self._target.stream, text)
             self._target.commit()
@@ -108,3 +121,14 @@ class ReportFile:
         while chunk := self._problems.read(1 << 16):
             out.write(chunk)
         out.write("\n  ]\n}\n" if self._count else "]\n}\n")
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush cannot fail too
+    (it would print a traceback-like warning and change the exit status)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        return

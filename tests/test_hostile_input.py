@@ -1,0 +1,311 @@
+"""Odd files, odd values and odd environments: a one-line message and a documented exit code, never
+a crash, and never a value changed on its way to the workspace."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cio_sync import datafile
+from cio_sync.datafile import MAX_VALUE_BYTES, open_data_file
+from cio_sync.emulator import Emulator
+from cio_sync.errors import DataFileError
+
+from .conftest import Files, Run, assert_no_secret, config_dict, people_puts, run_cli
+
+DIGITS = "9" * 5000
+
+
+def refused(emulator: Emulator, files: Files, data: str | bytes, message: str, name: str = "data.json") -> None:
+    path = files.data(data, name)
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", path])
+    assert run.code == 2, run.stderr
+    assert message in run.stderr
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ('[{"id": 1, "name": ' + DIGITS + "}]", "record 0 holds an integer of more than 4,300 digits"),
+        ('[{"id": 1}, {"id": 2, "unmapped": -' + DIGITS + "}]", "record 1 holds an integer of more than 4,300"),
+        ('[{"id": ' + DIGITS + "}]", "record 0 holds an integer of more than 4,300 digits"),
+        ('[{"id": 1, "x": [1,\n   ' + DIGITS + "]}]", "record 0 holds an integer of more than 4,300 digits"),
+        ('[{"id": 1, "x": 1e' + DIGITS + "}]", "record 0 holds a number whose exponent is out of range"),
+        ('[{"id": 1, "x": 1e99999999999999999999}]', "record 0 holds a number whose exponent is out of range"),
+        (
+            '[{"id": 1, "name": "\\udc00"}]',
+            "the escape \\udc00 at byte offset 20: half of a UTF-16 surrogate",
+        ),
+        ('[{"id": 1, "name": "\\ud800"}]', "holds the escape \\ud800 at byte offset 20"),
+        ('[{"id": 1, "name": "x\\ud800\\u0041"}]', "holds the escape \\ud800 at byte offset 21"),
+        ('[{"id": 1, "name": "\\\\\\ud800\\\\udc00"}]', "holds the escape \\ud800 at byte offset 22"),
+        ('[{"id": "\\uDBFF"}]', "holds the escape \\udbff"),
+    ],
+)
+def test_values_the_parser_would_mishandle_refuse_the_file(
+    emulator: Emulator, files: Files, data: str, message: str
+) -> None:
+    refused(emulator, files, data, message)
+
+
+def test_a_huge_integer_in_ndjson_is_refused(emulator: Emulator, files: Files) -> None:
+    refused(emulator, files, '{"id": 1}\n' + DIGITS + "\n", "record 1 holds an integer", "data.ndjson")
+
+
+def test_a_value_longer_than_the_limit_is_refused(emulator: Emulator, files: Files) -> None:
+    data = '[{"id": 1}, {"id": 2, "unmapped": "' + "a" * (MAX_VALUE_BYTES + 2_000_000) + '"}]'
+    refused(emulator, files, data, "record 1 holds a single value longer than 10,000,000 bytes")
+
+
+def test_what_merely_looks_odd_is_sent_exactly(emulator: Emulator, files: Files) -> None:
+    text = (
+        '[{"id": 1, "name": "' + DIGITS + '", "computed_ltv": 1.' + DIGITS + "},"
+        ' {"id": 2, "name": "\\ud83d\\ude00 \\\\ud800 \\\\\\ud83d\\ude00", "unmapped": "a' + "b" * 3_000_000 + '"}]'
+    )
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(text)])
+    assert run.code == 1, run.stderr  # the 5,000-character name is over the API's 1,000 bytes
+    assert 'record 0 (id "1"): invalid: the value of attribute "name" is 5000 bytes' in run.stderr
+    assert emulator.people()["2"] == {"name": "\U0001f600 \\ud800 \\\U0001f600"}
+
+
+# Strings with surrogates (lone and paired), backslashes, and the letters of escapes.
+TEXTS = st.text(alphabet=st.sampled_from(["\ud800", "\udc00", "\U0001f600", "\\", "u", "d", "8", "c", "0", "a", '"']))
+
+
+@settings(max_examples=300, deadline=None)
+@given(strings=st.lists(TEXTS, max_size=6), read_size=st.integers(min_value=1, max_value=40))
+def test_the_checked_reader_finds_exactly_the_lone_surrogates(strings: list[str], read_size: int) -> None:
+    encoded = json.dumps(strings).encode()  # every surrogate as a \u escape
+    # As JSON reads them: a high escape followed by a low one is a pair, whatever wrote them.
+    lone = any(_has_lone_surrogate(s) for s in json.loads(encoded))
+    reader = datafile._CheckedReader(io.BytesIO(encoded), "x", 0, datafile.JSON)
+    out = b""
+    refused = False
+    try:
+        while chunk := reader.read(read_size):
+            out += chunk
+    except DataFileError:
+        refused = True
+    assert refused == lone
+    assert refused or out == encoded
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(st.integers(min_value=4290, max_value=4310), st.sampled_from(["int", "-int", "str", "dec", "key"])),
+        max_size=4,
+    ),
+    chunk=st.integers(min_value=17, max_value=5000),
+)
+def test_long_runs_of_digits_are_refused_only_as_integers(
+    values: list[tuple[int, str]], chunk: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    parts = []
+    for digits, kind in values:
+        run = "7" * digits
+        parts.append(
+            {"int": run, "-int": "-" + run, "str": f'"{run}"', "dec": run + ".5", "key": f'{{"{run}": 1}}'}[kind]
+        )
+    path = tmp_path_factory.mktemp("digits") / "d.json"
+    path.write_text("[" + ", ".join(parts) + "]")
+    too_long = any(digits > 4300 and kind in ("int", "-int") for digits, kind in values)
+    refusal = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datafile, "_CHUNK", chunk)
+        try:
+            with open_data_file(str(path)) as data:
+                assert len(list(data.records())) == len(values)
+        except DataFileError as e:
+            refusal = str(e)
+    assert (refusal is not None) == too_long
+    assert refusal is None or "integer of more than 4,300 digits" in refusal
+
+
+def feed_fifo(path: Path, payload: bytes) -> threading.Thread:
+    os.mkfifo(path)
+
+    def write() -> None:
+        with path.open("wb") as fifo:
+            fifo.write(payload)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+def test_a_fifo_is_read_as_standard_input_is(emulator: Emulator, files: Files) -> None:
+    fifo = files.root / "people.json"
+    writer = feed_fifo(fifo, json.dumps([{"id": 1, "name": "Ada"}, {"id": 2}]).encode())
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", str(fifo)])
+    writer.join()
+    assert run.code == 0, run.stderr
+    assert sorted(people_puts(emulator), key=str) == ["1", "2"]
+
+
+def process(
+    args: list[str], stdin: bytes | None = None, close: tuple[int, ...] = (), env: dict[bytes, bytes] | None = None
+) -> Run:
+    """``python -m cio_sync`` with some of its standard descriptors closed (0, 1 or 2)."""
+    base = {k.encode(): v.encode() for k, v in os.environ.items() if not k.startswith("CIO_")}
+
+    def close_descriptors() -> None:
+        for fd in close:
+            os.close(fd)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "cio_sync", *args],
+        input=stdin,
+        capture_output=True,
+        env={**base, **(env or {})},
+        preexec_fn=close_descriptors if close else None,
+        timeout=60,
+    )
+    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    assert_no_secret(stdout, stderr)
+    assert "Traceback" not in stderr
+    return Run(proc.returncode, stdout, stderr)
+
+
+def test_dev_stdin_from_a_pipe_is_read_as_dash_is(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url))
+    run = process(["--config", config, "--data", "/dev/stdin"], stdin=b'[{"id": 1, "name": "Ada"}]')
+    assert run.code == 0, run.stderr
+    assert people_puts(emulator) == ["1"]
+
+
+def test_closed_standard_input_is_refused(emulator: Emulator, files: Files) -> None:
+    run = process(["--config", files.config(config_dict(emulator.url)), "--data", "-"], close=(0,))
+    assert run.code == 2
+    assert "cio-sync: error: <stdin>: standard input is closed" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_a_report_to_a_closed_standard_output_is_refused_before_sending(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--report", "-"]
+    run = process(args, close=(1,))
+    assert run.code == 2
+    assert "--report -: standard output is closed" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_a_report_into_a_broken_pipe_says_so_and_exits_74(emulator: Emulator, files: Files) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--report", "-"]
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cio_sync", *args], stdout=write_end, stderr=subprocess.PIPE, timeout=60
+        )
+    finally:
+        os.close(write_end)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 74, stderr
+    assert stderr.endswith("cio-sync: error: --report -: cannot write the report to standard output: Broken pipe\n")
+    assert people_puts(emulator) == ["1"]
+
+
+@pytest.mark.parametrize("stderr", ["closed", "/dev/full"])
+def test_exit_code_and_report_agree_without_a_usable_standard_error(
+    emulator: Emulator, files: Files, stderr: str
+) -> None:
+    report = files.root / "report.json"
+    data = files.data([{"id": 1}, "not a record"])
+    args = [sys.executable, "-m", "cio_sync", "--config", files.config(config_dict(emulator.url)), "--data", data]
+    args += ["--report", str(report)]
+    if stderr == "closed":
+        proc = subprocess.run(args, preexec_fn=lambda: os.close(2), timeout=60)
+    else:
+        with open(stderr, "w") as full:
+            proc = subprocess.run(args, stderr=full, timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(report.read_text())["exit_code"] == 1
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--timeout", "inf"], "Invalid value for '--timeout'"),
+        (["--timeout", "1e10"], "Invalid value for '--timeout'"),
+        (["--timeout", "nan"], "Invalid value for '--timeout'"),
+        (["--rate-limit", "inf"], "Invalid value for '--rate-limit'"),
+        (["--rate-limit", "1e-300"], "Invalid value for '--rate-limit'"),
+    ],
+)
+def test_numbers_out_of_bounds_are_refused(emulator: Emulator, files: Files, option: list[str], message: str) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), *option]
+    run = run_cli(args)
+    assert run.code == 2
+    assert message in run.stderr
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "message"),
+    [
+        ("rateLimit", "1e-300", '"rateLimit" must be at least 0.1, got number 1e-300'),
+        ("rateLimit", "NaN", "not valid JSON: NaN is not a JSON number"),
+        ("rateLimit", "-Infinity", "not valid JSON: -Infinity is not a JSON number"),
+        ("apiKey", '"k\\ud800"', "holds a lone surrogate escape such as \\ud800"),
+        ("userId", '"\\udc00"', "holds a lone surrogate escape such as \\ud800"),
+    ],
+)
+def test_configuration_values_out_of_bounds_are_refused(
+    emulator: Emulator, files: Files, key: str, raw: str, message: str
+) -> None:
+    text = json.dumps(config_dict(emulator.url, **{key: "@@"})).replace('"@@"', raw)
+    run = run_cli(["--config", files.config(text), "--data", files.data([{"id": 1}])])
+    assert run.code == 2, run.stderr
+    assert message in run.stderr
+    assert emulator.requests() == []
+
+
+def test_a_configuration_path_without_end_is_refused(emulator: Emulator, files: Files) -> None:
+    run = run_cli(["--config", "/dev/zero", "--data", files.data([{"id": 1}])])
+    assert run.code == 2
+    assert "cio-sync: error: /dev/zero: is larger than 1,000,000 bytes, which no configuration needs" in run.stderr
+
+
+@pytest.mark.parametrize("variable", [b"CIO_API_KEY", b"CIO_SITE_ID"])
+def test_credentials_that_are_not_utf8_are_refused(emulator: Emulator, files: Files, variable: bytes) -> None:
+    config = files.config(config_dict(emulator.url))
+    run = process(["--config", config, "--data", files.data([{"id": 1}])], env={variable: b"demo\xffkey"})
+    assert run.code == 2
+    what = "API key" if variable == b"CIO_API_KEY" else "site id"
+    assert f"the {what} from {variable.decode()} is not valid UTF-8 text" in run.stderr
+    assert "demo" not in run.stderr
+    assert emulator.requests() == []
+
+
+def test_a_state_file_of_another_shape_is_refused_and_left_alone(emulator: Emulator, files: Files) -> None:
+    other = files.root / "app.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE synced (a, b)")
+        db.execute("CREATE TABLE users (name)")
+    before = other.read_bytes()
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}])]
+    for extra in ([], ["--dry-run"]):
+        run = run_cli([*args, "--state", str(other), *extra])
+        assert run.code == 2
+        assert "an SQLite database, but not a cio-sync ledger (its tables are synced, users)" in run.stderr
+    assert other.read_bytes() == before
+    assert emulator.requests() == []
