@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -94,7 +95,6 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("skipNull text", {"mappings": [{"from": "a", "to": "b", "skipNull": "yes"}]}, SKIP_TEXT),
     ("constant uncastable", {"mappings": [{"value": "abc", "to": "b", "as": "integer"}]}, CONSTANT),
     ("constant null skipped", {"mappings": [{"value": None, "to": "b", "skipNull": True}]}, NULL_CONSTANT),
-    ("constant too large", {"mappings": [{"value": 1e400, "to": "b"}]}, '"mappings[0].value" is a number too large'),
     ("mapping not object", {"mappings": ["a"]}, '"mappings[0]" must be an object, got string "a"'),
     ("mapping empty to", {"mappings": [{"from": "a", "to": ""}]}, '"mappings[0].to" must not be empty'),
     (
@@ -149,10 +149,16 @@ def test_config_refusals(emulator: Emulator, files: Files, overrides: dict[str, 
         ('{"parallelism": 2,}', "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
         ("[]", "the configuration must be an object, got array"),
         ("null", "the configuration must be an object, got null"),
+        ('{"mappings": [{"value": Infinity, "to": "b"}]}', "not valid JSON: Infinity is not a JSON number"),
     ],
 )
 def test_config_files_that_are_not_a_json_object(emulator: Emulator, files: Files, text: str, message: str) -> None:
     assert f"configuration.json: {message}" in refused(emulator, files, text)
+
+
+def test_a_constant_too_large_for_json_is_refused(emulator: Emulator, files: Files) -> None:
+    text = json.dumps(config_dict(emulator.url, mappings=[{"value": "@@", "to": "b"}])).replace('"@@"', "1e400")
+    assert 'configuration.json: "mappings[0].value" is a number too large' in refused(emulator, files, text)
 
 
 def test_config_that_is_not_utf8(emulator: Emulator, files: Files) -> None:

@@ -26,7 +26,7 @@ def test_escapes_are_written_out() -> None:
 
 
 def test_a_hostile_id_and_message_are_escaped_in_the_problem_list(emulator: Emulator, files: Files) -> None:
-    emulator.add_fault(status=400, person_id=HOSTILE_ID)
+    emulator.add_fault(status=400, person=HOSTILE_ID)
     data = files.data([{"id": HOSTILE_ID, "name": "x"}, {"id": 7, "name": ["\x1b[31m"] * 400}])
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data])
     assert run.code == 1
@@ -60,7 +60,7 @@ def test_a_dry_run_shows_hostile_values_escaped(emulator: Emulator, files: Files
 
 def test_json_logs_escape_what_json_leaves_raw(emulator: Emulator, files: Files) -> None:
     data = files.data([{"id": "\u202e\x9b\x1b", "name": "x"}, "not a record"])
-    emulator.add_fault(status=400, person_id="\u202e\x9b\x1b")
+    emulator.add_fault(status=400, person="\u202e\x9b\x1b")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", data, "--log-format", "json"]
     run = run_cli(args)
     assert run.code == 1
