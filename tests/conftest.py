@@ -20,6 +20,8 @@ from cio_sync.cli import app
 from cio_sync.config import Config, config_from_dict
 from cio_sync.emulator import Emulator
 
+from .contract.check import KNOWN_DEVIATIONS, check
+
 SITE_ID = "site-test-1234"
 # Distinctive, so that a test can prove it appears in no output at all.
 API_KEY = "sk-live-SECRET-6f1d9c"
@@ -55,6 +57,29 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def emulator() -> Iterator[Emulator]:
     with Emulator(SITE_ID, API_KEY) as emu:
         yield emu
+
+
+@pytest.fixture(autouse=True)
+def _meets_the_contract(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Whatever a test did, what cio-sync sent to an emulator and what it answered meet the spec.
+
+    Modules that send requests off the contract on purpose say so with ``SENDS_OFF_CONTRACT``.
+    """
+    started: list[Emulator] = []
+    start = Emulator.start
+
+    def start_and_remember(emu: Emulator) -> Emulator:
+        started.append(emu)
+        return start(emu)
+
+    monkeypatch.setattr(Emulator, "start", start_and_remember)
+    yield
+    if getattr(request.module, "SENDS_OFF_CONTRACT", False):
+        return
+    for emu in started:
+        findings = check(emu.requests())
+        assert findings.problems == []
+        assert findings.deviations <= KNOWN_DEVIATIONS
 
 
 def config_dict(url: str, **overrides: Any) -> dict[str, Any]:

@@ -45,9 +45,13 @@ class ReceivedRequest:
     started_at: float
     answered_at: float
     raw: bytes = field(default=b"", repr=False)
-    answer: bytes | None = field(default=None, repr=False)
     content_type: str | None = field(default=None, repr=False)
     authorization: str | None = field(default=None, repr=False)
+    # The answer's body and Content-Type as sent (None when dropped).
+    answer: bytes | None = field(default=None, repr=False)
+    answer_type: str | None = field(default=None, repr=False)
+    # The fault that shaped the answer, if one did.
+    fault: Fault | None = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,11 @@ class Emulator:
         path = target.split("?", 1)[0]
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
+        if len(raw) < length:
+            # The client went away mid-request (killed, say): a request that never fully arrived
+            # is not applied, and there is no one to answer.
+            handler.close_connection = True
+            return
         if path.startswith("/_emulator/"):
             self._send(handler, self._admin(handler.command, path, raw))
             return
@@ -250,7 +259,7 @@ class Emulator:
             # rely on the counters.
             with self._lock:
                 self._in_flight -= 1
-        self._record(handler, target, endpoint, person_id, raw, document, answer, started)
+        self._record(handler, target, endpoint, person_id, raw, document, answer, started, matched)
         self._send(handler, answer)
 
     def _decide(
@@ -419,6 +428,7 @@ class Emulator:
         document: Any,
         answer: _Answer,
         started: float,
+        matched: Matched | None,
     ) -> None:
         with self._lock:
             if answer.status is None:
@@ -437,9 +447,11 @@ class Emulator:
                         started,
                         time.monotonic(),
                         raw,
+                        handler.headers.get("Content-Type"),
+                        handler.headers.get("Authorization"),
                         answer.body if answer.status is not None else None,
                         answer.content_type if answer.status is not None else None,
-                        handler.headers.get("Authorization"),
+                        matched.fault if matched else None,
                     )
                 )
 
