@@ -109,14 +109,14 @@ def _batch_of_size(size: int) -> bytes:
     return head + b"x" * (size - len(head) - len(tail) - len(padding)) + tail + padding
 
 
-def test_a_batch_of_500000_bytes_is_taken_and_500001_refused(emu: Emulator) -> None:
+def test_a_batch_of_499999_bytes_is_taken_and_500000_refused(emu: Emulator) -> None:
     # One item over 32 KB: a 207 proves the size check let the request through.
-    assert batch(emu, raw=_batch_of_size(500_000)).status_code == 207
-    refused = batch(emu, raw=_batch_of_size(500_001))
+    assert batch(emu, raw=_batch_of_size(499_999)).status_code == 207
+    refused = batch(emu, raw=_batch_of_size(500_000))
     assert refused.status_code == 400
     assert refused.json() == {
         "errors": [
-            {"reason": "invalid", "field": "batch", "message": "batch requests cannot be larger than 500000 bytes"}
+            {"reason": "invalid", "field": "batch", "message": "batch requests must be smaller than 500000 bytes"}
         ]
     }
 

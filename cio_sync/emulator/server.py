@@ -341,7 +341,7 @@ class Emulator:
 
         # batch.description: the request "must be smaller than 500kb": measured as it arrived.
         if len(raw) > rules.MAX_BATCH_BYTES:
-            return refuse(Problem("batch", f"batch requests cannot be larger than {rules.MAX_BATCH_BYTES} bytes"))
+            return refuse(Problem("batch", f"batch requests must be smaller than {rules.MAX_BATCH_BYTES + 1} bytes"))
         items = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(items, list):
             return refuse(Problem("batch", "the body must be a JSON object whose batch is an array"))
