@@ -234,19 +234,20 @@ def test_empty_stdin(emulator: Emulator, files: Files) -> None:
     assert emulator.requests() == []
 
 
+# The words around the option are click's, and differ between its releases.
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--data", "d.json"], "Missing option '--config'"),
-        (["--config", "c.json"], "Missing option '--data'"),
-        (["--config", "c.json", "--data", "d.json", "--retries", "-1"], "Invalid value for '--retries'"),
-        (["--config", "c.json", "--data", "d.json", "--frobnicate"], "No such option: --frobnicate"),
+        (["--data", "d.json"], ("Missing option", "'--config'")),
+        (["--config", "c.json"], ("Missing option", "'--data'")),
+        (["--config", "c.json", "--data", "d.json", "--retries", "-1"], ("Invalid value for", "'--retries'")),
+        (["--config", "c.json", "--data", "d.json", "--frobnicate"], ("No such option", "--frobnicate")),
     ],
 )
-def test_bad_arguments(emulator: Emulator, args: list[str], message: str) -> None:
+def test_bad_arguments(emulator: Emulator, args: list[str], message: tuple[str, str]) -> None:
     run = run_cli(args)
     assert run.code == 2
-    assert message in run.stderr
+    assert all(part in run.stderr for part in message), run.stderr
     assert emulator.requests() == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import venv
+from importlib.metadata import distribution, requires
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from cio_sync.emulator import Emulator
 from cio_sync.schema import load_schema, problems
 
 from .conftest import API_KEY, SITE_ID, config_dict, run_cli
+from .floors import floors
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -118,6 +121,22 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
         env=env,
     )
     assert str(target) in shipped.stdout, "the schema must come from the installed wheel"
+
+
+def test_every_library_the_package_imports_is_declared_with_a_floor() -> None:
+    imported: set[str] = set()
+    for path in (ROOT / "cio_sync").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"cio_sync"}
+    assert "rich" in third_party  # the scan sees imports inside functions too
+    declared = set()
+    for floor in floors(requires("cio-sync") or []):
+        declared |= {file.parts[0].removesuffix(".py") for file in distribution(floor.name).files or []}
+    assert third_party <= declared, f"imported but not declared: {sorted(third_party - declared)}"
 
 
 def cli_options() -> set[str]:
