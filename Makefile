@@ -47,7 +47,7 @@ $(LOWEST)/.installed: pyproject.toml tests/floors.py
 test-lowest: $(LOWEST)/.installed
 	@$(LOWEST)/bin/python -c 'import sys; print("test-lowest: Python", sys.version.split()[0])'
 	$(LOWEST)/bin/python -m tests.floors --check
-	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider
+	$(LOWEST)/bin/python -m pytest -q -n auto -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
