@@ -525,3 +525,11 @@ def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_every_emulator_option_is_in_the_readme() -> None:
+    shown = emulator_command("--help")
+    options = sorted(set(re.findall(r"--[a-z][a-z-]+", shown.stdout)) - {"--help"})
+    assert len(options) > 10
+    readme = (ROOT / "README.md").read_text()
+    assert [o for o in options if f"`{o}" not in readme and f"{o}`" not in readme] == []
