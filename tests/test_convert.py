@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import example, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from cio_sync.convert import (
@@ -165,6 +165,8 @@ def test_fractional_seconds_are_floored_toward_the_past(number: Decimal) -> None
 def test_milliseconds_with_fractions_are_floored(whole: int, thousandths: int) -> None:
     number = Decimal(whole) + Decimal(thousandths) / 1000
     seconds = math.floor(number) // 1000 if abs(number) > MILLISECONDS_ABOVE else math.floor(number)
+    # Whole seconds between -MILLISECONDS_ABOVE and the year 1 are refused, as they should be.
+    assume(seconds >= FIRST_SECOND)
     assert to_timestamp(number) == seconds
 
 
