@@ -67,9 +67,9 @@ class CsvRecords:
                     if row:
                         count += 1
         except csv.Error as e:
-            raise DataFileError(f"{self._name}: not valid CSV after line {line}: {e}") from None
+            raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except UnicodeDecodeError:
-            raise DataFileError(f"{self._name}: not UTF-8 text after line {line}") from None
+            raise DataFileError(f"{self._name}: not UTF-8 text (after line {line})") from None
         except OSError as e:
             raise DataFileError(f"{self._name}: cannot read the data file: {e.strerror}") from None
         return count

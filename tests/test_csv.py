@@ -1,0 +1,163 @@
+"""CSV data files end to end: RFC 4180 quoting, BOM, empty cells, ragged rows, stdin and --failed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cio_sync.datafile import open_data_file
+from cio_sync.emulator import Emulator
+
+from .conftest import Files, Run, config_dict, run_cli
+
+MAPPINGS: list[dict[str, Any]] = [
+    {"from": "name", "to": "name"},
+    {"from": "seats", "to": "seats", "as": "integer"},
+    {"from": "signed_up", "to": "created_at", "as": "timestamp"},
+]
+
+
+def csv_run(emulator: Emulator, files: Files, data: str | bytes, *extra: str, **config: Any) -> Run:
+    document = config_dict(emulator.url, **({"mappings": MAPPINGS} | config))
+    return run_cli(["--config", files.config(document), "--data", files.data(data, name="people.csv"), *extra])
+
+
+def bodies(emulator: Emulator) -> list[tuple[str | None, Any]]:
+    return [(r.person_id, r.body) for r in emulator.requests() if r.method == "PUT"]
+
+
+def test_cells_are_text_and_as_types_them(emulator: Emulator, files: Files) -> None:
+    data = "id,name,seats,signed_up\r\n1,Ada,12,2024-01-02T10:00:00Z\r\n2,Grace,3,2023-12-31\r\n"
+    run = csv_run(emulator, files, data)
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {
+        "1": {"name": "Ada", "seats": 12, "created_at": 1704189600},
+        "2": {"name": "Grace", "seats": 3, "created_at": 1703980800},
+    }
+
+
+def test_without_a_cast_a_cell_stays_a_string(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "id,seats\n1,12\n", mappings=[{"from": "seats", "to": "seats"}])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"seats": "12"}}
+
+
+def test_quoted_fields_hold_commas_line_breaks_and_quotes(emulator: Emulator, files: Files) -> None:
+    data = 'id,name,seats,signed_up\r\n"a,b","Smith, ""Ada""\r\nsecond line\nthird","7",\r\n'
+    run = csv_run(emulator, files, data)
+    assert run.code == 0, run.stderr
+    assert bodies(emulator) == [("a,b", {"name": 'Smith, "Ada"\r\nsecond line\nthird', "seats": 7})]
+
+
+def test_a_byte_order_mark_and_lf_line_ends(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "\ufeffid,name\n1,Zoë\n".encode(), mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "Zoë"}}
+
+
+def test_an_empty_cell_is_absent_unless_skip_null_is_false(emulator: Emulator, files: Files) -> None:
+    mappings = [
+        {"from": "name", "to": "name"},
+        {"from": "plan", "to": "plan"},
+        {"from": "seats", "to": "seats", "as": "integer", "skipNull": False},
+    ]
+    first = csv_run(emulator, files, "id,name,plan,seats\n1,Ada,pro,5\n", mappings=mappings)
+    assert first.code == 0, first.stderr
+    second = csv_run(emulator, files, 'id,name,plan,seats\n1,,"",\n', mappings=mappings)
+    assert second.code == 0, second.stderr
+    assert bodies(emulator)[-1] == ("1", {"seats": None})
+    assert emulator.people() == {"1": {"name": "Ada", "plan": "pro", "seats": None}}
+
+
+def test_an_empty_id_cell_is_invalid(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "id,name\n,Ada\n2,Bo\n", mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 1
+    assert 'record 0: invalid: the "id" cell is empty' in run.stderr
+    assert emulator.people() == {"2": {"name": "Bo"}}
+
+
+def test_ragged_rows_are_invalid_with_their_line_number(emulator: Emulator, files: Files) -> None:
+    data = 'id,name\n1,Ada\n2\n"3","multi\nline",extra\n4,Dee\n'
+    failed = files.root / "failed.csv"
+    run = csv_run(emulator, files, data, "--failed", str(failed), mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 1
+    assert "record 1: invalid: the row on line 3 has 1 cell; the header has 2" in run.stderr
+    assert "record 2: invalid: the row on line 4 has 3 cells; the header has 2" in run.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}, "4": {"name": "Dee"}}
+    assert failed.read_bytes() == b'id,name\r\n2\r\n3,"multi\nline",extra\r\n'
+
+
+def test_failed_rows_are_written_back_as_csv_and_feed_back_in(emulator: Emulator, files: Files) -> None:
+    emulator.add_fault("status=400,person=2,times=1")
+    data = 'id,name,seats,signed_up\n1,Ada,1,2024-01-01\n2,"Bo, ""B""",,2024-01-02\n3,Cy,4.5,2024-01-03\n'
+    failed = files.root / "failed.csv"
+    run = csv_run(emulator, files, data, "--failed", str(failed))
+    assert run.code == 1
+    assert 'record 2 (id "3"): invalid: mappings[1] ("seats", as integer): the string "4.5" is not an integer' in (
+        run.stderr
+    )
+    header, *rows = failed.read_bytes().split(b"\r\n")
+    assert header == b"id,name,seats,signed_up"
+    assert sorted(rows) == [b"", b'2,"Bo, ""B""",,2024-01-02', b"3,Cy,4.5,2024-01-03"]
+    config = files.config(config_dict(emulator.url, mappings=MAPPINGS), "again.json")
+    again = run_cli(["--config", config, "--data", str(failed)])
+    assert again.code == 1
+    assert 'record 0 (id "3"): invalid: mappings[1] ("seats", as integer): the string "4.5"' in again.stderr
+    assert emulator.people()["2"] == {"name": 'Bo, "B"', "created_at": 1704153600}
+
+
+def test_csv_from_standard_input(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url, mappings=[{"from": "name", "to": "name"}]))
+    run = run_cli(["--config", config, "--data", "-", "--format", "csv"], input=b"id,name\n1,Ada\n2,Bo\n")
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}, "2": {"name": "Bo"}}
+
+
+def test_format_csv_overrides_the_suffix(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url, mappings=[{"from": "name", "to": "name"}]))
+    data = files.data("id,name\n1,Ada\n", name="export.txt")
+    run = run_cli(["--config", config, "--data", data, "--format", "csv"])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}}
+
+
+def test_a_header_only_file_has_no_records(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "id,name\n", mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 0, run.stderr
+    assert emulator.requests() == []
+
+
+def test_blank_lines_are_skipped(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "id,name\n\n1,Ada\n\n", mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("", "the data file is empty; a CSV file needs a header row"),
+        ('id,name\n1,"unterminated\n', "not valid CSV in the row from line 2: unexpected end of data"),
+        ('id,name\n1,"a"b\n', "not valid CSV in the row from line 2: ',' expected after '\"'"),
+        (b"id,name\n1,\xff\n", "not UTF-8 text"),
+        ("id,name,id\n1,2,3\n", 'the header row names the column "id" twice'),
+    ],
+)
+def test_a_broken_csv_file_is_refused_before_sending(
+    emulator: Emulator, files: Files, data: str | bytes, message: str
+) -> None:
+    run = csv_run(emulator, files, data, mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 2
+    assert message in run.stderr
+    assert emulator.requests() == []
+
+
+def test_rows_are_read_as_records_of_text(files: Files) -> None:
+    path = files.data("id,v,w\n" + "".join(f"{i},{i},\n" for i in range(1000)), name="big.csv")
+    with open_data_file(path) as data:
+        assert (data.count, data.header, data.format) == (1000, ("id", "v", "w"), "csv")
+        rows = data.records()
+        assert next(rows) == {"id": "0", "v": "0", "w": None}
+        assert next(rows) == {"id": "1", "v": "1", "w": None}
+        assert sum(1 for _ in rows) == 998

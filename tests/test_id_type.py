@@ -1,0 +1,166 @@
+"""idType: what the id names, the same way through v1 and batch, to the same person."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cio_sync.emulator import Emulator
+
+from .conftest import API_KEY, SITE_ID, Files, Run, config_dict, run_cli
+
+Profile = tuple[str | None, str | None, dict[str, Any]]
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Emulator, Emulator]]:
+    """Two workspaces: one for each transport."""
+    with Emulator(SITE_ID, API_KEY) as v1, Emulator(SITE_ID, API_KEY) as batch:
+        yield v1, batch
+
+
+def run(emulator: Emulator, files: Files, transport: str, records: object, **config: Any) -> Run:
+    document = config_dict(emulator.url, transport=transport, mappings=[{"from": "name", "to": "name"}], **config)
+    return run_cli(["--config", files.config(document, f"{transport}.json"), "--data", files.data(records)])
+
+
+def profiles(emulator: Emulator) -> list[Profile]:
+    """Every person as (id, email, attributes): the identifiers that say who they are."""
+    return sorted(((p.id, p.email, p.attributes) for p in emulator.workspace.profiles()), key=repr)
+
+
+def identifiers(emulator: Emulator) -> list[Any]:
+    return [item["identifiers"] for r in emulator.requests() if r.method == "POST" for item in r.body["batch"]]
+
+
+def paths(emulator: Emulator) -> list[str | None]:
+    return [r.person_id for r in emulator.requests() if r.method == "PUT"]
+
+
+def both(pair: tuple[Emulator, Emulator], files: Files, records: object, **config: Any) -> tuple[Run, Run]:
+    v1, batch = pair
+    return run(v1, files, "v1", records, **config), run(batch, files, "batch", records, **config)
+
+
+def test_id_reaches_the_same_person_by_id(pair: tuple[Emulator, Emulator], files: Files) -> None:
+    records = [{"id": "u-1", "name": "Ada"}, {"id": 42, "name": "Int"}, {"id": "U-1", "name": "Other case"}]
+    first, second = both(pair, files, records, idType="id")
+    assert first.code == second.code == 0, (first.stderr, second.stderr)
+    v1, batch = pair
+    assert profiles(v1) == profiles(batch)
+    assert profiles(v1) == sorted(
+        [("u-1", None, {"name": "Ada"}), ("42", None, {"name": "Int"}), ("U-1", None, {"name": "Other case"})], key=repr
+    )
+    assert identifiers(batch) == [{"id": "u-1"}, {"id": "42"}, {"id": "U-1"}]
+
+
+def test_an_id_that_v1_would_read_as_another_kind_is_refused_on_v1_only(
+    pair: tuple[Emulator, Emulator], files: Files
+) -> None:
+    records = [
+        {"id": "ada@example.com", "name": "Ada"},
+        {"id": "cio_abc", "name": "Prefixed"},
+        {"id": "u", "name": "U"},
+    ]
+    first, second = both(pair, files, records, idType="id")
+    v1, batch = pair
+    assert first.code == 1
+    assert (
+        'record 0 (id "ada@example.com"): invalid: the v1 API would read the id "ada@example.com" as an email '
+        'address; use "transport": "batch" to send it as an id'
+    ) in first.stderr
+    assert 'record 1 (id "cio_abc"): invalid: the v1 API would read the id "cio_abc" as a cio_id' in first.stderr
+    assert paths(v1) == ["u"]
+    assert second.code == 0, second.stderr
+    assert identifiers(batch) == [{"id": "ada@example.com"}, {"id": "cio_abc"}, {"id": "u"}]
+    assert profiles(batch) == sorted(
+        [
+            ("ada@example.com", None, {"name": "Ada"}),
+            ("cio_abc", None, {"name": "Prefixed"}),
+            ("u", None, {"name": "U"}),
+        ],
+        key=repr,
+    )
+
+
+def test_email_reaches_the_same_person_by_email_whatever_the_case(
+    pair: tuple[Emulator, Emulator], files: Files
+) -> None:
+    records = [{"id": "Ada@Example.com", "name": "Ada"}, {"id": "ada@example.COM", "name": "Ada again"}]
+    first, second = both(pair, files, records, idType="email")
+    assert first.code == second.code == 0, (first.stderr, second.stderr)
+    v1, batch = pair
+    assert profiles(v1) == profiles(batch) == [(None, "Ada@Example.com", {"name": "Ada again"})]
+    assert identifiers(batch) == [{"email": "Ada@Example.com"}, {"email": "ada@example.COM"}]
+    assert paths(v1) == ["Ada@Example.com", "ada@example.COM"]
+
+
+def test_email_without_at_is_refused_on_both(pair: tuple[Emulator, Emulator], files: Files) -> None:
+    records = [{"id": "not-an-address", "name": "X"}, {"id": "b@x.io", "name": "B"}]
+    first, second = both(pair, files, records, idType="email")
+    reason = 'record 0 (id "not-an-address"): invalid: "not-an-address" is not an email address (no "@")'
+    for result in (first, second):
+        assert result.code == 1
+        assert reason in result.stderr
+    v1, batch = pair
+    assert profiles(v1) == profiles(batch) == [(None, "b@x.io", {"name": "B"})]
+
+
+@pytest.mark.parametrize("written", ["1f2e", "cio_1f2e"])
+def test_cio_id_reaches_the_existing_person(pair: tuple[Emulator, Emulator], files: Files, written: str) -> None:
+    for emulator in pair:
+        emulator.add_person(id="p-1", cio_id="1f2e", attributes={"plan": "pro"})
+    first, second = both(pair, files, [{"id": written, "name": "Ada"}], idType="cio_id")
+    assert first.code == second.code == 0, (first.stderr, second.stderr)
+    v1, batch = pair
+    assert profiles(v1) == profiles(batch) == [("p-1", None, {"plan": "pro", "name": "Ada"})]
+    assert paths(v1) == ["cio_1f2e"]
+    assert identifiers(batch) == [{"cio_id": "1f2e"}]
+
+
+def test_a_cio_id_that_is_not_letters_and_digits_is_refused(pair: tuple[Emulator, Emulator], files: Files) -> None:
+    first, second = both(pair, files, [{"id": "cio_1f-2e", "name": "Ada"}, {"id": "", "name": "x"}], idType="cio_id")
+    for result in (first, second):
+        assert result.code == 1
+        assert '"cio_1f-2e" is not a cio_id (letters and digits, with or without "cio_" before them)' in result.stderr
+    assert [r for emulator in pair for r in emulator.requests() if r.method != "GET"] == []
+
+
+def test_auto_guesses_from_the_shape_the_same_way_for_both(pair: tuple[Emulator, Emulator], files: Files) -> None:
+    for emulator in pair:
+        emulator.add_person(id="p-9", cio_id="9a", attributes={})
+    records = [{"id": "u-1", "name": "Id"}, {"id": "Bo@x.io", "name": "Email"}, {"id": "cio_9a", "name": "Cio"}]
+    first, second = both(pair, files, records)
+    assert first.code == second.code == 0, (first.stderr, second.stderr)
+    v1, batch = pair
+    assert profiles(v1) == profiles(batch)
+    assert identifiers(batch) == [{"id": "u-1"}, {"email": "Bo@x.io"}, {"cio_id": "9a"}]
+
+
+def test_the_batch_dry_run_shows_the_identifier(emulator: Emulator, files: Files) -> None:
+    result = run(emulator, files, "batch", [{"id": "a@b.io", "name": "A"}], idType="id")
+    assert result.code == 0
+    dry = run_cli(
+        [
+            "--config",
+            files.config(config_dict(emulator.url, transport="batch", idType="id"), "dry.json"),
+            "--data",
+            files.data([{"id": "a@b.io", "name": "A"}]),
+            "--dry-run",
+        ]
+    )
+    assert '"identifiers":{"id":"a@b.io"}' in dry.stderr
+
+
+def test_changing_the_id_type_resends_everyone(emulator: Emulator, files: Files) -> None:
+    state = str(files.root / "state.db")
+    records = [{"id": "a@b.io", "name": "A"}]
+    document = config_dict(emulator.url, transport="batch")
+    args = ["--data", files.data(records), "--state", state]
+    assert run_cli(["--config", files.config(document), *args]).code == 0
+    again = run_cli(["--config", files.config({**document, "idType": "email"}, "email.json"), *args])
+    assert again.code == 0
+    assert "made for another workspace or configuration" in again.stderr
+    assert len([r for r in emulator.requests() if r.method == "POST"]) == 2
