@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from datetime import date
 from decimal import Decimal
 from enum import Enum
 
@@ -37,7 +38,7 @@ MAX_INTEGER_BITS = 14_000
 _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,][0-9]+)?)?"
-    r"(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?",
+    r"(?:[Zz]|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?",
     re.ASCII,
 )
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -46,7 +47,7 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", r
 _EPOCH = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 _TRUE = frozenset({"true", "1"})
 _FALSE = frozenset({"false", "0"})
-_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_UNIX_DAY = date(1970, 1, 1).toordinal()
 
 
 def shown(value: object) -> str:
@@ -80,8 +81,8 @@ def to_timestamp(value: object) -> int:
     above 10^11 in magnitude. Fractions are floored, toward the past. Raises :class:`CastError`.
     """
     if isinstance(value, str):
-        if _EPOCH.fullmatch(value):
-            return _epoch(Decimal(value), value)
+        if value[4:5] != "-" and _EPOCH.fullmatch(value):
+            return _epoch(int(value) if "." not in value else Decimal(value), value)
         return _iso(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise CastError(f"{shown(value)} is not a date, a date-time or Unix seconds")
@@ -107,14 +108,17 @@ def _iso(text: str) -> int:
     match = _ISO.fullmatch(text)
     if match is None:
         raise CastError(f"{shown(text)} is not an ISO 8601 date or date-time, nor Unix seconds")
-    year, month, day, hour, minute, second, zulu, sign, off_hours, off_minutes = match.groups()
-    y, m, d = int(year), int(month), int(day)
-    if y < 1 or not 1 <= m <= 12 or not 1 <= d <= _days_in_month(y, m):
-        raise CastError(f"{shown(text)} is not a valid date")
-    h = int(hour or 0)
-    mi = int(minute or 0)
-    # 60 is a leap second: counted as the first second of the next minute, as POSIX time does.
-    s = int(second or 0)
+    year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
+    try:
+        # The C date type checks the calendar (no 2023-02-29) and the years 1 to 9999.
+        days = date(int(year), int(month), int(day)).toordinal() - _UNIX_DAY
+    except ValueError:
+        raise CastError(f"{shown(text)} is not a valid date") from None
+    if hour is None:
+        return days * 86400
+    h, mi = int(hour), int(minute)
+    # 60 is a leap second: counted as the first second of the next minute, as Unix time does.
+    s = int(second) if second else 0
     if h > 23 or mi > 59 or s > 60:
         raise CastError(f"{shown(text)} is not a valid time of day")
     offset = 0
@@ -122,29 +126,13 @@ def _iso(text: str) -> int:
         oh, om = int(off_hours), int(off_minutes or 0)
         if oh > 23 or om > 59:
             raise CastError(f"{shown(text)} has an invalid UTC offset")
-        offset = (oh * 3600 + om * 60) * (1 if sign == "+" else -1)
-    del zulu  # "Z" and no offset at all both mean UTC
-    # The fraction of a second is dropped: it is never negative, so dropping it floors.
-    seconds = _days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + s - offset
+        offset = oh * 3600 + om * 60 if sign == "+" else -(oh * 3600 + om * 60)
+    # "Z" and no offset at all both mean UTC. The fraction of a second is dropped: it is never
+    # negative, so dropping it floors.
+    seconds = days * 86400 + h * 3600 + mi * 60 + s - offset
     if not FIRST_SECOND <= seconds <= LAST_SECOND:
         raise CastError(f"{shown(text)} is out of range for a timestamp (years 1 to 9999)")
     return seconds
-
-
-def _days_in_month(year: int, month: int) -> int:
-    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
-        return 29
-    return _DAYS_IN_MONTH[month - 1]
-
-
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    # Days since 1970-01-01 in the proleptic Gregorian calendar (H. Hinnant's algorithm).
-    year -= month <= 2
-    era = year // 400
-    year_of_era = year - era * 400
-    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146097 + day_of_era - 719468
 
 
 def to_integer(value: object) -> int:
@@ -189,7 +177,8 @@ def to_number(value: object) -> int | float | Decimal:
             return int(value)
         if not _NUMBER.fullmatch(value):
             raise CastError(f"{shown(value)} is not a number")
-        number: float | Decimal = Decimal(value)
+        # A JSON number is read as a double on the way in; this is the double the text names.
+        number: float | Decimal = float(value)
     elif isinstance(value, (float, Decimal)):
         number = value
     else:

@@ -155,7 +155,8 @@ class RecordMapper:
                 return InvalidRecord(index, None, record.reason(), record)
             return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
         assert isinstance(record, dict)
-        raw = follow(record, self._user_id)
+        user_id = self._user_id
+        raw = record.get(user_id, ABSENT) if isinstance(user_id, str) else follow(record, user_id)
         if raw is ABSENT:
             if isinstance(self._user_id, str):
                 return InvalidRecord(index, None, f'no "{self._user_id}" key for the person id', record)
