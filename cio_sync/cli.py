@@ -18,7 +18,7 @@ from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
 from .errors import CioSyncError, DataFileChanged, ExitCode
-from .failed import FailedRecordsFile
+from .failed import FailedRecordsFile, check_failed_format
 from .ledger import Ledger
 from .outcome import RecordOutcome, Stop, StopReason
 from .outputs import check_output_paths, remove_stale
@@ -165,6 +165,8 @@ def run(
                     outputs.enter_context(_no_stale_failed(failed, console))
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
+                if failed and data_format is None:
+                    check_failed_format(failed, source.format)
                 failed_file = (
                     FailedRecordsFile(failed, ndjson=source.format == NDJSON, csv_header=source.header)
                     if failed

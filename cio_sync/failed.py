@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from .atomic import AtomicFile
 from .csvfile import CsvWriter
+from .datafile import CSV, JSON, NDJSON
+from .datafile import data_format as format_of
 from .errors import OutputError
 from .outcome import RecordOutcome, Status
 
@@ -54,6 +56,21 @@ def _encode_into(value: object, parts: list[str]) -> None:
 
 _string = json.encoder.encode_basestring  # the C-accelerated string escaper json.dumps itself uses
 _plain = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
+def check_failed_format(path: str, data_format: str) -> None:
+    """Refuse a ``--failed`` path whose name would be read in another format than the data file's.
+
+    The file is written in the data file's format; fed back with the same flags (no ``--format``),
+    its name must lead to that format again. Raises :class:`~cio_sync.errors.OutputError`.
+    """
+    read_as = format_of(path)
+    if read_as != data_format:
+        suffix = {JSON: ".json", NDJSON: ".ndjson", CSV: ".csv"}[data_format]
+        raise OutputError(
+            f"--failed {path}: it is written as {data_format.upper()}, like the data file, but a file of that "
+            f"name is read as {read_as.upper()}: name it *{suffix}, or give --format"
+        )
 
 
 class FailedRecordsFile:

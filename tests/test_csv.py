@@ -161,3 +161,34 @@ def test_rows_are_read_as_records_of_text(files: Files) -> None:
         assert next(rows) == {"id": "0", "v": "0", "w": None}
         assert next(rows) == {"id": "1", "v": "1", "w": None}
         assert sum(1 for _ in rows) == 998
+
+
+@pytest.mark.parametrize(
+    ("data_name", "failed_name", "message"),
+    [
+        ("people.csv", "retry.json", "--failed {failed}: it is written as CSV, like the data file, but a file of"),
+        ("people.json", "retry.csv", "--failed {failed}: it is written as JSON, like the data file, but a file of"),
+        ("people.ndjson", "retry.json", "name it *.ndjson, or give --format"),
+    ],
+)
+def test_a_failed_file_that_would_read_back_in_another_format_is_refused(
+    emulator: Emulator, files: Files, data_name: str, failed_name: str, message: str
+) -> None:
+    failed = str(files.root / failed_name)
+    contents = {"people.csv": "id,name\n1,Ada\n", "people.json": '[{"id": 1}]', "people.ndjson": '{"id": 1}\n'}
+    data = files.data(contents[data_name], name=data_name)
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data, "--failed", failed])
+    assert run.code == 2
+    assert message.format(failed=failed) in run.stderr
+    assert emulator.requests() == []
+
+
+def test_with_format_the_failed_file_may_have_any_name(emulator: Emulator, files: Files) -> None:
+    failed = files.root / "retry.txt"
+    config = files.config(config_dict(emulator.url, mappings=[{"from": "n", "to": "n", "as": "integer"}]))
+    args = ["--config", config, "--format", "csv", "--failed", str(failed)]
+    run = run_cli([*args, "--data", files.data("id,n\n1,x\n2,3\n", name="people.csv")])
+    assert run.code == 1
+    again = run_cli(["--config", config, "--format", "csv", "--data", str(failed)])
+    assert again.code == 1
+    assert 'record 0 (id "1"): invalid: mappings[0] ("n", as integer): the string "x" is not an integer' in again.stderr
