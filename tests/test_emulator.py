@@ -102,6 +102,16 @@ def test_attribute_limits_are_inclusive(emu: Emulator) -> None:
     assert len(emu.people()["p"]) == 300
 
 
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_person_holds_at_most_300_attributes(emu: Emulator, transport: str) -> None:
+    emu.add_person(id="p", attributes={f"a{i}": i for i in range(299)})
+    for body, status in (({"new": 1}, 200), ({"newer": 1}, 400), ({"a0": None, "new": 2}, 200)):
+        answer = put(emu, "p", body) if transport == "v1" else batch(emu, [item(body, id="p")])
+        assert answer.status_code == (status if transport == "v1" or status == 200 else 207)
+    assert len(emu.people()["p"]) == 300
+    assert "newer" not in emu.people()["p"]
+
+
 def _batch_of_size(size: int) -> bytes:
     head = b'{"batch":[{"type":"person","action":"identify","identifiers":{"id":"1"},"attributes":{"n":"'
     tail = b'"}}]}'
@@ -533,3 +543,13 @@ def test_every_emulator_option_is_in_the_readme() -> None:
     assert len(options) > 10
     readme = (ROOT / "README.md").read_text()
     assert [o for o in options if f"`{o}" not in readme and f"{o}`" not in readme] == []
+
+
+def test_a_chunked_body_is_read_and_bad_framing_ends_the_connection(emu: Emulator) -> None:
+    chunked = requests.put(f"{emu.url}/api/v1/customers/p", data=iter([b'{"a"', b": 1}"]), auth=AUTH, timeout=5)
+    assert chunked.status_code == 200
+    assert emu.people() == {"p": {"a": 1}}
+    with socket.create_connection(("127.0.0.1", int(emu.url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(b"PUT /api/v1/customers/q HTTP/1.1\r\nHost: x\r\nContent-Length: lots\r\n\r\n{}")
+        assert sock.recv(1024) == b""
+    assert emu.people() == {"p": {"a": 1}}

@@ -50,6 +50,10 @@ MAX_BATCH_BYTES = 499_999
 MAX_ITEM_BYTES = 32_000
 
 
+# The message for a person who would end with more than MAX_ATTRIBUTES attributes.
+PERSON_ATTRIBUTES = f"a person cannot have more than {MAX_ATTRIBUTES} attributes"
+
+
 def compact_size(value: Any) -> int:
     """The size of ``value`` as compact UTF-8 JSON: no spaces, no ``\\u`` escapes.
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 from . import rules
 from .faults import Drop, Fault, FaultBook, Matched, Odd207
 from .rules import Choices, Endpoint, Identifier, Problem
-from .workspace import Person, Workspace
+from .workspace import Outcome, Person, Workspace
 
 JSON = "application/json"
 
@@ -232,11 +232,10 @@ class Emulator:
         """Answer one request."""
         target = handler.path
         path = target.split("?", 1)[0]
-        length = int(handler.headers.get("Content-Length") or 0)
-        raw = handler.rfile.read(length) if length else b""
-        if len(raw) < length:
-            # The client went away mid-request (killed, say): a request that never fully arrived
-            # is not applied, and there is no one to answer.
+        raw = _read_body(handler)
+        if raw is None:
+            # The client went away mid-request (killed, say), or framed it so that its end cannot
+            # be found: a request that never fully arrived is not applied, and the connection ends.
             handler.close_connection = True
             return
         if path.startswith("/_emulator/"):
@@ -330,7 +329,9 @@ class Emulator:
         problem = rules.check_attributes(body, self.choices, v1=True)
         if problem is not None:
             return refuse(problem)
-        self.workspace.identify(rules.path_identifier(person_id, self.choices), body)
+        outcome = self.workspace.identify(rules.path_identifier(person_id, self.choices), body)
+        if outcome is Outcome.TOO_MANY_ATTRIBUTES:
+            return refuse(Problem("attributes", rules.PERSON_ATTRIBUTES))
         return _json(200, rules.success())
 
     def _batch(self, raw: bytes, document: Any, odd: Matched | None) -> _Answer:
@@ -359,7 +360,8 @@ class Emulator:
             if self.faults.take_item(who.as_path()) is not None:
                 errors.append(rules.item_error(index, Problem("identifiers", "injected fault")))
                 continue
-            self.workspace.identify(who, attributes, timestamp)
+            if self.workspace.identify(who, attributes, timestamp) is Outcome.TOO_MANY_ATTRIBUTES:
+                errors.append(rules.item_error(index, Problem("attributes", rules.PERSON_ATTRIBUTES)))
         if odd is not None:
             assert odd.fault.odd_207 is not None
             return _odd_207(odd.fault.odd_207, odd_index if odd_index is not None else 0)
@@ -533,10 +535,11 @@ class _Server(ThreadingHTTPServer):
     emulator: Emulator
 
     def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line on standard error, never a traceback; the client's connection is closed."""
+        error = sys.exc_info()[1]
         # A client that went away mid-answer (killed, or gave up waiting) is not an emulator error.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            print(f"Track API emulator: a request from {client_address[0]} failed: {error!r}", file=sys.stderr)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -557,6 +560,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- the base class's signature
         """Silent: tests and the demo read the counters instead."""
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """The request's body, by Content-Length or chunked; None when it cannot be read whole."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        body = b""
+        while True:
+            size_line = handler.rfile.readline(1024).split(b";", 1)[0].strip()
+            if not size_line or any(c not in b"0123456789abcdefABCDEF" for c in size_line):
+                return None
+            size = int(size_line, 16)
+            chunk = handler.rfile.read(size + 2) if size else b""
+            if size == 0:
+                handler.rfile.readline(1024)  # the empty line that ends the trailers
+                return body
+            if len(chunk) < size + 2:
+                return None
+            body += chunk[:size]
+    text = handler.headers.get("Content-Length") or "0"
+    if not text.isdigit():
+        return None
+    length = int(text)
+    raw = handler.rfile.read(length) if length else b""
+    return raw if len(raw) == length else None
 
 
 def _decode(segment: str) -> str | None:

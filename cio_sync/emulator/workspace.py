@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from .rules import BODY_IDENTIFIERS, TIMESTAMP, UPDATE_FLAG, Choices, Identifier, IdKind
+from .rules import BODY_IDENTIFIERS, MAX_ATTRIBUTES, TIMESTAMP, UPDATE_FLAG, Choices, Identifier, IdKind
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Outcome(str, Enum):
     IDENTIFIER_CONFLICT = "conflict: identifiers of two people"
     # identify._timestamp: an update older than one already applied.
     OLDER_TIMESTAMP = "ignored: older _timestamp"
+    # info, Customer limits: at most 300 unique attributes "per person or Identify call".
+    TOO_MANY_ATTRIBUTES = "refused: over 300 attributes"
 
 
 class Workspace:
@@ -94,12 +96,15 @@ class Workspace:
                 outcome = Outcome.CREATED
             if stamp is not None and person.timestamp is not None and stamp < person.timestamp:
                 return Outcome.OLDER_TIMESTAMP
+            merged = self._merged(person.attributes, attributes)
+            if len(merged) > MAX_ATTRIBUTES:
+                return Outcome.TOO_MANY_ATTRIBUTES
             for identifier in body_ids:
                 if self._index.get(identifier.key) is not person and not self._taken_slot(
                     person, identifier, replacing=who.kind is IdKind.CIO_ID
                 ):
                     self._assign(person, identifier)
-            self._merge(person, attributes)
+            person.attributes = merged
             person.timestamp = stamp if stamp is not None else person.timestamp
             person.writes += 1
             return outcome
@@ -170,12 +175,14 @@ class Workspace:
                 person.email = identifier.value
         self._index[identifier.key] = person
 
-    def _merge(self, person: Person, attributes: Mapping[str, Any]) -> None:
+    def _merged(self, current: Mapping[str, Any], attributes: Mapping[str, Any]) -> dict[str, Any]:
         # identify: attributes sent are added or overwritten; those not sent are left alone.
+        merged = dict(current)
         for name, value in attributes.items():
             if name in (UPDATE_FLAG, TIMESTAMP):
                 continue
             if (value is None and self.choices.null_removes) or (value == "" and self.choices.empty_removes):
-                person.attributes.pop(name, None)
+                merged.pop(name, None)
             else:
-                person.attributes[name] = value
+                merged[name] = value
+        return merged
