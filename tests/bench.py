@@ -170,6 +170,33 @@ def memory(n: int) -> None:
     )
 
 
+def memory_csv(n: int) -> None:
+    """Peak RSS of a dry run over a large CSV file: rows are streamed, so it stays flat."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        with (root / "data.csv").open("w", newline="") as f:
+            f.write("id,name,email,ltv,plan,signed_up\r\n")
+            for i in range(n):
+                plan = ("free", "pro", "")[i % 3]
+                f.write(f'{i},"Person {i}, Jr.",person{i}@example.com,{i * 1.37:.2f},{plan},2024-01-0{1 + i % 9}\r\n')
+        mappings = [
+            {"from": "name", "to": "name"},
+            {"from": "email", "to": "email"},
+            {"from": "ltv", "to": "ltv", "as": "number"},
+            {"from": "plan", "to": "plan"},
+            {"from": "signed_up", "to": "created_at", "as": "timestamp"},
+        ]
+        document = {"parallelism": 25, "userId": "id", "mappings": mappings, "siteId": "s", "apiKey": "k"}
+        (root / "config.json").write_text(json.dumps(document))
+        size = (root / "data.csv").stat().st_size / 1e6
+        args = ["--config", str(root / "config.json"), "--data", str(root / "data.csv"), "--dry-run"]
+        m = run_cli([*args, "--base-url", "http://127.0.0.1:9"])
+    print(f"memory  N={n:,} ({size:,.0f} MB of CSV), --dry-run with casts (exit {m.code})")
+    print(
+        f"  peak RSS                {m.max_rss_mb:.0f} MB   ({m.wall:.1f} s, {m.cpu / n * 1e6:.1f} us CPU per record)"
+    )
+
+
 # The same export mapped two ways: every value as it is, and typed (timestamps, casts, a path).
 PLAIN_MAPPINGS = [{"from": k, "to": k} for k in ("name", "signed_up", "last_seen", "seats", "ltv", "trial", "profile")]
 CAST_MAPPINGS = [
@@ -236,6 +263,8 @@ def main() -> None:
     transports(20_000 // scale, 4)
     print()
     memory(1_000_000 // scale)
+    print()
+    memory_csv(1_000_000 // scale)
     print()
     mapping_cost(50_000 // scale)
 
