@@ -11,6 +11,9 @@ from typing import IO
 from .errors import DataFileError
 
 _ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
+# The csv module refuses cells over 128 KiB by default, which would refuse a whole export for one
+# long note in a column nobody maps. A row is held whole while read, so keep a bound all the same.
+MAX_CELL = 16 * 1024 * 1024
 
 
 class CsvRow(dict[str, "str | None"]):
@@ -46,6 +49,8 @@ class CsvRecords:
     """
 
     def __init__(self, stream: IO[bytes], name: str) -> None:
+        # A process-wide setting: only ever raised, never lowered below what someone else set.
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
         self._stream = stream
         self._name = name
         self.header: tuple[str, ...] = ()

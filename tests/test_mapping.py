@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync.config import FieldMapping
-from cio_sync.mapping import InvalidRecord, PersonUpdate, RecordMapper, path_segment
+from cio_sync.mapping import ABSENT, InvalidRecord, PersonUpdate, RecordMapper, follow, path_segment
 
 MAPPER = RecordMapper("id", [FieldMapping("name", "name"), FieldMapping("computed_ltv", "ltv")])
 
@@ -137,3 +137,29 @@ def test_the_body_is_exactly_the_mapped_subset(record: dict[str, object]) -> Non
     item = update(record)
     expected = {t: record[s] for s, t in (("name", "name"), ("computed_ltv", "ltv")) if s in record}
     assert json.loads(item.body) == expected
+
+
+json_trees = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(json_trees, st.lists(st.integers(min_value=0, max_value=7), max_size=6))
+def test_a_path_finds_what_walking_the_tree_finds(tree: object, choices: list[int]) -> None:
+    path: list[str | int] = []
+    value = tree
+    for choice in choices:
+        if isinstance(value, dict) and value:
+            key = sorted(value)[choice % len(value)]
+            path.append(key)
+            value = value[key]
+        elif isinstance(value, list) and value:
+            path.append(choice % len(value))
+            value = value[choice % len(value)]
+    record = {"root": tree}
+    assert follow(record, ("root", *path)) == value
+    # One step more than the tree holds leads nowhere: past the end, or through a leaf.
+    beyond = len(value) if isinstance(value, list) else "\x00missing"
+    assert follow(record, ("root", *path, beyond)) is ABSENT

@@ -1,0 +1,55 @@
+"""The CSV reader and writer on their own: what is written reads back as the same records."""
+
+from __future__ import annotations
+
+import io
+
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from cio_sync.csvfile import CsvRecords, CsvRow, CsvWriter, RaggedRow
+
+text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
+
+
+def write(header: list[str], records: list[object]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = CsvWriter(out, header)
+    for record in records:
+        writer.write(record)
+    return out.getvalue().encode("utf-8")
+
+
+def read(data: bytes) -> tuple[tuple[str, ...], int, list[object]]:
+    table = CsvRecords(io.BytesIO(data), "test.csv")
+    count = table.check()
+    return table.header, count, list(table.rows())
+
+
+@given(
+    st.lists(text, min_size=1, max_size=5, unique=True).flatmap(
+        lambda h: st.tuples(st.just(h), st.lists(st.lists(text, min_size=len(h), max_size=len(h)), max_size=6))
+    )
+)
+def test_rows_written_read_back_as_the_same_records(table: tuple[list[str], list[list[str]]]) -> None:
+    header, rows = table
+    records: list[object] = [CsvRow(zip(header, [c or None for c in row], strict=True)) for row in rows]
+    read_header, count, read_records = read(write(header, records))
+    assert read_header == tuple(header)
+    assert read_records == records
+    assert count == len(records)
+
+
+@given(st.lists(text, min_size=2, max_size=4, unique=True), st.lists(text, min_size=1, max_size=6))
+def test_ragged_rows_are_written_back_ragged(header: list[str], cells: list[str]) -> None:
+    assume(len(cells) != len(header))
+    (record,) = read(write(header, [RaggedRow(2, tuple(cells), len(header))]))[2]
+    assert isinstance(record, RaggedRow)
+    assert (record.cells, record.expected) == (tuple(cells), len(header))
+
+
+def test_a_long_cell_in_an_unmapped_column_does_not_refuse_the_file() -> None:
+    data = b"id,notes\r\n1," + b"x" * 500_000 + b"\r\n2,short\r\n"
+    _, count, records = read(data)
+    assert count == 2
+    assert records[1] == {"id": "2", "notes": "short"}
