@@ -35,10 +35,11 @@ LAST_SECOND = 253_402_300_799
 MAX_INTEGER_DIGITS = 4300
 MAX_INTEGER_BITS = 14_000
 
+# ISO 8601 as exports write it; warehouses add a space before the zone, and BigQuery writes UTC.
 _ISO = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
     r"(?:[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,][0-9]+)?)?"
-    r"(?:[Zz]|([+-])([0-9]{2})(?::?([0-9]{2}))?)?)?",
+    r"(?: ?(?:[Zz]|UTC|([+-])([0-9]{2})(?::?([0-9]{2}))?))?)?",
     re.ASCII,
 )
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
@@ -75,10 +76,11 @@ def shown(value: object) -> str:
 def to_timestamp(value: object) -> int:
     """Integer Unix seconds from an ISO 8601 date or date-time, or from Unix seconds or milliseconds.
 
-    Accepted: ``2024-01-02`` (midnight UTC); ``2024-01-02T03:04:05`` with ``Z``, an offset
-    (``+02:00``, ``+0200``, ``+02``) or none (read as UTC), a space instead of ``T``, and any
-    fraction of a second; numbers and strings of digits as Unix seconds, or as milliseconds when
-    above 10^11 in magnitude. Fractions are floored, toward the past. Raises :class:`CastError`.
+    Accepted: ``2024-01-02`` (midnight UTC); ``2024-01-02T03:04:05`` with ``Z``, ``UTC``, an
+    offset (``+02:00``, ``+0200``, ``+02``) or none (read as UTC), a space instead of ``T`` and
+    before the zone, and any fraction of a second; numbers and strings of digits as Unix
+    seconds, or as milliseconds when above 10^11 in magnitude. Fractions are floored, toward the
+    past. Raises :class:`CastError`.
     """
     if isinstance(value, str):
         if value[4:5] != "-" and _EPOCH.fullmatch(value):
