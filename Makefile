@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint bench clean
+.PHONY: demo test test-lowest lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Long randomized runs, each printing what it survived. SOAK_MINUTES is per job.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m tests.model --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,8 @@ class Job:
     updates: tuple[PersonUpdate, ...]
     # None for a v1 PUT of the one update's own body.
     body: bytes | None = None
+    # For a v1 PUT, the ``_timestamp`` its body carries (a batch's items carry their own).
+    stamp: int | None = None
 
 
 def oversized(item: bytes) -> str | None:

@@ -25,7 +25,7 @@ from .client import HttpSettings, TrackClient
 from .config import Config, Transport
 from .errors import ConfigError, DataFileChanged
 from .ledger import Known, Ledger
-from .mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item
+from .mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, batch_item
 from .outcome import Status, Stop, StopReason
 from .pacing import Gate
 from .packer import BatchPacker, Job, oversized
@@ -69,6 +69,7 @@ def sync(
                 raise
     finally:
         client.close()
+    run.clock.finish()
     result = settle.tally.result(time.monotonic() - started, stop.reason, run.region)
     if run.broken is not None:
         run.broken.result = result
@@ -89,6 +90,49 @@ def check_workspace(client: TrackClient, config: Config) -> str | None:
             f'"{config.region}": set "region": "{region}"'
         )
     return region
+
+
+class Clock:
+    """The ``_timestamp`` of each request, so that a write that lands late cannot undo a later one.
+
+    The API ignores an update stamped older than one it already applied to the person. A request
+    whose attempt got no clear answer (a timeout, a dropped connection, a resend) may still be
+    applied after its person's next update was sent; the next update is therefore stamped in a
+    later second than any such attempt, waiting for the clock if it must (at most a second, and
+    only then). A run that ends within the second of such an attempt waits it out too, so that
+    the next run's stamps are later. Off when a mapping sets ``_timestamp`` itself.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        # Person key -> the second in which an attempt for them last went without a clear answer.
+        self._unclear: dict[str, int] = {}
+        self._latest = 0
+
+    def unclear(self, key: str) -> None:
+        """An attempt for ``key`` got no clear answer: it may land at any time from now."""
+        if self._enabled:
+            self._latest = self._unclear[key] = int(time.time())
+
+    def stamp(self, key: str) -> int | None:
+        """The stamp for ``key``'s next request: now, and later than any unclear attempt of theirs."""
+        if not self._enabled:
+            return None
+        after = self._unclear.pop(key, None)
+        if after is not None:
+            self._wait_past(after)
+        return int(time.time())
+
+    def finish(self) -> None:
+        """At the end of a run: let the second of the last unclear attempt pass."""
+        if self._unclear:
+            self._wait_past(self._latest)
+
+    @staticmethod
+    def _wait_past(second: int) -> None:
+        # Not cut short by a stop: a stamp in the same second as the late write would lose to it.
+        while (now := time.time()) < second + 1:
+            time.sleep(second + 1 - now)
 
 
 class _Run:
@@ -114,6 +158,7 @@ class _Run:
         self.checked = False
         self.region: str | None = None
         self.broken: DataFileChanged | None = None
+        self.clock = Clock(enabled=all(m.target != TIMESTAMP for m in config.mappings))
         # People with a record that did not sync -> its index. Their later records are held
         # back: sent, they would overtake it, and feeding --failed back would then revert them.
         self.failed: dict[str, int] = {}
@@ -143,6 +188,10 @@ class _Run:
             for update, delivery in zip(job.updates, deliveries, strict=True):
                 if delivery.status is not Status.SYNCED:
                     self.failed.setdefault(update.key, update.index)
+                if delivery.retries or delivery.http_status is None:
+                    # An attempt that got no clear answer may still land, late: stamp the
+                    # person's next update later than anything sent so far.
+                    self.clock.unclear(update.key)
             for update in job.updates:
                 self._release(update)
         self._abandon(source, exhausted)
@@ -188,10 +237,11 @@ class _Run:
         if self.ledger is not None and self.ledger.compare(update) is Known.UNCHANGED:
             self.settle.unchanged(update)
             return True
+        stamp = self.clock.stamp(update.key)
         if self.packer is None:
-            self.outbox.append(Job((update,)))
+            self.outbox.append(Job((update,), stamp=stamp))
             return False
-        item = batch_item(update)
+        item = batch_item(update, stamp)
         problem = oversized(item)
         if problem is not None:
             self.settle.invalid(InvalidRecord(update.index, update.person_id, problem, update.record))

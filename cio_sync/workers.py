@@ -7,6 +7,7 @@ from queue import SimpleQueue
 from types import TracebackType
 
 from .client import TrackClient
+from .mapping import stamped
 from .outcome import Delivery, Status
 from .packer import Job
 
@@ -58,7 +59,7 @@ def send(client: TrackClient, job: Job) -> list[Delivery]:
     try:
         if job.body is None:
             (update,) = job.updates
-            return [client.put_person(update.path, update.body)]
+            return [client.put_person(update.path, stamped(update.body, job.stamp))]
         return client.post_batch(job.body, len(job.updates))
     except BaseException as e:  # a bug must not leave the main loop waiting forever
         return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)

@@ -225,3 +225,9 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 def people_puts(emu: Emulator) -> list[str | None]:
     """The person ids of every PUT the emulator received, in arrival order."""
     return [r.person_id for r in emu.requests() if r.method == "PUT"]
+
+
+def unstamped(body: Any) -> Any:
+    """A v1 body as the mapping made it: without the ``_timestamp`` every request carries."""
+    assert isinstance(body, dict) and type(body.get("_timestamp")) is int, f"not a stamped body: {body!r}"
+    return {k: v for k, v in body.items() if k != "_timestamp"}

@@ -1,0 +1,252 @@
+"""The randomized model of cio-sync's promise, shared by ``make test`` (a few seeds) and ``make soak``.
+
+One scenario, drawn from a seed: a handful of people, data files with repeated ids and several
+records per person, and a sequence of runs against the emulator while it misbehaves (answers lost
+after the write was applied, writes applied after the client gave up, 5xx, 429, dropped
+connections, 207 answers of every shape). Some runs are killed (SIGKILL) or stopped (SIGTERM) at
+a random moment; the next run then either feeds back the ``--failed`` file of a run that ended
+with exit 1 (or a signal), or runs the data file again, which may have changed meanwhile. With
+or without ``--state``, through either transport.
+
+What must hold: a run that exits 0 leaves every person as the data file, applied record by record
+in file order, says; and once the faults stop, the runs that follow (feeding back ``--failed``,
+or running the file again) end with exit 0 and that same workspace.
+
+    python -m tests.model --minutes 10     # the soak: scenarios until time runs out, then a count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cio_sync.emulator import Drop, Emulator, Fault, Odd207
+
+from .conftest import API_KEY, CLI, SITE_ID, cli_env, run_cli
+
+FIELDS = ("a", "b", "c")
+VALUES = (0, 1, 2, "x", "y", "z", True, False)
+# Short enough that a delayed write outlives it; the delay of such a write.
+TIMEOUT = 0.5
+LATE = 0.8
+Record = dict[str, Any]
+
+
+@dataclass
+class Tally:
+    """What a number of scenarios went through."""
+
+    scenarios: int = 0
+    runs: int = 0
+    killed: int = 0
+    terminated: int = 0
+    faults: int = 0
+    exits: dict[int, int] = field(default_factory=dict)
+
+    def line(self) -> str:
+        """One line for a person."""
+        exits = ", ".join(f"exit {k}: {v}" for k, v in sorted(self.exits.items()))
+        return (
+            f"{self.scenarios} scenarios, {self.runs} runs ({exits}), {self.killed} killed with SIGKILL, "
+            f"{self.terminated} stopped with SIGTERM, {self.faults} faults injected: every one converged"
+        )
+
+
+def expected(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """Each person's attributes as the data file says, applied record by record in file order."""
+    people: dict[str, dict[str, Any]] = {}
+    for record in records:
+        person = people.setdefault(str(record["id"]), {})
+        person.update({k: v for k, v in record.items() if k in FIELDS})
+    return people
+
+
+def differences(emulator: Emulator, records: list[Record]) -> list[str]:
+    """Where the workspace differs from what the data file says (empty when it holds the file)."""
+    held = emulator.people()
+    wrong = []
+    for person, attributes in expected(records).items():
+        for name, value in attributes.items():
+            got = held.get(person, {}).get(name, "<absent>")
+            if got != value or type(got) is not type(value):
+                wrong.append(f"{person}.{name}: workspace {got!r}, file {value!r}")
+    return wrong
+
+
+class Scenario:
+    """One seeded scenario in its own directory, against ``emulator``."""
+
+    def __init__(self, seed: int, emulator: Emulator, root: Path, tally: Tally) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.emulator = emulator
+        self.root = root
+        self.tally = tally
+        self.people = [f"p{i}" for i in range(self.rng.randint(1, 6))]
+        self.transport = self.rng.choice(["v1", "batch"])
+        self.state = self.rng.random() < 0.7
+        config = {
+            "parallelism": self.rng.randint(1, 4),
+            "userId": "id",
+            "mappings": [{"from": name, "to": name} for name in FIELDS],
+            "siteId": SITE_ID,
+            "apiKey": API_KEY,
+            "baseUrl": emulator.url,
+            "transport": self.transport,
+        }
+        self.config = root / "configuration.json"
+        self.config.write_text(json.dumps(config))
+        self.version = 0
+        self.runs = 0
+
+    def data_file(self) -> tuple[Path, list[Record]]:
+        """A new version of the data file: repeated ids, several records per person."""
+        self.version += 1
+        records = []
+        for _ in range(self.rng.randint(1, 14)):
+            record: Record = {"id": self.rng.choice(self.people)}
+            for name in self.rng.sample(FIELDS, self.rng.randint(1, len(FIELDS))):
+                record[name] = self.rng.choice(VALUES)
+            records.append(record)
+        path = self.root / f"data-{self.version}.json"
+        path.write_text(json.dumps(records))
+        return path, records
+
+    def fault(self) -> Fault:
+        """One random misbehaviour, for one person or for every request, a few times."""
+        rng = self.rng
+        person = rng.choice([*self.people, None])
+        times = rng.choice([1, 1, 2, 3, None])
+        kinds = ["status", "status", "drop", "delay"] + (["reject", "odd"] if self.transport == "batch" else [])
+        kind = rng.choice(kinds)
+        self.tally.faults += 1
+        if kind == "status":
+            status = rng.choice([500, 502, 503, 504, 429])
+            return Fault(status=status, retry_after=rng.choice([None, "0", "0.05"]), person=person, times=times)
+        if kind == "drop":
+            return Fault(drop=rng.choice(list(Drop)), person=person, times=times)
+        if kind == "delay":
+            return Fault(delay=LATE, person=person, times=rng.choice([1, 2]))
+        if kind == "reject":
+            return Fault(reject=True, person=person or self.people[0], times=times)
+        return Fault(odd_207=rng.choice(list(Odd207)), person=person, times=1)
+
+    def run(self, data: Path, *, kill: signal.Signals | None = None) -> tuple[int | None, Path]:
+        """One run of ``data``; with ``kill``, a separate process sent that signal at a random
+        moment. Returns the exit code (None after SIGKILL) and the ``--failed`` path."""
+        self.runs += 1
+        self.tally.runs += 1
+        failed = self.root / f"failed-{self.runs}.json"
+        args = ["--config", str(self.config), "--data", str(data), "--failed", str(failed), "--quiet"]
+        args += ["--retries", "2", "--timeout", str(TIMEOUT)]
+        if self.state:
+            args += ["--state", str(self.root / "state.db")]
+        if kill is None:
+            code: int | None = run_cli(args).code
+        else:
+            code = self._killed(args, kill)
+        self.settle()
+        if code is not None:
+            self.tally.exits[code] = self.tally.exits.get(code, 0) + 1
+        return code, failed
+
+    def _killed(self, args: list[str], kill: signal.Signals) -> int | None:
+        # Slow answers, so that the signal finds the run with requests in flight.
+        self.emulator.latency = 0.02
+        proc = subprocess.Popen([*CLI, *args], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+        goal = self.emulator.stats()["requests"] + self.rng.randint(1, 6)
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and self.emulator.stats()["requests"] < goal and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(self.rng.random() * 0.03)
+        if proc.poll() is None:
+            proc.send_signal(kill)
+        _, stderr = proc.communicate(timeout=60)
+        self.emulator.latency = 0.0
+        assert b"Traceback" not in stderr, stderr.decode()
+        if kill is signal.SIGKILL and proc.returncode == -signal.SIGKILL:
+            self.tally.killed += 1
+            return None
+        if kill is signal.SIGTERM and proc.returncode == 143:
+            self.tally.terminated += 1
+        return proc.returncode
+
+    def settle(self) -> None:
+        """Wait until nothing is in flight at the emulator: late writes have landed."""
+        deadline = time.monotonic() + 30
+        while self.emulator.stats()["in_flight"]:
+            assert time.monotonic() < deadline, "the emulator never went quiet"
+            time.sleep(0.005)
+
+    def check(self, code: int | None, records: list[Record], when: str) -> None:
+        if code == 0:
+            wrong = differences(self.emulator, records)
+            assert not wrong, f"seed {self.seed}: exit 0 {when}, yet the workspace differs: {wrong}"
+
+    def play(self) -> None:
+        """The whole scenario: runs under faults, then the faults stop and it must converge."""
+        rng = self.rng
+        data, records = self.data_file()
+        feed: Path | None = None
+        for _ in range(rng.randint(1, 4)):
+            for _ in range(rng.randint(0, 3)):
+                self.emulator.add_fault(self.fault())
+            if feed is None and rng.random() < 0.3:
+                data, records = self.data_file()
+            kill = rng.choice([None, None, signal.SIGKILL, signal.SIGTERM])
+            code, failed = self.run(feed or data, kill=kill)
+            self.check(code, records, "under faults")
+            feed = failed if code in (1, 130, 143) and rng.random() < 0.6 else None
+        self.emulator.faults.clear()
+        # Once the faults stop: feed back what the last run left, until a run ends with exit 0.
+        for _ in range(3):
+            code, failed = self.run(feed or data)
+            assert code in (0, 1), f"seed {self.seed}: exit {code} without faults"
+            if code == 0:
+                break
+            feed = failed
+        assert code == 0, f"seed {self.seed}: no exit 0 three runs after the faults stopped"
+        self.check(code, records, "after the faults stopped")
+        # And the data file once more: with --state, the ledger must not skip anyone wrongly.
+        code, _ = self.run(data)
+        assert code == 0
+        self.check(code, records, "on the last run")
+        self.tally.scenarios += 1
+
+
+def play(seed: int, tally: Tally) -> None:
+    """Play the scenario of ``seed`` against a fresh emulator in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="cio-sync-model-") as tmp, Emulator(SITE_ID, API_KEY) as emulator:
+        Scenario(seed, emulator, Path(tmp), tally).play()
+
+
+def main() -> None:
+    """``python -m tests.model``: scenarios from ``--seed`` on until ``--minutes`` have passed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    options = parser.parse_args()
+    tally = Tally()
+    deadline = time.monotonic() + options.minutes * 60
+    seed = options.seed
+    while time.monotonic() < deadline:
+        try:
+            play(seed, tally)
+        except AssertionError as e:
+            print(f"FAILED at seed {seed} after {tally.line()}\n{e}", file=sys.stderr)
+            raise SystemExit(1) from None
+        seed += 1
+    print(f"model: seeds {options.seed} to {seed - 1}: {tally.line()}")
+
+
+if __name__ == "__main__":
+    main()
