@@ -9,7 +9,7 @@ import pytest
 from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
 
-from .conftest import Files, Run, config_dict, run_cli
+from .conftest import Files, Run, config_dict, run_cli, unstamped
 
 MAPPINGS: list[dict[str, Any]] = [
     {"from": "name", "to": "name"},
@@ -24,7 +24,7 @@ def csv_run(emulator: Emulator, files: Files, data: str | bytes, *extra: str, **
 
 
 def bodies(emulator: Emulator) -> list[tuple[str | None, Any]]:
-    return [(r.person_id, r.body) for r in emulator.requests() if r.method == "PUT"]
+    return [(r.person_id, unstamped(r.body)) for r in emulator.requests() if r.method == "PUT"]
 
 
 def test_cells_are_text_and_as_types_them(emulator: Emulator, files: Files) -> None:
