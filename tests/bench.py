@@ -159,6 +159,15 @@ def transports(n: int, parallelism: int) -> None:
     print(f"  batch needs {counted['v1'][0] / counted['batch'][0]:,.0f}x fewer requests")
 
 
+def batch_memory(n: int, parallelism: int) -> None:
+    """Peak RSS of a batch sync: ``parallelism`` batches of up to 500 KB in flight, and their records."""
+    with tempfile.TemporaryDirectory() as tmp, emulator() as emu:
+        config, data = write_inputs(Path(tmp), n, parallelism, {"transport": "batch"})
+        m = run_cli(["--config", config, "--data", data, "--base-url", emu.url, "--quiet"])
+    print(f"batch memory  N={n:,} P={parallelism}, transport batch (exit {m.code})")
+    print(f"  peak RSS                {m.max_rss_mb:.0f} MB   ({m.wall:.1f} s)")
+
+
 def memory(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config, data = write_inputs(Path(tmp), n, 25)
@@ -267,6 +276,9 @@ def main() -> None:
     print()
     transports(20_000 // scale, 4)
     print()
+    for parallelism in (4, 25):
+        batch_memory(200_000 // scale, parallelism)
+        print()
     memory(1_000_000 // scale)
     print()
     memory_csv(1_000_000 // scale)
