@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 from urllib3.exceptions import (
     ConnectTimeoutError,
+    HTTPError,
     MaxRetryError,
     NewConnectionError,
     ProtocolError,
@@ -24,6 +26,7 @@ from urllib3.exceptions import (
 
 from . import __version__
 from .config import Config, is_loopback
+from .deadline import Watchdog, attempt, watched_pools
 from .errors import ApiUnreachable, CredentialsRejected
 from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
@@ -42,6 +45,9 @@ RETRY_STATUSES = frozenset(
 )
 # 401 and 403 mean the credentials are wrong for this workspace: every request would fail alike.
 AUTH_STATUSES = frozenset({401, 403})
+# The most of an answer's body that is read. The Track API's answers are small; a 207 for the
+# largest batch is well under this. What lies beyond is not read, and the connection is dropped.
+MAX_ANSWER_BYTES = 4_000_000
 
 
 DEFAULT_RETRIES = 5
@@ -99,11 +105,23 @@ def retry_policy(settings: HttpSettings, gate: Gate) -> PacedRetry:
 
 
 class _LeanAdapter(HTTPAdapter):
-    """An HTTPAdapter whose responses skip cookie extraction and charset sniffing.
+    """An HTTPAdapter whose responses skip cookie extraction and charset sniffing, and whose
+    connections are watched for their deadline (see :mod:`cio_sync.deadline`).
 
     The Track API sets no cookies that matter and answers JSON, which is UTF-8 by definition;
     both steps cost more CPU per request than building the response itself.
     """
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """The PoolManager, building watched connections."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = watched_pools()
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The ProxyManager for ``proxy``, building watched connections."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = watched_pools()
+        return manager
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         """A Response carrying the status, headers and body, and nothing else."""
@@ -125,9 +143,14 @@ class TrackClient:
     Safe to share between threads: the Session's pool is sized for ``pool_size`` workers.
     """
 
-    def __init__(self, config: Config, settings: HttpSettings, gate: Gate, pool_size: int) -> None:
+    def __init__(
+        self, config: Config, settings: HttpSettings, gate: Gate, pool_size: int, stop: threading.Event | None = None
+    ) -> None:
         self._settings = settings
         self._gate = gate
+        # Every attempt ends within the read timeout of being sent, body included; and soon
+        # after ``stop`` is set.
+        self._watchdog = Watchdog(settings.read_timeout, stop if stop is not None else threading.Event())
         self._base = config.base_url
         self._people = config.base_url + "/api/v1/customers/"
         self._timeout = (settings.connect_timeout, settings.read_timeout)
@@ -233,8 +256,9 @@ class TrackClient:
         return [self._classify(response, retries)] * count
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections and stop watching deadlines."""
         self._session.close()
+        self._watchdog.close()
 
     def _send(self, method: str, url: str, body: bytes | None) -> requests.Response:
         # Built by hand and handed straight to the Session's adapter: the URL is already encoded
@@ -249,11 +273,38 @@ class TrackClient:
             headers["Content-Length"] = str(len(body))
         request.headers = headers
         request.body = body
-        response = self._adapter.send(
-            request, timeout=self._timeout, verify=self._verify, cert=self._cert, proxies=self._proxies
-        )
-        response.content  # noqa: B018 - reads the body so the connection returns to the pool
+        with attempt(self._watchdog) as current:
+            try:
+                response = self._adapter.send(
+                    request,
+                    stream=True,
+                    timeout=self._timeout,
+                    verify=self._verify,
+                    cert=self._cert,
+                    proxies=self._proxies,
+                )
+                _read_body(response)
+            except (requests.RequestException, HTTPError, OSError) as e:
+                current.end()
+                if current.cut:
+                    seconds = f"{self._settings.read_timeout:g}"
+                    raise requests.exceptions.ReadTimeout(f"no complete answer within {seconds} s") from e
+                if isinstance(e, requests.RequestException):
+                    raise
+                raise requests.exceptions.ConnectionError(e) from e
         return response
+
+
+def _read_body(response: requests.Response) -> None:
+    """Read at most MAX_ANSWER_BYTES of the body; drop the connection rather than read more."""
+    raw = response.raw
+    body = raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+    if len(body) > MAX_ANSWER_BYTES:
+        body = body[:MAX_ANSWER_BYTES]
+        raw.close()
+    raw.release_conn()
+    response._content = body
+    response._content_consumed = True  # type: ignore[attr-defined]  # set in Response.__init__, not in its stubs
 
 
 def proxies_for(base_url: str, proxies: Mapping[str, str]) -> dict[str, str]:
@@ -349,7 +400,8 @@ def describe_error(error: BaseException) -> str:
             inner = cause.args[1] if len(cause.args) > 1 else None
             return f"the connection was dropped ({type(inner).__name__ if inner else 'no answer'})"
         if isinstance(cause, requests.exceptions.ReadTimeout):
-            return "timed out waiting for an answer"
+            said = cause.args[0] if cause.args else None
+            return "timed out waiting for an answer" + (f" ({said})" if isinstance(said, str) else "")
         if isinstance(cause, requests.exceptions.ConnectTimeout):
             return "timed out connecting"
         nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None

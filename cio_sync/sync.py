@@ -57,7 +57,8 @@ def sync(
     """
     stop = stop or Stop()
     settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems)
-    client = TrackClient(config, http or HttpSettings(), Gate(config.rate_limit, stop=stop.event), config.parallelism)
+    gate = Gate(config.rate_limit, stop=stop.event)
+    client = TrackClient(config, http or HttpSettings(), gate, config.parallelism, stop=stop.event)
     run = _Run(config, client, settle, ledger, stop)
     started = time.monotonic()
     try:

@@ -1,0 +1,64 @@
+"""Servers that answer slowly, endlessly or hugely: every request ends within its deadline, memory
+stays bounded, and the run ends with a documented exit code."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import Files, config_dict, run_cli
+from .hostile import Behaviour, drip_body, drip_status_line, endless_chunked, hostile, huge_body
+
+DATA = [{"id": 1, "name": "Ada"}]
+
+
+TIMED_OUT = 'record 0 (id "1"): failed: timed out waiting for an answer (no complete answer within 0.5 s)'
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "attempts", "message"),
+    [
+        # Cut while reading the status line: urllib3 resends, as after any read timeout.
+        (drip_status_line(0.05), 2, TIMED_OUT),
+        # Cut while reading the body, after urllib3 handed the answer over: not resent.
+        (drip_body(0.05), 1, TIMED_OUT),
+        # A 500 whose body never ends: drained up to the deadline before the resend, then read
+        # up to the cap: the record fails with the status.
+        (endless_chunked(), 2, 'record 0 (id "1"): failed: HTTP 500 after 2 attempts: xxxx'),
+    ],
+    ids=["status line one byte at a time", "body one byte at a time", "endless chunked body"],
+)
+def test_an_answer_that_never_completes_ends_within_its_deadline(
+    files: Files, behaviour: Behaviour, attempts: int, message: str
+) -> None:
+    with hostile(behaviour) as server:
+        config = files.config(config_dict(server.url))
+        run = run_cli(["--config", config, "--data", files.data(DATA), "--timeout", "0.5", "--retries", "1"])
+        sent = [r for r in server.requests() if r.startswith(b"PUT ")]
+    assert run.code == 1, run.stderr
+    assert message in run.stderr
+    assert len(sent) == attempts
+
+
+def test_the_credentials_check_has_the_same_deadline(files: Files) -> None:
+    with hostile(drip_status_line(0.05), honest_check=False) as server:
+        config = files.config(config_dict(server.url))
+        run = run_cli(["--config", config, "--data", files.data(DATA), "--timeout", "0.5", "--retries", "0"])
+    assert run.code == 4, run.stderr
+    assert "cannot reach the Track API" in run.stderr
+    assert "timed out waiting for an answer" in run.stderr
+
+
+def test_a_huge_error_body_is_not_read_whole(files: Files) -> None:
+    with hostile(huge_body(300_000_000)) as server:
+        config = files.config(config_dict(server.url))
+        args = [sys.executable, "-m", "cio_sync", "--config", config, "--data", files.data(DATA), "--retries", "0"]
+        proc = subprocess.run(args, capture_output=True, timeout=120)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert 'record 0 (id "1"): failed: HTTP 400: yyyy' in stderr
+    # ru_maxrss is in kilobytes on Linux: the 300 MB answer never came near memory.
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 250_000
