@@ -17,7 +17,7 @@ from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSett
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
-from .errors import CioSyncError, DataFileChanged, ExitCode
+from .errors import CioSyncError, DataFileChanged, ExitCode, Interrupted
 from .failed import FailedRecordsFile, check_failed_format
 from .ledger import Ledger
 from .outcome import RecordOutcome, Stop, StopReason
@@ -156,7 +156,7 @@ def run(
     # Long only for its option declarations: the work is in the functions below.
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     stop = Stop()
-    with _stop_on_signals(stop, console):
+    with _stop_on_signals(stop, console) as signals:
         try:
             check_output_paths(data=data, config=config, state=state, failed=failed, report=report)
             with ExitStack() as outputs:
@@ -183,6 +183,8 @@ def run(
                     code, write_report = _dry_run(settings, source, console, _fan_out(sinks), ledger)
                 else:
                     http = HttpSettings(read_timeout=timeout, retries=retries)
+                    # From here records may be sent: a signal stops the run gracefully instead.
+                    signals.interruptible = False
                     code, write_report = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
                 if failed_file is not None:
                     failed_file.commit()
@@ -302,24 +304,36 @@ def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOu
     return each
 
 
+class _Signals:
+    """What a signal does now: while ``interruptible`` (nothing can have been sent yet: reading
+    the configuration and a data file that may stall, a dry run) it ends the run at once by
+    raising :class:`~cio_sync.errors.Interrupted`; afterwards it stops the run gracefully."""
+
+    interruptible = True
+
+
 @contextmanager
-def _stop_on_signals(stop: Stop, console: Console) -> Iterator[None]:
-    """SIGINT and SIGTERM stop the run gracefully; a second SIGINT exits at once."""
+def _stop_on_signals(stop: Stop, console: Console) -> Iterator[_Signals]:
+    """SIGINT and SIGTERM stop the run gracefully; a second one exits at once."""
+    signals = _Signals()
 
     def handle(signum: int, frame: FrameType | None) -> None:
-        if stop.requested and signum == signal.SIGINT:
-            os._exit(ExitCode.INTERRUPTED)
-        if not stop.requested:
-            reason = StopReason.INTERRUPTED if signum == signal.SIGINT else StopReason.TERMINATED
-            stop(reason)
-            console.stopping(reason)
+        interrupted = signum == signal.SIGINT
+        code = ExitCode.INTERRUPTED if interrupted else ExitCode.TERMINATED
+        if stop.requested:
+            os._exit(code)
+        reason = StopReason.INTERRUPTED if interrupted else StopReason.TERMINATED
+        stop(reason)
+        if signals.interruptible:
+            raise Interrupted(f"{reason.value} before anything was sent", code)
+        console.stopping(reason)
 
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         with suppress(ValueError):  # not the main thread: the caller handles signals
             previous[signum] = signal.signal(signum, handle)
     try:
-        yield
+        yield signals
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -150,7 +150,8 @@ class TrackClient:
         self._gate = gate
         # Every attempt ends within the read timeout of being sent, body included; and soon
         # after ``stop`` is set.
-        self._watchdog = Watchdog(settings.read_timeout, stop if stop is not None else threading.Event())
+        self._stop = stop if stop is not None else threading.Event()
+        self._watchdog = Watchdog(settings.read_timeout, self._stop)
         self._base = config.base_url
         self._people = config.base_url + "/api/v1/customers/"
         self._timeout = (settings.connect_timeout, settings.read_timeout)
@@ -284,8 +285,14 @@ class TrackClient:
                     proxies=self._proxies,
                 )
                 _read_body(response)
+                if current.last_cut:
+                    # Cut while the headers came: http.client reads the end of the stream as the
+                    # end of the headers, and a cut status line could pass for a whole answer.
+                    raise requests.exceptions.ConnectionError("the answer was cut off")
             except (requests.RequestException, HTTPError, OSError) as e:
                 current.end()
+                if current.cut and self._stop.is_set():
+                    raise Cancelled("the run stopped before its answer came (it may have been applied)") from e
                 if current.cut:
                     seconds = f"{self._settings.read_timeout:g}"
                     raise requests.exceptions.ReadTimeout(f"no complete answer within {seconds} s") from e

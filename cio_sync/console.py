@@ -167,7 +167,7 @@ class TextConsole:
 
     def stopping(self, reason: StopReason) -> None:
         if not self._quiet:
-            self._say(f"{reason.value}: letting requests in flight finish (Ctrl-C again to quit at once)")
+            self._say(f"{reason.value}: letting requests in flight finish (signal again to quit at once)")
 
     def note(self, message: str) -> None:
         if not self._quiet:

@@ -114,6 +114,11 @@ class Attempt:
         self.end()
         self.watch = self.watchdog.watch(connection)
 
+    @property
+    def last_cut(self) -> bool:
+        """True when the watchdog cut the attempt under way (whatever its answer seemed to be)."""
+        return self.watch is not None and self.watch.fired
+
     def end(self) -> None:
         """The current attempt is over."""
         if self.watch is not None:

@@ -78,6 +78,14 @@ class OutputLost(CioSyncError):
     exit_code = ExitCode.OUTPUT_FAILED
 
 
+class Interrupted(CioSyncError):
+    """A signal arrived before anything was sent (while reading the inputs, or in a dry run)."""
+
+    def __init__(self, message: str, exit_code: ExitCode) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class LedgerInUse(OutputError):
     """Another run holds the ``--state`` ledger. Nothing was sent."""
 

@@ -172,7 +172,8 @@ class _Run:
             # A partly filled batch goes as soon as a worker would otherwise sit idle.
             if self.packer and workers.busy < self.config.parallelism and not self.stop.requested:
                 self.outbox.append(self.packer.take())
-            if self.outbox and not self.checked:
+            checking = bool(self.outbox) and not self.checked
+            if checking:
                 # At the first request rather than up front: a run with nothing to send (every
                 # record unchanged, invalid, or none at all) needs no network.
                 self.checked = True
@@ -184,6 +185,8 @@ class _Run:
             self.outbox.clear()
             if workers.busy == 0:
                 break
+            if checking:
+                continue  # reading paused for the check: fill the workers before waiting on one
             job, deliveries = workers.collect()
             self.settle.delivered(job.updates, deliveries)
             for update, delivery in zip(job.updates, deliveries, strict=True):

@@ -1,0 +1,110 @@
+"""Signals are always heard: while standard input stalls, during a hanging credentials check or
+request, and a second one quits at once."""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import json
+import signal
+import subprocess
+import termios
+from typing import IO
+
+from cio_sync.emulator import Emulator
+
+from .conftest import CLI, Files, Run, checked, cli_env, config_dict, wait_until
+from .hostile import drip_status_line, hostile
+
+
+def unread(pipe: IO[bytes]) -> int:
+    """How many bytes written to ``pipe`` its reader has not read yet."""
+    buffer = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, buffer)
+    return buffer[0]
+
+
+def test_sigterm_while_standard_input_stalls_stops_at_once(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", "-", "--report", str(files.root / "r.json")]
+    proc = subprocess.Popen(
+        [*CLI, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(None)
+    )
+    stdin = proc.stdin
+    assert stdin is not None
+    stdin.write(b'[{"id": 1}')
+    stdin.flush()
+    try:
+        wait_until(lambda: unread(stdin) == 0)  # it is reading standard input, and waits for more
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    run = checked(proc.returncode, stdout.decode(), stderr.decode())
+    assert run.code == 143, run.stderr
+    assert run.stderr == "cio-sync: error: terminated before anything was sent\n"
+    assert '"exit_code": 143' in (files.root / "r.json").read_text()
+    assert emulator.requests() == []
+
+
+def spawn(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(None),
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> Run:
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    return checked(proc.returncode, stdout, stderr)
+
+
+def test_sigterm_during_a_hanging_credentials_check_stops(files: Files) -> None:
+    with hostile(drip_status_line(0.05), honest_check=False) as server:
+        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
+        proc = spawn([*args, "--timeout", "3600"])
+        wait_until(lambda: len(server.requests()) == 1)
+        proc.send_signal(signal.SIGTERM)
+        run = finish(proc)
+    assert run.code == 143, run.stderr
+    assert "1 record: 0 synced, 0 failed, 0 invalid, 1 not attempted" in run.stderr
+
+
+def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: Files) -> None:
+    with hostile(drip_status_line(0.05)) as server:
+        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}, {"id": 2}])]
+        proc = spawn([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
+        wait_until(lambda: len(server.requests()) == 3)  # the check, then both PUTs
+        proc.send_signal(signal.SIGTERM)
+        run = finish(proc)
+    assert run.code == 143, run.stderr
+    assert "failed: the run stopped before its answer came (it may have been applied)" in run.stderr
+    assert "2 records: 0 synced, 2 failed, 0 invalid" in run.stderr
+    assert sorted(json.loads((files.root / "failed.json").read_text()), key=str) == [{"id": 1}, {"id": 2}]
+
+
+def test_a_second_sigterm_quits_at_once(files: Files) -> None:
+    with hostile(drip_status_line(0.05)) as server:
+        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
+        proc = spawn([*args, "--timeout", "3600"])
+        wait_until(lambda: len(server.requests()) == 2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert first.startswith("cio-sync: syncing 1 records")
+        assert (
+            proc.stderr.readline()
+            == "cio-sync: terminated: letting requests in flight finish (signal again to quit at once)\n"
+        )
+        proc.send_signal(signal.SIGTERM)
+        run = finish(proc)
+    assert run.code == 143
+    assert run.stderr == ""  # no summary: it quit at once
