@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from . import __version__
-from .client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
+from .client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
@@ -129,6 +129,15 @@ def run(
     retries: Annotated[
         int, typer.Option(min=0, max=20, metavar="N", help="Resends of a request after a transient failure.")
     ] = DEFAULT_RETRIES,
+    give_up_after: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            max=86400,
+            metavar="SECONDS",
+            help="Stop starting requests when none has made progress for this long (only 429, 5xx, no answer).",
+        ),
+    ] = DEFAULT_GIVE_UP_AFTER,
     timeout: Annotated[
         float,
         typer.Option(min=0.1, max=MAX_TIMEOUT, metavar="SECONDS", help="How long to wait for each answer."),
@@ -182,7 +191,7 @@ def run(
                 if dry_run:
                     code, write_report = _dry_run(settings, source, console, _fan_out(sinks), ledger)
                 else:
-                    http = HttpSettings(read_timeout=timeout, retries=retries)
+                    http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
                     # From here records may be sent: a signal stops the run gracefully instead.
                     signals.interruptible = False
                     code, write_report = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)

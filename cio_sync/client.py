@@ -52,6 +52,8 @@ MAX_ANSWER_BYTES = 4_000_000
 
 DEFAULT_RETRIES = 5
 DEFAULT_READ_TIMEOUT = 30.0
+# How long a run goes on starting requests while none makes progress.
+DEFAULT_GIVE_UP_AFTER = 300.0
 # The longest wait for an answer that can be asked for: longer is a mistake (or infinity).
 MAX_TIMEOUT = 3600.0
 
@@ -73,9 +75,14 @@ class HttpSettings:
     # "not now", not "broken". With the learned rate a record rarely needs more than two, so this
     # is headroom for storms, kept small so a workspace that refuses everything still ends.
     rate_limited_retries: int = 10
+    # No resend of a request starts later than this after its first failure.
+    resend_window: float = 300.0
+    # The run stops starting requests when none has made progress (a 2xx, or an answer other
+    # than 429 and 5xx) for this long.
+    give_up_after: float = DEFAULT_GIVE_UP_AFTER
 
     def __post_init__(self) -> None:
-        for name in ("connect_timeout", "read_timeout", "backoff_max", "retry_after_max"):
+        for name in ("connect_timeout", "read_timeout", "backoff_max", "retry_after_max", "resend_window"):
             value = getattr(self, name)
             if not 0 < value <= MAX_TIMEOUT:  # false for NaN too
                 raise ValueError(f"{name} must be more than 0 and at most {MAX_TIMEOUT:g} seconds, got {value}")
@@ -101,6 +108,7 @@ def retry_policy(settings: HttpSettings, gate: Gate) -> PacedRetry:
         raise_on_status=False,
         gate=gate,
         rate_limited=settings.rate_limited_retries,
+        resend_window=settings.resend_window,
     )
 
 
@@ -222,6 +230,8 @@ class TrackClient:
         if status in AUTH_STATUSES:
             reason = f"HTTP {status}: the workspace refused the credentials"
             return Delivery(Status.FAILED, status, reason, retries, stop=StopReason.CREDENTIALS)
+        if status not in RETRY_STATUSES:
+            self._gate.answered()
         after = f" after {retries + 1} attempts" if retries else ""
         return Delivery(Status.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
 

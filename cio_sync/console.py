@@ -191,6 +191,11 @@ class TextConsole:
             self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
         elif result.stopped in (StopReason.INTERRUPTED, StopReason.TERMINATED):
             self._say(f"{result.stopped.value}: a re-run with the same files completes the sync")
+        elif result.stopped is StopReason.NO_PROGRESS:
+            self._say(
+                "error: no request made progress for --give-up-after seconds (only 429, 5xx or no answer); "
+                "stopped starting requests (a re-run later, or with --failed's file, completes the sync)"
+            )
         elif result.stopped is StopReason.UNREACHABLE:
             self._say(
                 "error: the Track API stopped answering; stopped starting requests "

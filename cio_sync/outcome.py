@@ -28,6 +28,8 @@ class StopReason(str, Enum):
     CREDENTIALS = "credentials"
     # Requests in a row got no HTTP answer at all: the API went away.
     UNREACHABLE = "unreachable"
+    # No request made progress for --give-up-after seconds (only 429, 5xx or no answer at all).
+    NO_PROGRESS = "no_progress"
     # SIGINT (Ctrl-C) and SIGTERM (docker stop, kill).
     INTERRUPTED = "interrupted"
     TERMINATED = "terminated"

@@ -30,6 +30,10 @@ HOLD_AFTER_REFUSAL = 30.0
 BACK_OFF_FACTOR = 0.97
 
 
+# The longest a wait goes without looking at the clock for a stall.
+_SLICE = 1.0
+
+
 class Cancelled(Exception):
     """Raised in a worker waiting for its turn when the run is being stopped."""
 
@@ -47,8 +51,16 @@ class Gate:
         rate: float | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        patience: float | None = None,
+        on_stall: Callable[[], None] | None = None,
     ) -> None:
         self._cap = rate
+        # With ``patience``: when no request has made progress (a 2xx, or an answer that is not
+        # 429 or 5xx) for that long, ``on_stall`` is called once, from a waiting worker.
+        self._patience = patience
+        self._on_stall = on_stall
+        self._progress_at = clock()
+        self._stalled = False
         self._stop = stop if stop is not None else threading.Event()
         self._clock = clock
         self._lock = threading.Lock()
@@ -81,6 +93,19 @@ class Gate:
         """Count one request the workspace accepted."""
         with self._lock:
             self._successes += 1
+            self._progress_at = self._clock()
+
+    def answered(self) -> None:
+        """A request got an answer that settles it, though not a 2xx (a 400, say): progress."""
+        with self._lock:
+            self._progress_at = self._clock()
+
+    def _check_progress(self, now: float) -> None:
+        if self._patience is None or self._stalled or now - self._progress_at <= self._patience:
+            return
+        self._stalled = True
+        if self._on_stall is not None:
+            self._on_stall()
 
     def throttled(self, seconds: float) -> None:
         """The workspace refused a request for its rate: pause everyone and lower the rate."""
@@ -123,6 +148,7 @@ class Gate:
         while True:
             with self._lock:
                 now = self._clock()
+                self._check_progress(now)
                 self._grow(now)
                 limit = self._limit()
                 start = max(self._resume_at, self._next_slot if limit else now)
@@ -132,12 +158,17 @@ class Gate:
                     break
                 if limit and self._next_slot > now:
                     self._constrained = True
-            if self._stop.wait(start - now):
+            # In slices, so that a long pause still notices a stall.
+            if self._stop.wait(min(start - now, _SLICE)):
                 raise Cancelled
         if self._stop.is_set():
             raise Cancelled
 
     def sleep(self, seconds: float) -> None:
         """Sleep for ``seconds`` unless the run stops first (then raise :class:`Cancelled`)."""
-        if seconds > 0 and self._stop.wait(seconds):
-            raise Cancelled
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._stop.wait(min(left, _SLICE)):
+                raise Cancelled
+            with self._lock:
+                self._check_progress(self._clock())

@@ -70,9 +70,20 @@ class PacedRetry(Retry):
     RETRY_AFTER_STATUS_CODES = RETRY_AFTER_STATUSES
 
     def __init__(
-        self, *args: Any, gate: Gate | None = None, rate_limited: int = 0, retry_after_cap: float = 300.0, **kwargs: Any
+        self,
+        *args: Any,
+        gate: Gate | None = None,
+        rate_limited: int = 0,
+        retry_after_cap: float = 300.0,
+        resend_window: float = 300.0,
+        started: float | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # No resend starts later than ``resend_window`` seconds after the request first failed
+        # (``started``): a record cannot be resent for ever, whatever the budgets say.
+        self.resend_window = resend_window
+        self.started = started
         self.gate = gate if gate is not None else Gate()
         # Resends after 429 left; they do not use up the ``status`` budget.
         self.rate_limited = rate_limited
@@ -84,6 +95,8 @@ class PacedRetry(Retry):
         kwargs.setdefault("gate", self.gate)
         kwargs.setdefault("rate_limited", self.rate_limited)
         kwargs.setdefault("retry_after_cap", self.retry_after_cap)
+        kwargs.setdefault("resend_window", self.resend_window)
+        kwargs.setdefault("started", self.started)
         return super().new(**kwargs)
 
     def increment(
@@ -95,7 +108,13 @@ class PacedRetry(Retry):
         _pool: Any = None,
         _stacktrace: TracebackType | None = None,
     ) -> PacedRetry:
-        """Count a 429 against its own budget, every other failure as urllib3 does."""
+        """Count a 429 against its own budget, every other failure as urllib3 does; and give up
+        once the resend window is over (urllib3 then raises, or returns the last answer)."""
+        if self.started is None:
+            first = self.new(started=time.monotonic())
+            return first.increment(method, url, response, error, _pool, _stacktrace)
+        if time.monotonic() - self.started > self.resend_window:
+            return Retry.increment(self.new(total=0), method, url, response, error, _pool, _stacktrace)
         if response is not None and response.status == 429 and self.rate_limited > 0 and self.status is not None:
             spared = self.new(status=self.status + 1, rate_limited=self.rate_limited - 1)
             return Retry.increment(spared, method, url, response, error, _pool, _stacktrace)

@@ -57,8 +57,14 @@ def sync(
     """
     stop = stop or Stop()
     settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems)
-    gate = Gate(config.rate_limit, stop=stop.event)
-    client = TrackClient(config, http or HttpSettings(), gate, config.parallelism, stop=stop.event)
+    http = http or HttpSettings()
+    gate = Gate(
+        config.rate_limit,
+        stop=stop.event,
+        patience=http.give_up_after,
+        on_stall=lambda: stop(StopReason.NO_PROGRESS),
+    )
+    client = TrackClient(config, http, gate, config.parallelism, stop=stop.event)
     run = _Run(config, client, settle, ledger, stop)
     started = time.monotonic()
     try:

@@ -3,14 +3,17 @@ stays bounded, and the run ends with a documented exit code."""
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
 
 import pytest
 
-from .conftest import Files, config_dict, run_cli
-from .hostile import Behaviour, drip_body, drip_status_line, endless_chunked, hostile, huge_body
+from cio_sync import HttpSettings, RecordOutcome, sync
+
+from .conftest import Files, config_dict, make_config, run_cli
+from .hostile import Behaviour, answer, drip_body, drip_status_line, endless_chunked, hostile, huge_body
 
 DATA = [{"id": 1, "name": "Ada"}]
 
@@ -62,3 +65,31 @@ def test_a_huge_error_body_is_not_read_whole(files: Files) -> None:
     assert 'record 0 (id "1"): failed: HTTP 400: yyyy' in stderr
     # ru_maxrss is in kilobytes on Linux: the 300 MB answer never came near memory.
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < 250_000
+
+
+def test_a_workspace_that_refuses_everything_stops_the_run_after_give_up_after(files: Files) -> None:
+    refuse = answer(b"429 Too Many Requests", b'{"meta": {"error": "slow down"}}', b"Retry-After: 0.05\r\n")
+    report = files.root / "report.json"
+    data = [{"id": i} for i in range(30)]
+    with hostile(refuse) as server:
+        config = files.config(config_dict(server.url, parallelism=2))
+        args = ["--config", config, "--data", files.data(data), "--retries", "20", "--give-up-after", "1"]
+        run = run_cli([*args, "--report", str(report)])
+    assert run.code == 1, run.stderr
+    assert "error: no request made progress for --give-up-after seconds" in run.stderr
+    document = json.loads(report.read_text())
+    assert document["stopped"] == "no_progress"
+    assert document["counts"]["synced"] == 0
+    assert document["counts"]["failed"] + document["counts"]["not_attempted"] == 30
+
+
+def test_a_record_is_not_resent_past_its_resend_window(files: Files) -> None:
+    busy = answer(b"503 Service Unavailable", b"{}", b"Retry-After: 0.05\r\n")
+    settings = HttpSettings(retries=20, backoff_factor=0.0, resend_window=0.3)
+    outcomes: list[RecordOutcome] = []
+    with hostile(busy) as server:
+        result = sync(make_config(server.url), [{"id": 1}], http=settings, on_outcome=outcomes.append)
+        attempts = len([r for r in server.requests() if r.startswith(b"PUT ")])
+    assert result.failed == 1
+    assert 2 <= attempts < 21
+    assert outcomes[0].reason == f"HTTP 503 after {attempts} attempts: {{}}"
