@@ -26,7 +26,7 @@ from urllib3.exceptions import (
 
 from . import __version__
 from .config import Config, is_loopback
-from .deadline import Watchdog, attempt, watched_pools
+from .deadline import Traffic, Watchdog, attempt, watched_pools
 from .errors import ApiUnreachable, CredentialsRejected
 from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
@@ -160,6 +160,7 @@ class TrackClient:
         # after ``stop`` is set.
         self._stop = stop if stop is not None else threading.Event()
         self._watchdog = Watchdog(settings.read_timeout, self._stop)
+
         self._base = config.base_url
         self._people = config.base_url + "/api/v1/customers/"
         self._timeout = (settings.connect_timeout, settings.read_timeout)
@@ -265,6 +266,11 @@ class TrackClient:
                 deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
             return deliveries
         return [self._classify(response, retries)] * count
+
+    @property
+    def traffic(self) -> Traffic:
+        """What went over the wire: requests sent, resends included, and answers by status."""
+        return self._watchdog.traffic
 
     def close(self) -> None:
         """Close the pooled connections and stop watching deadlines."""

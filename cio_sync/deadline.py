@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -37,12 +38,31 @@ class _Watch:
         self.fired = False
 
 
+class Traffic:
+    """What went over the wire, counted where it happens: requests sent (resends included) and
+    answers received, by status (the ones urllib3 resent after included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.answers: Counter[int] = Counter()
+
+    def add_request(self) -> None:
+        with self._lock:
+            self.sent += 1
+
+    def add_answer(self, status: int) -> None:
+        with self._lock:
+            self.answers[status] += 1
+
+
 class Watchdog:
     """Cuts every attempt that outlives ``limit`` seconds, and every one ``STOP_GRACE`` seconds
     after ``stop`` is set. One thread, started on first use; :meth:`close` ends it."""
 
     def __init__(self, limit: float, stop: threading.Event) -> None:
         self.limit = limit
+        self.traffic = Traffic()
         self._stop = stop
         self._watches: set[_Watch] = set()
         self._lock = threading.Condition()
@@ -112,6 +132,7 @@ class Attempt:
     def begin(self, connection: HTTPConnection) -> None:
         """A new attempt starts over ``connection``: the previous one, if any, is over."""
         self.end()
+        self.watchdog.traffic.add_request()
         self.watch = self.watchdog.watch(connection)
 
     @property
@@ -151,6 +172,13 @@ class _Watched:
                 self.connect()
             current.begin(self)
         super().request(*args, **kwargs)  # type: ignore[misc]  # the urllib3 connection's own
+
+    def getresponse(self) -> Any:
+        response = super().getresponse()  # type: ignore[misc]  # the urllib3 connection's own
+        current: Attempt | None = getattr(_current, "attempt", None)
+        if current is not None:
+            current.watchdog.traffic.add_answer(response.status)
+        return response
 
 
 class WatchedHTTPConnection(_Watched, HTTPConnection):

@@ -68,6 +68,8 @@ class Gate:
         self._next_slot = 0.0
         self._started_at = clock()
         self._successes = 0
+        # Resends made: attempts after a request's first, by any worker.
+        self.resends = 0
         # The learned rate: None until the first refusal, when there is nothing to learn from.
         self._learned: float | None = None
         self._last_good: float | None = None
@@ -94,6 +96,11 @@ class Gate:
         with self._lock:
             self._successes += 1
             self._progress_at = self._clock()
+
+    def resending(self) -> None:
+        """A resend is about to go (its wait is over)."""
+        with self._lock:
+            self.resends += 1
 
     def answered(self) -> None:
         """A request got an answer that settles it, though not a 2xx (a 400, say): progress."""

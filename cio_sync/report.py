@@ -70,6 +70,7 @@ class ReportFile:
                     "invalid": result.invalid,
                     "not_attempted": result.not_attempted,
                 },
+                "requests": result.requests,
                 "http_statuses": {str(k): v for k, v in result.statuses.items()},
                 "retries": result.retries,
             }

@@ -137,6 +137,7 @@ class PacedRetry(Retry):
             else:
                 self.gate.sleep(delay)
             self.gate.wait_turn()
+            self.gate.resending()
         except Cancelled:
             last = f"HTTP {response.status}" if response is not None else "a connection error"
             raise Cancelled(f"the run stopped while waiting to resend (last answer: {last})") from None

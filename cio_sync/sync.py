@@ -18,6 +18,7 @@ attempted.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 
@@ -77,7 +78,13 @@ def sync(
     finally:
         client.close()
     run.clock.finish()
-    result = settle.tally.result(time.monotonic() - started, stop.reason, run.region)
+    # Requests, answers and resends as they went over the wire, not as the records ended.
+    result = dataclasses.replace(
+        settle.tally.result(time.monotonic() - started, stop.reason, run.region),
+        requests=client.traffic.sent,
+        statuses=dict(sorted(client.traffic.answers.items())),
+        retries=gate.resends,
+    )
     if run.broken is not None:
         run.broken.result = result
         raise run.broken

@@ -27,6 +27,9 @@ class SyncResult:
     stopped: StopReason | None = None
     region: str | None = None
     unchanged: int = 0
+    # HTTP requests sent, resends and the credentials check included. ``statuses`` then counts
+    # every answer received by status, and ``retries`` every resend made, as they happened.
+    requests: int = 0
 
     @property
     def ok(self) -> bool:

@@ -179,3 +179,12 @@ def answer(status: bytes = b"200 OK", body: bytes = b"{}", headers: bytes = b"")
 def refuse_connect() -> Behaviour:
     """A proxy that records the request (a CONNECT, or a request in the clear) and refuses it."""
     return answer(b"403 Forbidden", b"")
+
+
+def hang_up() -> Behaviour:
+    """Read the request, then close the connection without a word."""
+
+    def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        return None
+
+    return behave

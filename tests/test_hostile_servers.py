@@ -11,9 +11,10 @@ import sys
 import pytest
 
 from cio_sync import HttpSettings, RecordOutcome, sync
+from cio_sync.emulator import Emulator
 
 from .conftest import Files, config_dict, make_config, run_cli
-from .hostile import Behaviour, answer, drip_body, drip_status_line, endless_chunked, hostile, huge_body
+from .hostile import Behaviour, answer, drip_body, drip_status_line, endless_chunked, hang_up, hostile, huge_body
 
 DATA = [{"id": 1, "name": "Ada"}]
 
@@ -93,3 +94,25 @@ def test_a_record_is_not_resent_past_its_resend_window(files: Files) -> None:
     assert result.failed == 1
     assert 2 <= attempts < 21
     assert outcomes[0].reason == f"HTTP 503 after {attempts} attempts: {{}}"
+
+
+def test_answers_requests_and_resends_are_counted_as_they_happen(emulator: Emulator, files: Files) -> None:
+    report = files.root / "report.json"
+    data = files.data([{"id": i, "name": "x"} for i in range(50)])
+    config = files.config(config_dict(emulator.url, parallelism=1, transport="batch"))
+    run = run_cli(["--config", config, "--data", data, "--report", str(report)])
+    assert run.code == 0, run.stderr
+    document = json.loads(report.read_text())
+    # The credentials check and one batch: two answers, not one per record.
+    assert (document["http_statuses"], document["requests"], document["retries"]) == ({"200": 2}, 2, 0)
+    assert document["counts"]["synced"] == 50
+
+
+def test_a_request_sent_once_and_never_answered_counts_no_resend(files: Files) -> None:
+    report = files.root / "report.json"
+    with hostile(hang_up()) as server:
+        config = files.config(config_dict(server.url))
+        run = run_cli(["--config", config, "--data", files.data(DATA), "--retries", "0", "--report", str(report)])
+    assert run.code == 1, run.stderr
+    document = json.loads(report.read_text())
+    assert (document["http_statuses"], document["requests"], document["retries"]) == ({"200": 1}, 2, 0)

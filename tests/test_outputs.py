@@ -103,8 +103,10 @@ def test_report_counts_add_up_and_name_every_problem(emulator: Emulator, files: 
     assert report["exit_code"] == 1
     assert report["total"] == len(MIXED) == sum(report["counts"].values())
     assert report["counts"] == {"synced": 2, "unchanged": 0, "failed": 2, "invalid": 2, "not_attempted": 0}
-    assert report["http_statuses"] == {"200": 2, "400": 1, "503": 1}
+    # Every answer as received: the check's 200, two records' 200, the 400, three 503s.
+    assert report["http_statuses"] == {"200": 3, "400": 1, "503": 3}
     assert report["retries"] == 2
+    assert report["requests"] == 7
     by_index = {p["index"]: p for p in report["problems"]}
     assert sorted(by_index) == [1, 2, 4, 5]
     assert by_index[1] == {

@@ -180,8 +180,10 @@ def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
     records = [{"id": "ok"}, {"id": "bad"}, {"id": "flaky"}]
     result = sync(make_config(emulator.url), records, http=FAST)
     assert (result.synced, result.failed) == (1, 2)
-    assert result.statuses == {200: 1, 400: 1, 503: 1}
+    # Answers as received (the credentials check's 200 and each 503 included), resends as made.
+    assert result.statuses == {200: 2, 400: 1, 503: 1 + FAST.retries}
     assert result.retries == FAST.retries
+    assert result.requests == 3 + 1 + FAST.retries
     reasons = {o.person_id: o.reason for o in result.problems}
     assert reasons == {"bad": "HTTP 400: injected fault", "flaky": "HTTP 503 after 4 attempts: injected fault"}
 
