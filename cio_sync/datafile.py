@@ -61,7 +61,7 @@ class DataFile:
         stream: IO[bytes],
         start: int,
         count: int,
-        format: str = JSON,  # noqa: A002
+        format: str = JSON,  # noqa: A002 - the keyword is named for the --format option
         table: CsvRecords | None = None,
     ) -> None:
         self.name = name
@@ -108,7 +108,7 @@ class DataFile:
         self.close()
 
 
-def data_format(path: str, format: str | None = None) -> str:  # noqa: A002
+def data_format(path: str, format: str | None = None) -> str:  # noqa: A002 - the keyword is named for the --format option
     """The format to read ``path`` in: ``format`` when given, else by suffix (JSON by default)."""
     if format is not None:
         return format
@@ -118,7 +118,7 @@ def data_format(path: str, format: str | None = None) -> str:  # noqa: A002
     return NDJSON if lowered.endswith(NDJSON_SUFFIXES) else JSON
 
 
-def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None = None) -> DataFile:  # noqa: A002
+def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None = None) -> DataFile:  # noqa: A002 - the keyword is named for the --format option
     """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
 
     ``format`` is ``json`` (one array of objects), ``ndjson`` (one object per line) or ``csv``
@@ -213,8 +213,8 @@ def _blank(stream: IO[bytes], start: int) -> bool:
 def _elements(stream: IO[bytes] | _CheckedReader, kind: str) -> Iterator[object]:
     if kind == NDJSON:
         # Any run of whitespace separates values, so this reads NDJSON and JSON Lines alike.
-        return ijson.items(stream, "", multiple_values=True, buf_size=_CHUNK)  # type: ignore[no-any-return]
-    return ijson.items(stream, "item", buf_size=_CHUNK)  # type: ignore[no-any-return]
+        return ijson.items(stream, "", multiple_values=True, buf_size=_CHUNK)  # type: ignore[no-any-return]  # ijson ships no type hints
+    return ijson.items(stream, "item", buf_size=_CHUNK)  # type: ignore[no-any-return]  # ijson ships no type hints
 
 
 class _CheckedReader:
