@@ -8,7 +8,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from cio_sync.datafile import MAX_VALUE_BYTES, open_data_file
 from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileError
 
-from .conftest import Files, Run, assert_no_secret, config_dict, people_puts, run_cli
+from .conftest import CLI, Files, Run, checked, config_dict, people_puts, run_cli
 
 DIGITS = "9" * 5000
 
@@ -173,17 +172,14 @@ def process(
             os.close(fd)
 
     proc = subprocess.run(
-        [sys.executable, "-m", "cio_sync", *args],
+        [*CLI, *args],
         input=stdin,
         capture_output=True,
         env={**base, **(env or {})},
         preexec_fn=close_descriptors if close else None,
         timeout=60,
     )
-    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-    assert_no_secret(stdout, stderr)
-    assert "Traceback" not in stderr
-    return Run(proc.returncode, stdout, stderr)
+    return checked(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
 
 
 def test_dev_stdin_from_a_pipe_is_read_as_dash_is(emulator: Emulator, files: Files) -> None:
@@ -213,9 +209,7 @@ def test_a_report_into_a_broken_pipe_says_so_and_exits_74(emulator: Emulator, fi
     os.close(read_end)
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--report", "-"]
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "cio_sync", *args], stdout=write_end, stderr=subprocess.PIPE, timeout=60
-        )
+        proc = subprocess.run([*CLI, *args], stdout=write_end, stderr=subprocess.PIPE, timeout=60)
     finally:
         os.close(write_end)
     stderr = proc.stderr.decode()
@@ -230,7 +224,7 @@ def test_exit_code_and_report_agree_without_a_usable_standard_error(
 ) -> None:
     report = files.root / "report.json"
     data = files.data([{"id": 1}, "not a record"])
-    args = [sys.executable, "-m", "cio_sync", "--config", files.config(config_dict(emulator.url)), "--data", data]
+    args = [*CLI, "--config", files.config(config_dict(emulator.url)), "--data", data]
     args += ["--report", str(report)]
     if stderr == "closed":
         proc = subprocess.run(args, preexec_fn=lambda: os.close(2), timeout=60)

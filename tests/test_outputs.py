@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,7 @@ import pytest
 from cio_sync.emulator import Emulator
 from cio_sync.schema import problems
 
-from .conftest import API_KEY, Files, assert_no_secret, config_dict, people_puts, run_cli, wait_until
+from .conftest import API_KEY, Files, Spawn, assert_no_secret, config_dict, finish, people_puts, run_cli, wait_until
 
 MIXED: list[Any] = [
     {"id": 1, "name": "ok"},
@@ -327,24 +324,21 @@ def test_numbers_go_to_the_failed_file_as_they_were_read(emulator: Emulator, fil
     ]
 
 
-def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(emulator: Emulator, files: Files) -> None:
+def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(
+    emulator: Emulator, files: Files, spawn_cli: Spawn
+) -> None:
     failed, report = files.root / "failed.json", files.root / "report.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     data = files.data([{"id": i, "name": "x" * 50} for i in range(20_000)])
     emulator.latency = 0.005
     args = ["--config", files.config(config_dict(emulator.url)), "--data", data]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CIO_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cio_sync", *args, "--failed", str(failed), "--report", str(report)],
-        stderr=subprocess.PIPE,
-        env=env,
-    )
+    proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
     wait_until(lambda: len(emulator.people()) >= 50)
     with open(data, "r+b") as f:
         f.truncate(20)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 1, stderr
-    assert b"changed while being read" in stderr
+    run = finish(proc, timeout=60)
+    assert run.code == 1, run.stderr
+    assert "changed while being read" in run.stderr
     written = read_report(report)
     synced = sum(1 for r in emulator.requests() if r.method == "PUT" and r.status == 200)
     assert written["counts"]["synced"] == synced >= 50
