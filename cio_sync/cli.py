@@ -167,11 +167,12 @@ def run(
     stop = Stop()
     with _stop_on_signals(stop, console) as signals:
         try:
-            check_output_paths(data=data, config=config, state=state, failed=failed, report=report)
             with ExitStack() as outputs:
-                report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
                 if failed is not None and not dry_run:
-                    outputs.enter_context(_no_stale_failed(failed, console))
+                    inputs = (data, config, state, state and state + "-wal", report)
+                    outputs.enter_context(_no_stale_failed(failed, inputs, console))
+                check_output_paths(data=data, config=config, state=state, failed=failed, report=report)
+                report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
                 if failed and data_format is None:
@@ -275,8 +276,9 @@ def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
 
 
 @contextmanager
-def _no_stale_failed(path: str, console: Console) -> Iterator[None]:
-    """A run that cannot finish leaves no ``--failed`` file from an earlier run behind.
+def _no_stale_failed(path: str, inputs: tuple[str | None, ...], console: Console) -> Iterator[None]:
+    """A run that cannot finish leaves no ``--failed`` file from an earlier run behind (unless
+    ``path`` names one of its ``inputs``, as a refused run may have been told to).
 
     Such a file would list what an earlier run left to do, not what this one did: fed back in,
     it would not bring the workspace to the data file's state.
@@ -284,7 +286,7 @@ def _no_stale_failed(path: str, console: Console) -> Iterator[None]:
     try:
         yield
     except Exception:
-        if remove_stale(path):
+        if remove_stale(path, keep=inputs):
             console.note(f"removed {path}: it was left by an earlier run, and this run could not finish")
         raise
 

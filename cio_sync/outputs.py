@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import OutputError
@@ -33,10 +34,13 @@ def _same_file(a: str, b: str) -> bool:
         return Path(a).resolve() == Path(b).resolve()
 
 
-def remove_stale(path: str) -> bool:
-    """Remove the file at ``path`` if there is one; True when something was removed."""
+def remove_stale(path: str, *, keep: Sequence[str | None] = ()) -> bool:
+    """Remove the file at ``path`` if there is one, unless it is one of the files in ``keep``
+    (the run's inputs); True when something was removed."""
     target = Path(path)
-    if not target.is_file():
+    if path == "-" or not target.is_file():
+        return False
+    if any(other and other != "-" and _same_file(path, other) for other in keep):
         return False
     try:
         target.unlink()

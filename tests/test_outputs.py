@@ -370,3 +370,17 @@ def test_a_later_record_never_overtakes_an_earlier_failed_one(emulator: Emulator
     fed = run_cli(["--config", config, "--data", str(failed), "--failed", str(again)])
     assert fed.code == 0, fed.stderr
     assert emulator.people()["Y"] == {"name": "pro", "ltv": 7}
+
+
+def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Emulator, files: Files) -> None:
+    failed = files.root / "failed.json"
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    data = files.data(MIXED)
+    run = run_cli(
+        ["--config", files.config(config_dict(emulator.url)), "--data", data, "--failed", str(failed), "--report", data]
+    )
+    assert run.code == 2
+    assert "--report" in run.stderr and "is also the data file" in run.stderr
+    assert not failed.exists()
+    assert json.loads(Path(data).read_text()) == MIXED
+    assert emulator.requests() == []
