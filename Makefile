@@ -61,6 +61,7 @@ bench: $(STAMP)
 SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(BIN)/python -m tests.model --minutes $(SOAK_MINUTES)
+	$(BIN)/python -m tests.fuzz --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) $(LOWEST) build dist .pytest_cache .mypy_cache .ruff_cache

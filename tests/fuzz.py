@@ -1,0 +1,217 @@
+"""The fuzz test, shared by ``make test`` (a few seeds) and ``make soak`` (as many as time allows).
+
+One case, drawn from a seed: a valid configuration and data file, each then mutated at random
+(bytes flipped, inserted or cut; values swapped for hostile ones: huge numbers, lone surrogates,
+control characters, deep nesting, NaN), and a hostile server on loopback whose every answer is
+drawn at random too (2xx, 207 of any shape, 4xx, 429 with any Retry-After, 5xx, garbage, a
+dropped connection, a dripped or oversized answer). ``cio-sync`` runs on them as its own process.
+
+What must hold, whatever the case: the exit code is a documented one and never 70; nothing is a
+traceback; when the exit is 2 nothing reached the server; and the API key is in no output and no
+file written.
+
+    python -m tests.fuzz --minutes 10     # the soak: cases until time runs out, then a count
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .conftest import API_KEY, CLI, SITE_ID, assert_no_secret, cli_env
+from .hostile import Behaviour, HostileServer
+
+# The exit codes the README documents.
+DOCUMENTED = frozenset({0, 1, 2, 3, 4, 74, 130, 143})
+
+HOSTILE_VALUES: list[Any] = [
+    None,
+    True,
+    "",
+    "\x1b[2J\r\n",
+    "\u202e",
+    "a" * 1200,
+    10**30,
+    -(10**20),
+    1.5,
+    1e308,
+    [],
+    {},
+    [[[[[]]]]],
+    {"k": ["v", {"w": None}]},
+    "a/b?c#d",
+    ".",
+    "..",
+    "%41",
+    "x@Y.com",
+    "cio_abc",
+]
+RAW_TOKENS = [
+    b'"\\ud800"',
+    b'"\\udc00"',
+    b'"x\\ud800\\u0041"',
+    b"9" * 5000,
+    b"-" + b"9" * 4400,
+    b"1e999999999999999999",
+    b"NaN",
+    b"Infinity",
+    b"[" * 600 + b"]" * 600,
+    b'"\\u0000"',
+    b"\xff\xfe",
+    b"\x00",
+    b'"' + b"\\\\" * 3 + b'ud800"',
+    b"{}",
+    b"[]",
+    b"null",
+]
+
+
+def _records(rng: random.Random) -> list[Any]:
+    records: list[Any] = []
+    for i in range(rng.randint(0, 12)):
+        record: dict[str, Any] = {"id": rng.choice([i, f"p{i}", f"P{i}@x.com", i % 3])}
+        for key in ("name", "ltv", "extra"):
+            if rng.random() < 0.7:
+                record[key] = rng.choice([f"n{i}", i * 1.5, rng.choice(HOSTILE_VALUES)])
+        if rng.random() < 0.15:
+            record["id"] = rng.choice(HOSTILE_VALUES)
+        records.append(record if rng.random() > 0.05 else rng.choice(HOSTILE_VALUES))
+    return records
+
+
+def _mutate(rng: random.Random, data: bytes) -> bytes:
+    """Up to three random edits: a byte flipped, a hostile token inserted, a slice cut."""
+    for _ in range(rng.randint(0, 3)):
+        where = rng.randint(0, len(data))
+        kind = rng.random()
+        if kind < 0.3 and data:
+            where = min(where, len(data) - 1)
+            data = data[:where] + bytes([rng.randrange(256)]) + data[where + 1 :]
+        elif kind < 0.8:
+            data = data[:where] + rng.choice(RAW_TOKENS) + data[where:]
+        else:
+            data = data[:where] + data[where + rng.randint(1, 20) :]
+    return data
+
+
+def _config(rng: random.Random, url: str) -> bytes:
+    document: dict[str, Any] = {
+        "parallelism": rng.randint(1, 4),
+        "userId": "id",
+        "mappings": [{"from": "name", "to": "name"}, {"from": "ltv", "to": "ltv"}],
+        "baseUrl": url,
+    }
+    if rng.random() < 0.3:
+        document["transport"] = "batch"
+    if rng.random() < 0.2:
+        document["mode"] = "update"
+    if rng.random() < 0.2:
+        document["rateLimit"] = rng.choice([0.05, 1e-300, 50, 1e9])
+    if rng.random() < 0.2:
+        document[rng.choice(["parallelism", "userId", "mappings", "region", "rateLimit"])] = rng.choice(HOSTILE_VALUES)
+    text = json.dumps(document).encode()
+    return _mutate(rng, text) if rng.random() < 0.15 else text
+
+
+def _answers(rng: random.Random) -> Behaviour:
+    """A behaviour that draws each answer at random (from its own seeded generator)."""
+    lock = threading.Lock()
+    draw = random.Random(rng.random())
+
+    def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> bool:
+        with lock:
+            choice = draw.random()
+            status = draw.choice([b"200 OK", b"207 Multi-Status", b"400 Bad Request", b"429 Too Many", b"503 Busy"])
+            retry_after = draw.choice([b"0", b"0.01", b"-1", b"nan", b"garbage", b"Wed, 21 Oct 2015 07:28:00 GMT"])
+            body = draw.choice(
+                [
+                    b"{}",
+                    b'{"errors": [{"batch_index": 0, "reason": "bad"}]}',
+                    b'{"errors": [{"batch_index": "x"}]}',
+                    b'{"meta": {"error": "\\u001b[2J"}}',
+                    b"not json",
+                    b"",
+                ]
+            )
+        if choice < 0.05:
+            return False  # hang up without a word
+        if choice < 0.1:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+            stop.wait(0.3)
+            return False
+        if choice < 0.13:
+            conn.sendall(b"\x00garbage\r\n\r\n")
+            return False
+        if choice < 0.16:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 5000000\r\n\r\n" + b"y" * 5_000_000)
+            return False
+        head = b"HTTP/1.1 " + status + b"\r\nRetry-After: " + retry_after + b"\r\n"
+        conn.sendall(head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        return True
+
+    return behave
+
+
+def run_case(seed: int, root: Path) -> int:
+    """One fuzz case in ``root``; the exit code, once every property has been checked."""
+    rng = random.Random(seed)
+    server = HostileServer(_answers(rng), honest_check=rng.random() < 0.8)
+    try:
+        config = root / "config.json"
+        config.write_bytes(_config(rng, server.url))
+        data = root / rng.choice(["data.json", "data.ndjson"])
+        records = _records(rng)
+        if data.suffix == ".ndjson":
+            text = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        else:
+            text = json.dumps(records).encode()
+        data.write_bytes(_mutate(rng, text) if rng.random() < 0.35 else text)
+        failed, report = root / "failed", root / "report.json"
+        args = ["--config", str(config), "--data", str(data), "--timeout", "0.5", "--give-up-after", "2"]
+        args += ["--retries", str(rng.randint(0, 2)), "--failed", str(failed) + data.suffix, "--report", str(report)]
+        if rng.random() < 0.2:
+            args.append("--dry-run")
+        if rng.random() < 0.2:
+            args += ["--state", str(root / "ledger")]
+        env = cli_env({"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
+        proc = subprocess.run([*CLI, *args], capture_output=True, env=env, timeout=120)
+    finally:
+        server.close()
+    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    where = f"seed {seed}: exit {proc.returncode}\n{stderr[-2000:]}"
+    assert proc.returncode in DOCUMENTED, where
+    assert "Traceback" not in stderr, where
+    assert_no_secret(stdout, stderr, *(p.read_bytes() for p in root.iterdir() if p.name not in ("config.json",)))
+    if proc.returncode == 2:
+        assert server.requests() == [], where
+    return proc.returncode
+
+
+def main() -> None:
+    """``python -m tests.fuzz``: cases from ``--seed`` on until ``--minutes`` have passed."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    options = parser.parse_args()
+    deadline = time.monotonic() + options.minutes * 60
+    exits: Counter[int] = Counter()
+    seed = options.seed
+    while time.monotonic() < deadline:
+        with tempfile.TemporaryDirectory() as tmp:
+            exits[run_case(seed, Path(tmp))] += 1
+        seed += 1
+    summary = ", ".join(f"exit {k}: {v}" for k, v in sorted(exits.items()))
+    print(f"fuzz: {sum(exits.values())} cases from seed {options.seed} ({summary}): every property held")
+
+
+if __name__ == "__main__":
+    main()
