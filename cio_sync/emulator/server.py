@@ -201,7 +201,7 @@ class Emulator:
     def stats(self) -> dict[str, Any]:
         """Counters: requests received (in all and by endpoint), answers by status, dropped
         connections, requests in flight now and at the peak, people, and accepted writes."""
-        profiles = self.workspace.profiles()
+        people, writes = self.workspace.counts()
         with self._lock:
             return {
                 "requests": self._total,
@@ -210,8 +210,8 @@ class Emulator:
                 "dropped": self._dropped,
                 "in_flight": self._in_flight,
                 "peak_in_flight": self._peak,
-                "people": len(profiles),
-                "writes": sum(p.writes for p in profiles),
+                "people": people,
+                "writes": writes,
             }
 
     def reset(self) -> None:

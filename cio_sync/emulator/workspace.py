@@ -143,6 +143,11 @@ class Workspace:
         with self._lock:
             return {p.handle: dict(p.attributes) for p in self._people}
 
+    def counts(self) -> tuple[int, int]:
+        """How many people there are, and how many identify calls changed one."""
+        with self._lock:
+            return len(self._people), sum(p.writes for p in self._people)
+
     def profiles(self) -> list[Person]:
         """A copy of every person, identifiers included, in order of creation."""
         with self._lock:
