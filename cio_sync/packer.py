@@ -31,8 +31,9 @@ def oversized(item: bytes) -> str | None:
 class BatchPacker:
     """Fills one batch at a time; its size is counted on the exact bytes of the body to be sent."""
 
-    def __init__(self, limit: int = MAX_BATCH_BYTES) -> None:
+    def __init__(self, limit: int = MAX_BATCH_BYTES, max_items: int | None = None) -> None:
         self._limit = limit
+        self._max_items = max_items
         self._updates: list[PersonUpdate] = []
         self._items: list[bytes] = []
         self._size = _ENVELOPE_BYTES
@@ -42,12 +43,14 @@ class BatchPacker:
         return bool(self._items)
 
     def add(self, update: PersonUpdate, item: bytes) -> Job | None:
-        """Add ``update``, encoded as ``item``; returns the batch that had to close to make room.
+        """Add ``update``, encoded as ``item``; returns the batch that had to close to make room
+        (or that holds ``max_items`` already).
 
         A body stays *smaller than* the limit, as the endpoint words it: never equal to it.
         """
         closed = None
-        if self._items and self._size + 1 + len(item) >= self._limit:
+        full = self._max_items is not None and len(self._items) >= self._max_items
+        if self._items and (full or self._size + 1 + len(item) >= self._limit):
             closed = self.take()
         self._size += len(item) + (1 if self._items else 0)
         self._updates.append(update)

@@ -106,6 +106,10 @@ def check_workspace(client: TrackClient, config: Config) -> str | None:
     return region
 
 
+# Records carried by the batches in flight, the one being filled and the one ready, at most.
+ITEMS_IN_FLIGHT = 10_000
+
+
 class Clock:
     """The ``_timestamp`` of each request, so that a write that lands late cannot undo a later one.
 
@@ -162,7 +166,12 @@ class _Run:
         # Cap the updates waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
         self.people = PersonQueue(limit=max(1000, 10 * config.parallelism))
-        self.packer = BatchPacker() if config.transport is Transport.BATCH else None
+        # Each batch in flight holds its records until its answer: bound them all together, so
+        # that memory does not grow with parallelism (batches get smaller instead).
+        batches = config.parallelism + 2
+        self.packer = (
+            BatchPacker(max_items=max(100, ITEMS_IN_FLIGHT // batches)) if config.transport is Transport.BATCH else None
+        )
         # Requests made and not yet handed to the workers.
         self.outbox: list[Job] = []
         # Jobs handed over and not finished: ``parallelism`` in flight and as many again ready, so

@@ -13,6 +13,7 @@ from cio_sync import Status, sync
 from cio_sync.config import IdType
 from cio_sync.emulator import Emulator
 from cio_sync.mapping import PersonUpdate, batch_item
+from cio_sync.sync import ITEMS_IN_FLIGHT
 
 from .conftest import FAST, Files, config_dict, make_config, run_cli, unstamped
 
@@ -205,3 +206,13 @@ def test_a_207_that_does_not_say_which_items_failed_clears_none(emulator: Emulat
     assert "3 synced" in again.stderr, "the ledger vouched for none of them"
     assert [item["identifiers"]["id"] for item in batch_posts(emulator)[posts]["batch"]] == ["a", "b", "c"]
     assert emulator.people() == {"a": {"name": "A"}, "b": {"name": "B"}, "c": {"name": "C"}}
+
+
+def test_batches_in_flight_carry_a_bounded_number_of_records(emulator: Emulator) -> None:
+    """Memory stays flat as parallelism grows: with more batches in flight, each carries fewer."""
+    records = [{"id": i} for i in range(2_000)]
+    result = sync(make_config(emulator.url, transport="batch", parallelism=25), records, http=FAST)
+    assert result.synced == 2_000
+    sizes = [len(post["batch"]) for post in batch_posts(emulator)]
+    assert max(sizes) == ITEMS_IN_FLIGHT // 27
+    assert sum(sizes) == 2_000

@@ -82,3 +82,9 @@ def test_an_item_over_32_kb_is_refused(size: int, refused: bool) -> None:
     assert (problem is not None) is refused
     if problem is not None:
         assert problem == f"as a batch item it is {size:,} bytes; the batch endpoint allows at most 32,000 (32 KB)"
+
+
+def test_a_batch_closes_at_its_item_cap() -> None:
+    packer = BatchPacker(max_items=3)
+    jobs = pack(packer, [update(i) for i in range(7)])
+    assert [len(job.updates) for job in jobs] == [3, 3, 1]
