@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
@@ -36,5 +37,6 @@ class AtomicFile:
 
     def discard(self) -> None:
         """Remove the unfinished file."""
-        self.stream.close()
+        with suppress(OSError):  # closing flushes, and the disk may be full
+            self.stream.close()
         Path(self._temp).unlink(missing_ok=True)

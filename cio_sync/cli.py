@@ -17,7 +17,7 @@ from .client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
-from .errors import CioSyncError, DataFileChanged, ExitCode, Interrupted
+from .errors import CioSyncError, DataFileChanged, ExitCode, Interrupted, OutputLost
 from .failed import FailedRecordsFile, check_failed_format
 from .ledger import Ledger
 from .outcome import RecordOutcome, Stop, StopReason
@@ -196,10 +196,21 @@ def run(
                     # From here records may be sent: a signal stops the run gracefully instead.
                     signals.interruptible = False
                     code, write_report = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
+                # A full disk loses an output, not the account of the run: the report (if it can
+                # be written) and the exit code say what was lost.
+                lost: OutputLost | None = None
                 if failed_file is not None:
-                    failed_file.commit()
+                    try:
+                        failed_file.commit()
+                    except OutputLost as e:
+                        lost = e
                 if report_file is not None:
-                    write_report(report_file)
+                    try:
+                        write_report(report_file, lost)
+                    except OutputLost as e:
+                        lost = e if lost is None else OutputLost(f"{lost}; {e}")
+                if lost is not None:
+                    raise lost
         except CioSyncError as e:
             if isinstance(e, DataFileChanged) and e.result is not None:
                 console.finished(e.result, e.exit_code)
@@ -211,7 +222,8 @@ def run(
     raise typer.Exit(code)
 
 
-ReportWriter = Callable[[ReportFile], None]
+# Writes the report of a run, given the output that could not be written, if any.
+ReportWriter = Callable[[ReportFile, "OutputLost | None"], None]
 
 
 def _sync(
@@ -227,7 +239,9 @@ def _sync(
     result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
     code = exit_code(result)
     console.finished(result, code)
-    return code, lambda report: report.commit_run(result, code)
+    return code, lambda report, lost: report.commit_run(
+        result, lost.exit_code if lost else code, str(lost) if lost else None
+    )
 
 
 def _dry_run(
@@ -241,7 +255,7 @@ def _dry_run(
     result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
     console.planned(result, config)
-    return code, lambda report: report.commit_plan(result, code)
+    return code, lambda report, lost: report.commit_plan(result, lost.exit_code if lost else code)
 
 
 def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, outputs: ExitStack) -> Ledger:

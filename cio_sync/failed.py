@@ -10,7 +10,7 @@ from .atomic import AtomicFile
 from .csvfile import CsvWriter
 from .datafile import CSV, JSON, NDJSON
 from .datafile import data_format as format_of
-from .errors import OutputError
+from .errors import OutputError, OutputLost
 from .outcome import RecordOutcome, Status
 
 # Outcomes whose records need nothing more.
@@ -84,6 +84,9 @@ class FailedRecordsFile:
         if path == "-":
             raise OutputError("--failed needs a file path: standard output is kept for --report -")
         self._file = AtomicFile(path, "--failed")
+        self.path = path
+        # Why the file could not be written (a full disk): it is then left as it was before.
+        self._lost: str | None = None
         self._ndjson = ndjson
         self._first = True
         # CSV comes back as CSV with the same header: its cells are text, and stay so.
@@ -93,8 +96,14 @@ class FailedRecordsFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Keep ``outcome``'s record if it was not synced."""
-        if outcome.status in _DONE:
+        if outcome.status in _DONE or self._lost is not None:
             return
+        try:
+            self._add(outcome)
+        except OSError as e:  # a full disk: the run goes on, and commit() says so
+            self._lost = e.strerror or type(e).__name__
+
+    def _add(self, outcome: RecordOutcome) -> None:
         if self._csv is not None:
             self._csv.write(outcome.record)
             return
@@ -106,10 +115,18 @@ class FailedRecordsFile:
         self._first = False
 
     def commit(self) -> None:
-        """Finish the file and move it into place."""
-        if not self._ndjson and self._csv is None:
-            self._file.stream.write("]\n" if self._first else "\n]\n")
-        self._file.commit()
+        """Finish the file and move it into place; :class:`OutputLost` when it could not be
+        written (nothing is then left at the path)."""
+        if self._lost is None:
+            try:
+                if not self._ndjson and self._csv is None:
+                    self._file.stream.write("]\n" if self._first else "\n]\n")
+                self._file.commit()
+                return
+            except OSError as e:
+                self._lost = e.strerror or type(e).__name__
+        self._file.discard()
+        raise OutputLost(f"--failed {self.path}: could not be written ({self._lost})")
 
     def discard(self) -> None:
         """Remove the unfinished file."""

@@ -34,7 +34,10 @@ class ReportFile:
         if path == "-" and sys.stdout is None:
             raise OutputError("--report -: standard output is closed")
         self._target = None if path == "-" else AtomicFile(path, "--report")
+        self._path = path
         self._lost = False
+        self._lost_why = ""
+        self._committed = False
         self._problems = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="cio-sync-report-")  # noqa: SIM115 - closed by commit or discard
         self._count = 0
 
@@ -49,7 +52,13 @@ class ReportFile:
             "status": outcome.http_status,
             "reason": outcome.reason,
         }
-        self._problems.write(("," if self._count else "") + "\n    " + json.dumps(entry, ensure_ascii=False))
+        if self._lost:
+            return
+        try:
+            self._problems.write(("," if self._count else "") + "\n    " + json.dumps(entry, ensure_ascii=False))
+        except OSError as e:  # a full disk: the run goes on, and the commit says so
+            self._lost = True
+            self._lost_why = e.strerror or type(e).__name__
         self._count += 1
 
     def commit_run(self, result: SyncResult, exit_code: int, error: str | None = None) -> None:
@@ -86,7 +95,7 @@ class ReportFile:
 
     def fail(self, message: str, exit_code: int, dry_run: bool) -> None:
         """Write the report of a run that could not go on (no stale report is left behind)."""
-        if self._lost:  # the error is that the report itself could not be written
+        if self._lost or self._committed:  # the report could not be written, or was already
             return
         self._problems.seek(0)
         self._problems.truncate()
@@ -101,6 +110,10 @@ class ReportFile:
 
     def _commit(self, head: dict[str, Any]) -> None:
         text = json.dumps({"version": REPORT_VERSION, **head}, indent=2, ensure_ascii=False)
+        if self._lost:  # the problems could not be spooled: the report would not be whole
+            if self._target is not None:
+                self._target.discard()
+            raise OutputLost(f"--report {self._path}: could not be written ({self._lost_why})")
         if self._target is None:
             try:
                 self._write(sys.stdout, text)
@@ -111,8 +124,16 @@ class ReportFile:
                 reason = e.strerror if isinstance(e, OSError) else "it is closed"
                 raise OutputLost(f"--report -: cannot write the report to standard output: {reason}") from None
         else:
-            self._write(self._target.stream, text)
-            self._target.commit()
+            try:
+                if self._lost:
+                    raise OSError(0, self._lost_why)
+                self._write(self._target.stream, text)
+                self._target.commit()
+            except OSError as e:
+                self._lost = True
+                self._target.discard()
+                raise OutputLost(f"--report {self._path}: could not be written ({e.strerror})") from None
+        self._committed = True
         self._problems.close()
         self._target = None
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
+import signal
 import sqlite3
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -303,3 +306,39 @@ def test_a_state_file_of_another_shape_is_refused_and_left_alone(emulator: Emula
         assert "an SQLite database, but not a cio-sync ledger (its tables are synced, users)" in run.stderr
     assert other.read_bytes() == before
     assert emulator.requests() == []
+
+
+def limited_files(size: int) -> Callable[[], None]:
+    """For a child process: files may grow to ``size`` bytes, as on a nearly full disk."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.parametrize("limit", [30_000, 2_000], ids=["--failed lost", "--failed and --report lost"])
+def test_a_full_disk_under_the_outputs_says_what_was_lost_and_exits_74(
+    emulator: Emulator, files: Files, limit: int
+) -> None:
+    # --failed holds the records (500-byte blobs): about 50 KB; the report about 20 KB.
+    data = files.data([{"id": 1, "name": "Ada"}] + [{"id": i + 0.5, "blob": "x" * 500} for i in range(100)])
+    failed, report = files.root / "failed.json", files.root / "report.json"
+    args = [*CLI, "--config", files.config(config_dict(emulator.url)), "--data", data]
+    args += ["--failed", str(failed), "--report", str(report)]
+    proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(limit), timeout=60)
+    assert proc.returncode == 74, proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert f"--failed {failed}: could not be written (File too large)" in last
+    assert not failed.exists()  # no half-written file, and no earlier one to be taken for this run's
+    if limit == 2_000:
+        assert f"--report {report}: could not be written (File too large)" in last
+        assert not report.exists()
+    else:
+        document = json.loads(report.read_text())
+        assert (document["exit_code"], document["counts"]["invalid"]) == (74, 100)
+        assert "--failed" in document["error"]
+    assert people_puts(emulator) == ["1"]
+    assert [p.name for p in files.root.iterdir() if p.name.endswith(".tmp")] == []
