@@ -165,6 +165,7 @@ def run(
     # Long only for its option declarations: the work is in the functions below.
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     stop = Stop()
+    deferred: OutputLost | None = None
     with _stop_on_signals(stop, console) as signals:
         try:
             with ExitStack() as outputs:
@@ -190,27 +191,31 @@ def run(
                     *(f.add for f in (failed_file, report_file) if f is not None),
                 ]
                 if dry_run:
-                    code, write_report = _dry_run(settings, source, console, _fan_out(sinks), ledger)
+                    code, write_report, lost = _dry_run(settings, source, console, _fan_out(sinks), ledger)
                 else:
                     http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
                     # From here records may be sent: a signal stops the run gracefully instead.
                     signals.interruptible = False
-                    code, write_report = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
+                    code, write_report, lost = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
                 # A full disk loses an output, not the account of the run: the report (if it can
                 # be written) and the exit code say what was lost.
-                lost: OutputLost | None = None
+                failed_lost = False
                 if failed_file is not None:
                     try:
                         failed_file.commit()
                     except OutputLost as e:
-                        lost = e
+                        lost, failed_lost = _both(lost, e), True
                 if report_file is not None:
                     try:
                         write_report(report_file, lost)
                     except OutputLost as e:
-                        lost = e if lost is None else OutputLost(f"{lost}; {e}")
-                if lost is not None:
+                        lost = _both(lost, e)
+                if lost is not None and (failed_lost or failed_file is None):
                     raise lost
+                # Raised once out of here: the --failed file written is this run's, and stays.
+                deferred = lost
+            if deferred is not None:
+                raise deferred
         except CioSyncError as e:
             if isinstance(e, DataFileChanged) and e.result is not None:
                 console.finished(e.result, e.exit_code)
@@ -226,6 +231,11 @@ def run(
 ReportWriter = Callable[[ReportFile, "OutputLost | None"], None]
 
 
+def _both(first: OutputLost | None, second: OutputLost) -> OutputLost:
+    """One error naming every output that could not be written."""
+    return second if first is None else OutputLost(f"{first}; {second}")
+
+
 def _sync(
     config: Config,
     source: DataFile,
@@ -234,13 +244,23 @@ def _sync(
     ledger: Ledger | None,
     stop: Stop,
     http: HttpSettings,
-) -> tuple[ExitCode, ReportWriter]:
+) -> tuple[ExitCode, ReportWriter, OutputLost | None]:
     console.started(source.name, source.count, config.base_url, config.parallelism)
-    result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
-    code = exit_code(result)
+    ledger_lost: OutputLost | None = None
+    try:
+        result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+    except OutputLost as e:
+        if e.result is None:
+            raise
+        # The ledger filled up: the run stopped, and every record is counted; --failed and the
+        # report are still written, then the loss is raised.
+        ledger_lost, result = e, e.result
+    code = exit_code(result) if ledger_lost is None else ExitCode.OUTPUT_FAILED
     console.finished(result, code)
-    return code, lambda report, lost: report.commit_run(
-        result, lost.exit_code if lost else code, str(lost) if lost else None
+    return (
+        code,
+        lambda report, lost: report.commit_run(result, lost.exit_code if lost else code, str(lost) if lost else None),
+        ledger_lost,
     )
 
 
@@ -250,12 +270,12 @@ def _dry_run(
     console: Console,
     on_outcome: Callable[[RecordOutcome], None],
     ledger: Ledger | None,
-) -> tuple[ExitCode, ReportWriter]:
+) -> tuple[ExitCode, ReportWriter, OutputLost | None]:
     console.planning(source.name, source.count)
     result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
     console.planned(result, config)
-    return code, lambda report, lost: report.commit_plan(result, lost.exit_code if lost else code)
+    return code, lambda report, lost: report.commit_plan(result, lost.exit_code if lost else code), None
 
 
 def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, outputs: ExitStack) -> Ledger:

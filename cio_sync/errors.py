@@ -72,10 +72,13 @@ class OutputError(CioSyncError):
 class OutputLost(CioSyncError):
     """An output could not be written once the run was under way (a full disk, a broken pipe).
 
-    Records may have been sent; the message says what could not be written.
+    Records may have been sent; the message says what could not be written. Raised by
+    :func:`~cio_sync.sync` for the ledger once the run has stopped, with ``result`` counting
+    every record.
     """
 
     exit_code = ExitCode.OUTPUT_FAILED
+    result: SyncResult | None = None
 
 
 class Interrupted(CioSyncError):

@@ -28,13 +28,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
 
 from .config import Config, IdType
-from .errors import LedgerInUse, OutputError
+from .errors import LedgerInUse, OutputError, OutputLost
 from .mapping import PersonUpdate
 
 
@@ -163,8 +163,7 @@ class Ledger:
         stale = [(self._scope, p) for p in people if p in self._stale]
         if not stale:
             return
-        with self._transaction():
-            self._db.executemany("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
+        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
         self._stale.difference_update(p for _, p in stale)
 
     def accepted(self, updates: Iterable[PersonUpdate]) -> None:
@@ -176,11 +175,16 @@ class Ledger:
         rows = [(self._scope, u.key, digest(u.body), now) for u in updates]
         if not rows:
             return
-        with self._transaction():
-            self._db.executemany("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
+        self._write("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _write(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """``statement`` for every row, in one committed transaction; :class:`OutputLost` when
+        the file cannot take it (a full disk)."""
+        try:
+            with _Transaction(self._db):
+                self._db.executemany(statement, rows)
+        except sqlite3.Error as e:
+            raise OutputLost(f"--state {self.path}: the ledger could not be written ({e})") from None
 
     def close(self) -> None:
         """Close the file and release the run lock."""

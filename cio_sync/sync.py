@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 
 from .client import HttpSettings, TrackClient
 from .config import Config, Transport
-from .errors import ConfigError, DataFileChanged
+from .errors import ConfigError, DataFileChanged, OutputLost
 from .ledger import Known, Ledger
 from .mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, batch_item
 from .outcome import Status, Stop, StopReason
@@ -88,6 +88,9 @@ def sync(
     if run.broken is not None:
         run.broken.result = result
         raise run.broken
+    if run.lost is not None:
+        run.lost.result = result
+        raise run.lost
     return result
 
 
@@ -181,6 +184,8 @@ class _Run:
         self.checked = False
         self.region: str | None = None
         self.broken: DataFileChanged | None = None
+        # The ledger could not be written (a full disk): raised by sync() once the run stopped.
+        self.lost: OutputLost | None = None
         self.clock = Clock(enabled=all(m.target != TIMESTAMP for m in config.mappings))
         # People with a record that did not sync -> its index. Their later records are held
         # back: sent, they would overtake it, and feeding --failed back would then revert them.
@@ -201,8 +206,8 @@ class _Run:
                 self.checked = True
                 self.region = check_workspace(self.client, self.config)
             for job in self.outbox:
-                if self.ledger is not None:
-                    self.ledger.sending(job.updates)
+                if self.ledger is not None and not self._withdraw(job):
+                    continue
                 workers.submit(job)
             self.outbox.clear()
             if workers.busy == 0:
@@ -210,7 +215,10 @@ class _Run:
             if checking:
                 continue  # reading paused for the check: fill the workers before waiting on one
             job, deliveries = workers.collect()
-            self.settle.delivered(job.updates, deliveries)
+            try:
+                self.settle.delivered(job.updates, deliveries)
+            except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
+                self._lose_ledger(e)
             for update, delivery in zip(job.updates, deliveries, strict=True):
                 if delivery.status is not Status.SYNCED:
                     self.failed.setdefault(update.key, update.index)
@@ -251,6 +259,25 @@ class _Run:
                 if admitted is not None and self._route(admitted):
                     self._release(admitted)
         return False
+
+    def _withdraw(self, job: Job) -> bool:
+        """Stop the ledger vouching for other bodies of ``job``'s people; False (and the job
+        settled as not attempted) when the ledger cannot be written: it must not be sent then."""
+        assert self.ledger is not None
+        try:
+            self.ledger.sending(job.updates)
+        except OutputLost as e:
+            self._lose_ledger(e)
+            for update in job.updates:
+                self.settle.not_attempted(update.index, update.person_id, update.record)
+            return False
+        return True
+
+    def _lose_ledger(self, error: OutputLost) -> None:
+        # The run stops: without a ledger it could vouch for what the workspace does not hold.
+        if self.lost is None:
+            self.lost = error
+        self.stop(StopReason.ERROR)
 
     def _route(self, update: PersonUpdate) -> bool:
         """Make a request of ``update``, its person's outstanding one; or, when it needs none,

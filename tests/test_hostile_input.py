@@ -342,3 +342,25 @@ def test_a_full_disk_under_the_outputs_says_what_was_lost_and_exits_74(
         assert "--failed" in document["error"]
     assert people_puts(emulator) == ["1"]
     assert [p.name for p in files.root.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_a_full_disk_under_the_ledger_stops_the_run_with_every_record_accounted_for(
+    emulator: Emulator, files: Files
+) -> None:
+    data = files.data([{"id": i, "name": "n"} for i in range(300)])
+    failed, report = files.root / "failed.json", files.root / "report.json"
+    args = [*CLI, "--config", files.config(config_dict(emulator.url, parallelism=1)), "--data", data]
+    args += ["--state", str(files.root / "ledger"), "--failed", str(failed), "--report", str(report)]
+    proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(64_000), timeout=120)
+    assert proc.returncode == 74, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"cio-sync: error: --state {files.root / 'ledger'}: the ledger")
+    document = json.loads(report.read_text())
+    counts = document["counts"]
+    assert document["exit_code"] == 74
+    assert sum(counts.values()) == 300
+    assert 0 < counts["synced"] < 300
+    # What did not sync is in --failed, and what synced reached the workspace.
+    left = json.loads(failed.read_text())
+    assert len(left) == 300 - counts["synced"]
+    assert len(emulator.people()) == counts["synced"] + sum(1 for p in document["problems"] if p["outcome"] == "failed")
