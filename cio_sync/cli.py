@@ -176,15 +176,7 @@ def run(
                 report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
-                if failed and data_format is None:
-                    check_failed_format(failed, source.format)
-                failed_file = (
-                    FailedRecordsFile(failed, ndjson=source.format == NDJSON, csv_header=source.header)
-                    if failed
-                    else None
-                )
-                if failed_file is not None:
-                    outputs.callback(failed_file.discard)
+                failed_file = _open_failed(failed, source, data_format is not None, outputs) if failed else None
                 ledger = _open_ledger(state, settings, full, dry_run, console, outputs) if state is not None else None
                 sinks: list[Callable[[RecordOutcome], None]] = [
                     console.outcome,
@@ -276,6 +268,15 @@ def _dry_run(
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
     console.planned(result, config)
     return code, lambda report, lost: report.commit_plan(result, lost.exit_code if lost else code), None
+
+
+def _open_failed(path: str, source: DataFile, format_given: bool, outputs: ExitStack) -> FailedRecordsFile:
+    # In the data file's own format, so that it can be fed back as it is.
+    if not format_given:
+        check_failed_format(path, source.format)
+    failed_file = FailedRecordsFile(path, ndjson=source.format == NDJSON, csv_header=source.header)
+    outputs.callback(failed_file.discard)
+    return failed_file
 
 
 def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, outputs: ExitStack) -> Ledger:

@@ -174,14 +174,7 @@ class TrackClient:
         self._proxies = proxies_for(self._base, found["proxies"])
         self._verify: bool | str = True if found["verify"] is None else found["verify"]
         self._cert = found["cert"]
-        token = base64.b64encode(f"{config.credentials.site_id}:{config.credentials.api_key}".encode()).decode()
-        self._headers = CaseInsensitiveDict(
-            {
-                "Authorization": f"Basic {token}",
-                "User-Agent": f"cio-sync/{__version__}",
-                "Content-Type": "application/json",
-            }
-        )
+        self._headers = _headers(config)
 
     def check_credentials(self) -> str | None:
         """Ask the workspace which region it is in; this also proves the credentials.
@@ -201,13 +194,7 @@ class TrackClient:
                 f"the workspace refused the credentials (HTTP {response.status_code}); "
                 "check the site id and API key (Settings > API Credentials > Track API keys)"
             )
-        if not response.ok:
-            return None
-        try:
-            region = response.json().get("region")
-        except (ValueError, AttributeError):
-            return None
-        return region if isinstance(region, str) else None
+        return region_of(response)
 
     def put_person(self, path: str, body: bytes) -> Delivery:
         """``PUT /api/v1/customers/{path}`` with ``body``, resending transient failures."""
@@ -224,17 +211,14 @@ class TrackClient:
         return self._classify(response, _retries(response))
 
     def _classify(self, response: requests.Response, retries: int) -> Delivery:
+        # The gate learns from what the workspace accepted, and from answers that were not about
+        # its rate; then the answer is classified.
         status = response.status_code
         if 200 <= status < 300:
             self._gate.succeeded()
-            return Delivery(Status.SYNCED, status, None, retries)
-        if status in AUTH_STATUSES:
-            reason = f"HTTP {status}: the workspace refused the credentials"
-            return Delivery(Status.FAILED, status, reason, retries, stop=StopReason.CREDENTIALS)
-        if status not in RETRY_STATUSES:
+        elif status not in AUTH_STATUSES and status not in RETRY_STATUSES:
             self._gate.answered()
-        after = f" after {retries + 1} attempts" if retries else ""
-        return Delivery(Status.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
+        return delivery_of(response, retries)
 
     def post_batch(self, body: bytes, count: int) -> list[Delivery]:
         """``POST /api/v2/batch`` with ``count`` items; one delivery per item, in order.
@@ -252,19 +236,10 @@ class TrackClient:
             return [Delivery(Status.FAILED, None, str(e))] * count
         except requests.RequestException as e:
             return [Delivery(Status.FAILED, None, describe_error(e), self._settings.retries)] * count
-        status = response.status_code
         retries = _retries(response)
-        if status == 207:
+        if response.status_code == 207:
             self._gate.succeeded()
-            errors = item_errors(response, count)
-            if errors is None:
-                # Some item failed, and the answer does not say which: none is known to have landed.
-                unclear = "HTTP 207: the answer does not say which items failed, so this one may not have landed"
-                return [Delivery(Status.FAILED, status, unclear, retries)] * count
-            deliveries = [Delivery(Status.SYNCED, status, None, retries)] * count
-            for index, reason in errors.items():
-                deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
-            return deliveries
+            return partial_deliveries(response, count, retries)
         return [self._classify(response, retries)] * count
 
     @property
@@ -316,6 +291,55 @@ class TrackClient:
                     raise
                 raise requests.exceptions.ConnectionError(e) from e
         return response
+
+
+def _headers(config: Config) -> CaseInsensitiveDict[str]:
+    """The headers of every request: HTTP Basic auth, who is asking, and a JSON body."""
+    token = base64.b64encode(f"{config.credentials.site_id}:{config.credentials.api_key}".encode()).decode()
+    return CaseInsensitiveDict(
+        {
+            "Authorization": f"Basic {token}",
+            "User-Agent": f"cio-sync/{__version__}",
+            "Content-Type": "application/json",
+        }
+    )
+
+
+def region_of(response: requests.Response) -> str | None:
+    """The region a successful region check names, or None when it names none."""
+    if not response.ok:
+        return None
+    try:
+        region = response.json().get("region")
+    except (ValueError, AttributeError):
+        return None
+    return region if isinstance(region, str) else None
+
+
+def delivery_of(response: requests.Response, retries: int) -> Delivery:
+    """What a whole answer means for the person (or every item of the batch) it answers."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Delivery(Status.SYNCED, status, None, retries)
+    if status in AUTH_STATUSES:
+        reason = f"HTTP {status}: the workspace refused the credentials"
+        return Delivery(Status.FAILED, status, reason, retries, stop=StopReason.CREDENTIALS)
+    after = f" after {retries + 1} attempts" if retries else ""
+    return Delivery(Status.FAILED, status, f"HTTP {status}{after}: {api_message(response)}", retries)
+
+
+def partial_deliveries(response: requests.Response, count: int, retries: int) -> list[Delivery]:
+    """A 207's deliveries: the items its errors name failed, the others synced."""
+    status = response.status_code
+    errors = item_errors(response, count)
+    if errors is None:
+        # Some item failed, and the answer does not say which: none is known to have landed.
+        unclear = "HTTP 207: the answer does not say which items failed, so this one may not have landed"
+        return [Delivery(Status.FAILED, status, unclear, retries)] * count
+    deliveries = [Delivery(Status.SYNCED, status, None, retries)] * count
+    for index, reason in errors.items():
+        deliveries[index] = Delivery(Status.FAILED, status, f"HTTP 207: {reason}", retries)
+    return deliveries
 
 
 def _read_body(response: requests.Response) -> None:
