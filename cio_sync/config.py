@@ -209,8 +209,10 @@ def config_from_dict(
     )
 
 
-def _path(source: str | list[str | int]) -> RecordPath:
-    return source if isinstance(source, str) else tuple(source)
+def _path(source: str | list[str | int | float]) -> RecordPath:
+    # The schema takes 1.0 as the integer it equals (JSON does not tell them apart); an array
+    # position must be an int all the same.
+    return source if isinstance(source, str) else tuple(s if isinstance(s, str) else int(s) for s in source)
 
 
 def _field_mapping(entry: dict[str, Any]) -> FieldMapping:

@@ -102,6 +102,8 @@ def test_the_values_sent_have_the_cast_json_types(emulator: Emulator, files: Fil
         (["a", ""], {"a": {"": "empty key"}}, "empty key"),
         (["a", "b"], {"a": {"b": None}}, None),
         (["a", "b"], {"a": {"b": {"deep": [1]}}}, {"deep": [1]}),
+        # JSON does not tell 1.0 from 1: a position written 1.0 is position 1.
+        (["a", 1.0], {"a": ["x", "y"]}, "y"),
     ],
 )
 def test_paths_reach_nested_values(emulator: Emulator, files: Files, path: list[Any], record: Any, sent: Any) -> None:
@@ -257,9 +259,10 @@ def test_user_id_as_a_path(emulator: Emulator, files: Files) -> None:
     assert 'record 3: invalid: ["user", "id"] must be a string or an integer, got the number 5.5' in run.stderr
 
 
-def test_user_id_path_into_an_array(emulator: Emulator, files: Files) -> None:
+@pytest.mark.parametrize("user_id", [["ids", 1], ["ids", 1.0]])
+def test_user_id_path_into_an_array(emulator: Emulator, files: Files, user_id: list[Any]) -> None:
     records = [{"ids": ["first", "second"], "name": "Ada"}]
-    run = sync_run(emulator, files, records, userId=["ids", 1], mappings=[{"from": "name", "to": "name"}])
+    run = sync_run(emulator, files, records, userId=user_id, mappings=[{"from": "name", "to": "name"}])
     assert run.code == 0, run.stderr
     assert emulator.people() == {"second": {"name": "Ada"}}
 
