@@ -288,6 +288,10 @@ def _constant_problems(i: int, mapping: FieldMapping) -> list[str]:
     value = mapping.value
     if isinstance(value, float) and not math.isfinite(value):
         return [f'"mappings[{i}].value" is a number too large to send as JSON']
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:  # 1e400 inside an object or array reads as infinity
+        return [f'"mappings[{i}].value" holds a number too large to send as JSON']
     if value is None and mapping.skip_null:
         return [f'"mappings[{i}].skipNull": the constant is null, so this mapping would never send anything']
     if mapping.cast is not None and value is not None:

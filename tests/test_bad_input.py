@@ -161,6 +161,12 @@ def test_a_constant_too_large_for_json_is_refused(emulator: Emulator, files: Fil
     assert 'configuration.json: "mappings[0].value" is a number too large' in refused(emulator, files, text)
 
 
+def test_a_constant_holding_a_number_too_large_for_json_is_refused(emulator: Emulator, files: Files) -> None:
+    text = json.dumps(config_dict(emulator.url, mappings=[{"value": "@@", "to": "b"}]))
+    text = text.replace('"@@"', '{"scores": [1, 1e400]}')
+    assert 'configuration.json: "mappings[0].value" holds a number too large' in refused(emulator, files, text)
+
+
 def test_config_that_is_not_utf8(emulator: Emulator, files: Files) -> None:
     path = files.root / "configuration.json"
     path.write_bytes(b'{"userId": "\xff"}')
