@@ -84,7 +84,9 @@ def to_timestamp(value: object) -> int:
     """
     if isinstance(value, str):
         if value[4:5] != "-" and _EPOCH.fullmatch(value):
-            return _epoch(int(value) if "." not in value else Decimal(value), value)
+            # Decimal reads digits of any length; int() refuses more than Python's 4300.
+            exact = "." not in value and len(value) <= MAX_INTEGER_DIGITS
+            return _epoch(int(value) if exact else Decimal(value), value)
         return _iso(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise CastError(f"{shown(value)} is not a date, a date-time or Unix seconds")
