@@ -62,7 +62,7 @@ class CsvRecords:
         try:
             with _text(self._stream) as text:
                 reader = csv.reader(text, strict=True)
-                header = next(reader, None)
+                header = _first_row(reader)
                 if header is None:
                     raise DataFileError(f"{self._name}: the data file is empty; a CSV file needs a header row")
                 self.header = _header(header, self._name)
@@ -85,7 +85,7 @@ class CsvRecords:
         width = len(self.header)
         with _text(self._stream) as text:
             reader = csv.reader(text, strict=True)
-            if next(reader, None) is None:
+            if _first_row(reader) is None:
                 raise ValueError("the header row is gone")
             line = reader.line_num
             for row in reader:
@@ -96,6 +96,11 @@ class CsvRecords:
                     yield RaggedRow(start, tuple(row), width)
                 else:
                     yield CsvRow(zip(self.header, [cell or None for cell in row], strict=True))
+
+
+def _first_row(reader: Iterator[list[str]]) -> list[str] | None:
+    """The first row that is not a blank line (the header), or None at the end of the file."""
+    return next((row for row in reader if row), None)
 
 
 class _text:  # noqa: N801 - used as a context manager, like open()

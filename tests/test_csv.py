@@ -134,10 +134,17 @@ def test_blank_lines_are_skipped(emulator: Emulator, files: Files) -> None:
     assert emulator.people() == {"1": {"name": "Ada"}}
 
 
+def test_blank_lines_before_the_header_are_skipped(emulator: Emulator, files: Files) -> None:
+    run = csv_run(emulator, files, "\r\n\nid,name\n1,Ada\n", mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}}
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
         ("", "the data file is empty; a CSV file needs a header row"),
+        ("\n\r\n", "the data file is empty; a CSV file needs a header row"),
         ('id,name\n1,"unterminated\n', "not valid CSV in the row from line 2: unexpected end of data"),
         ('id,name\n1,"a"b\n', "not valid CSV in the row from line 2: ',' expected after '\"'"),
         (b"id,name\n1,\xff\n", "not UTF-8 text"),
