@@ -20,6 +20,7 @@ from .datafile import NDJSON, DataFile, open_data_file
 from .errors import CioSyncError, DataFileChanged, ExitCode, Interrupted, OutputLost
 from .failed import FailedRecordsFile, check_failed_format
 from .ledger import Ledger
+from .mapping import check_columns
 from .outcome import RecordOutcome, Stop, StopReason
 from .outputs import check_output_paths, remove_stale
 from .plan import plan
@@ -177,6 +178,8 @@ def run(
                 settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
                 source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
                 failed_file = _open_failed(failed, source, data_format is not None, outputs) if failed else None
+                if source.header is not None:
+                    check_columns(settings, source.header, source.name)
                 ledger = _open_ledger(state, settings, full, dry_run, console, outputs) if state is not None else None
                 sinks: list[Callable[[RecordOutcome], None]] = [
                     console.outcome,

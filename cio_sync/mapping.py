@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from urllib.parse import quote
 from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport
 from .convert import CASTS, CastError
 from .csvfile import CsvRow, RaggedRow
-from .errors import ConfigError
+from .errors import ConfigError, DataFileError
 from .schema import json_type
 
 # Limits the Track API enforces with a 400; checking them here names the record and the reason.
@@ -192,6 +193,41 @@ class RecordMapper:
         except UnicodeEncodeError:
             return InvalidRecord(index, person_id, "a mapped string is not valid Unicode", record)
         return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+
+
+def check_columns(config: Config, header: Sequence[str], name: str) -> None:
+    """Refuse a CSV file ``name`` whose ``header`` lacks a column ``config`` reads.
+
+    A CSV file names its keys once, in the header: a mapping of a column it lacks (often a
+    difference of case or a space) would leave that attribute out of every body, silently.
+    Raises :class:`DataFileError` naming each such mapping.
+    """
+    columns = set(header)
+    sources = [("userId", config.user_id)]
+    sources += [(f"mappings[{i}].from", m.source) for i, m in enumerate(config.mappings) if m.source is not None]
+    found = []
+    for where, source in sources:
+        column = source if isinstance(source, str) else source[0]
+        if column in columns:
+            continue
+        # A path whose first step is a position finds nothing in a row either.
+        shown = json.dumps(column, ensure_ascii=False)
+        guess = _close_column(column, header) if isinstance(column, str) else None
+        hint = f' (did you mean "{guess}"?)' if guess is not None else ""
+        found.append(f'"{where}": the header has no column {shown}{hint}')
+    if len(found) == 1:
+        raise DataFileError(f"{name}: {found[0]}")
+    if found:
+        raise DataFileError(f"{name}: {len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found))
+
+
+def _close_column(column: str, header: Sequence[str]) -> str | None:
+    folded = column.strip().casefold()
+    same = [name for name in header if name.strip().casefold() == folded]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(column, header, n=1)
+    return close[0] if close else None
 
 
 def _step(i: int, mapping: FieldMapping, csv: bool) -> _Step:

@@ -141,6 +141,32 @@ def test_blank_lines_before_the_header_are_skipped(emulator: Emulator, files: Fi
 
 
 @pytest.mark.parametrize(
+    ("header", "mappings", "message"),
+    [
+        (
+            "id,Name,plan",
+            [{"from": "plan", "to": "plan"}, {"from": "name", "to": "name"}],
+            '"mappings[1].from": the header has no column "name" (did you mean "Name"?)',
+        ),
+        (
+            "id, email",
+            [{"from": ["email"], "to": "email"}],
+            '"mappings[0].from": the header has no column "email" (did you mean " email"?)',
+        ),
+        ("user_id,name", [{"from": "name", "to": "name"}], '"userId": the header has no column "id"'),
+    ],
+)
+def test_a_mapped_column_missing_from_the_header_is_refused(
+    emulator: Emulator, files: Files, header: str, mappings: list[dict[str, Any]], message: str
+) -> None:
+    row = ",".join(["1"] * len(header.split(",")))
+    run = csv_run(emulator, files, f"{header}\n{row}\n", "--dry-run", mappings=mappings)
+    assert run.code == 2, run.stderr
+    assert f"people.csv: {message}" in run.stderr
+    assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(
     ("data", "message"),
     [
         ("", "the data file is empty; a CSV file needs a header row"),
