@@ -64,7 +64,7 @@ class _Counts:
         self.started = time.monotonic()
 
     def add(self, outcome: RecordOutcome) -> None:
-        self.done += 1
+        self.done += outcome.span
         if outcome.status is Status.FAILED:
             self.failed += 1
         elif outcome.status is Status.INVALID:

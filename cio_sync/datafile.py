@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
+import os
 import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import IO
 
@@ -76,15 +80,18 @@ class DataFile:
         """A CSV file's column names (None for JSON and NDJSON)."""
         return self._table.header if self._table is not None else None
 
-    def records(self) -> Iterator[object]:
+    def records(self) -> Records:
         """Each record in file order: parsed JSON (non-integers as ``Decimal``), or for CSV a
         :class:`~cio_sync.csvfile.CsvRow` of text (None for an empty cell) or a ragged row."""
-        if self.count == 0:
-            return
-        self._stream.seek(self._start)
         # Checked again, as the file may have changed since: the parser must never see what it
         # mishandles.
         reader = _CheckedReader(self._stream, self.name, self._start, self.format, limit_values=False)
+        return Records(self, reader, self._parse(reader))
+
+    def _parse(self, reader: _CheckedReader) -> Iterator[object]:
+        if self.count == 0:
+            return
+        self._stream.seek(self._start)
         try:
             if self._table is not None:
                 yield from self._table.rows()
@@ -97,6 +104,11 @@ class DataFile:
                 f"{self.name}: changed while being read ({what}); records up to there were processed"
             ) from None
 
+    @property
+    def stream_for_tail(self) -> IO[bytes]:
+        """The open file, for copying an unread tail."""
+        return self._stream
+
     def close(self) -> None:
         """Close the file (and remove the spooled copy of standard input)."""
         self._stream.close()
@@ -106,6 +118,79 @@ class DataFile:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class UnreadTail:
+    """The records a stopped run never read, as they stand in the data file: ``count`` records
+    from number ``first`` on, in the bytes from ``start`` to ``end`` (a JSON array's elements
+    without its closing bracket, or NDJSON lines)."""
+
+    first: int
+    count: int
+    stream: IO[bytes]
+    start: int
+    end: int
+
+    def chunks(self) -> Iterator[str]:
+        """The tail's text, a piece at a time (the file was checked to be UTF-8)."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        at = self.start
+        while at < self.end:
+            data = os.pread(self.stream.fileno(), min(_CHUNK * 16, self.end - at), at)
+            if not data:
+                break
+            at += len(data)
+            yield decoder.decode(data)
+        yield decoder.decode(b"", final=True)
+
+
+class Records(Iterator[object]):
+    """The records of a :class:`DataFile`, in file order, counting those handed out."""
+
+    def __init__(self, data_file: DataFile, reader: _CheckedReader, parsed: Iterator[object]) -> None:
+        self._file = data_file
+        self._reader = reader
+        self._parsed = parsed
+        self.handed = 0
+
+    def __iter__(self) -> Records:
+        return self
+
+    def __next__(self) -> object:
+        record = next(self._parsed)
+        self.handed += 1
+        return record
+
+    def unread(self) -> tuple[Iterator[object], UnreadTail | None]:
+        """After a stop: the records the parser holds already, then the rest of the file unread.
+
+        Reading every remaining record one by one takes time in proportion to the file; this
+        takes the time of one record, so a stop is quick however large the file is. None for
+        the tail when nothing is left, or when its place cannot be told (CSV): then read on.
+        """
+        data_file = self._file
+        if data_file.format == CSV or self.handed >= data_file.count:
+            return self, None
+        self._reader.stopping = True
+        held: list[object] = []
+        try:
+            while True:
+                held.append(next(self))
+        except StopIteration:
+            return iter(held), None
+        except _Stopped:
+            pass
+        left = data_file.count - self.handed
+        start = self._reader.unread_start(data_file.format) if left > 0 else None
+        if start is None:
+            # Read on from a fresh parse: slow, and only for a place the lexer cannot tell.
+            rest = data_file.records()
+            for _ in range(self.handed):
+                next(rest)
+            return itertools.chain(held, rest), None
+        end = _elements_end(data_file.stream_for_tail, data_file.format)
+        return iter(held), UnreadTail(self.handed, left, data_file.stream_for_tail, start, end)
 
 
 def data_format(path: str, format: str | None = None) -> str:  # noqa: A002 - the keyword is named for the --format option
@@ -231,6 +316,14 @@ class _CheckedReader:
         self._name = name
         self._ndjson = kind == NDJSON
         self._limit_values = limit_values
+        self._start = start
+        # Once set, a read raises _Stopped instead: the records the parser holds are drained.
+        self.stopping = False
+        # Where each piece handed to the parser starts, with the nesting depth and whether a
+        # string is open there: where a stopped run's unread records begin is found from these.
+        self.marks: list[tuple[int, int, bool]] = []
+        self._depth = 0
+        self._in_string = False
         self.unparsed = 0
         # The last bytes handed to the parser, the context of a run of digits at the start of a read.
         self._previous = b""
@@ -241,6 +334,8 @@ class _CheckedReader:
     def read(self, size: int = -1) -> bytes:
         if size == 0:
             return b""
+        if self.stopping:
+            raise _Stopped
         while True:
             chunk = self._stream.read(size if size > 0 else _CHUNK)
             data = self._tail + chunk
@@ -251,6 +346,9 @@ class _CheckedReader:
                 raise _ValueTooLong
             self._tail = data
         self._check_integers(data, keep)
+        if not self._limit_values and keep:
+            self.marks.append((self._tail_at, self._depth, self._in_string))
+            self._depth, self._in_string = _advance(data[:keep], self._depth, self._in_string)
         self._tail_at += keep
         self._tail = data[keep:]
         self.unparsed += keep
@@ -313,6 +411,126 @@ class _CheckedReader:
                     raise _IntegerTooLong
             at = digits.find(_LONG_DIGITS, after)
         self._previous = (self._previous + data[:end])[-66:] if end < 66 else data[end - 66 : end]
+
+    def unread_start(self, kind: str) -> int | None:
+        """Where the first record the parser did not complete begins: the one it was reading
+        when reads stopped, or the next one. None when that cannot be told."""
+        top = 0 if kind == NDJSON else 1
+        handed = self._tail_at
+        fd = self._stream.fileno()
+        for offset, depth, in_string in reversed(self.marks):
+            piece = os.pread(fd, handed - offset, offset)
+            before = os.pread(fd, 1, offset - 1) if offset > self._start else b""
+            starts = _element_starts(piece, depth, in_string, top, continues=_is_scalar(before))
+            if starts:
+                last = offset + starts[-1]
+                if not _complete(os.pread(fd, handed - last, last), top):
+                    return last
+                return _next_start(fd, handed, top)
+        return None
+
+
+def _is_scalar(byte: bytes) -> bool:
+    return bool(byte) and byte not in b' \t\r\n[]{},:"'
+
+
+# JSON tokens, for finding where records begin: a string (maybe cut short), a bracket, a
+# separator, a run of scalar characters (a number, true, false, null), whitespace.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*("?)|[\[{]|[\]}]|[,:]|[^\s\[\]{},:"]+|\s+')
+_REST_OF_STRING = re.compile(rb'(?:[^"\\]|\\.)*"')
+_STRINGS = re.compile(rb'"[^"]*"')
+
+
+def _advance(data: bytes, depth: int, in_string: bool) -> tuple[int, bool]:
+    """The nesting depth and open string after ``data``, without a loop in Python."""
+    plain = data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
+    if in_string:
+        close = plain.find(b'"')
+        if close == -1:
+            return depth, True
+        plain = plain[close + 1 :]
+    if plain.count(b'"') % 2:
+        plain, in_string = plain[: plain.rfind(b'"')], True
+    else:
+        in_string = False
+    outside = _STRINGS.sub(b"", plain)
+    return depth + outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}"), in_string
+
+
+def _element_starts(data: bytes, depth: int, in_string: bool, top: int, continues: bool) -> list[int]:
+    """Where records begin in ``data``, which starts at ``depth`` (in a string if ``in_string``;
+    inside a scalar if ``continues``)."""
+    starts: list[int] = []
+    at = 0
+    if in_string:
+        rest = _REST_OF_STRING.match(data)
+        if rest is None:
+            return starts
+        at = rest.end()
+    for token in _TOKEN.finditer(data, at):
+        first = token.group()[:1]
+        if first in b"[{":
+            if depth == top:
+                starts.append(token.start())
+            depth += 1
+        elif first in b"]}":
+            depth -= 1
+        elif first in b",: \t\r\n":
+            pass
+        elif depth == top and not (continues and token.start() == 0):
+            starts.append(token.start())
+    return starts
+
+
+def _complete(data: bytes, top: int) -> bool:
+    """Whether the record that ``data`` starts with ends within it."""
+    depth = top
+    for token in _TOKEN.finditer(data):
+        first = token.group()[:1]
+        if first in b"[{":
+            depth += 1
+        elif first in b"]}":
+            depth -= 1
+        elif first == b'"':
+            if depth == top:
+                return bool(token.group(1))
+        elif first not in b",: \t\r\n" and depth == top:
+            return token.end() < len(data)
+        if depth == top:
+            return True
+    return False
+
+
+def _next_start(fd: int, at: int, top: int) -> int | None:
+    """Where the record after ``at`` begins (``at`` is between records): past whitespace and a
+    comma. None when the records end there."""
+    while True:
+        data = os.pread(fd, 4096, at)
+        stripped = data.lstrip(b" \t\r\n,")
+        if not data:
+            return None
+        if stripped:
+            return None if top and stripped[:1] == b"]" else at + len(data) - len(stripped)
+        at += len(data)
+
+
+def _elements_end(stream: IO[bytes], kind: str) -> int:
+    """The end of a data file's records: before a JSON array's closing bracket, or the end."""
+    size = os.fstat(stream.fileno()).st_size
+    if kind == NDJSON:
+        return size
+    at = size
+    while at > 0:
+        data = os.pread(stream.fileno(), min(4096, at), at - min(4096, at))
+        stripped = data.rstrip(b" \t\r\n")
+        if stripped:
+            return at - len(data) + len(stripped) - 1
+        at -= len(data)
+    return 0
+
+
+class _Stopped(BaseException):
+    """Raised by a read once a stopped run has asked for no more records."""
 
 
 class _IntegerTooLong(Exception):

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from .atomic import AtomicFile
 from .csvfile import CsvWriter
-from .datafile import CSV, JSON, NDJSON
+from .datafile import CSV, JSON, NDJSON, UnreadTail
 from .datafile import data_format as format_of
 from .errors import OutputError, OutputLost
 from .outcome import RecordOutcome, Status
@@ -104,6 +104,16 @@ class FailedRecordsFile:
             self._lost = e.strerror or type(e).__name__
 
     def _add(self, outcome: RecordOutcome) -> None:
+        if isinstance(outcome.record, UnreadTail):
+            # Copied as it stands in the data file: records of the same format, in file order.
+            if not self._ndjson:
+                self._file.stream.write("\n  " if self._first else ",\n  ")
+            for text in outcome.record.chunks():
+                self._file.stream.write(text)
+            if self._ndjson:
+                self._file.stream.write("\n")
+            self._first = False
+            return
         if self._csv is not None:
             self._csv.write(outcome.record)
             return

@@ -89,6 +89,9 @@ class RecordOutcome:
     http_status: int | None = None
     retries: int = 0
     record: object = field(default=None, repr=False, compare=False)
+    # How many records this outcome stands for: more than one only for the records a stopped
+    # run never read (``record`` is then their :class:`~cio_sync.datafile.UnreadTail`).
+    span: int = 1
 
     @classmethod
     def of(cls, update: PersonUpdate, delivery: Delivery) -> RecordOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from .datafile import UnreadTail
 from .ledger import Ledger
 from .mapping import InvalidRecord, PersonUpdate
 from .outcome import Delivery, RecordOutcome, Status, Stop, StopReason
@@ -60,6 +61,11 @@ class Settle:
     def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
         """A record not sent: the run stopped first, or (``reason``) it was held back."""
         self.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
+
+    def unread(self, tail: UnreadTail) -> None:
+        """The records a stopped run never read, as one outcome standing for all of them."""
+        reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
+        self.emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
 
     def emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 
 from .client import HttpSettings, TrackClient
 from .config import Config, Transport
+from .datafile import Records
 from .errors import ConfigError, DataFileChanged, OutputLost
 from .ledger import Known, Ledger
 from .mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, batch_item
@@ -71,6 +72,7 @@ def sync(
     try:
         with Workers(client, config.parallelism) as workers:
             try:
+                run.records = records if isinstance(records, Records) else None
                 run.loop(enumerate(records), workers)
             except BaseException:
                 stop(StopReason.ERROR)
@@ -184,6 +186,8 @@ class _Run:
         self.checked = False
         self.region: str | None = None
         self.broken: DataFileChanged | None = None
+        # The data file's records, when they come from one: a stop then skips reading the rest.
+        self.records: Records | None = None
         # The ledger could not be written (a full disk): raised by sync() once the run stopped.
         self.lost: OutputLost | None = None
         self.clock = Clock(enabled=all(m.target != TIMESTAMP for m in config.mappings))
@@ -318,5 +322,13 @@ class _Run:
             self.settle.not_attempted(update.index, update.person_id, update.record)
         if exhausted:
             return
+        if self.records is not None:
+            first = self.records.handed
+            held, tail = self.records.unread()
+            source = enumerate(held, first)
+        else:
+            tail = None
         for index, record in source:
             self.settle.not_attempted(index, self.mapper.person_id(record), record)
+        if tail is not None:
+            self.settle.unread(tail)

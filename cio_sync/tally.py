@@ -59,7 +59,7 @@ class Tally:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Count one record's outcome."""
-        self.counts[outcome.status] += 1
+        self.counts[outcome.status] += outcome.span
         self.retries += outcome.retries
         if outcome.http_status is not None:
             self.statuses[outcome.http_status] += 1
