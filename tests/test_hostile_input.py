@@ -22,6 +22,7 @@ from cio_sync import datafile
 from cio_sync.datafile import MAX_VALUE_BYTES, open_data_file
 from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileError
+from cio_sync.schema import problems
 
 from .conftest import CLI, Files, Run, checked, config_dict, people_puts, run_cli
 
@@ -356,8 +357,9 @@ def test_a_full_disk_under_the_ledger_stops_the_run_with_every_record_accounted_
     assert "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-1].startswith(f"cio-sync: error: --state {files.root / 'ledger'}: the ledger")
     document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
     counts = document["counts"]
-    assert document["exit_code"] == 74
+    assert (document["exit_code"], document["stopped"]) == (74, "error")
     assert sum(counts.values()) == 300
     assert 0 < counts["synced"] < 300
     # What did not sync is in --failed, and what synced reached the workspace.

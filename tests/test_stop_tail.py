@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from cio_sync import datafile
 from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
+from cio_sync.schema import problems
 
 from .conftest import Files, Spawn, config_dict, finish, run_process, wait_until
 
@@ -88,6 +89,7 @@ def test_a_stopped_run_copies_the_unread_records_to_failed_and_a_rerun_completes
     run = finish(proc)
     assert run.code == 143, run.stderr
     document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
     counts = document["counts"]
     assert sum(counts.values()) == 3000
     text = failed.read_text()
