@@ -4,16 +4,18 @@ One record's way through a run, and the module that does each step:
 
 1. read from the data file and mapped to a person update (``mapping``), or settled as invalid;
 2. queued behind its person's earlier update, if one is still outstanding (``personqueue``);
-3. skipped when the ledger shows the workspace holds it already (``ledger``), else made into a
-   request: a PUT of its own, or an item of a batch (``packer``); before the request leaves, the
-   ledger stops vouching for any other body of that person;
+3. held back (not attempted) when an earlier record of its person did not sync; skipped when the
+   ledger shows the workspace holds it already (``ledger``); else made into a request, stamped
+   with the second it is made in (``Clock``): a PUT of its own, or an item of a batch
+   (``packer``); before the request leaves, the ledger stops vouching for any other body of that
+   person;
 4. sent by a worker thread, with resends and pacing (``workers``, ``client``, ``pacing``);
 5. settled: counted, recorded in the ledger, handed to the caller (``settle``); its person's
    next update is then released from the queue (back to 3).
 
 Before the first request, the credentials and region are checked. A stop (a signal, refused
-credentials, an API that went away) ends the reading; what was not sent is settled as not
-attempted.
+credentials, an API that went away, a data file that changed) ends the reading; what was not sent
+is settled as not attempted.
 """
 
 from __future__ import annotations
