@@ -131,6 +131,10 @@ class Scenario:
         self.tally.faults += 1
         if kind == "status":
             status = rng.choice([500, 502, 503, 504, 429])
+            if status == 429:
+                # A workspace that refuses everything for its rate, for ever, is paced down to one
+                # request a second: the run would be slow, not wrong.
+                times = rng.choice([1, 2, 3])
             return Fault(status=status, retry_after=rng.choice([None, "0", "0.05"]), person=person, times=times)
         if kind == "drop":
             return Fault(drop=rng.choice(list(Drop)), person=person, times=times)
