@@ -140,7 +140,7 @@ def _article(expected: object) -> str:
 def _show(value: object) -> str:
     """A short, typed rendering of a value for a message."""
     kind = json_type(value)
-    if isinstance(value, (dict, list)):
+    if value is None or isinstance(value, (dict, list)):
         return kind
     text = json.dumps(value, ensure_ascii=False)
     if len(text) > 40:

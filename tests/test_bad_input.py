@@ -79,6 +79,11 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("as int", {"mappings": [{"from": "a", "to": "b", "as": "int"}]}, AS_INT),
     (
+        "as null",
+        {"mappings": [{"from": "a", "to": "b", "as": None}]},
+        '"mappings[0].as" must be one of "timestamp", "integer", "number", "boolean", "string", got null\n',
+    ),
+    (
         "as datetime",
         {"mappings": [{"from": "a", "to": "b", "as": "datetime"}]},
         AS_INT.replace('"int" (did you mean "integer"?)', '"datetime" (did you mean "timestamp"?)'),
