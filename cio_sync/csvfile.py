@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterator, Sequence
@@ -74,7 +75,11 @@ class CsvRecords:
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except UnicodeDecodeError:
-            raise DataFileError(f"{self._name}: not UTF-8 text (after line {line})") from None
+            # Text is decoded ahead of the rows read, so the row reached says nothing: look again.
+            where = _undecodable_line(self._stream)
+            raise DataFileError(
+                f"{self._name}: not UTF-8 text: line {where} holds bytes that are not UTF-8 (save the export as UTF-8)"
+            ) from None
         except OSError as e:
             raise DataFileError(f"{self._name}: cannot read the data file: {e.strerror}") from None
         return count
@@ -96,6 +101,25 @@ class CsvRecords:
                     yield RaggedRow(start, tuple(row), width)
                 else:
                     yield CsvRow(zip(self.header, [cell or None for cell in row], strict=True))
+
+
+def _undecodable_line(stream: IO[bytes]) -> int:
+    """The number of the first line of ``stream`` that is not UTF-8 (lines end with LF)."""
+    stream.seek(0)
+    line = 1
+    pending = b""
+    while True:
+        chunk = stream.read(1 << 16)
+        data = pending + chunk
+        try:
+            # Leaves a character cut at the end of the chunk undecoded, for the next round.
+            _, used = codecs.utf_8_decode(data, "strict", not chunk)
+        except UnicodeDecodeError as e:
+            return line + data.count(b"\n", 0, e.start)
+        line += data.count(b"\n", 0, used)
+        pending = data[used:]
+        if not chunk:
+            return line
 
 
 def _first_row(reader: Iterator[list[str]]) -> list[str] | None:

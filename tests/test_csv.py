@@ -173,7 +173,9 @@ def test_a_mapped_column_missing_from_the_header_is_refused(
         ("\n\r\n", "the data file is empty; a CSV file needs a header row"),
         ('id,name\n1,"unterminated\n', "not valid CSV in the row from line 2: unexpected end of data"),
         ('id,name\n1,"a"b\n', "not valid CSV in the row from line 2: ',' expected after '\"'"),
-        (b"id,name\n1,\xff\n", "not UTF-8 text"),
+        (b"id,name\n1,\xff\n", "not UTF-8 text: line 2 holds bytes that are not UTF-8"),
+        # Latin-1 far into the file: the line is the one that holds it, not where decoding began.
+        (b"id,name\n" + b"1,a\n" * 30_000 + b"2,Ren\xe9\n", "not UTF-8 text: line 30002 holds"),
         ("id,name,id\n1,2,3\n", 'the header row names the column "id" twice'),
     ],
 )
