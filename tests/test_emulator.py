@@ -197,6 +197,15 @@ def test_an_unknown_cio_id_is_dropped_and_a_known_one_updates(emu: Emulator) -> 
     assert emu.people() == {"42": {"name": "Ada", "x": 1}}
 
 
+def test_a_person_created_by_an_identify_call_is_reached_by_their_cio_id(emu: Emulator) -> None:
+    put(emu, "42", {"plan": "free"})
+    batch(emu, [item({"x": 1}, email="ada@example.com")])
+    cio_ids = [p.cio_id for p in emu.workspace.profiles()]
+    assert put(emu, f"cio_{cio_ids[0]}", {"plan": "pro"}).status_code == 200
+    assert batch(emu, [item({"x": 2}, cio_id=cio_ids[1])]).status_code == 200
+    assert emu.people() == {"42": {"plan": "pro"}, "ada@example.com": {"x": 2}}
+
+
 def test_email_is_case_insensitive_and_id_is_not(emu: Emulator) -> None:
     put(emu, "Ada@Example.com", {"a": 1})
     put(emu, "ada%40EXAMPLE.COM", {"b": 2})

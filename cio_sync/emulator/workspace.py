@@ -93,6 +93,8 @@ class Workspace:
                 person = Person(cio_id=f"{next(self._cio_ids):08x}")
                 self._people.append(person)
                 self._assign(person, who)
+                # Everyone has a cio_id from the start, and may be referenced by it at once.
+                self._assign(person, Identifier(IdKind.CIO_ID, person.cio_id))
                 outcome = Outcome.CREATED
             if stamp is not None and person.timestamp is not None and stamp < person.timestamp:
                 return Outcome.OLDER_TIMESTAMP
