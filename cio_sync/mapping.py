@@ -209,6 +209,9 @@ def check_columns(config: Config, header: Sequence[str], name: str) -> None:
     for where, source in sources:
         column = source if isinstance(source, str) else source[0]
         if column in columns:
+            if not isinstance(source, str) and len(source) > 1:
+                path = describe_path(source)
+                found.append(f'"{where}": a CSV cell is text, so {path} finds nothing past the column "{column}"')
             continue
         # A path whose first step is a position finds nothing in a row either.
         shown = json.dumps(column, ensure_ascii=False)

@@ -154,6 +154,11 @@ def test_blank_lines_before_the_header_are_skipped(emulator: Emulator, files: Fi
             '"mappings[0].from": the header has no column "email" (did you mean " email"?)',
         ),
         ("user_id,name", [{"from": "name", "to": "name"}], '"userId": the header has no column "id"'),
+        (
+            "id,profile",
+            [{"from": ["profile", "plan"], "to": "plan"}],
+            '"mappings[0].from": a CSV cell is text, so ["profile", "plan"] finds nothing past the column "profile"',
+        ),
     ],
 )
 def test_a_mapped_column_missing_from_the_header_is_refused(
