@@ -206,6 +206,12 @@ def test_a_person_created_by_an_identify_call_is_reached_by_their_cio_id(emu: Em
     assert emu.people() == {"42": {"plan": "pro"}, "ada@example.com": {"x": 2}}
 
 
+def test_a_cio_id_chosen_for_a_person_is_never_given_to_another(emu: Emulator) -> None:
+    emu.add_person(id="seeded", cio_id="00000001")
+    put(emu, "new")
+    assert sorted((p.id, p.cio_id) for p in emu.workspace.profiles()) == [("new", "00000002"), ("seeded", "00000001")]
+
+
 def test_email_is_case_insensitive_and_id_is_not(emu: Emulator) -> None:
     put(emu, "Ada@Example.com", {"a": 1})
     put(emu, "ada%40EXAMPLE.COM", {"b": 2})

@@ -90,7 +90,7 @@ class Workspace:
             if person is None:
                 if update_only:
                     return Outcome.NOT_FOUND_UPDATE_ONLY
-                person = Person(cio_id=f"{next(self._cio_ids):08x}")
+                person = Person(cio_id=self._new_cio_id())
                 self._people.append(person)
                 self._assign(person, who)
                 # Everyone has a cio_id from the start, and may be referenced by it at once.
@@ -123,7 +123,7 @@ class Workspace:
         if id is None and email is None and cio_id is None:
             raise ValueError("a person needs an id, an email or a cio_id")
         with self._lock:
-            person = Person(cio_id=cio_id or f"{next(self._cio_ids):08x}", attributes=dict(attributes or {}))
+            person = Person(cio_id=cio_id or self._new_cio_id(), attributes=dict(attributes or {}))
             named = [Identifier(IdKind.CIO_ID, person.cio_id)]
             named += [Identifier(kind, value) for kind, value in ((IdKind.ID, id), (IdKind.EMAIL, email)) if value]
             for identifier in named:
@@ -160,6 +160,12 @@ class Workspace:
         with self._lock:
             self._people.clear()
             self._index.clear()
+
+    def _new_cio_id(self) -> str:
+        # Customer.io assigns cio_ids; these are 8 hex digits, skipping any a caller chose for a person.
+        while (IdKind.CIO_ID, cio_id := f"{next(self._cio_ids):08x}") in self._index:
+            pass
+        return cio_id
 
     def _taken_slot(self, person: Person, identifier: Identifier, replacing: bool = False) -> bool:
         # A person holds one id and one email. Another person may hold this one already; and once
