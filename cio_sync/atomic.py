@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
+import secrets
+import stat
 from contextlib import suppress
 from pathlib import Path
 from typing import IO
@@ -16,6 +18,10 @@ class AtomicFile:
 
     A run that dies half-way leaves the previous file (or none), never a truncated one. The
     temporary file is made at once, so an unwritable path is refused before anything is sent.
+
+    Its mode is what any tool's new file gets: 0666 less the umask (0644 under the usual 022), so
+    the file is as readable as the directory's other files, also from outside a container. A file
+    replaced keeps the mode it had, so one made private stays private.
     """
 
     def __init__(self, path: str, option: str) -> None:
@@ -23,7 +29,7 @@ class AtomicFile:
         if self.path.is_dir():
             raise OutputError(f"{option} {path}: is a directory")
         try:
-            fd, self._temp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            fd, self._temp = _create_beside(self.path)
         except OSError as e:
             raise OutputError(f"{option} {path}: cannot write there: {e.strerror}") from None
         self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
@@ -40,3 +46,26 @@ class AtomicFile:
         with suppress(OSError):  # closing flushes, and the disk may be full
             self.stream.close()
         Path(self._temp).unlink(missing_ok=True)
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new, empty file next to ``path``: the umask's mode, or the mode ``path`` already has.
+
+    Not :func:`tempfile.mkstemp`, whose files are always 0600.
+    """
+    for _ in range(100):
+        temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            os.close(fd)
+            temp.unlink(missing_ok=True)
+            raise
+        return fd, str(temp)
+    raise FileExistsError(errno.EEXIST, "no free temporary name")

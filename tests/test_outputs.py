@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -384,3 +385,32 @@ def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Em
     assert not failed.exists()
     assert json.loads(Path(data).read_text()) == MIXED
     assert emulator.requests() == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_output_files_get_the_mode_the_umask_allows(emulator: Emulator, files: Files, umask: int, mode: int) -> None:
+    refuse_bad_and_flaky(emulator)
+    failed, report = files.root / "failed.json", files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED), "--retries", "0"]
+    previous = os.umask(umask)
+    try:
+        run = run_cli([*args, "--failed", str(failed), "--report", str(report)])
+    finally:
+        os.umask(previous)
+    assert run.code == 1
+    assert (failed.stat().st_mode & 0o777, report.stat().st_mode & 0o777) == (mode, mode)
+
+
+def test_a_replaced_output_file_keeps_its_mode(emulator: Emulator, files: Files) -> None:
+    report = files.root / "report.json"
+    report.write_text("{}")
+    report.chmod(0o600)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}])]
+    previous = os.umask(0o022)
+    try:
+        run = run_cli([*args, "--report", str(report)])
+    finally:
+        os.umask(previous)
+    assert run.code == 0
+    assert read_report(report)["exit_code"] == 0
+    assert report.stat().st_mode & 0o777 == 0o600
