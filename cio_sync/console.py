@@ -167,7 +167,11 @@ class TextConsole:
 
     def stopping(self, reason: StopReason) -> None:
         if not self._quiet:
-            self._say(f"{reason.value}: letting requests in flight finish (signal again to quit at once)")
+            # Worded for the signal that came: a container's SIGTERM has no keyboard behind it.
+            if reason is StopReason.INTERRUPTED:
+                self._say("interrupted: letting requests in flight finish (Ctrl-C again to quit at once)")
+            else:
+                self._say("SIGTERM received: letting requests in flight finish (send it again to quit at once)")
 
     def note(self, message: str) -> None:
         if not self._quiet:

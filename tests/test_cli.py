@@ -195,6 +195,26 @@ def test_a_signal_stops_cleanly_and_a_rerun_completes(
     assert emulator.people() == {str(i): {"name": f"n{i}"} for i in range(600)}
 
 
+def test_a_second_sigterm_quits_at_once_and_the_first_is_named(
+    emulator: Emulator, files: Files, spawn_cli: Spawn
+) -> None:
+    emulator.latency = 5
+    report = files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", files.data(DATA)]
+    proc = spawn_cli([*args, "--report", str(report)])
+    wait_until(lambda: emulator.stats()["in_flight"] == 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stderr is not None
+    lines = [proc.stderr.readline(), proc.stderr.readline()]
+    assert "cio-sync: SIGTERM received: letting requests in flight finish (send it again to quit at once)\n" in lines
+    assert not any("Ctrl-C" in line for line in lines)
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc)
+    assert run.code == 143
+    assert "synced" not in run.stderr  # no summary: the requests in flight were not waited for
+    assert not report.exists()
+
+
 def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(delay=0.8, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--timeout", "0.3"]

@@ -102,7 +102,7 @@ def test_a_second_sigterm_quits_at_once(files: Files) -> None:
         assert first.startswith("cio-sync: syncing 1 records")
         assert (
             proc.stderr.readline()
-            == "cio-sync: terminated: letting requests in flight finish (signal again to quit at once)\n"
+            == "cio-sync: SIGTERM received: letting requests in flight finish (send it again to quit at once)\n"
         )
         proc.send_signal(signal.SIGTERM)
         run = finish(proc)
