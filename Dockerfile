@@ -1,6 +1,6 @@
 # cio-sync as a one-shot container:
 #   docker build -t cio-sync .
-#   docker run --rm -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data" cio-sync \
+#   docker run --rm --user "$(id -u):$(id -g)" -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data" cio-sync \
 #     --config /data/configuration.json --data /data/data.json
 # The exit code of `docker run` is cio-sync's own (see README, "Exit codes").
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-lowest lint bench soak clean
+.PHONY: demo test test-lowest image-check lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # A real sync against the local Track API emulator on loopback: no credentials needed.
+# Its shell runs without the caller's credentials, proxies or Python path, which would otherwise
+# override the example's own (a 401) or carry loopback traffic elsewhere.
+demo: private SHELL := env -u CIO_SITE_ID -u CIO_API_KEY -u http_proxy -u https_proxy -u HTTP_PROXY -u HTTPS_PROXY \
+	-u all_proxy -u ALL_PROXY -u PYTHONPATH -u PYTHONHOME /bin/sh
 demo: $(STAMP)
 	@set -e; \
 	portfile=$$(mktemp); rm -f $$portfile; \
@@ -23,7 +27,8 @@ demo: $(STAMP)
 	echo "\$$ cio-sync --config examples/configuration.json --data examples/data.json --base-url $$url"; \
 	status=0; $(BIN)/cio-sync --config examples/configuration.json --data examples/data.json --base-url $$url || status=$$?; \
 	echo "(exit status $$status)"; echo; echo "What the workspace now holds:"; \
-	$(BIN)/python -m cio_sync.emulator show $$url
+	$(BIN)/python -m cio_sync.emulator show $$url; \
+	$(BIN)/python -m tests.demo_check $$url $$status
 
 # On every core (-n auto): every test's servers bind port 0, so tests run side by side.
 test: $(STAMP) lint
@@ -53,6 +58,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Builds the Dockerfile with podman and runs the image against the emulator: tests/image_check.py.
+image-check: $(STAMP)
+	$(BIN)/python -m tests.image_check
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench

@@ -75,8 +75,20 @@ def test_final_image_has_no_compilers_caches_or_secrets() -> None:
     assert not re.search(r"(API_KEY|SITE_ID|SECRET|PASSWORD)", DOCKERFILE.split("# Build stage")[1])
 
 
+def test_the_build_context_is_only_what_the_dockerfile_copies() -> None:
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*", "everything is left out unless named"
+    kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set()
+    for word, args in dockerfile_instructions():
+        if word == "COPY" and not args.startswith("--from"):
+            copied |= {source.rstrip("/") for source in args.split()[:-1]}
+    assert kept == copied
+
+
 def test_the_readme_shows_the_docker_one_liner() -> None:
-    assert 'docker run --rm -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data"' in README
+    assert 'docker run --rm --user "$(id -u):$(id -g)" -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data"' in README
 
 
 @pytest.mark.slow
@@ -188,6 +200,47 @@ def test_the_demo_inputs_are_valid(tmp_path: Path) -> None:
         )
         assert run.code == 1
         assert "8 records: 5 synced, 0 failed, 3 invalid" in run.stderr
+
+
+@pytest.mark.slow
+def test_make_demo_ignores_the_callers_credentials_and_proxies() -> None:
+    """What the README tells users to export a few lines later must not break the demo."""
+    env = {
+        **os.environ,
+        "CIO_SITE_ID": "someone-else",
+        "CIO_API_KEY": "not-the-demo-key",
+        "http_proxy": "http://127.0.0.1:9",  # nothing listens on port 9: a proxy would fail every request
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "PYTHONPATH": "/nonexistent",
+    }
+    # BIN: this interpreter's scripts; STAMP: a file that exists, so make installs nothing.
+    bin_dir = Path(sys.executable).parent
+    make = ["make", "-s", "-C", str(ROOT), "demo", f"BIN={bin_dir}", "STAMP=pyproject.toml"]
+    demo = subprocess.run(make, capture_output=True, text=True, env=env, timeout=120)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "(exit status 1)" in demo.stdout
+    assert "4 people; " in demo.stdout
+
+
+def test_the_demo_check_fails_loudly_when_the_sync_did_not_land() -> None:
+    check = [sys.executable, "-m", "tests.demo_check"]
+    with Emulator() as emu:
+        refused = subprocess.run([*check, emu.url, "3"], capture_output=True, text=True, cwd=ROOT)
+        assert refused.returncode == 1
+        assert "make demo: FAILED: the sync did not reach the emulator as it should: exit 3" in refused.stderr
+        assert "the workspace holds 0 of the example's 4 people" in refused.stderr
+        run_cli(
+            [
+                "--config",
+                str(ROOT / "examples" / "configuration.json"),
+                "--data",
+                str(ROOT / "examples" / "data.json"),
+                "--base-url",
+                emu.url,
+            ]
+        )
+        landed = subprocess.run([*check, emu.url, "1"], capture_output=True, text=True, cwd=ROOT)
+        assert landed.returncode == 0, landed.stderr
 
 
 def test_the_emulator_runs_as_its_own_process(tmp_path: Path) -> None:
