@@ -17,7 +17,7 @@ from .client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
 from .datafile import NDJSON, DataFile, open_data_file
-from .errors import CioSyncError, DataFileChanged, ExitCode, Interrupted, OutputLost
+from .errors import CioSyncError, ConfigError, DataFileChanged, ExitCode, Interrupted, OutputLost
 from .failed import FailedRecordsFile, check_failed_format
 from .ledger import Ledger
 from .mapping import check_columns
@@ -28,20 +28,17 @@ from .report import ReportFile
 from .sync import sync
 from .tally import SyncResult
 
+# \b keeps click from rewrapping the paragraph after it: a command broken mid-way cannot be pasted.
 EXAMPLES = """\
 Examples:
 
+\b
   cio-sync --config configuration.json --data data.json
-
   cio-sync -config ./configuration.json -data ./data.json
-
   export-users | cio-sync --config configuration.json --data - --format ndjson
-
   cio-sync --config configuration.json --data people.csv --failed retry.csv
-
   cio-sync --config c.json --data d.json --failed retry.json --report report.json
-
-  cio-sync --config c.json --data retry.json          (retries exactly the failed records)
+  cio-sync --config c.json --data retry.json    # retries exactly the failed records
 
 Credentials come from the configuration file or from CIO_SITE_ID and CIO_API_KEY, which win.
 
@@ -169,6 +166,8 @@ def run(
     deferred: OutputLost | None = None
     with _stop_on_signals(stop, console) as signals:
         try:
+            if full and state is None:
+                raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
             with ExitStack() as outputs:
                 if failed is not None and not dry_run:
                     inputs = (data, config, state, state and state + "-wal", report)
@@ -269,7 +268,7 @@ def _dry_run(
     console.planning(source.name, source.count)
     result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
-    console.planned(result, config)
+    console.planned(result, config, code)
     return code, lambda report, lost: report.commit_plan(result, lost.exit_code if lost else code), None
 
 

@@ -174,6 +174,12 @@ def config_from_dict(
     source: str = "configuration",
 ) -> Config:
     """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
+    if base_url is not None:
+        # The option's fault, not the file's: said without the file's name.
+        try:
+            normalise_base_url(base_url)
+        except ValueError as e:
+            raise ConfigError(f"--base-url {e}") from None
     found = problems("config.schema.json", document)
     if found:
         raise ConfigError(_listing(source, found))

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
@@ -43,7 +44,7 @@ class Console(Protocol):
     def planning(self, source: str, count: int) -> None:
         """A dry run is about to check ``count`` records."""
 
-    def planned(self, plan: Plan, config: Config) -> None:
+    def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
         """A dry run is over: what would have been sent."""
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
@@ -116,6 +117,9 @@ class TextConsole:
         self._bar: Any = None
         self._task: Any = None
         self._next_refresh = 0.0
+        # Set by a stop: the records still to come are only marked not attempted, and a bar that
+        # kept counting them would look as if they were being sent.
+        self._frozen = False
 
     def _say(self, message: str) -> None:
         # Ids, values, paths and the workspace's words reach this line: none may drive the terminal.
@@ -129,7 +133,7 @@ class TextConsole:
         self._counts = _Counts()
         self._counts.total = count
         if not self._quiet:
-            self._say(f"syncing {count:,} records from {source} to {url} ({parallelism} at a time)")
+            self._say(f"syncing {records(count)} from {source} to {url} ({parallelism} at a time)")
         if self._show_bar and count:
             self._start_bar(count)
 
@@ -139,22 +143,20 @@ class TextConsole:
 
         assert self._stream.stream is not None  # a bar is shown only on a terminal
         console = RichConsole(file=self._stream.stream, stderr=True)
-        self._bar = Progress(
-            TextColumn("cio-sync"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:>9,.0f}/s"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("failed {task.fields[failed]:,}  invalid {task.fields[invalid]:,}"),
-            console=console,
-            transient=True,
-        )
+        layout = bar_layout(console.width, count)
+        columns: list[Any] = [TextColumn("cio-sync")] if layout.label else []
+        columns += [BarColumn(bar_width=layout.bar), MofNCompleteColumn()]
+        if layout.rate:
+            columns.append(TextColumn("{task.fields[rate]:>9,.0f}/s"))
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+        if layout.problems:
+            columns.append(TextColumn("failed {task.fields[failed]:,}  invalid {task.fields[invalid]:,}"))
+        self._bar = Progress(*columns, console=console, transient=True)
         self._task = self._bar.add_task("sync", total=count, rate=0.0, failed=0, invalid=0)
         self._bar.start()
 
     def outcome(self, outcome: RecordOutcome) -> None:
-        if self._bar is None:  # the counts feed the bar alone; the summary has its own
+        if self._bar is None or self._frozen:  # the counts feed the bar alone; the summary has its own
             return
         counts = self._counts
         counts.add(outcome)
@@ -166,6 +168,8 @@ class TextConsole:
             )
 
     def stopping(self, reason: StopReason) -> None:
+        # Frozen, not stopped: this runs in a signal handler, which must not wait for the bar's thread.
+        self._frozen = True
         if not self._quiet:
             # Worded for the signal that came: a container's SIGTERM has no keyboard behind it.
             if reason is StopReason.INTERRUPTED:
@@ -180,17 +184,19 @@ class TextConsole:
     def planning(self, source: str, count: int) -> None:
         self.note(dry_run_start(source, count))
 
-    def planned(self, plan: Plan, config: Config) -> None:
+    def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
         for update in plan.samples:
             self.note(describe_request(config, update))
-        self.note(dry_run_summary(plan))
+        if self._quiet and code == ExitCode.OK:
+            return
+        for line in dry_run_lines(plan):
+            self._say(line)
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         self._stop_bar()
         if self._quiet and code == ExitCode.OK:
             return
-        for line in problem_lines(result.problems, result.more_problems):
-            self._say(line)
+        # Why the run stopped comes first: the records it left unsent may say the same thing many times.
         if result.stopped is StopReason.CREDENTIALS:
             self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
         elif result.stopped in (StopReason.INTERRUPTED, StopReason.TERMINATED):
@@ -205,6 +211,8 @@ class TextConsole:
                 "error: the Track API stopped answering; stopped starting requests "
                 "(a re-run with the same files, or with --failed's file, completes the sync)"
             )
+        for line in problem_lines(result.problems, result.more_problems):
+            self._say(line)
         self._say(summary_line(result))
 
     def error(self, message: str, code: ExitCode) -> None:
@@ -215,6 +223,42 @@ class TextConsole:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+@dataclass(frozen=True)
+class BarLayout:
+    """Which parts of the progress bar fit a terminal's width, and the bar's own width."""
+
+    bar: int
+    label: bool = True
+    rate: bool = True
+    problems: bool = True
+
+
+def bar_layout(width: int, total: int) -> BarLayout:
+    """The most the progress line can show in ``width`` columns without cutting a number short.
+
+    A part that does not fit is left out whole (the rate first, then the name or the failed and
+    invalid counts) rather than shown as ``204…``: the final summary has every figure.
+    """
+    digits = len(str(total))
+    # Widest renderings: "cio-sync", " 12,345/s", the counts; always "done/total" and "ETA 0:00:00".
+    widths = {"label": 8, "rate": 11, "problems": 17 + 2 * len(f"{total:,}")}
+    always = [2 * digits + 1, 3 + 1 + 8]
+    choices = [
+        BarLayout(0),
+        BarLayout(0, rate=False),
+        BarLayout(0, rate=False, label=False),
+        BarLayout(0, rate=False, problems=False),
+        BarLayout(0, rate=False, label=False, problems=False),
+    ]
+    for layout in choices:
+        parts = always + [n for name, n in widths.items() if getattr(layout, name)]
+        # One space between columns, the bar being one of them.
+        room = width - sum(parts) - len(parts)
+        if room >= 10 or layout is choices[-1]:
+            return replace(layout, bar=max(10, min(40, room)))
+    return choices[-1]
 
 
 class JsonConsole:
@@ -268,12 +312,26 @@ class JsonConsole:
         self._emit("note", message=message)
 
     def planning(self, source: str, count: int) -> None:
+        self._counts = _Counts()
+        self._counts.total = count
+        self._next_progress = time.monotonic() + JSON_PROGRESS_INTERVAL
         self.note(dry_run_start(source, count))
 
-    def planned(self, plan: Plan, config: Config) -> None:
+    def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
         for update in plan.samples:
             self.note(describe_request(config, update))
-        self.note(dry_run_summary(plan))
+        # The invalid records were each a "record" event already.
+        self._emit(
+            "summary",
+            dry_run=True,
+            exit_code=int(code),
+            total=plan.total,
+            valid=plan.valid,
+            invalid=plan.invalid,
+            new=plan.new,
+            changed=plan.changed,
+            unchanged=plan.unchanged,
+        )
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         self._emit(
@@ -313,8 +371,7 @@ def summary_line(result: SyncResult) -> str:
     parts += [f"{result.failed:,} failed", f"{result.invalid:,} invalid"]
     if result.not_attempted:
         parts.append(f"{result.not_attempted:,} not attempted")
-    records = "record" if result.total == 1 else "records"
-    text = f"{result.total:,} {records}: {', '.join(parts)} in {result.elapsed:.1f}s ({result.rate:,.0f} records/s)"
+    text = f"{records(result.total)}: {', '.join(parts)} in {result.elapsed:.1f}s ({result.rate:,.0f} records/s)"
     if result.retries:
         text += f"; {result.retries:,} resends"
     return text
@@ -333,7 +390,7 @@ def problem_lines(problems: Sequence[RecordOutcome], more_problems: int, limit: 
 
 def dry_run_start(source: str, count: int) -> str:
     """The opening line of a dry run."""
-    return f"dry run: checking {count:,} records from {source}; nothing is sent"
+    return f"dry run: checking {records(count)} from {source}; nothing is sent"
 
 
 def describe_request(config: Config, update: PersonUpdate) -> str:
@@ -348,12 +405,17 @@ def describe_request(config: Config, update: PersonUpdate) -> str:
     )
 
 
-def dry_run_summary(plan: Plan) -> str:
-    """The closing line of a dry run, with the invalid records listed first."""
+def records(count: int) -> str:
+    """``1 record``, ``2,500 records``."""
+    return f"{count:,} record" + ("" if count == 1 else "s")
+
+
+def dry_run_lines(plan: Plan) -> list[str]:
+    """The close of a dry run: a line per invalid record, then the counts."""
     lines = problem_lines(plan.problems, plan.more_problems)
     if plan.new is not None:
         counts = f"{plan.new:,} new, {plan.changed:,} changed, {plan.unchanged:,} unchanged"
     else:
         counts = f"{plan.valid:,} valid"
-    lines.append(f"dry run: {plan.total:,} records: {counts}, {plan.invalid:,} invalid; nothing sent")
-    return "\n".join(lines)
+    lines.append(f"dry run: {records(plan.total)}: {counts}, {plan.invalid:,} invalid; nothing sent")
+    return lines

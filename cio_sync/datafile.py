@@ -274,9 +274,12 @@ def _array_start(stream: IO[bytes], name: str) -> int:
     if not body:
         raise DataFileError(f"{name}: the data file is empty; it must be a JSON array of objects")
     if body[:1] != b"[":
-        kind = {b"{": "an object", b'"': "a string", b"n": "null", b"t": "a boolean", b"f": "a boolean"}.get(
-            body[:1], "a number" if body[:1] in b"-0123456789" else "not JSON"
-        )
+        kind = {b"{": "an object", b'"': "a string"}.get(body[:1], "a number" if body[:1] in b"-0123456789" else "")
+        for word, named in ((b"null", "null"), (b"true", "a boolean"), (b"false", "a boolean")):
+            # Only the whole word: "nope" or "trux" is not null or a boolean, but not JSON at all.
+            if body.startswith(word) and body[len(word) : len(word) + 1] in (b"", b" ", b"\t", b"\r", b"\n"):
+                kind = named
+        kind = kind or "not JSON"
         detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
         hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
         raise DataFileError(f"{name}: must be a JSON array of objects, but the file {detail}{hint}")
@@ -564,7 +567,11 @@ def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
             if depth == top:
                 count += 1
     except ijson.JSONError as e:
-        raise DataFileError(f"{name}: not valid JSON after {count} complete records: {_first_line(e)}") from None
+        complete = f"{count:,} complete record" + ("" if count == 1 else "s")
+        if kind == NDJSON:
+            line = _line_of_value(stream, start, count)
+            raise DataFileError(f"{name}: line {line:,}: not valid JSON (after {complete}): {_first_line(e)}") from None
+        raise DataFileError(f"{name}: not valid JSON after {complete}: {_first_line(e)}") from None
     except OSError as e:
         raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
     except _ValueTooLong:
@@ -582,6 +589,21 @@ def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
             "more than Python reads (no id or attribute can hold one)"
         ) from None
     return count
+
+
+def _line_of_value(stream: IO[bytes], start: int, index: int) -> int:
+    """The line (from 1) where NDJSON value ``index`` (from 0) starts: the index-th line not blank.
+
+    Read again only once the parser has failed, so that a good file costs nothing for it.
+    """
+    stream.seek(start)
+    seen = 0
+    for number, line in enumerate(stream, start=1):
+        if line.strip(b" \t\r\n"):
+            if seen == index:
+                return number
+            seen += 1
+    return number if seen else 1
 
 
 def _first_line(error: Exception) -> str:

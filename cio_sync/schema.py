@@ -68,7 +68,7 @@ def describe(error: ValidationError) -> str:
     where = location(error.absolute_path)
     subject = f'"{where}"' if where else "the configuration"
     secret = any(part in SECRET_KEYS for part in error.absolute_path)
-    shown = "a value" if secret else _show(error.instance)
+    shown = _kind_only(error.instance) if secret else _show(error.instance)
     kind = error.validator
     rules: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if kind == "required":
@@ -146,6 +146,13 @@ def _show(value: object) -> str:
     if len(text) > 40:
         text = text[:37] + "..."
     return f"{kind} {text}"
+
+
+def _kind_only(value: object) -> str:
+    """What a secret is, never what it holds: ``a number (the value is not shown)``."""
+    kind = json_type(value)
+    named = kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
+    return f"{named} (the value is not shown)"
 
 
 def json_type(value: object) -> str:

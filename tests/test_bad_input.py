@@ -119,7 +119,7 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("region", {"region": "de"}, '"region" must be one of "us", "eu", got string "de"'),
     ("siteId empty", {"siteId": ""}, '"siteId" must not be empty'),
-    ("apiKey number", {"apiKey": 12345}, '"apiKey" must be a string, got a value'),
+    ("apiKey number", {"apiKey": 12345}, '"apiKey" must be a string, got a number (the value is not shown)'),
     ("no site id", {"siteId": None}, 'no site id: set "siteId" in the configuration or the CIO_SITE_ID'),
     ("no api key", {"apiKey": None}, 'no API key: set "apiKey" in the configuration or the CIO_API_KEY'),
     ("ftp url", {"baseUrl": "ftp://example.com"}, '"baseUrl" must be an absolute http:// or https:// URL'),
@@ -195,7 +195,7 @@ def test_config_path_is_a_directory(emulator: Emulator, files: Files) -> None:
 
 def test_the_api_key_is_never_echoed_even_when_wrong(emulator: Emulator, files: Files) -> None:
     stderr = refused(emulator, files, config_dict(emulator.url, apiKey=["sk-live-SECRET-6f1d9c"]))
-    assert '"apiKey" must be a string, got a value' in stderr
+    assert '"apiKey" must be a string, got an array (the value is not shown)' in stderr
 
 
 DATA_CASES: list[tuple[str, bytes, str]] = [
@@ -210,11 +210,15 @@ DATA_CASES: list[tuple[str, bytes, str]] = [
     ("number", b"42", "must be a JSON array of objects, but the file holds a number"),
     ("null", b"null", "must be a JSON array of objects, but the file holds null"),
     ("garbage", b"id,name\n1,Ada\n", "must be a JSON array of objects, but the file is not JSON"),
-    ("truncated", b'[{"id": 1}, {"id": 2', "not valid JSON after 1 complete records: parse error: premature EOF"),
-    ("trailing", b'[{"id": 1}] [{"id": 2}]', "not valid JSON after 1 complete records: parse error: trailing garbage"),
-    ("bad token", b'[{"id": 1}, {id: 2}]', "not valid JSON after 1 complete records"),
+    ("boolean", b"true", "must be a JSON array of objects, but the file holds a boolean"),
+    ("not null", b"nope", "must be a JSON array of objects, but the file is not JSON"),
+    ("not true", b"trux", "must be a JSON array of objects, but the file is not JSON"),
+    ("not false", b"falsey", "must be a JSON array of objects, but the file is not JSON"),
+    ("truncated", b'[{"id": 1}, {"id": 2', "not valid JSON after 1 complete record: parse error: premature EOF"),
+    ("trailing", b'[{"id": 1}] [{"id": 2}]', "not valid JSON after 1 complete record: parse error: trailing garbage"),
+    ("bad token", b'[{"id": 1}, {id: 2}]', "not valid JSON after 1 complete record:"),
     ("invalid utf-8", b'[{"id": "\xff"}]', "invalid bytes in UTF8 string"),
-    ("trailing comma", b'[{"id": 1},]', "not valid JSON after 1 complete records"),
+    ("trailing comma", b'[{"id": 1},]', "not valid JSON after 1 complete record:"),
 ]
 
 
@@ -223,6 +227,21 @@ def test_data_file_refusals(emulator: Emulator, files: Files, data: bytes, messa
     stderr = refused(emulator, files, config_dict(emulator.url), data)
     assert "data.json: " in stderr
     assert message in stderr
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"id": 1}\n{"id": 2}\n{"id": 3\n{"id": 4}\n', "line 3: not valid JSON (after 2 complete records)"),
+        (b'\n{"id": 1}\n\n\n{"id": oops}\n', "line 5: not valid JSON (after 1 complete record)"),
+        (b"{oops}\n", "line 1: not valid JSON (after 0 complete records)"),
+    ],
+)
+def test_ndjson_syntax_errors_name_their_line(emulator: Emulator, files: Files, data: bytes, message: str) -> None:
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data, "data.ndjson")])
+    assert run.code == 2
+    assert f"data.ndjson: {message}: " in run.stderr
+    assert emulator.requests() == []
 
 
 def test_a_late_syntax_error_stops_the_run_before_anything_is_sent(emulator: Emulator, files: Files) -> None:

@@ -62,6 +62,16 @@ def test_help_shows_every_option_and_examples() -> None:
     assert "Exit codes:" in run.stdout
 
 
+def test_help_examples_are_whole_commands_on_a_narrow_terminal() -> None:
+    from cio_sync.cli import EXAMPLES
+
+    commands = [line.strip() for line in EXAMPLES.splitlines() if line.strip().startswith(("cio-sync", "export-"))]
+    assert len(commands) >= 5
+    run = run_cli(["--help"], env={"COLUMNS": "60"})
+    shown = [line.strip() for line in run.stdout.splitlines()]
+    assert all(command in shown for command in commands), run.stdout
+
+
 def test_credentials_from_the_environment(emulator: Emulator, files: Files) -> None:
     config = files.config(config_dict(emulator.url, siteId=None, apiKey=None))
     run = run_cli(
@@ -266,4 +276,79 @@ def test_an_api_that_stops_answering_stops_the_run(emulator: Emulator, files: Fi
     assert run.code == 1
     assert "error: the Track API stopped answering; stopped starting requests" in run.stderr
     assert "not attempted" in run.stderr
+    # Why first, before the records that all failed the same way.
+    lines = run.stderr.splitlines()
+    why = next(i for i, line in enumerate(lines) if "the Track API stopped answering" in line)
+    assert why < next(i for i, line in enumerate(lines) if ": failed: " in line)
     assert len(people_puts(emulator)) <= 10 + 2 * 4
+
+
+def test_full_without_state_is_refused(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA), "--full"]
+    run = run_cli(args)
+    assert run.code == 2
+    assert "cio-sync: error: --full needs --state" in run.stderr
+    assert emulator.requests() == []
+
+
+def test_one_record_is_one_record(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}])]
+    run = run_cli(args)
+    assert run.code == 0
+    assert "syncing 1 record from " in run.stderr
+    assert "1 record: 1 synced" in run.stderr
+    dry = run_cli([*args, "--dry-run"])
+    assert "dry run: checking 1 record from " in dry.stderr
+    assert "dry run: 1 record: 1 valid, 0 invalid" in dry.stderr
+
+
+def test_a_quiet_dry_run_still_shows_invalid_records_on_prefixed_lines(emulator: Emulator, files: Files) -> None:
+    data = files.data([{"id": 1}, {"id": 1.5}, "x"])
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", data, "--dry-run"]
+    for extra in ([], ["-q"]):
+        run = run_cli([*args, *extra])
+        assert run.code == 1
+        problems = [line for line in run.stderr.splitlines() if "invalid" in line]
+        assert problems[-3:] == [
+            'cio-sync: record 1: invalid: "id" must be a string or an integer, got the number 1.5 '
+            "(a float id would name another person)",
+            "cio-sync: record 2: invalid: not a JSON object (got a string)",
+            "cio-sync: dry run: 3 records: 1 valid, 2 invalid; nothing sent",
+        ]
+        # Every line is cio-sync's; only a sample request's own lines are indented under it.
+        assert all(line.startswith(("cio-sync: ", "  ")) for line in run.stderr.splitlines())
+    clean = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}], "clean.json")]
+    quiet = run_cli([*clean, "--dry-run", "-q"])
+    assert (quiet.code, quiet.stderr) == (0, "")
+    assert emulator.requests() == []
+
+
+def test_a_json_dry_run_ends_with_a_summary_event(emulator: Emulator, files: Files) -> None:
+    data = files.data([{"id": 1}, {"id": 1.5}, {"id": 3}])
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", data, "--dry-run", "--log-format", "json"]
+    run = run_cli(args)
+    assert run.code == 1
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    assert [e["event"] for e in events if e["event"] == "record"] == ["record"]
+    assert all(e["total"] == 3 for e in events if e["event"] == "progress")
+    summary = events[-1]
+    assert summary["event"] == "summary"
+    assert {k: summary[k] for k in ("dry_run", "exit_code", "total", "valid", "invalid")} == {
+        "dry_run": True,
+        "exit_code": 1,
+        "total": 3,
+        "valid": 2,
+        "invalid": 1,
+    }
+    assert emulator.requests() == []
+
+
+def test_a_bad_base_url_option_is_blamed_on_the_option(emulator: Emulator, files: Files) -> None:
+    config = files.config(config_dict(emulator.url))
+    run = run_cli(["--config", config, "--data", files.data(DATA), "--base-url", "ftp://example.com"])
+    assert run.code == 2
+    assert (
+        run.stderr
+        == "cio-sync: error: --base-url must be an absolute http:// or https:// URL, got 'ftp://example.com'\n"
+    )
+    assert emulator.requests() == []

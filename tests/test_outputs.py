@@ -191,7 +191,7 @@ def test_broken_ndjson_is_refused_before_sending(emulator: Emulator, files: File
     data = files.data('{"id": 1}\n{"id": 2\n{"id": 3}\n', name="d.ndjson")
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data])
     assert run.code == 2
-    assert "not valid JSON after 1 complete records" in run.stderr
+    assert "d.ndjson: line 2: not valid JSON (after 1 complete record)" in run.stderr
     assert emulator.requests() == []
 
 
