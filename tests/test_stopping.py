@@ -99,7 +99,7 @@ def test_a_second_sigterm_quits_at_once(files: Files) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.stderr is not None
         first = proc.stderr.readline()
-        assert first.startswith("cio-sync: syncing 1 records")
+        assert first.startswith("cio-sync: syncing 1 record from")
         assert (
             proc.stderr.readline()
             == "cio-sync: SIGTERM received: letting requests in flight finish (send it again to quit at once)\n"
