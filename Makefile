@@ -35,7 +35,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q -n auto
 
 # The oldest Python pyproject.toml admits, where this machine has one (pyenv's too); else $(PYTHON).
-LOWEST_PYTHON ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3; do \
+LOWEST_PYTHON ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3; do \
 	"$$p" -c '' 2>/dev/null && { echo "$$p"; exit; }; done; echo $(PYTHON))
 LOWEST := .venv-lowest
 

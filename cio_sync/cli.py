@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -76,6 +77,13 @@ app = typer.Typer(
 )
 
 
+def _finite(value: float | None) -> float | None:
+    # Not every click's FloatRange refuses nan, which compares false with both of its bounds.
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("nan is not a number")
+    return value
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"cio-sync {__version__}")
@@ -106,7 +114,11 @@ def run(
     rate_limit: Annotated[
         float | None,
         typer.Option(
-            min=0.1, max=1e6, metavar="PER_SECOND", help="At most this many requests per second (all workers)."
+            min=0.1,
+            max=1e6,
+            callback=_finite,
+            metavar="PER_SECOND",
+            help="At most this many requests per second (all workers).",
         ),
     ] = None,
     transport: Annotated[
@@ -138,7 +150,9 @@ def run(
     ] = DEFAULT_GIVE_UP_AFTER,
     timeout: Annotated[
         float,
-        typer.Option(min=0.1, max=MAX_TIMEOUT, metavar="SECONDS", help="How long to wait for each answer."),
+        typer.Option(
+            min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="How long to wait for each answer."
+        ),
     ] = DEFAULT_READ_TIMEOUT,
     failed: Annotated[
         str | None,
