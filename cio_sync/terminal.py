@@ -36,5 +36,5 @@ def visible(text: str) -> str:
 
 
 def json_line(text: str) -> str:
-    """JSON text (``ensure_ascii=False``) with the characters JSON leaves raw escaped as ``\\uXXXX``."""
+    """JSON text (``ensure_ascii=False``) with the characters JSON leaves raw escaped as ``\\u`` and four hex digits."""
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
