@@ -7,6 +7,11 @@ finds the capacity of a link: it starts from what the workspace accepted so far,
 nothing is refused ("slow start"), then creeps upwards and backs off slightly at each refusal.
 Each 429 costs every worker a whole ``Retry-After`` pause, so after a refusal the gate holds its
 rate for a while before probing again.
+
+Only a refusal that follows accepted requests says anything about the rate. When the workspace
+refuses everything (a burst of 429s at the start of a run, or an outage answered with 429) the
+gate pauses everyone but learns nothing: a rate measured from nothing accepted would start at the
+floor, and every further refusal would push it down again, long after the burst is over.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class Gate:
         self._next_slot = 0.0
         self._started_at = clock()
         self._successes = 0
+        # Requests accepted when the rate was last set (or when the first rate began to be
+        # measured): a refusal with none accepted since then carries no news about the rate.
+        self._successes_at_cut = 0
         # Resends made: attempts after a request's first, by any worker.
         self.resends = 0
         # The learned rate: None until the first refusal, when there is nothing to learn from.
@@ -122,10 +130,18 @@ class Gate:
             # Requests already in flight are refused together: that is one signal, not many.
             if now - self._last_cut < max(seconds, GROWTH_PERIOD):
                 return
+            accepted = self._successes - self._successes_at_cut
+            if accepted == 0:
+                # Refused whatever the pace: wait, and measure the first rate from the end of
+                # this pause, not from a time when nothing could get through.
+                if self._learned is None:
+                    self._started_at = self._resume_at
+                return
             self._last_cut = now
+            self._successes_at_cut = self._successes
             if self._learned is None:
                 elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
-                self._learned = max(MIN_RATE, self._successes / elapsed)
+                self._learned = max(MIN_RATE, accepted / elapsed)
                 self._growth = SLOW_START_FACTOR
                 self._period = SLOW_START_PERIOD
                 self._grow_at = now + seconds + SLOW_START_PERIOD

@@ -115,11 +115,47 @@ def test_the_gate_learns_the_workspace_rate() -> None:
     gate.wait_turn()
     assert gate.rate == 20, "slow start doubles the rate after a period without refusals"
     now[0] = 2.2
+    gate.succeeded()
     gate.throttled(1.0)
     assert gate.rate == 10, "an overshoot goes back to the last rate that was not refused"
     now[0] = 5.0
     gate.throttled(1.0)
+    assert gate.rate == 10, "a refusal with nothing accepted since the last one says nothing of the rate"
+    gate.succeeded()
+    gate.throttled(1.0)
     assert gate.rate == pytest.approx(9.7)
+
+
+def test_refusals_before_anything_was_accepted_teach_no_rate() -> None:
+    now = [0.0]
+    gate = Gate(clock=lambda: now[0])
+    for second in range(50):
+        now[0] = second * 0.5
+        gate.throttled(0.1)
+    assert gate.rate is None, "a workspace refusing everything is waited out, not paced to the floor"
+    # The burst is over (its last pause ended at 24.6): the first rate is measured from then.
+    for _ in range(200):
+        gate.succeeded()
+    now[0] = 26.6
+    gate.throttled(0.1)
+    assert gate.rate == pytest.approx(100)
+
+
+def test_a_burst_of_429s_at_the_start_leaves_the_run_at_full_speed(emulator: Emulator) -> None:
+    # Every worker's first request and its first resend are refused; then the workspace takes
+    # all. Once the refusals are over the workers must send side by side again, not one at a
+    # time at a rate learned from nothing accepted.
+    workers = 10
+    emulator.latency = 0.02
+    emulator.add_fault(status=429, retry_after="0.05", endpoint="customers", times=2 * workers)
+    records = [{"id": f"p{i}"} for i in range(60)]
+    result = sync(make_config(emulator.url, parallelism=workers), records, http=FAST)
+    assert (result.synced, result.failed) == (60, 0)
+    puts = [r for r in emulator.requests() if r.method == "PUT"]
+    assert sorted(r.status for r in puts) == [200] * 60 + [429] * 2 * workers
+    accepted = [r for r in puts if r.status == 200]
+    overlapping = max(sum(1 for o in accepted if o.started_at <= r.started_at < o.answered_at) for r in accepted)
+    assert overlapping >= workers // 2
 
 
 def test_an_idle_limit_is_not_raised() -> None:
