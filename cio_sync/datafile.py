@@ -442,6 +442,7 @@ def _is_scalar(byte: bytes) -> bool:
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*("?)|[\[{]|[\]}]|[,:]|[^\s\[\]{},:"]+|\s+')
 _REST_OF_STRING = re.compile(rb'(?:[^"\\]|\\.)*"')
 _STRINGS = re.compile(rb'"[^"]*"')
+_LITERALS = (b"null", b"true", b"false")
 
 
 def _advance(data: bytes, depth: int, in_string: bool) -> tuple[int, bool]:
@@ -498,7 +499,9 @@ def _complete(data: bytes, top: int) -> bool:
             if depth == top:
                 return bool(token.group(1))
         elif first not in b",: \t\r\n" and depth == top:
-            return token.end() < len(data)
+            # A number may go on in the next read, so the parser holds it back; a literal is
+            # whole once its last letter is read, and the parser hands it out at once.
+            return token.end() < len(data) or token.group() in _LITERALS
         if depth == top:
             return True
     return False
