@@ -12,8 +12,9 @@ cio-sync's client side: it is the oracle the client is tested against.
 """
 
 from .faults import Drop, Fault, Odd207
+from .recorder import ReceivedRequest
 from .rules import Choices, Endpoint, Identifier, IdKind
-from .server import Emulator, ReceivedRequest
+from .server import Emulator
 from .workspace import Outcome, Person, Workspace
 
 __all__ = [

@@ -66,12 +66,7 @@ class Workspace:
         update_only = attributes.get(UPDATE_FLAG) is True
         stamp = attributes.get(TIMESTAMP, timestamp)
         stamp = stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
-        body_ids = [
-            Identifier(kind, value)
-            for kind in BODY_IDENTIFIERS
-            if isinstance(value := attributes.get(kind.value), str) and value
-            if kind is not IdKind.EMAIL or self.choices.email_identifier
-        ]
+        body_ids = _body_identifiers(attributes, self.choices)
         with self._lock:
             person = self._index.get(who.key)
             if person is None and who.kind is IdKind.CIO_ID:
@@ -199,3 +194,13 @@ class Workspace:
             else:
                 merged[name] = value
         return merged
+
+
+def _body_identifiers(attributes: Mapping[str, Any], choices: Choices) -> list[Identifier]:
+    """The identifiers in an identify call's attributes (an email only where emails identify)."""
+    return [
+        Identifier(kind, value)
+        for kind in BODY_IDENTIFIERS
+        if isinstance(value := attributes.get(kind.value), str) and value
+        if kind is not IdKind.EMAIL or choices.email_identifier
+    ]

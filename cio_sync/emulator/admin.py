@@ -1,0 +1,60 @@
+"""The emulator's admin paths, for another process to read and steer it (the demo, ``make bench``,
+``python -m cio_sync.emulator show``): ``GET /_emulator/people``, ``GET /_emulator/stats``,
+``GET|POST|DELETE /_emulator/faults`` and ``POST /_emulator/reset``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from .faults import Fault, FaultBook
+from .httpd import Answer, json_answer
+from .workspace import Person, Workspace
+
+PREFIX = "/_emulator/"
+
+
+class Admin:
+    """Answers the admin paths from the workspace and the faults, and with the emulator's
+    ``stats`` and ``reset``."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        faults: FaultBook,
+        stats: Callable[[], dict[str, Any]],
+        reset: Callable[[], None],
+    ) -> None:
+        self._workspace = workspace
+        self._faults = faults
+        self._stats = stats
+        self._reset = reset
+
+    def answer(self, method: str, path: str, raw: bytes) -> Answer:
+        """The answer to ``method path`` with body ``raw``; 404 for a path it does not serve."""
+        if path == "/_emulator/people" and method == "GET":
+            return json_answer(200, [_profile(p) for p in self._workspace.profiles()])
+        if path == "/_emulator/stats" and method == "GET":
+            return json_answer(200, self._stats())
+        if path == "/_emulator/faults" and method == "GET":
+            return json_answer(200, [f.to_json() for f in self._faults.pending()])
+        if path == "/_emulator/faults" and method == "DELETE":
+            self._faults.clear()
+            return json_answer(200, {})
+        if path == "/_emulator/faults" and method == "POST":
+            try:
+                document = json.loads(raw)
+                for entry in document if isinstance(document, list) else [document]:
+                    self._faults.add(Fault.from_json(entry))
+            except (ValueError, TypeError) as e:
+                return json_answer(400, {"error": str(e)})
+            return json_answer(200, {})
+        if path == "/_emulator/reset" and method == "POST":
+            self._reset()
+            return json_answer(200, {})
+        return json_answer(404, {"error": f"no such emulator path: {method} {path}"})
+
+
+def _profile(person: Person) -> dict[str, Any]:
+    return {"cio_id": person.cio_id, "id": person.id, "email": person.email, "attributes": person.attributes}

@@ -1,0 +1,108 @@
+"""Each request's way through the emulator: admin paths aside; for the API, counting, then faults
+and latency, the rate limit and authorization, before the Track API answers; then the record."""
+
+from __future__ import annotations
+
+import time
+
+from . import rules
+from .admin import PREFIX as ADMIN_PREFIX
+from .admin import Admin
+from .faults import Drop, FaultBook, Matched
+from .httpd import Answer, Handler, json_answer, read_body, send
+from .ratelimit import RateLimit
+from .recorder import ReceivedRequest, Recorder
+from .rules import Problem
+from .track import TrackApi, TrackRequest
+
+
+class Dispatcher:
+    """Answers every request the server receives (on the server's connection threads).
+
+    ``latency`` delays every API request; it may be changed while serving.
+    """
+
+    def __init__(
+        self,
+        api: TrackApi,
+        admin: Admin,
+        recorder: Recorder,
+        faults: FaultBook,
+        rate_limit: RateLimit,
+        authorization: str,
+        latency: float,
+    ) -> None:
+        self.latency = latency
+        self._api = api
+        self._admin = admin
+        self._recorder = recorder
+        self._faults = faults
+        self._rate_limit = rate_limit
+        self._authorization = authorization
+
+    def handle(self, handler: Handler) -> None:
+        """Answer one request."""
+        raw = read_body(handler)
+        if raw is None:
+            # The client went away mid-request (killed, say), or framed it so that its end cannot
+            # be found: a request that never fully arrived is not applied, and the connection ends.
+            handler.close_connection = True
+            return
+        path = handler.path.split("?", 1)[0]
+        if path.startswith(ADMIN_PREFIX):
+            send(handler, self._admin.answer(handler.command, path, raw))
+            return
+        started = time.monotonic()
+        request = TrackRequest.read(handler.command, handler.path, raw, handler.headers)
+        # Counted before the answer goes out, so a client that has its answer can rely on the counters.
+        with self._recorder.in_flight(request.endpoint):
+            matched = self._faults.take(request.endpoint, self._api.people_named(request))
+            answer = self._decide(request, matched)
+        self._recorder.record(_received(request, answer, started, matched))
+        send(handler, answer)
+
+    def _decide(self, request: TrackRequest, matched: Matched | None) -> Answer:
+        """The answer: a fault's, the rate limit's, a refusal of the credentials, or the API's."""
+        fault = matched.fault if matched else None
+        endpoint = request.endpoint
+        delay = self.latency + (fault.delay if fault and fault.delay else 0.0)
+        if delay:
+            time.sleep(delay)
+        if fault is not None and fault.status is not None:
+            retry_after = fault.retry_after_header(time.time())
+            headers = (("Retry-After", retry_after),) if retry_after is not None else ()
+            return json_answer(fault.status, rules.error_body(endpoint, Problem("fault", "injected fault")), headers)
+        if fault is not None and fault.drop is Drop.BEFORE:
+            return Answer(None)
+        retry_after_seconds = self._rate_limit.retry_after()
+        if retry_after_seconds is not None:
+            problem = Problem("rate", "rate limit exceeded")
+            return json_answer(429, rules.error_body(endpoint, problem), (("Retry-After", str(retry_after_seconds)),))
+        if request.authorization != self._authorization:
+            return json_answer(401, rules.error_body(endpoint, Problem("authorization", rules.UNAUTHORIZED)))
+        answer = self._api.answer(request, matched if fault and fault.odd_207 else None)
+        if fault is not None and fault.drop is Drop.AFTER:
+            return Answer(None)
+        if fault is not None and fault.drip:
+            return Answer(answer.status, answer.body, answer.content_type, answer.headers, fault.drip)
+        return answer
+
+
+def _received(request: TrackRequest, answer: Answer, started: float, matched: Matched | None) -> ReceivedRequest:
+    answered = answer.status is not None
+    return ReceivedRequest(
+        request.method,
+        request.target,
+        request.endpoint,
+        request.person_id,
+        request.document,
+        answer.status,
+        started,
+        time.monotonic(),
+        request.raw,
+        request.content_type,
+        request.authorization,
+        answer.body if answered else None,
+        answer.content_type if answered else None,
+        matched.fault if matched else None,
+    )
