@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
 from typing import Annotated
@@ -174,65 +175,131 @@ def run(
     ] = False,
 ) -> None:
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
-    # Long only for its option declarations: the work is in the functions below.
+    # Long only for its option declarations, which typer reads from this signature: the work is in
+    # _run and the functions below.
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
+    options = _Options(
+        config=config,
+        data=data,
+        data_format=data_format,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        transport=transport,
+        mode=mode,
+        state=state,
+        full=full,
+        failed=failed,
+        report=report,
+        dry_run=dry_run,
+        timeout=timeout,
+        retries=retries,
+        give_up_after=give_up_after,
+    )
+    raise typer.Exit(_run(options, console))
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the command was asked to do, apart from how it speaks to people."""
+
+    config: str
+    data: str
+    data_format: DataFormat | None
+    base_url: str | None
+    rate_limit: float | None
+    transport: Transport | None
+    mode: Mode | None
+    state: str | None
+    full: bool
+    failed: str | None
+    report: str | None
+    dry_run: bool
+    timeout: float
+    retries: int
+    give_up_after: float
+
+    def http(self) -> HttpSettings:
+        """The timeouts and retry policy the options ask for."""
+        return HttpSettings(read_timeout=self.timeout, retries=self.retries, give_up_after=self.give_up_after)
+
+
+def _run(options: _Options, console: Console) -> ExitCode:
+    """Run the command; every error ends here, as one message and its exit code."""
     stop = Stop()
-    deferred: OutputLost | None = None
     with _stop_on_signals(stop, console) as signals:
         try:
-            if full and state is None:
-                raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
-            with ExitStack() as outputs:
-                if failed is not None and not dry_run:
-                    inputs = (data, config, state, state and state + "-wal", report)
-                    outputs.enter_context(_no_stale_failed(failed, inputs, console))
-                check_output_paths(data=data, config=config, state=state, failed=failed, report=report)
-                report_file = outputs.enter_context(_reporting(report, dry_run)) if report else None
-                settings = load_config(config, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode)
-                source = outputs.enter_context(open_data_file(data, data_format.value if data_format else None))
-                failed_file = _open_failed(failed, source, data_format is not None, outputs) if failed else None
-                if source.header is not None:
-                    check_columns(settings, source.header, source.name)
-                ledger = _open_ledger(state, settings, full, dry_run, console, outputs) if state is not None else None
-                sinks: list[Callable[[RecordOutcome], None]] = [
-                    console.outcome,
-                    *(f.add for f in (failed_file, report_file) if f is not None),
-                ]
-                if dry_run:
-                    code, write_report, lost = _dry_run(settings, source, console, _fan_out(sinks), ledger)
-                else:
-                    http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
-                    # From here records may be sent: a signal stops the run gracefully instead.
-                    signals.interruptible = False
-                    code, write_report, lost = _sync(settings, source, console, _fan_out(sinks), ledger, stop, http)
-                # A full disk loses an output, not the account of the run: the report (if it can
-                # be written) and the exit code say what was lost.
-                failed_lost = False
-                if failed_file is not None:
-                    try:
-                        failed_file.commit()
-                    except OutputLost as e:
-                        lost, failed_lost = _both(lost, e), True
-                if report_file is not None:
-                    try:
-                        write_report(report_file, lost)
-                    except OutputLost as e:
-                        lost = _both(lost, e)
-                if lost is not None and (failed_lost or failed_file is None):
-                    raise lost
-                # Raised once out of here: the --failed file written is this run's, and stays.
-                deferred = lost
-            if deferred is not None:
-                raise deferred
+            return _execute(options, console, stop, signals)
         except CioSyncError as e:
             if isinstance(e, DataFileChanged) and e.result is not None:
                 console.finished(e.result, e.exit_code)
             console.error(str(e), e.exit_code)
-            raise typer.Exit(e.exit_code) from None
+            return e.exit_code
         except Exception as e:  # a bug: say so in one line rather than with a traceback
             console.error(f"internal error: {type(e).__name__}: {e} (please report this)", ExitCode.INTERNAL_ERROR)
-            raise typer.Exit(ExitCode.INTERNAL_ERROR) from None
-    raise typer.Exit(code)
+            return ExitCode.INTERNAL_ERROR
+
+
+def _execute(o: _Options, console: Console, stop: Stop, signals: _Signals) -> ExitCode:
+    """Check the inputs, open the files, sync (or plan), and write the outputs."""
+    if o.full and o.state is None:
+        raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
+    with ExitStack() as outputs:
+        if o.failed is not None and not o.dry_run:
+            inputs = (o.data, o.config, o.state, o.state and o.state + "-wal", o.report)
+            outputs.enter_context(_no_stale_failed(o.failed, inputs, console))
+        check_output_paths(data=o.data, config=o.config, state=o.state, failed=o.failed, report=o.report)
+        report_file = outputs.enter_context(_reporting(o.report, o.dry_run)) if o.report else None
+        settings = load_config(
+            o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode
+        )
+        source = outputs.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
+        failed_file = _open_failed(o.failed, source, o.data_format is not None, outputs) if o.failed else None
+        if source.header is not None:
+            check_columns(settings, source.header, source.name)
+        ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, outputs) if o.state is not None else None
+        sinks: list[Callable[[RecordOutcome], None]] = [
+            console.outcome,
+            *(f.add for f in (failed_file, report_file) if f is not None),
+        ]
+        if o.dry_run:
+            code, write_report, lost = _dry_run(settings, source, console, _fan_out(sinks), ledger)
+        else:
+            # From here records may be sent: a signal stops the run gracefully instead.
+            signals.interruptible = False
+            code, write_report, lost = _sync(settings, source, console, _fan_out(sinks), ledger, stop, o.http())
+        deferred = _commit_outputs(failed_file, report_file, write_report, lost)
+    if deferred is not None:
+        raise deferred
+    return code
+
+
+def _commit_outputs(
+    failed_file: FailedRecordsFile | None,
+    report_file: ReportFile | None,
+    write_report: ReportWriter,
+    lost: OutputLost | None,
+) -> OutputLost | None:
+    """Write ``--failed`` and the report, and say what could not be written.
+
+    A full disk loses an output, not the account of the run: the report (if it can be written)
+    and the exit code say what was lost. The loss is raised here when there is no ``--failed``
+    file to keep; otherwise it is returned, to be raised once the file is in place.
+    """
+    failed_lost = False
+    if failed_file is not None:
+        try:
+            failed_file.commit()
+        except OutputLost as e:
+            lost, failed_lost = _both(lost, e), True
+    if report_file is not None:
+        try:
+            write_report(report_file, lost)
+        except OutputLost as e:
+            lost = _both(lost, e)
+    if lost is not None and (failed_lost or failed_file is None):
+        raise lost
+    # Raised by the caller, out of the outputs' context: the --failed file written is this run's, and stays.
+    return lost
 
 
 # Writes the report of a run, given the output that could not be written, if any.
