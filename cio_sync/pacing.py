@@ -43,6 +43,77 @@ class Cancelled(Exception):
     """Raised in a worker waiting for its turn when the run is being stopped."""
 
 
+class LearnedRate:
+    """The rate the workspace allows, learned from its refusals: none until the first refusal that
+    follows accepted requests, then slow start, creeping upwards, and backing off at refusals.
+
+    Not locked: the :class:`Gate` that holds it calls it under its own lock.
+    """
+
+    def __init__(self, now: float) -> None:
+        # None until the first refusal, when there is nothing to learn from.
+        self.value: float | None = None
+        # Whether pacing made anyone wait since the rate last grew: an idle limit is not raised.
+        self.constrained = False
+        self._started_at = now
+        self._successes = 0
+        # Requests accepted when the rate was last set (or when the first rate began to be
+        # measured): a refusal with none accepted since then carries no news about the rate.
+        self._successes_at_cut = 0
+        self._last_good: float | None = None
+        self._slow_start = True
+        self._grow_at = 0.0
+        self._growth = SLOW_START_FACTOR
+        self._period = SLOW_START_PERIOD
+        self._last_cut = float("-inf")
+
+    def accepted(self) -> None:
+        """Count one request the workspace accepted."""
+        self._successes += 1
+
+    def refused(self, now: float, seconds: float, resume_at: float) -> None:
+        """A refusal at ``now`` asking for a pause of ``seconds``; everyone resumes at ``resume_at``."""
+        # Requests already in flight are refused together: that is one signal, not many.
+        if now - self._last_cut < max(seconds, GROWTH_PERIOD):
+            return
+        accepted = self._successes - self._successes_at_cut
+        if accepted == 0:
+            # Refused whatever the pace: wait, and measure the first rate from the end of
+            # this pause, not from a time when nothing could get through.
+            if self.value is None:
+                self._started_at = resume_at
+            return
+        self._last_cut = now
+        self._successes_at_cut = self._successes
+        if self.value is None:
+            elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
+            self.value = max(MIN_RATE, accepted / elapsed)
+            self._growth = SLOW_START_FACTOR
+            self._period = SLOW_START_PERIOD
+            self._grow_at = now + seconds + SLOW_START_PERIOD
+        elif self._slow_start:
+            # Doubling overshot: go back to the last rate that was not refused and creep.
+            self._slow_start = False
+            self.value = max(MIN_RATE, self._last_good or self.value / SLOW_START_FACTOR)
+            self._growth = CREEP_FACTOR
+            self._period = GROWTH_PERIOD
+            self._grow_at = now + seconds + GROWTH_PERIOD
+        else:
+            self.value = max(MIN_RATE, self.value * BACK_OFF_FACTOR)
+            self._growth = CAREFUL_FACTOR
+            self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
+        self.constrained = False
+
+    def grow(self, now: float) -> None:
+        """Raise the rate for every growth period up to ``now`` in which pacing made anyone wait."""
+        while self.value is not None and now >= self._grow_at:
+            if self.constrained:
+                self._last_good = self.value
+                self.value *= self._growth
+                self.constrained = False
+            self._grow_at += self._period
+
+
 class Gate:
     """Where every request attempt waits for its turn.
 
@@ -71,23 +142,9 @@ class Gate:
         self._lock = threading.Lock()
         self._resume_at = 0.0
         self._next_slot = 0.0
-        self._started_at = clock()
-        self._successes = 0
-        # Requests accepted when the rate was last set (or when the first rate began to be
-        # measured): a refusal with none accepted since then carries no news about the rate.
-        self._successes_at_cut = 0
+        self._learned = LearnedRate(clock())
         # Resends made: attempts after a request's first, by any worker.
         self.resends = 0
-        # The learned rate: None until the first refusal, when there is nothing to learn from.
-        self._learned: float | None = None
-        self._last_good: float | None = None
-        self._slow_start = True
-        self._grow_at = 0.0
-        self._growth = SLOW_START_FACTOR
-        self._period = SLOW_START_PERIOD
-        self._last_cut = float("-inf")
-        # Whether pacing made anyone wait since the rate last grew: an idle limit is not raised.
-        self._constrained = False
 
     @property
     def rate(self) -> float | None:
@@ -96,13 +153,13 @@ class Gate:
             return self._limit()
 
     def _limit(self) -> float | None:
-        limits = [r for r in (self._cap, self._learned) if r]
+        limits = [r for r in (self._cap, self._learned.value) if r]
         return min(limits) if limits else None
 
     def succeeded(self) -> None:
         """Count one request the workspace accepted."""
         with self._lock:
-            self._successes += 1
+            self._learned.accepted()
             self._progress_at = self._clock()
 
     def resending(self) -> None:
@@ -127,44 +184,7 @@ class Gate:
         with self._lock:
             now = self._clock()
             self._resume_at = max(self._resume_at, now + seconds)
-            # Requests already in flight are refused together: that is one signal, not many.
-            if now - self._last_cut < max(seconds, GROWTH_PERIOD):
-                return
-            accepted = self._successes - self._successes_at_cut
-            if accepted == 0:
-                # Refused whatever the pace: wait, and measure the first rate from the end of
-                # this pause, not from a time when nothing could get through.
-                if self._learned is None:
-                    self._started_at = self._resume_at
-                return
-            self._last_cut = now
-            self._successes_at_cut = self._successes
-            if self._learned is None:
-                elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
-                self._learned = max(MIN_RATE, accepted / elapsed)
-                self._growth = SLOW_START_FACTOR
-                self._period = SLOW_START_PERIOD
-                self._grow_at = now + seconds + SLOW_START_PERIOD
-            elif self._slow_start:
-                # Doubling overshot: go back to the last rate that was not refused and creep.
-                self._slow_start = False
-                self._learned = max(MIN_RATE, self._last_good or self._learned / SLOW_START_FACTOR)
-                self._growth = CREEP_FACTOR
-                self._period = GROWTH_PERIOD
-                self._grow_at = now + seconds + GROWTH_PERIOD
-            else:
-                self._learned = max(MIN_RATE, self._learned * BACK_OFF_FACTOR)
-                self._growth = CAREFUL_FACTOR
-                self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
-            self._constrained = False
-
-    def _grow(self, now: float) -> None:
-        while self._learned is not None and now >= self._grow_at:
-            if self._constrained:
-                self._last_good = self._learned
-                self._learned *= self._growth
-                self._constrained = False
-            self._grow_at += self._period
+            self._learned.refused(now, seconds, self._resume_at)
 
     def wait_turn(self) -> None:
         """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
@@ -172,7 +192,7 @@ class Gate:
             with self._lock:
                 now = self._clock()
                 self._check_progress(now)
-                self._grow(now)
+                self._learned.grow(now)
                 limit = self._limit()
                 start = max(self._resume_at, self._next_slot if limit else now)
                 if start <= now:
@@ -180,7 +200,7 @@ class Gate:
                         self._next_slot = max(self._next_slot, now) + 1.0 / limit
                     break
                 if limit and self._next_slot > now:
-                    self._constrained = True
+                    self._learned.constrained = True
             # In slices, so that a long pause still notices a stall.
             if self._stop.wait(min(start - now, _SLICE)):
                 raise Cancelled
