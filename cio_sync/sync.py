@@ -21,6 +21,7 @@ is settled as not attempted.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import time
 from collections.abc import Iterable, Iterator
 
@@ -123,9 +124,10 @@ class Clock:
     The API ignores an update stamped older than one it already applied to the person. A request
     whose attempt got no clear answer (a timeout, a dropped connection, a resend) may still be
     applied after its person's next update was sent; the next update is therefore stamped in a
-    later second than any such attempt, waiting for the clock if it must (at most a second, and
-    only then). A run that ends within the second of such an attempt waits it out too, so that
-    the next run's stamps are later. Off when a mapping sets ``_timestamp`` itself.
+    later second than any such attempt: it is not due before that second begins (:meth:`due`),
+    and the run sends other people's updates meanwhile. A run that ends within the second of
+    such an attempt waits it out, so that the next run's stamps are later. Off when a mapping
+    sets ``_timestamp`` itself.
     """
 
     def __init__(self, *, enabled: bool) -> None:
@@ -139,8 +141,14 @@ class Clock:
         if self._enabled:
             self._latest = self._unclear[key] = int(time.time())
 
+    def due(self, key: str) -> float:
+        """The wall-clock time from which ``key``'s next request may be stamped: 0 for now."""
+        after = self._unclear.get(key)
+        return 0.0 if after is None else after + 1.0
+
     def stamp(self, key: str) -> int | None:
-        """The stamp for ``key``'s next request: now, and later than any unclear attempt of theirs."""
+        """The stamp for ``key``'s next request: now, and later than any unclear attempt of theirs
+        (waiting for the clock if it is asked before :meth:`due`)."""
         if not self._enabled:
             return None
         after = self._unclear.pop(key, None)
@@ -193,6 +201,9 @@ class _Run:
         # The ledger could not be written (a full disk): raised by sync() once the run stopped.
         self.lost: OutputLost | None = None
         self.clock = Clock(enabled=all(m.target != TIMESTAMP for m in config.mappings))
+        # Updates whose person's last attempt went without a clear answer, each waiting for the
+        # second its stamp must be later than: (due, index, update), soonest first.
+        self.later: list[tuple[float, int, PersonUpdate]] = []
         # People with a record that did not sync -> its index. Their later records are held
         # back: sent, they would overtake it, and feeding --failed back would then revert them.
         self.failed: dict[str, int] = {}
@@ -201,6 +212,7 @@ class _Run:
         """Read, send and settle until every record has its outcome or the run stops."""
         exhausted = False
         while True:
+            self._route_due()
             exhausted = exhausted or self._read(source, workers)
             # A partly filled batch goes as soon as a worker would otherwise sit idle.
             if self.packer and workers.busy < self.config.parallelism and not self.stop.requested:
@@ -217,10 +229,16 @@ class _Run:
                 workers.submit(job)
             self.outbox.clear()
             if workers.busy == 0:
-                break
+                if not self.later or self.stop.requested:
+                    break
+                self.stop.event.wait(self.later[0][0] - time.time())
+                continue
             if checking:
                 continue  # reading paused for the check: fill the workers before waiting on one
-            job, deliveries = workers.collect()
+            finished = workers.collect(timeout=self.later[0][0] - time.time() if self.later else None)
+            if finished is None:
+                continue  # an update fell due: send it before waiting on the workers again
+            job, deliveries = finished
             try:
                 self.settle.delivered(job.updates, deliveries)
             except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
@@ -296,6 +314,21 @@ class _Run:
         if self.ledger is not None and self.ledger.compare(update) is Known.UNCHANGED:
             self.settle.unchanged(update)
             return True
+        due = self.clock.due(update.key)
+        if due > time.time():
+            heapq.heappush(self.later, (due, update.index, update))
+            return False
+        return self._request(update)
+
+    def _route_due(self) -> None:
+        """Make the requests of the updates in :attr:`later` whose second has come."""
+        while self.later and self.later[0][0] <= time.time() and not self.stop.requested:
+            update = heapq.heappop(self.later)[2]
+            if self._request(update):
+                self._release(update)
+
+    def _request(self, update: PersonUpdate) -> bool:
+        """Stamp ``update`` and queue its request (True when it is settled at once, too large)."""
         stamp = self.clock.stamp(update.key)
         if self.packer is None:
             self.outbox.append(Job((update,), stamp=stamp))
@@ -320,7 +353,10 @@ class _Run:
 
     def _abandon(self, source: Iterator[tuple[int, object]], exhausted: bool) -> None:
         """The run stopped: settle every record not sent as not attempted, queued ones first."""
-        for update in [*(self.packer.drain() if self.packer else ()), *self.people.drain()]:
+        later = [update for _, _, update in sorted(self.later)]
+        self.later.clear()
+        # A person's outstanding update before the ones waiting behind it.
+        for update in [*(self.packer.drain() if self.packer else ()), *later, *self.people.drain()]:
             self.settle.not_attempted(update.index, update.person_id, update.record)
         if exhausted:
             return

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from types import TracebackType
 
 from .client import TrackClient
@@ -43,9 +43,13 @@ class Workers:
         self._ready.put(job)
         self.busy += 1
 
-    def collect(self) -> tuple[Job, list[Delivery]]:
-        """Wait for the next finished job: the job, and one delivery per update, in order."""
-        done = self._done.get()
+    def collect(self, timeout: float | None = None) -> tuple[Job, list[Delivery]] | None:
+        """Wait for the next finished job: the job, and one delivery per update, in order; None
+        when none finished within ``timeout`` seconds (forever when None)."""
+        try:
+            done = self._done.get(timeout=None if timeout is None else max(0.0, timeout))
+        except Empty:
+            return None
         self.busy -= 1
         return done
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -227,6 +228,50 @@ def test_an_api_that_goes_away_mid_run_stops_the_run(emulator: Emulator) -> None
     assert result.failed <= 10 + 2 * 2
     assert result.not_attempted >= 250
     assert result.synced + result.failed + result.not_attempted == 300
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_person_waiting_for_a_later_stamp_holds_back_no_one_else(emulator: Emulator, transport: str) -> None:
+    # Y's first answer is lost after the write was applied: Y's next update must be stamped in a
+    # later second, and the people after Y are sent while it waits for that second.
+    emulator.add_fault(drop="after", person="Y", times=1)
+    records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}] + [{"id": f"o{i}"} for i in range(20)]
+    # Start early in a second, so that the rest of it leaves room for the others to go first.
+    while time.time() % 1 > 0.3:
+        time.sleep(0.01)
+    result = sync(make_config(emulator.url, transport=transport, parallelism=1), records, http=FAST)
+    assert result.synced == 22
+    assert emulator.people()["Y"] == {"name": "pro"}
+    if transport == "batch":
+        sent = [item for r in emulator.requests() if r.endpoint.value == "batch" for item in r.body["batch"]]
+        order = [(item["identifiers"]["id"], item["timestamp"]) for item in sent]
+    else:
+        order = [(r.person_id, r.body["_timestamp"]) for r in emulator.requests() if r.method == "PUT"]
+    y = [n for n, (person, _) in enumerate(order) if person == "Y"]
+    assert len(y) == 3, "the lost answer, its resend, and the next record"
+    assert order[y[2]][1] > order[y[1]][1], "the next record is stamped a later second than the resend"
+    others_before = {person for person, _ in order[: y[2]]} - {"Y"}
+    assert len(others_before) >= 2, f"only {sorted(others_before)} went while Y waited: {order}"
+
+
+def test_a_stop_settles_an_update_waiting_for_a_later_stamp_as_not_attempted(emulator: Emulator) -> None:
+    emulator.add_fault(drop="after", person="Y", times=1)
+    records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}] + [{"id": f"o{i}"} for i in range(20)]
+    outcomes: dict[int, RecordOutcome] = {}
+    stop = Stop()
+
+    def stop_after_o0(outcome: RecordOutcome) -> None:
+        outcomes[outcome.index] = outcome
+        if outcome.person_id == "o0":
+            stop()
+
+    while time.time() % 1 > 0.3:  # early in a second: Y's next update still waits when o0 is done
+        time.sleep(0.01)
+    result = sync(make_config(emulator.url, parallelism=1), records, http=FAST, on_outcome=stop_after_o0, stop=stop)
+    assert result.stopped == "stopped"
+    assert outcomes[1].status is Status.NOT_ATTEMPTED
+    assert emulator.people()["Y"] == {"name": "free"}
+    assert result.synced + result.not_attempted == 22
 
 
 @pytest.mark.parametrize("transport", ["v1", "batch"])
