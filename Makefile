@@ -30,9 +30,11 @@ demo: $(STAMP)
 	$(BIN)/python -m cio_sync.emulator show $$url; \
 	$(BIN)/python -m tests.demo_check $$url $$status
 
-# On every core (-n auto): every test's servers bind port 0, so tests run side by side.
+# Two test processes per core: every test's servers bind port 0, so tests run side by side, and
+# most of a test's time is spent waiting on a server or a child process rather than computing.
+TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc 2>/dev/null || echo 1) )))
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # The oldest Python pyproject.toml admits, where this machine has one (pyenv's too); else $(PYTHON).
 LOWEST_PYTHON ?= $(shell for p in python3.11 $$HOME/.pyenv/versions/3.11*/bin/python3; do \
@@ -52,7 +54,7 @@ $(LOWEST)/.installed: pyproject.toml tests/floors.py
 test-lowest: $(LOWEST)/.installed
 	@$(LOWEST)/bin/python -c 'import sys; print("test-lowest: Python", sys.version.split()[0])'
 	$(LOWEST)/bin/python -m tests.floors --check
-	$(LOWEST)/bin/python -m pytest -q -n auto -p no:cacheprovider
+	$(LOWEST)/bin/python -m pytest -q -n $(TEST_WORKERS) -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
