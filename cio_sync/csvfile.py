@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO
 
 from .errors import DataFileError
 
-_ENCODING = "utf-8-sig"  # UTF-8, with or without a byte order mark
+_BOM = b"\xef\xbb\xbf"  # UTF-8 with or without a byte order mark, which is not part of the header
+_CHUNK = 1 << 16
+_LINE_ENDS = (b"\n", b"\r")
 # The csv module refuses cells over 128 KiB by default, which would refuse a whole export for one
 # long note in a column nobody maps. A row is held whole while read, so keep a bound all the same.
 MAX_CELL = 16 * 1024 * 1024
@@ -55,27 +56,30 @@ class CsvRecords:
         self._stream = stream
         self._name = name
         self.header: tuple[str, ...] = ()
+        # Where the line after the header row begins (found by ``check``).
+        self.body_start = 0
 
     def check(self) -> int:
         """Read the header and count the rows; raise :class:`DataFileError` if the file is broken."""
         count = 0
         line = 0
         try:
-            with _text(self._stream) as text:
-                reader = csv.reader(text, strict=True)
-                header = _first_row(reader)
-                if header is None:
-                    raise DataFileError(f"{self._name}: the data file is empty; a CSV file needs a header row")
-                self.header = _header(header, self._name)
+            lines = _Lines(self._stream)
+            reader = csv.reader(lines, strict=True)
+            header = _first_row(reader)
+            if header is None:
+                raise DataFileError(f"{self._name}: the data file is empty; a CSV file needs a header row")
+            self.header = _header(header, self._name)
+            self.body_start = lines.end
+            line = reader.line_num
+            for row in reader:
                 line = reader.line_num
-                for row in reader:
-                    line = reader.line_num
-                    if row:
-                        count += 1
+                if row:
+                    count += 1
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except UnicodeDecodeError:
-            # Text is decoded ahead of the rows read, so the row reached says nothing: look again.
+            # Lines are decoded as the reader asks for them, but look again to name the line.
             where = _undecodable_line(self._stream)
             raise DataFileError(
                 f"{self._name}: not UTF-8 text: line {where} holds bytes that are not UTF-8 (save the export as UTF-8)"
@@ -84,12 +88,38 @@ class CsvRecords:
             raise DataFileError(f"{self._name}: cannot read the data file: {e.strerror}") from None
         return count
 
-    def rows(self) -> Iterator[CsvRow | RaggedRow]:
+    def rows(self) -> CsvRows:
         """Each row after the header, in file order; blank lines are skipped."""
-        self._stream.seek(0)
-        width = len(self.header)
-        with _text(self._stream) as text:
-            reader = csv.reader(text, strict=True)
+        return CsvRows(self._stream, self.header, self.body_start)
+
+
+class CsvRows(Iterator[CsvRow | RaggedRow]):
+    """The rows of a CSV file after its header, read from the start of ``stream`` when first
+    asked for, and where the rows not yet handed out begin.
+
+    ``end`` is the byte offset just past the last row handed out (``body_start`` before the
+    first): a stopped run's unread rows are the bytes from there to the end of the file, copied
+    without being parsed. It is exact because the csv module is fed one line at a time and asks
+    for the next line only while a row is unfinished. None once reading has ended, or failed
+    (the file changed): then no place can be vouched for.
+    """
+
+    def __init__(self, stream: IO[bytes], header: tuple[str, ...], body_start: int) -> None:
+        self.end: int | None = body_start
+        self._rows = self._read(stream, header)
+
+    def __iter__(self) -> CsvRows:
+        return self
+
+    def __next__(self) -> CsvRow | RaggedRow:
+        return next(self._rows)
+
+    def _read(self, stream: IO[bytes], header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow]:
+        try:
+            stream.seek(0)
+            width = len(header)
+            lines = _Lines(stream)
+            reader = csv.reader(lines, strict=True)
             if _first_row(reader) is None:
                 raise ValueError("the header row is gone")
             line = reader.line_num
@@ -97,10 +127,69 @@ class CsvRecords:
                 start, line = line + 1, reader.line_num
                 if not row:
                     continue
+                self.end = lines.end
                 if len(row) != width:
                     yield RaggedRow(start, tuple(row), width)
                 else:
-                    yield CsvRow(zip(self.header, [cell or None for cell in row], strict=True))
+                    yield CsvRow(zip(header, [cell or None for cell in row], strict=True))
+        finally:
+            self.end = None
+
+
+class _Lines:
+    """The lines of a binary stream, from where it stands, as text for the csv module.
+
+    Split where a text file opened with ``newline=""`` splits them (LF, CR or CRLF, each kept, so
+    that a quoted line break stays in its cell), after a byte order mark at the start. ``end`` is
+    the byte offset just past the last line handed out: the csv module pulls lines only as it
+    needs them, so after it returns a row, ``end`` is exactly where the next row begins (a text
+    wrapper reads ahead and cannot tell this).
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.end = stream.tell()
+        # What was read to look for the byte order mark, when it was something else.
+        self._head = b""
+        if self.end == 0:
+            head = stream.read(len(_BOM))
+            if head == _BOM:
+                self.end = len(_BOM)
+            else:
+                self._head = head
+
+    def __iter__(self) -> Iterator[str]:
+        pending: list[bytes] = []  # a line begun in earlier chunks, not ended yet
+        while chunk := self._chunk():
+            if b"\n" not in chunk and b"\r" not in chunk:
+                pending.append(chunk)  # joined once the line ends: no quadratic rejoining
+                continue
+            lines = chunk.splitlines(keepends=True)
+            if pending:
+                pending.append(lines[0])
+                lines[0] = b"".join(pending)
+                pending = []
+            if not lines[-1].endswith(_LINE_ENDS):
+                pending.append(lines.pop())
+            for raw in lines:
+                self.end += len(raw)
+                # A line ends at an ASCII byte, never inside a UTF-8 sequence: each decodes alone.
+                yield raw.decode("utf-8")
+        if pending:
+            raw = b"".join(pending)
+            self.end += len(raw)
+            yield raw.decode("utf-8")
+
+    def _chunk(self) -> bytes:
+        """The next piece of the stream, never ending between the CR and LF of a CRLF."""
+        chunk = self._head + self._stream.read(_CHUNK)
+        self._head = b""
+        while chunk.endswith(b"\r"):
+            more = self._stream.read(1)
+            if not more:
+                break
+            chunk += more
+        return chunk
 
 
 def _undecodable_line(stream: IO[bytes]) -> int:
@@ -125,20 +214,6 @@ def _undecodable_line(stream: IO[bytes]) -> int:
 def _first_row(reader: Iterator[list[str]]) -> list[str] | None:
     """The first row that is not a blank line (the header), or None at the end of the file."""
     return next((row for row in reader if row), None)
-
-
-class _text:  # noqa: N801 - used as a context manager, like open()
-    """A text view of a binary stream that leaves the stream open when done."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        # newline="" hands line endings to the csv module, so a quoted "\r\n" stays in its cell.
-        self.wrapper = io.TextIOWrapper(stream, encoding=_ENCODING, newline="")
-
-    def __enter__(self) -> io.TextIOWrapper:
-        return self.wrapper
-
-    def __exit__(self, *exc: object) -> None:
-        self.wrapper.detach()
 
 
 def _header(names: list[str], name: str) -> tuple[str, ...]:

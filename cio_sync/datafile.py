@@ -17,7 +17,7 @@ from typing import IO
 
 import ijson
 
-from .csvfile import CsvRecords
+from .csvfile import CsvRecords, CsvRows
 from .errors import DataFileChanged, DataFileError
 
 JSON = "json"
@@ -74,6 +74,8 @@ class DataFile:
         self._stream = stream
         self._start = start
         self._table = table
+        # The file as checked: a stop copies its unread records by position only while it is so.
+        self._checked_as = _identity(stream)
 
     @property
     def header(self) -> tuple[str, ...] | None:
@@ -86,15 +88,16 @@ class DataFile:
         # Checked again, as the file may have changed since: the parser must never see what it
         # mishandles.
         reader = _CheckedReader(self._stream, self.name, self._start, self.format, limit_values=False)
-        return Records(self, reader, self._parse(reader))
+        rows = self._table.rows() if self._table is not None else None
+        return Records(self, reader, self._parse(reader, rows), rows)
 
-    def _parse(self, reader: _CheckedReader) -> Iterator[object]:
+    def _parse(self, reader: _CheckedReader, rows: CsvRows | None) -> Iterator[object]:
         if self.count == 0:
             return
         self._stream.seek(self._start)
         try:
-            if self._table is not None:
-                yield from self._table.rows()
+            if rows is not None:
+                yield from rows
             else:
                 yield from _elements(reader, self.format)
         except (ijson.JSONError, csv.Error, OSError, ValueError, ArithmeticError, DataFileError, _IntegerTooLong) as e:
@@ -108,6 +111,11 @@ class DataFile:
     def stream_for_tail(self) -> IO[bytes]:
         """The open file, for copying an unread tail."""
         return self._stream
+
+    def unchanged(self) -> bool:
+        """Whether the file still has the size and modification time it had when checked (and
+        can be read by position at all): only then do positions found while reading hold."""
+        return self._checked_as is not None and _identity(self._stream) == self._checked_as
 
     def close(self) -> None:
         """Close the file (and remove the spooled copy of standard input)."""
@@ -124,7 +132,7 @@ class DataFile:
 class UnreadTail:
     """The records a stopped run never read, as they stand in the data file: ``count`` records
     from number ``first`` on, in the bytes from ``start`` to ``end`` (a JSON array's elements
-    without its closing bracket, or NDJSON lines)."""
+    without its closing bracket, NDJSON lines, or CSV rows after the header)."""
 
     first: int
     count: int
@@ -148,10 +156,13 @@ class UnreadTail:
 class Records(Iterator[object]):
     """The records of a :class:`DataFile`, in file order, counting those handed out."""
 
-    def __init__(self, data_file: DataFile, reader: _CheckedReader, parsed: Iterator[object]) -> None:
+    def __init__(
+        self, data_file: DataFile, reader: _CheckedReader, parsed: Iterator[object], rows: CsvRows | None
+    ) -> None:
         self._file = data_file
         self._reader = reader
         self._parsed = parsed
+        self._rows = rows
         self.handed = 0
 
     def __iter__(self) -> Records:
@@ -167,11 +178,21 @@ class Records(Iterator[object]):
 
         Reading every remaining record one by one takes time in proportion to the file; this
         takes the time of one record, so a stop is quick however large the file is. None for
-        the tail when nothing is left, or when its place cannot be told (CSV): then read on.
+        the tail when nothing is left, or when its place cannot be told (the file changed since
+        its check): then read on.
         """
         data_file = self._file
-        if data_file.format == CSV or self.handed >= data_file.count:
+        if self.handed >= data_file.count or not data_file.unchanged():
             return self, None
+        stream = data_file.stream_for_tail
+        if self._rows is not None:
+            # The CSV reader holds no row it has not handed out: the tail starts after the last.
+            if self._rows.end is None:
+                return self, None
+            tail = UnreadTail(
+                self.handed, data_file.count - self.handed, stream, self._rows.end, os.fstat(stream.fileno()).st_size
+            )
+            return iter(()), tail
         self._reader.stopping = True
         held: list[object] = []
         try:
@@ -189,8 +210,17 @@ class Records(Iterator[object]):
             for _ in range(self.handed):
                 next(rest)
             return itertools.chain(held, rest), None
-        end = _elements_end(data_file.stream_for_tail, data_file.format)
-        return iter(held), UnreadTail(self.handed, left, data_file.stream_for_tail, start, end)
+        end = _elements_end(stream, data_file.format)
+        return iter(held), UnreadTail(self.handed, left, stream, start, end)
+
+
+def _identity(stream: IO[bytes]) -> tuple[int, int] | None:
+    """A file's size and modification time; None for a stream that is not a file."""
+    try:
+        status = os.fstat(stream.fileno())
+    except (OSError, ValueError):  # io.UnsupportedOperation (no descriptor) is both
+        return None
+    return status.st_size, status.st_mtime_ns
 
 
 def data_format(path: str, format: str | None = None) -> str:  # noqa: A002 - the keyword is named for the --format option

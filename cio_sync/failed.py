@@ -105,14 +105,7 @@ class FailedRecordsFile:
 
     def _add(self, outcome: RecordOutcome) -> None:
         if isinstance(outcome.record, UnreadTail):
-            # Copied as it stands in the data file: records of the same format, in file order.
-            if not self._ndjson:
-                self._file.stream.write("\n  " if self._first else ",\n  ")
-            for text in outcome.record.chunks():
-                self._file.stream.write(text)
-            if self._ndjson:
-                self._file.stream.write("\n")
-            self._first = False
+            self._add_tail(outcome.record)
             return
         if self._csv is not None:
             self._csv.write(outcome.record)
@@ -122,6 +115,22 @@ class FailedRecordsFile:
             self._file.stream.write(text + "\n")
         else:
             self._file.stream.write(("\n  " if self._first else ",\n  ") + text)
+        self._first = False
+
+    def _add_tail(self, tail: UnreadTail) -> None:
+        """Copy ``tail`` as it stands in the data file: records of the same format, in file order."""
+        json_array = not self._ndjson and self._csv is None
+        if json_array:
+            self._file.stream.write("\n  " if self._first else ",\n  ")
+        last = ""
+        for text in tail.chunks():
+            self._file.stream.write(text)
+            last = text[-1:] or last
+        if self._ndjson:
+            self._file.stream.write("\n")
+        elif self._csv is not None and last not in ("\n", "\r"):
+            # The data file's last row may lack a line break; a row written after it needs one.
+            self._file.stream.write("\r\n")
         self._first = False
 
     def commit(self) -> None:

@@ -3,6 +3,8 @@ copied to --failed as they stand, and counted; a re-run of --failed completes th
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import signal
 from pathlib import Path
@@ -12,9 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import datafile
+from cio_sync import csvfile, datafile
+from cio_sync.csvfile import CsvRow, RaggedRow
 from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
+from cio_sync.failed import FailedRecordsFile
+from cio_sync.outcome import RecordOutcome, Status
 from cio_sync.schema import problems
 
 from .conftest import Files, Spawn, config_dict, finish, run_process, wait_until
@@ -100,3 +105,144 @@ def test_a_stopped_run_copies_the_unread_records_to_failed_and_a_rerun_completes
     rerun = run_process(["--config", files.config(config_dict(emulator.url)), "--data", str(failed)])
     assert rerun.code == 0, rerun.stderr
     assert emulator.people() == {str(p["id"]): {"name": p["name"]} for p in people}
+
+
+# Cells full of what a row scanner could take for structure: quotes, commas and line breaks.
+CELL = st.text(alphabet='ab,"\r\n \u00e9\U0001f600', max_size=6)
+LINE_ENDS = st.sampled_from(["\r\n", "\n", "\r"])
+
+
+def csv_line(cells: list[str], quote_all: bool, end: str) -> str:
+    """One row as a CSV line: cells quoted where they must be (or all of them), ended by ``end``."""
+    quoted = ['"' + c.replace('"', '""') + '"' if quote_all or any(x in c for x in ',"\r\n') else c for c in cells]
+    return ",".join(quoted) + end
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    """The rows of CSV ``text`` that are not blank, as the csv module reads a file opened with newline=""."""
+    return [row for row in csv.reader(io.StringIO(text, newline=""), strict=True) if row]
+
+
+def cells(record: object) -> list[str]:
+    if isinstance(record, RaggedRow):
+        return list(record.cells)
+    assert isinstance(record, CsvRow)
+    return [cell or "" for cell in record.values()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    header=st.lists(st.text(alphabet="abc", min_size=1, max_size=3), min_size=1, max_size=3, unique=True),
+    rows=st.lists(st.tuples(st.lists(CELL, max_size=4), st.booleans(), LINE_ENDS), max_size=10),
+    header_end=LINE_ENDS,
+    bom=st.booleans(),
+    final_break=st.booleans(),
+    taken=st.integers(min_value=0, max_value=10),
+    chunk=st.integers(min_value=1, max_value=40),
+)
+def test_the_unread_csv_tail_is_exactly_the_rows_not_handed_out(
+    header: list[str],
+    rows: list[tuple[list[str], bool, str]],
+    header_end: str,
+    bom: bool,
+    final_break: bool,
+    taken: int,
+    chunk: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    text = csv_line(header, False, header_end) + "".join(csv_line(c, q, end) for c, q, end in rows)
+    if not final_break:
+        text = text.rstrip("\r\n") if text.endswith(('"', "\r", "\n")) else text
+    path = tmp_path_factory.mktemp("tail") / "d.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    _, *expected = csv_rows(text)
+    taken = min(taken, len(expected))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csvfile, "_CHUNK", chunk)  # every line break, quote and BOM cut between reads
+        with open_data_file(str(path)) as data:
+            assert data.count == len(expected)
+            reader = data.records()
+            handed = [cells(next(reader)) for _ in range(taken)]
+            held, tail = reader.unread()
+            rest = [cells(record) for record in held]
+            if tail is not None:
+                assert tail.first == taken
+                tail_rows = csv_rows("".join(tail.chunks()))
+                assert tail.count == len(tail_rows)
+                rest += tail_rows
+    assert tail is not None or taken == len(expected)
+    assert handed + rest == expected
+
+
+def test_a_csv_file_changed_since_its_check_is_read_on_not_copied(files: Files) -> None:
+    path = Path(files.data("id,name\r\n1,a\r\n2,b\r\n3,c\r\n", "d.csv"))
+    with open_data_file(str(path)) as data:
+        reader = data.records()
+        next(reader)
+        with path.open("ab") as appended:
+            appended.write(b"4,d\r\n")
+        held, tail = reader.unread()
+        assert tail is None
+        assert [cells(record) for record in held] == [["2", "b"], ["3", "c"], ["4", "d"]]
+
+
+def test_a_csv_tail_in_failed_follows_the_rows_written_back_under_one_header(files: Files) -> None:
+    # No line break after the last row: the copy gets one, so a row written after it cannot join it.
+    data = files.data('\ufeff"id",name\n1,a\n\n2,"b\r\nc"\n3,d', "d.csv")
+    failed = files.root / "failed.csv"
+    with open_data_file(data) as source:
+        reader = source.records()
+        first = next(reader)
+        _, tail = reader.unread()
+        assert tail is not None
+        assert (tail.first, tail.count) == (1, 2)
+        out = FailedRecordsFile(str(failed), csv_header=source.header)
+        out.add(RecordOutcome(0, Status.FAILED, "1", "refused", record=first))
+        out.add(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, record=tail, span=tail.count))
+        out.commit()
+    assert failed.read_bytes() == b'id,name\r\n1,a\r\n\n2,"b\r\nc"\n3,d\r\n'
+    with open_data_file(str(failed)) as again:
+        assert [cells(record) for record in again.records()] == [["1", "a"], ["2", "b\r\nc"], ["3", "d"]]
+
+
+def csv_people(count: int, end: str) -> tuple[bytes, list[bytes]]:
+    """A CSV file of ``count`` people whose names hold quotes, commas and line breaks, and its rows' bytes."""
+    rows = [csv_line([str(i), f'n{i} "q", {i % 3}\r\nline\n{i}'], i % 2 == 0, end).encode() for i in range(count)]
+    return "\ufeffid,name\r\n".encode() + b"".join(rows), rows
+
+
+@pytest.mark.parametrize("end", ["\r\n", "\n"])
+def test_a_stopped_csv_run_copies_the_unread_rows_to_failed_and_a_rerun_completes(
+    emulator: Emulator, files: Files, spawn_cli: Spawn, end: str
+) -> None:
+    content, rows = csv_people(3000, end)
+    data = files.data(content, "data.csv")
+    failed, report = files.root / "failed.csv", files.root / "report.json"
+    emulator.latency = 0.01
+    mappings = [{"from": "name", "to": "name"}]
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=2, mappings=mappings)), "--data", data]
+    proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
+    wait_until(lambda: len(emulator.people()) >= 20 or proc.poll() is not None)
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc)
+    assert run.code == 143, run.stderr
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    counts = document["counts"]
+    assert sum(counts.values()) == 3000
+    (unread,) = [p for p in document["problems"] if p["reason"].startswith("the run stopped before it was read")]
+    first = unread["index"]
+    assert unread["reason"] == f"the run stopped before it was read (with the {3000 - first - 1:,} records after it)"
+    # The header once, then rows written back, then the unread rows byte for byte.
+    written = failed.read_bytes()
+    assert written.startswith(b"id,name\r\n")
+    assert written.endswith(b"".join(rows[first:]))
+    header, *left = csv_rows(written.decode())
+    assert header == ["id", "name"]
+    assert len(left) == 3000 - counts["synced"]
+    assert {int(row[0]) for row in left} | {int(i) for i in emulator.people()} == set(range(3000))
+    emulator.latency = 0
+    config = files.config(config_dict(emulator.url, mappings=mappings))
+    rerun = run_process(["--config", config, "--data", str(failed)])
+    assert rerun.code == 0, rerun.stderr
+    assert emulator.people() == {str(i): {"name": f'n{i} "q", {i % 3}\r\nline\n{i}'} for i in range(3000)}
