@@ -21,6 +21,10 @@ class Job:
     stamp: int | None = None
 
 
+# Records carried by the batches in flight, the one being filled and the one ready, at most.
+ITEMS_IN_FLIGHT = 10_000
+
+
 def oversized(item: bytes) -> str | None:
     """Why ``item`` (an encoded batch item) cannot go in any batch, or None."""
     if len(item) <= MAX_ITEM_BYTES:
@@ -37,6 +41,13 @@ class BatchPacker:
         self._updates: list[PersonUpdate] = []
         self._items: list[bytes] = []
         self._size = _ENVELOPE_BYTES
+
+    @classmethod
+    def for_workers(cls, parallelism: int) -> BatchPacker:
+        """A packer for ``parallelism`` workers: each batch in flight holds its records until its
+        answer, so all of them together (and the one being filled, and one ready) hold at most
+        :data:`ITEMS_IN_FLIGHT`; memory does not grow with parallelism, batches get smaller."""
+        return cls(max_items=max(100, ITEMS_IN_FLIGHT // (parallelism + 2)))
 
     def __bool__(self) -> bool:
         """True while a batch is being filled."""

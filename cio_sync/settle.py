@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .datafile import UnreadTail
-from .ledger import Ledger
+from .errors import OutputLost
+from .ledger import Known, Ledger
 from .mapping import InvalidRecord, PersonUpdate
 from .outcome import Delivery, RecordOutcome, Status, Stop, StopReason
 from .tally import Tally
@@ -20,7 +21,9 @@ class Settle:
     Every outcome is counted in :attr:`tally` and passed to ``on_outcome``; an update the
     workspace accepted is recorded in the ``ledger``. A delivery whose answer means no request
     can succeed (401/403) stops the run, and so do ``max(10, parallelism)`` requests in a row that
-    got no HTTP answer at all: sending the rest would only fail them slowly, one by one.
+    got no HTTP answer at all: sending the rest would only fail them slowly, one by one. So does a
+    ledger that cannot be written (a full disk), which could otherwise vouch for what the
+    workspace does not hold: :attr:`lost` says why, for the caller to raise once the run ended.
     """
 
     def __init__(
@@ -32,6 +35,22 @@ class Settle:
         self._on_outcome = on_outcome
         self._unanswered = 0
         self._max_unanswered = max(10, parallelism)
+        self.lost: OutputLost | None = None
+
+    def sending(self, updates: Sequence[PersonUpdate]) -> bool:
+        """``updates`` are about to be sent: the ledger stops vouching for other bodies of their
+        people. False (and the updates settled as not attempted) when it cannot be written: they
+        must not be sent then."""
+        if self._ledger is None:
+            return True
+        try:
+            self._ledger.sending(updates)
+        except OutputLost as e:
+            self._lose_ledger(e)
+            for update in updates:
+                self.not_attempted(update.index, update.person_id, update.record)
+            return False
+        return True
 
     def delivered(self, updates: Sequence[PersonUpdate], deliveries: Sequence[Delivery]) -> None:
         """A request is back: settle each of its ``updates`` by its delivery, then record in the
@@ -48,15 +67,23 @@ class Settle:
                     self._stop(StopReason.UNREACHABLE)
             self.emit(RecordOutcome.of(update, delivery))
         if self._ledger is not None:
-            self._ledger.accepted(u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
+            accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
+            try:
+                self._ledger.accepted(accepted)
+            except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
+                self._lose_ledger(e)
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""
         self.emit(RecordOutcome(record.index, Status.INVALID, record.person_id, record.reason, record=record.record))
 
-    def unchanged(self, update: PersonUpdate) -> None:
-        """An update the ledger shows the workspace already holds: not sent."""
+    def unchanged(self, update: PersonUpdate) -> bool:
+        """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
+        workspace holds its body already."""
+        if self._ledger is None or self._ledger.compare(update) is not Known.UNCHANGED:
+            return False
         self.emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
+        return True
 
     def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
         """A record not sent: the run stopped first, or (``reason``) it was held back."""
@@ -66,6 +93,11 @@ class Settle:
         """The records a stopped run never read, as one outcome standing for all of them."""
         reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
         self.emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
+
+    def _lose_ledger(self, error: OutputLost) -> None:
+        if self.lost is None:
+            self.lost = error
+        self._stop(StopReason.ERROR)
 
     def emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""

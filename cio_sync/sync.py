@@ -5,10 +5,11 @@ One record's way through a run, and the module that does each step:
 1. read from the data file and mapped to a person update (``mapping``), or settled as invalid;
 2. queued behind its person's earlier update, if one is still outstanding (``personqueue``);
 3. held back (not attempted) when an earlier record of its person did not sync; skipped when the
-   ledger shows the workspace holds it already (``ledger``); else made into a request, stamped
-   with the second it is made in (``Clock``): a PUT of its own, or an item of a batch
-   (``packer``); before the request leaves, the ledger stops vouching for any other body of that
-   person;
+   ledger shows the workspace holds it already (``ledger``); held until a later second when an
+   earlier attempt of its person got no clear answer (``stamps``); else made into a request,
+   stamped with the second it is made in: a PUT of its own, or an item of a batch (``packer``);
+   before the request leaves, the ledger stops vouching for any other body of that person
+   (``settle``);
 4. sent by a worker thread, with resends and pacing (``workers``, ``client``, ``pacing``);
 5. settled: counted, recorded in the ledger, handed to the caller (``settle``); its person's
    next update is then released from the queue (back to 3).
@@ -21,21 +22,21 @@ is settled as not attempted.
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from .client import HttpSettings, TrackClient
 from .config import Config, Transport
-from .datafile import Records
-from .errors import ConfigError, DataFileChanged, OutputLost
-from .ledger import Known, Ledger
+from .errors import ConfigError
+from .ledger import Ledger
 from .mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, batch_item
 from .outcome import Status, Stop, StopReason
 from .pacing import Gate
 from .packer import BatchPacker, Job, oversized
 from .personqueue import PersonQueue
 from .settle import OutcomeHandler, Settle
+from .source import Source
+from .stamps import Clock
 from .tally import SyncResult
 from .workers import Workers
 
@@ -70,13 +71,13 @@ def sync(
         on_stall=lambda: stop(StopReason.NO_PROGRESS),
     )
     client = TrackClient(config, http, gate, config.parallelism, stop=stop.event)
-    run = _Run(config, client, settle, ledger, stop)
+    source = Source(records)
+    run = _Run(config, source, client, settle, stop)
     started = time.monotonic()
     try:
         with Workers(client, config.parallelism) as workers:
             try:
-                run.records = records if isinstance(records, Records) else None
-                run.loop(enumerate(records), workers)
+                run.loop(workers)
             except BaseException:
                 stop(StopReason.ERROR)
                 raise
@@ -90,12 +91,12 @@ def sync(
         statuses=dict(sorted(client.traffic.answers.items())),
         retries=gate.resends,
     )
-    if run.broken is not None:
-        run.broken.result = result
-        raise run.broken
-    if run.lost is not None:
-        run.lost.result = result
-        raise run.lost
+    if source.broken is not None:
+        source.broken.result = result
+        raise source.broken
+    if settle.lost is not None:
+        settle.lost.result = result
+        raise settle.lost
     return result
 
 
@@ -114,79 +115,20 @@ def check_workspace(client: TrackClient, config: Config) -> str | None:
     return region
 
 
-# Records carried by the batches in flight, the one being filled and the one ready, at most.
-ITEMS_IN_FLIGHT = 10_000
-
-
-class Clock:
-    """The ``_timestamp`` of each request, so that a write that lands late cannot undo a later one.
-
-    The API ignores an update stamped older than one it already applied to the person. A request
-    whose attempt got no clear answer (a timeout, a dropped connection, a resend) may still be
-    applied after its person's next update was sent; the next update is therefore stamped in a
-    later second than any such attempt: it is not due before that second begins (:meth:`due`),
-    and the run sends other people's updates meanwhile. A run that ends within the second of
-    such an attempt waits it out, so that the next run's stamps are later. Off when a mapping
-    sets ``_timestamp`` itself.
-    """
-
-    def __init__(self, *, enabled: bool) -> None:
-        self._enabled = enabled
-        # Person key -> the second in which an attempt for them last went without a clear answer.
-        self._unclear: dict[str, int] = {}
-        self._latest = 0
-
-    def unclear(self, key: str) -> None:
-        """An attempt for ``key`` got no clear answer: it may land at any time from now."""
-        if self._enabled:
-            self._latest = self._unclear[key] = int(time.time())
-
-    def due(self, key: str) -> float:
-        """The wall-clock time from which ``key``'s next request may be stamped: 0 for now."""
-        after = self._unclear.get(key)
-        return 0.0 if after is None else after + 1.0
-
-    def stamp(self, key: str) -> int | None:
-        """The stamp for ``key``'s next request: now, and later than any unclear attempt of theirs
-        (waiting for the clock if it is asked before :meth:`due`)."""
-        if not self._enabled:
-            return None
-        after = self._unclear.pop(key, None)
-        if after is not None:
-            self._wait_past(after)
-        return int(time.time())
-
-    def finish(self) -> None:
-        """At the end of a run: let the second of the last unclear attempt pass."""
-        if self._unclear:
-            self._wait_past(self._latest)
-
-    @staticmethod
-    def _wait_past(second: int) -> None:
-        # Not cut short by a stop: a stamp in the same second as the late write would lose to it.
-        while (now := time.time()) < second + 1:
-            time.sleep(second + 1 - now)
-
-
 class _Run:
     """The loop wiring the parts together; it holds what is between reading and settling."""
 
-    def __init__(self, config: Config, client: TrackClient, settle: Settle, ledger: Ledger | None, stop: Stop) -> None:
+    def __init__(self, config: Config, source: Source, client: TrackClient, settle: Settle, stop: Stop) -> None:
         self.config = config
+        self.source = source
         self.client = client
         self.settle = settle
-        self.ledger = ledger
         self.stop = stop
         self.mapper = RecordMapper.for_config(config)
         # Cap the updates waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
         self.people = PersonQueue(limit=max(1000, 10 * config.parallelism))
-        # Each batch in flight holds its records until its answer: bound them all together, so
-        # that memory does not grow with parallelism (batches get smaller instead).
-        batches = config.parallelism + 2
-        self.packer = (
-            BatchPacker(max_items=max(100, ITEMS_IN_FLIGHT // batches)) if config.transport is Transport.BATCH else None
-        )
+        self.packer = BatchPacker.for_workers(config.parallelism) if config.transport is Transport.BATCH else None
         # Requests made and not yet handed to the workers.
         self.outbox: list[Job] = []
         # Jobs handed over and not finished: ``parallelism`` in flight and as many again ready, so
@@ -195,25 +137,17 @@ class _Run:
         self.max_jobs = config.parallelism + (1 if self.packer is not None else config.parallelism)
         self.checked = False
         self.region: str | None = None
-        self.broken: DataFileChanged | None = None
-        # The data file's records, when they come from one: a stop then skips reading the rest.
-        self.records: Records | None = None
-        # The ledger could not be written (a full disk): raised by sync() once the run stopped.
-        self.lost: OutputLost | None = None
         self.clock = Clock(enabled=all(m.target != TIMESTAMP for m in config.mappings))
-        # Updates whose person's last attempt went without a clear answer, each waiting for the
-        # second its stamp must be later than: (due, index, update), soonest first.
-        self.later: list[tuple[float, int, PersonUpdate]] = []
         # People with a record that did not sync -> its index. Their later records are held
         # back: sent, they would overtake it, and feeding --failed back would then revert them.
         self.failed: dict[str, int] = {}
 
-    def loop(self, source: Iterator[tuple[int, object]], workers: Workers) -> None:
+    def loop(self, workers: Workers) -> None:
         """Read, send and settle until every record has its outcome or the run stops."""
-        exhausted = False
         while True:
             self._route_due()
-            exhausted = exhausted or self._read(source, workers)
+            if not self.source.exhausted:
+                self._read(workers)
             # A partly filled batch goes as soon as a worker would otherwise sit idle.
             if self.packer and workers.busy < self.config.parallelism and not self.stop.requested:
                 self.outbox.append(self.packer.take())
@@ -224,25 +158,22 @@ class _Run:
                 self.checked = True
                 self.region = check_workspace(self.client, self.config)
             for job in self.outbox:
-                if self.ledger is not None and not self._withdraw(job):
-                    continue
-                workers.submit(job)
+                if self.settle.sending(job.updates):
+                    workers.submit(job)
             self.outbox.clear()
+            held = self.clock.next_due()
             if workers.busy == 0:
-                if not self.later or self.stop.requested:
+                if held is None or self.stop.requested:
                     break
-                self.stop.event.wait(self.later[0][0] - time.time())
+                self.stop.event.wait(held)
                 continue
             if checking:
                 continue  # reading paused for the check: fill the workers before waiting on one
-            finished = workers.collect(timeout=self.later[0][0] - time.time() if self.later else None)
+            finished = workers.collect(timeout=held)
             if finished is None:
-                continue  # an update fell due: send it before waiting on the workers again
+                continue  # a held update fell due: send it before waiting on the workers again
             job, deliveries = finished
-            try:
-                self.settle.delivered(job.updates, deliveries)
-            except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
-                self._lose_ledger(e)
+            self.settle.delivered(job.updates, deliveries)
             for update, delivery in zip(job.updates, deliveries, strict=True):
                 if delivery.status is not Status.SYNCED:
                     self.failed.setdefault(update.key, update.index)
@@ -252,10 +183,10 @@ class _Run:
                     self.clock.unclear(update.key)
             for update in job.updates:
                 self._release(update)
-        self._abandon(source, exhausted)
+        self._abandon()
 
-    def _read(self, source: Iterator[tuple[int, object]], workers: Workers) -> bool:
-        """Map and route records until enough requests are out; True once the records ran out.
+    def _read(self, workers: Workers) -> None:
+        """Map and route records until enough requests are out, or none are left.
 
         Before the credentials check, reading pauses at the first request, so that the check
         comes before anything else is read.
@@ -266,42 +197,18 @@ class _Run:
             and not self.stop.requested
             and (self.checked or not self.outbox)
         ):
-            try:
-                index, record = next(source)
-            except StopIteration:
-                return True
-            except DataFileChanged as e:
-                # Raised by sync() once what is in flight has finished and been settled.
-                self.broken = e
-                self.stop(StopReason.DATA_FILE_CHANGED)
-                return False
-            update = self.mapper.map(index, record)
+            numbered = self.source.next()
+            if numbered is None:
+                if self.source.broken is not None:
+                    self.stop(StopReason.DATA_FILE_CHANGED)
+                return
+            update = self.mapper.map(*numbered)
             if isinstance(update, InvalidRecord):
                 self.settle.invalid(update)
             else:
                 admitted = self.people.admit(update)
                 if admitted is not None and self._route(admitted):
                     self._release(admitted)
-        return False
-
-    def _withdraw(self, job: Job) -> bool:
-        """Stop the ledger vouching for other bodies of ``job``'s people; False (and the job
-        settled as not attempted) when the ledger cannot be written: it must not be sent then."""
-        assert self.ledger is not None
-        try:
-            self.ledger.sending(job.updates)
-        except OutputLost as e:
-            self._lose_ledger(e)
-            for update in job.updates:
-                self.settle.not_attempted(update.index, update.person_id, update.record)
-            return False
-        return True
-
-    def _lose_ledger(self, error: OutputLost) -> None:
-        # The run stops: without a ledger it could vouch for what the workspace does not hold.
-        if self.lost is None:
-            self.lost = error
-        self.stop(StopReason.ERROR)
 
     def _route(self, update: PersonUpdate) -> bool:
         """Make a request of ``update``, its person's outstanding one; or, when it needs none,
@@ -311,19 +218,15 @@ class _Run:
             reason = f"held back: record {earlier} of the same person did not sync, and this one must not overtake it"
             self.settle.not_attempted(update.index, update.person_id, update.record, reason)
             return True
-        if self.ledger is not None and self.ledger.compare(update) is Known.UNCHANGED:
-            self.settle.unchanged(update)
+        if self.settle.unchanged(update):
             return True
-        due = self.clock.due(update.key)
-        if due > time.time():
-            heapq.heappush(self.later, (due, update.index, update))
+        if self.clock.hold(update):
             return False
         return self._request(update)
 
     def _route_due(self) -> None:
-        """Make the requests of the updates in :attr:`later` whose second has come."""
-        while self.later and self.later[0][0] <= time.time() and not self.stop.requested:
-            update = heapq.heappop(self.later)[2]
+        """Make the requests of the held updates whose second has come."""
+        while not self.stop.requested and (update := self.clock.due()) is not None:
             if self._request(update):
                 self._release(update)
 
@@ -351,22 +254,13 @@ class _Run:
             if update is not None and not self._route(update):
                 return
 
-    def _abandon(self, source: Iterator[tuple[int, object]], exhausted: bool) -> None:
+    def _abandon(self) -> None:
         """The run stopped: settle every record not sent as not attempted, queued ones first."""
-        later = [update for _, _, update in sorted(self.later)]
-        self.later.clear()
         # A person's outstanding update before the ones waiting behind it.
-        for update in [*(self.packer.drain() if self.packer else ()), *later, *self.people.drain()]:
+        for update in [*(self.packer.drain() if self.packer else ()), *self.clock.drain(), *self.people.drain()]:
             self.settle.not_attempted(update.index, update.person_id, update.record)
-        if exhausted:
-            return
-        if self.records is not None:
-            first = self.records.handed
-            held, tail = self.records.unread()
-            source = enumerate(held, first)
-        else:
-            tail = None
-        for index, record in source:
+        unsent, tail = self.source.rest()
+        for index, record in unsent:
             self.settle.not_attempted(index, self.mapper.person_id(record), record)
         if tail is not None:
             self.settle.unread(tail)

@@ -13,7 +13,7 @@ from cio_sync import Status, sync
 from cio_sync.config import IdType
 from cio_sync.emulator import Emulator
 from cio_sync.mapping import PersonUpdate, batch_item
-from cio_sync.sync import ITEMS_IN_FLIGHT
+from cio_sync.packer import ITEMS_IN_FLIGHT
 
 from .conftest import FAST, Files, config_dict, make_config, run_cli, unstamped
 

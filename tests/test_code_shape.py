@@ -19,7 +19,6 @@ MAX_FUNCTION_LINES = 50
 LONGER = {
     "cio_sync/cli.py:run": "typer reads the command's options from its signature: the body is a few lines",
     "cio_sync/sync.py:sync": "the library's entry point: its docstring states the whole contract",
-    "cio_sync/sync.py:_Run": "the loop wiring the run's parts, holding what is between reading and settling",
 }
 
 

@@ -1,0 +1,45 @@
+"""A run's records in file order, numbered; and, once it stops, the ones it did not read."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .datafile import Records, UnreadTail
+from .errors import DataFileChanged
+
+
+class Source:
+    """Hands out ``records`` one at a time with their index (from 0), for one run.
+
+    When they come from a data file (:class:`~cio_sync.datafile.Records`), what a stopped run
+    did not read is found by its place in the file rather than read record by record.
+    """
+
+    def __init__(self, records: Iterable[object]) -> None:
+        self._records = records if isinstance(records, Records) else None
+        self._numbered = enumerate(records)
+        self.exhausted = False
+        # The data file stopped parsing mid-run: raised by sync() once what is in flight settled.
+        self.broken: DataFileChanged | None = None
+
+    def next(self) -> tuple[int, object] | None:
+        """The next record and its index; None once they ran out or the data file changed
+        (then :attr:`broken` says how)."""
+        try:
+            return next(self._numbered)
+        except StopIteration:
+            self.exhausted = True
+        except DataFileChanged as e:
+            self.broken = e
+        return None
+
+    def rest(self) -> tuple[Iterator[tuple[int, object]], UnreadTail | None]:
+        """For a run that stops: the records not handed out, and the file's unread tail that
+        stands for the rest of them (or None, when they are all in the first part)."""
+        if self.exhausted:
+            return iter(()), None
+        if self._records is None:
+            return self._numbered, None
+        first = self._records.handed
+        held, tail = self._records.unread()
+        return enumerate(held, first), tail
