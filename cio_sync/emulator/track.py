@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import Message
 from typing import Any
 from urllib.parse import unquote
 
@@ -38,7 +39,7 @@ class TrackRequest:
     authorization: str | None
 
     @classmethod
-    def read(cls, method: str, target: str, raw: bytes, headers: Any) -> TrackRequest:
+    def read(cls, method: str, target: str, raw: bytes, headers: Message) -> TrackRequest:
         """The request ``method target`` with body ``raw`` and the HTTP ``headers`` it came with."""
         path = target.split("?", 1)[0]
         endpoint = _endpoint(path)
