@@ -102,10 +102,11 @@ class DataFile:
                 yield from _elements(reader, self.format)
         except (ijson.JSONError, csv.Error, OSError, ValueError, ArithmeticError, DataFileError, _IntegerTooLong) as e:
             checked = isinstance(e, (DataFileError, _IntegerTooLong))
-            what = "it no longer reads as it did" if checked else _first_line(e)
-            raise DataFileChanged(
-                f"{self.name}: changed while being read ({what}); records up to there were processed"
-            ) from None
+            raise self.changed("it no longer reads as it did" if checked else _first_line(e)) from None
+
+    def changed(self, what: str) -> DataFileChanged:
+        """The error for a file that no longer reads as its check found it, ``what`` saying how."""
+        return DataFileChanged(f"{self.name}: changed while being read ({what}); records up to there were processed")
 
     @property
     def stream_for_tail(self) -> IO[bytes]:
@@ -164,12 +165,33 @@ class Records(Iterator[object]):
         self._parsed = parsed
         self._rows = rows
         self.handed = 0
+        self._ended = False
 
     def __iter__(self) -> Records:
         return self
 
     def __next__(self) -> object:
-        record = next(self._parsed)
+        # Exactly the records the check counted: a file that grew or shrank since (rows appended
+        # to NDJSON or CSV, lines cut off) reads as valid, and would otherwise be synced short or
+        # long while the totals still spoke of the file as checked.
+        # Once it said so, the file has no more records to give.
+        if self._ended:
+            raise StopIteration
+        count = self._file.count
+        try:
+            record = next(self._parsed)
+        except StopIteration:
+            self._ended = True
+            if self.handed < count:
+                what = f"it now holds {self.handed:,} of the {count:,} records its check counted"
+                raise self._file.changed(what) from None
+            raise
+        except DataFileChanged:
+            self._ended = True
+            raise
+        if self.handed >= count:
+            self._ended = True
+            raise self._file.changed(f"it holds more than the {count:,} records its check counted")
         self.handed += 1
         return record
 

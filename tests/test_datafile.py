@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from cio_sync import sync
 from cio_sync.datafile import open_data_file
+from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileChanged, DataFileError
+
+from .conftest import FAST, make_config
 
 
 def test_counts_then_streams_the_records(tmp_path: Path) -> None:
@@ -74,3 +78,51 @@ def test_nesting_up_to_the_limit_is_fine(tmp_path: Path) -> None:
     with open_data_file(str(path)) as data:
         assert data.count == 2
         assert len(list(data.records())) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "more"), [("d.ndjson", '{"id": 1}\n{"id": 2}\n', '{"id": 3}\n'), ("d.csv", "id\n1\n2\n", "3\n")]
+)
+def test_records_added_after_the_check_are_not_read_as_records(tmp_path: Path, name: str, text: str, more: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with open_data_file(str(path)) as data:
+        with path.open("a") as f:
+            f.write(more)
+        records = data.records()
+        assert len([next(records), next(records)]) == 2
+        with pytest.raises(DataFileChanged, match=r"holds more than the 2 records its check counted"):
+            next(records)
+        assert list(records) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "cut"), [("d.ndjson", '{"id": 1}\n{"id": 2}\n', 10), ("d.csv", "id\n1\n2\n", 5)]
+)
+def test_a_file_cut_short_after_the_check_is_reported(tmp_path: Path, name: str, text: str, cut: int) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with open_data_file(str(path)) as data:
+        with path.open("r+") as f:
+            f.truncate(cut)
+        records = data.records()
+        assert len([next(records)]) == 1
+        with pytest.raises(DataFileChanged, match=r"it now holds 1 of the 2 records its check counted"):
+            next(records)
+        assert list(records) == []
+
+
+def test_a_run_reads_no_more_records_than_checked_and_says_the_file_grew(tmp_path: Path, emulator: Emulator) -> None:
+    path = tmp_path / "d.ndjson"
+    path.write_text("".join(f'{{"id": {i}, "name": "n{i}"}}\n' for i in range(5)))
+    with open_data_file(str(path)) as data:
+        with path.open("a") as f:
+            f.write('{"id": 99, "name": "appended"}\n')
+        with pytest.raises(DataFileChanged, match="holds more than the 5 records") as caught:
+            sync(make_config(emulator.url), data.records(), http=FAST)
+    result = caught.value.result
+    assert result is not None
+    # What was sent before the stop is counted; the appended record is never read as one.
+    assert result.total == result.synced + result.not_attempted == 5
+    assert "99" not in emulator.people()
+    assert len(emulator.people()) == result.synced
