@@ -22,6 +22,7 @@ is settled as not attempted.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterable
 
@@ -64,12 +65,8 @@ def sync(
     stop = stop or Stop()
     settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems)
     http = http or HttpSettings()
-    gate = Gate(
-        config.rate_limit,
-        stop=stop.event,
-        patience=http.give_up_after,
-        on_stall=lambda: stop(StopReason.NO_PROGRESS),
-    )
+    on_stall = functools.partial(stop, StopReason.NO_PROGRESS)
+    gate = Gate(config.rate_limit, stop=stop.event, patience=http.give_up_after, on_stall=on_stall)
     client = TrackClient(config, http, gate, config.parallelism, stop=stop.event)
     source = Source(records)
     run = _Run(config, source, client, settle, stop)
@@ -84,20 +81,21 @@ def sync(
     finally:
         client.close()
     run.clock.finish()
-    # Requests, answers and resends as they went over the wire, not as the records ended.
-    result = dataclasses.replace(
-        settle.tally.result(time.monotonic() - started, stop.reason, run.region),
-        requests=client.traffic.sent,
-        statuses=dict(sorted(client.traffic.answers.items())),
-        retries=gate.resends,
-    )
-    if source.broken is not None:
-        source.broken.result = result
-        raise source.broken
-    if settle.lost is not None:
-        settle.lost.result = result
-        raise settle.lost
+    result = _counted(settle.tally.result(time.monotonic() - started, stop.reason, run.region), client, gate)
+    # Raised once every record is settled, carrying the counts: the file changed, or the ledger
+    # could not be written.
+    for error in (source.broken, settle.lost):
+        if error is not None:
+            error.result = result
+            raise error
     return result
+
+
+def _counted(result: SyncResult, client: TrackClient, gate: Gate) -> SyncResult:
+    """``result`` with the requests, answers and resends as they went over the wire (not as the
+    records ended)."""
+    answers = dict(sorted(client.traffic.answers.items()))
+    return dataclasses.replace(result, requests=client.traffic.sent, statuses=answers, retries=gate.resends)
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:
