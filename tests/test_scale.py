@@ -32,7 +32,7 @@ def peak_rss_mb(tmp_path: Path, args: list[str]) -> float:
         [sys.executable, "-m", "tests.peak", str(out), *CLI, *args], capture_output=True, env=cli_env()
     )
     assert run.returncode == 0, run.stderr
-    return int(out.read_text()) / 1024
+    return float(json.loads(out.read_text())["max_rss_kb"]) / 1024
 
 
 def test_memory_does_not_grow_with_the_file(files: Files) -> None:
