@@ -35,11 +35,24 @@ class Source:
 
     def rest(self) -> tuple[Iterator[tuple[int, object]], UnreadTail | None]:
         """For a run that stops: the records not handed out, and the file's unread tail that
-        stands for the rest of them (or None, when they are all in the first part)."""
+        stands for the rest of them (or None, when they are all in the first part). A data file
+        found changed on the way ends them early, and sets :attr:`broken`."""
         if self.exhausted:
             return iter(()), None
         if self._records is None:
             return self._numbered, None
         first = self._records.handed
-        held, tail = self._records.unread()
-        return enumerate(held, first), tail
+        try:
+            held, tail = self._records.unread()
+        except DataFileChanged as e:
+            self.broken = self.broken or e
+            return iter(()), None
+        return self._guarded(enumerate(held, first)), tail
+
+    def _guarded(self, numbered: Iterator[tuple[int, object]]) -> Iterator[tuple[int, object]]:
+        # A file changed since its check is read on to the end after a stop, and may stop parsing
+        # there: the run then ends as one whose file changed, with every record read counted.
+        try:
+            yield from numbered
+        except DataFileChanged as e:
+            self.broken = self.broken or e

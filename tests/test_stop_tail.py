@@ -15,15 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import csvfile, datafile
+from cio_sync import Stop, csvfile, datafile, sync
 from cio_sync.csvfile import CsvRow, RaggedRow
 from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
+from cio_sync.errors import DataFileChanged
 from cio_sync.failed import FailedRecordsFile
-from cio_sync.outcome import RecordOutcome, Status
+from cio_sync.outcome import RecordOutcome, Status, StopReason
 from cio_sync.schema import problems
 
-from .conftest import Files, Spawn, config_dict, finish, run_process, wait_until
+from .conftest import Files, Spawn, config_dict, finish, make_config, run_process, wait_until
 
 # Strings full of what a lexer could take for structure: quotes, backslashes, brackets, commas.
 TEXT = st.text(alphabet='ab"\\[]{},: \n\u00e9\U0001f600', max_size=8)
@@ -258,3 +259,38 @@ def test_a_stopped_csv_run_copies_the_unread_rows_to_failed_and_a_rerun_complete
     rerun = run_process(["--config", config, "--data", str(failed)])
     assert rerun.code == 0, rerun.stderr
     assert emulator.people() == {str(i): {"name": f'n{i} "q", {i % 3}\r\nline\n{i}'} for i in range(3000)}
+
+
+@pytest.mark.parametrize("name", ["d.ndjson", "d.csv"])
+def test_a_file_that_grew_before_a_stop_ends_the_run_as_changed_with_every_record_counted(
+    emulator: Emulator, files: Files, name: str
+) -> None:
+    # The stop finds the file touched, so it reads the rest on instead of copying it; there it
+    # meets the record appended since the check. The run still ends with its counts, as a run
+    # that meets the change before the stop does.
+    if name.endswith(".csv"):
+        path = files.data("id\n" + "".join(f"{i}\n" for i in range(50)), name)
+        appended = "999\n"
+    else:
+        path = files.data("".join(json.dumps({"id": i}) + "\n" for i in range(50)), name)
+        appended = '{"id": 999}\n'
+    stop = Stop()
+    seen: list[RecordOutcome] = []
+
+    def grow_then_stop(outcome: RecordOutcome) -> None:
+        seen.append(outcome)
+        if not stop.requested:
+            with open(path, "a") as f:
+                f.write(appended)
+            stop(StopReason.TERMINATED)
+
+    with open_data_file(path) as data, pytest.raises(DataFileChanged) as caught:
+        sync(
+            make_config(emulator.url, parallelism=1, mappings=[]), data.records(), stop=stop, on_outcome=grow_then_stop
+        )
+    assert "more than the 50 records" in str(caught.value)
+    result = caught.value.result
+    assert result is not None
+    assert result.stopped == "terminated"
+    assert result.total == len(seen) == 50
+    assert sorted(o.index for o in seen) == list(range(50))
