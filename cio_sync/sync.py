@@ -159,9 +159,10 @@ class _Run:
                 if self.settle.sending(job.updates):
                     workers.submit(job)
             self.outbox.clear()
-            held = self.clock.next_due()
+            # After a stop no held update is sent: only answers are worth waking for.
+            held = None if self.stop.requested else self.clock.next_due()
             if workers.busy == 0:
-                if held is None or self.stop.requested:
+                if held is None:
                     break
                 self.stop.event.wait(held)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import time
 from collections import defaultdict
@@ -15,8 +16,14 @@ from cio_sync import ConfigError, CredentialsRejected, HttpSettings, RecordOutco
 from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
 from cio_sync.mapping import ordering_key
+from cio_sync.outcome import Delivery
+from cio_sync.packer import Job
+from cio_sync.workers import Workers
 
 from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts, unstamped, wait_until
+
+# The module, which the package's sync() function shadows as an attribute.
+sync_module = importlib.import_module("cio_sync.sync")
 
 
 def test_every_record_lands_as_mapped(emulator: Emulator) -> None:
@@ -290,3 +297,34 @@ def test_a_write_applied_after_the_timeout_never_overtakes_the_next_one(emulator
     assert emulator.people()["Y"] == {"name": "pro"}
     writes = [r for r in emulator.requests() if r.endpoint.value != "region"]
     assert len(writes) == 3, "the late attempt, its resend, and the next record"
+
+
+def test_a_stop_with_an_update_waiting_for_a_later_stamp_does_not_spin(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Y's first answer is lost, so Y's next update waits for a later second; then the run stops
+    # while Z's request is still in flight (the server holds it past the stop's grace). The
+    # waiting update is not sent after a stop: the loop must wait for Z's answer, not poll for
+    # it until Z is cut because a second it no longer cares about has begun.
+    emulator.add_fault(drop="after", person="Y", times=1)
+    emulator.add_fault(delay=3, person="Z", times=1)
+    stop = Stop()
+    empty_collects = 0
+
+    class CountingWorkers(Workers):
+        def collect(self, timeout: float | None = None) -> tuple[Job, list[Delivery]] | None:
+            nonlocal empty_collects
+            finished = super().collect(timeout)
+            empty_collects += finished is None
+            return finished
+
+    def records() -> Iterator[dict[str, str]]:
+        yield from [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}, {"id": "Z", "name": "z"}]
+        # Asked for more once Y's first update is settled and its next one waits: stop there.
+        stop()
+
+    monkeypatch.setattr(sync_module, "Workers", CountingWorkers)
+    result = sync(make_config(emulator.url, parallelism=1), records(), http=FAST, stop=stop)
+    assert (result.synced, result.failed, result.not_attempted) == (1, 1, 1)
+    assert emulator.people()["Y"] == {"name": "free"}
+    assert empty_collects <= 2, f"{empty_collects} waits for an answer came back empty"
