@@ -78,6 +78,21 @@ def test_the_unread_tail_is_exactly_the_records_not_handed_out(
     assert json.loads(json.dumps([*read, *rest], default=float)) == json.loads(json.dumps(records))
 
 
+def stopped_mid_run(emulator: Emulator, files: Files, spawn_cli: Spawn, args: list[str], failed: Path) -> Any:
+    """Run ``args`` with ``--failed failed`` and a report, SIGTERM it once 20 people are synced;
+    the report, once checked against its schema."""
+    report = files.root / "report.json"
+    emulator.latency = 0.01
+    proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
+    wait_until(lambda: len(emulator.people()) >= 20 or proc.poll() is not None)
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc)
+    assert run.code == 143, run.stderr
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    return document
+
+
 @pytest.mark.parametrize("name", ["data.json", "data.ndjson"])
 def test_a_stopped_run_copies_the_unread_records_to_failed_and_a_rerun_completes(
     emulator: Emulator, files: Files, spawn_cli: Spawn, name: str
@@ -87,17 +102,9 @@ def test_a_stopped_run_copies_the_unread_records_to_failed_and_a_rerun_completes
         data = files.data("".join(json.dumps(p) + "\n" for p in people), name)
     else:
         data = files.data(json.dumps(people, indent=1), name)
-    failed, report = files.root / f"failed{Path(name).suffix}", files.root / "report.json"
-    emulator.latency = 0.01
+    failed = files.root / f"failed{Path(name).suffix}"
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", data]
-    proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
-    wait_until(lambda: len(emulator.people()) >= 20)
-    proc.send_signal(signal.SIGTERM)
-    run = finish(proc)
-    assert run.code == 143, run.stderr
-    document = json.loads(report.read_text())
-    assert problems("report.schema.json", document) == []
-    counts = document["counts"]
+    counts = stopped_mid_run(emulator, files, spawn_cli, args, failed)["counts"]
     assert sum(counts.values()) == 3000
     text = failed.read_text()
     left = parsed(text, ndjson=True) if name.endswith(".ndjson") else json.loads(text)
@@ -230,17 +237,10 @@ def test_a_stopped_csv_run_copies_the_unread_rows_to_failed_and_a_rerun_complete
 ) -> None:
     content, rows = csv_people(3000, end)
     data = files.data(content, "data.csv")
-    failed, report = files.root / "failed.csv", files.root / "report.json"
-    emulator.latency = 0.01
+    failed = files.root / "failed.csv"
     mappings = [{"from": "name", "to": "name"}]
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2, mappings=mappings)), "--data", data]
-    proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
-    wait_until(lambda: len(emulator.people()) >= 20 or proc.poll() is not None)
-    proc.send_signal(signal.SIGTERM)
-    run = finish(proc)
-    assert run.code == 143, run.stderr
-    document = json.loads(report.read_text())
-    assert problems("report.schema.json", document) == []
+    document = stopped_mid_run(emulator, files, spawn_cli, args, failed)
     counts = document["counts"]
     assert sum(counts.values()) == 3000
     (unread,) = [p for p in document["problems"] if p["reason"].startswith("the run stopped before it was read")]
