@@ -149,7 +149,8 @@ class _Lines:
     def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self.end = stream.tell()
-        # What was read to look for the byte order mark, when it was something else.
+        # Read ahead and not yet handed out: what was read to look for a byte order mark (when it
+        # was something else), or for the LF after a chunk's last CR (when it was not one).
         self._head = b""
         if self.end == 0:
             head = stream.read(len(_BOM))
@@ -184,11 +185,14 @@ class _Lines:
         """The next piece of the stream, never ending between the CR and LF of a CRLF."""
         chunk = self._head + self._stream.read(_CHUNK)
         self._head = b""
-        while chunk.endswith(b"\r"):
+        if chunk.endswith(b"\r"):
+            # One byte tells: an LF joins the chunk, anything else starts the next one (a run of
+            # CRs is then still read a chunk at a time, not a byte at a time).
             more = self._stream.read(1)
-            if not more:
-                break
-            chunk += more
+            if more == b"\n":
+                chunk += more
+            else:
+                self._head = more
         return chunk
 
 
