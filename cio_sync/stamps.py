@@ -25,13 +25,21 @@ class Clock:
         # Person key -> the second in which an attempt for them last went without a clear answer.
         self._unclear: dict[str, int] = {}
         self._latest = 0
+        # The latest second in ``_unclear``: once the clock is past it, every entry is past too.
+        self._newest = 0
         # Updates held for a later second: (when it begins, file index, update), soonest first.
         self._held: list[tuple[float, int, PersonUpdate]] = []
 
     def unclear(self, key: str) -> None:
         """An attempt for ``key`` got no clear answer: it may land at any time from now."""
         if self._enabled:
-            self._latest = self._unclear[key] = int(time.time())
+            now = int(time.time())
+            if now > self._newest:
+                # Every attempt remembered is of an earlier second, one no update waits for any
+                # more: forgotten, so that memory holds one second's attempts, not the run's.
+                self._unclear.clear()
+            self._newest = max(self._newest, now)
+            self._latest = self._unclear[key] = now
 
     def hold(self, update: PersonUpdate) -> bool:
         """True when ``update`` must wait for a later second: it is then kept until :meth:`due`."""
