@@ -67,6 +67,8 @@ class DataFile:
         count: int,
         format: str = JSON,  # noqa: A002 - the keyword is named for the --format option
         table: CsvRecords | None = None,
+        *,
+        checked_as: tuple[int, int] | None,
     ) -> None:
         self.name = name
         self.count = count
@@ -74,8 +76,9 @@ class DataFile:
         self._stream = stream
         self._start = start
         self._table = table
-        # The file as checked: a stop copies its unread records by position only while it is so.
-        self._checked_as = _identity(stream)
+        # The file as it was when its check began: a stop copies its unread records by position
+        # only while it is so.
+        self._checked_as = checked_as
 
     @property
     def header(self) -> tuple[str, ...] | None:
@@ -283,6 +286,8 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
             # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
             with stream:
                 stream = _spool(stream, name)
+    # Taken before the check: a change made while it reads must not pass for the file it checked.
+    checked_as = _identity(stream)
     if kind == CSV:
         table = CsvRecords(stream, name)
         try:
@@ -290,7 +295,7 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
         except BaseException:
             stream.close()
             raise
-        return DataFile(name, stream, 0, count, kind, table)
+        return DataFile(name, stream, 0, count, kind, table, checked_as=checked_as)
     try:
         start = _array_start(stream, name) if kind == JSON else _skip_bom(stream)
         # NDJSON with no lines at all is an empty data set, not a broken file.
@@ -298,7 +303,7 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     except BaseException:
         stream.close()
         raise
-    return DataFile(name, stream, start, count, kind)
+    return DataFile(name, stream, start, count, kind, checked_as=checked_as)
 
 
 def _spool(source: IO[bytes], name: str) -> IO[bytes]:

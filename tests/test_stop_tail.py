@@ -294,3 +294,35 @@ def test_a_file_that_grew_before_a_stop_ends_the_run_as_changed_with_every_recor
     assert result.stopped == "terminated"
     assert result.total == len(seen) == 50
     assert sorted(o.index for o in seen) == list(range(50))
+
+
+@pytest.mark.parametrize("name", ["d.ndjson", "d.csv"])
+def test_a_file_that_grew_while_it_was_checked_is_read_on_not_copied(
+    files: Files, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    # A row appended once the check has counted, before the run starts: the unread rows can no
+    # longer be found by the positions of the file as checked.
+    counting: object
+    if name.endswith(".csv"):
+        path = files.data("id\n1\n2\n3\n", name)
+        appended, counting, function = "4\n", csvfile.CsvRecords, "check"
+    else:
+        path = files.data('{"id": 1}\n{"id": 2}\n{"id": 3}\n', name)
+        appended, counting, function = '{"id": 4}\n', datafile, "_count_elements"
+    count = getattr(counting, function)
+
+    def count_then_grow(*args: Any) -> int:
+        counted = int(count(*args))
+        with open(path, "a") as f:
+            f.write(appended)
+        return counted
+
+    monkeypatch.setattr(counting, function, count_then_grow)
+    with open_data_file(path) as data:
+        assert data.count == 3
+        reader = data.records()
+        next(reader)
+        held, tail = reader.unread()
+        assert tail is None
+        with pytest.raises(DataFileChanged, match="more than the 3 records"):
+            list(held)
