@@ -24,7 +24,7 @@ from cio_sync.outcome import RecordOutcome, Status, StopReason
 
 from .conftest import CLI, Files, assert_no_secret, cli_env, config_dict, wait_until
 
-TOTAL = 3000
+TOTAL = 1000
 # What rich prints when a column does not fit: the bar must never cut a figure short.
 ELLIPSIS = "…"
 
@@ -79,7 +79,7 @@ def run_args(emulator: Emulator, files: Files) -> list[str]:
 
 @pytest.mark.parametrize("columns", [60, 80, 120])
 def test_the_bar_fits_the_terminal_without_cutting_a_figure(emulator: Emulator, files: Files, columns: int) -> None:
-    emulator.latency = 0.002
+    emulator.latency = 0.006
     terminal = Terminal(run_args(emulator, files), columns)
     code, text = terminal.finish()
     assert code == 0, text
