@@ -182,7 +182,7 @@ def config_from_dict(
             raise ConfigError(f"--base-url {e}") from None
     found = problems("config.schema.json", document)
     if found:
-        raise ConfigError(_listing(source, found))
+        raise ConfigError(listing(source, found))
     assert isinstance(document, dict)
     mappings = tuple(_field_mapping(m) for m in document["mappings"])
     chosen_mode = Mode(mode or document.get("mode", Mode.UPSERT))
@@ -199,7 +199,7 @@ def config_from_dict(
             where = "--base-url" if base_url is not None else '"baseUrl"'
             found.append(f"{where} {e}")
     if found or credentials is None:
-        raise ConfigError(_listing(source, found))
+        raise ConfigError(listing(source, found))
     return Config(
         parallelism=int(document["parallelism"]),
         user_id=_path(document["userId"]),
@@ -341,7 +341,8 @@ def _is_text(value: str) -> bool:
     return True
 
 
-def _listing(source: str, found: list[str]) -> str:
+def listing(source: str, found: list[str]) -> str:
+    """``found`` as one message about ``source``: the one problem, or how many there are and a list."""
     if len(found) == 1:
         return f"{source}: {found[0]}"
     return f"{source}: {len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote
 
-from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport
+from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport, listing
 from .convert import CASTS, CastError
 from .csvfile import CsvRow, RaggedRow
 from .errors import ConfigError, DataFileError
@@ -218,10 +218,8 @@ def check_columns(config: Config, header: Sequence[str], name: str) -> None:
         guess = _close_column(column, header) if isinstance(column, str) else None
         hint = f' (did you mean "{guess}"?)' if guess is not None else ""
         found.append(f'"{where}": the header has no column {shown}{hint}')
-    if len(found) == 1:
-        raise DataFileError(f"{name}: {found[0]}")
     if found:
-        raise DataFileError(f"{name}: {len(found)} problems:\n" + "\n".join(f"  - {p}" for p in found))
+        raise DataFileError(listing(name, found))
 
 
 def _close_column(column: str, header: Sequence[str]) -> str | None:

@@ -159,6 +159,12 @@ def test_blank_lines_before_the_header_are_skipped(emulator: Emulator, files: Fi
             [{"from": ["profile", "plan"], "to": "plan"}],
             '"mappings[0].from": a CSV cell is text, so ["profile", "plan"] finds nothing past the column "profile"',
         ),
+        (
+            "user_id,Name",
+            [{"from": "name", "to": "name"}],
+            '2 problems:\n  - "userId": the header has no column "id"\n'
+            '  - "mappings[0].from": the header has no column "name" (did you mean "Name"?)\n',
+        ),
     ],
 )
 def test_a_mapped_column_missing_from_the_header_is_refused(
