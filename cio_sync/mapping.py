@@ -14,7 +14,7 @@ from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath,
 from .convert import CASTS, CastError
 from .csvfile import CsvRow, RaggedRow
 from .errors import ConfigError, DataFileError
-from .schema import json_type
+from .schema import article
 
 # Limits the Track API enforces with a 400; checking them here names the record and the reason.
 MAX_ID_BYTES = 150
@@ -422,9 +422,3 @@ def batch_item(update: PersonUpdate, stamp: int | None = None) -> bytes:
 def batch_body(items: Sequence[bytes]) -> bytes:
     """The body of ``POST /api/v2/batch`` holding ``items``."""
     return b'{"batch":[' + b",".join(items) + b"]}"
-
-
-def article(value: object) -> str:
-    """The JSON type of a parsed value with its article: "an array", "a string", "null"."""
-    kind = json_type(value)
-    return kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind

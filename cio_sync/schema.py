@@ -150,9 +150,13 @@ def _show(value: object) -> str:
 
 def _kind_only(value: object) -> str:
     """What a secret is, never what it holds: ``a number (the value is not shown)``."""
+    return f"{article(value)} (the value is not shown)"
+
+
+def article(value: object) -> str:
+    """The JSON type of a parsed value with its article: "an array", "a string", "null"."""
     kind = json_type(value)
-    named = kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
-    return f"{named} (the value is not shown)"
+    return kind if kind == "null" else ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 def json_type(value: object) -> str:
