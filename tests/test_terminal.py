@@ -22,7 +22,10 @@ def lines_of(text: str) -> list[str]:
 def test_escapes_are_written_out() -> None:
     assert one_line("a\x1b[2J\r\nb\u202e\x9b\ud800") == "a\\x1b[2J\\r\\nb\\u202e\\x9b\\ud800"
     assert visible("a\x1b\nb") == "a\\x1b\nb"
-    assert json.loads(json_line(json.dumps({"k": "\x9b\u2028\u202e"}, ensure_ascii=False))) == {"k": "\x9b\u2028\u202e"}
+    hostile = {"k": "\x9b\u2028\u202e\u2066\ud800é"}
+    line = json_line(json.dumps(hostile, ensure_ascii=False))
+    assert line == '{"k": "\\u009b\\u2028\\u202e\\u2066\\ud800é"}'
+    assert json.loads(line) == hostile
 
 
 def test_a_hostile_id_and_message_are_escaped_in_the_problem_list(emulator: Emulator, files: Files) -> None:
