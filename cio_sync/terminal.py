@@ -9,11 +9,12 @@ import re
 # bidirectional overrides and isolates (text shown in another order than it is), line and
 # paragraph separators, and lone surrogates (not characters at all). Newline is matched
 # separately, so that messages of several lines can keep theirs.
-_UNSAFE = "\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_BEYOND_C0 = "\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = "\x00-\x09\x0b-\x1f" + _UNSAFE_BEYOND_C0
 _UNSAFE_IN_LINE = re.compile(f"[{_UNSAFE}\n]")
 _UNSAFE_IN_TEXT = re.compile(f"[{_UNSAFE}]")
-# In JSON text: json.dumps already escaped the C0 controls; these are left raw by ensure_ascii=False.
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# In JSON text: json.dumps already escaped the C0 controls; the rest are left raw by ensure_ascii=False.
+_UNSAFE_IN_JSON = re.compile(f"[{_UNSAFE_BEYOND_C0}]")
 
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
