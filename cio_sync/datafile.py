@@ -116,10 +116,13 @@ class DataFile:
         """The open file, for copying an unread tail."""
         return self._stream
 
-    def unchanged(self) -> bool:
-        """Whether the file still has the size and modification time it had when checked (and
-        can be read by position at all): only then do positions found while reading hold."""
-        return self._checked_as is not None and _identity(self._stream) == self._checked_as
+    def unchanged_size(self) -> int | None:
+        """The file's size, if it still has the size and modification time it had when checked
+        (and can be read by position at all): only then do positions found while reading hold.
+        None otherwise."""
+        if self._checked_as is None or _identity(self._stream) != self._checked_as:
+            return None
+        return self._checked_as[0]
 
     def close(self) -> None:
         """Close the file (and remove the spooled copy of standard input)."""
@@ -207,17 +210,15 @@ class Records(Iterator[object]):
         its check): then read on.
         """
         data_file = self._file
-        if self.handed >= data_file.count or not data_file.unchanged():
+        size = data_file.unchanged_size() if self.handed < data_file.count else None
+        if size is None:
             return self, None
         stream = data_file.stream_for_tail
         if self._rows is not None:
             # The CSV reader holds no row it has not handed out: the tail starts after the last.
             if self._rows.end is None:
                 return self, None
-            tail = UnreadTail(
-                self.handed, data_file.count - self.handed, stream, self._rows.end, os.fstat(stream.fileno()).st_size
-            )
-            return iter(()), tail
+            return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, self._rows.end, size)
         self._reader.stopping = True
         held: list[object] = []
         try:
@@ -235,7 +236,7 @@ class Records(Iterator[object]):
             for _ in range(self.handed):
                 next(rest)
             return itertools.chain(held, rest), None
-        end = _elements_end(stream, data_file.format)
+        end = _elements_end(stream, data_file.format, size)
         return iter(held), UnreadTail(self.handed, left, stream, start, end)
 
 
@@ -577,9 +578,9 @@ def _next_start(fd: int, at: int, top: int) -> int | None:
         at += len(data)
 
 
-def _elements_end(stream: IO[bytes], kind: str) -> int:
-    """The end of a data file's records: before a JSON array's closing bracket, or the end."""
-    size = os.fstat(stream.fileno()).st_size
+def _elements_end(stream: IO[bytes], kind: str, size: int) -> int:
+    """The end of a data file's records (``size`` bytes long): before a JSON array's closing
+    bracket, or the end."""
     if kind == NDJSON:
         return size
     at = size
