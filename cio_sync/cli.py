@@ -46,7 +46,9 @@ Credentials come from the configuration file or from CIO_SITE_ID and CIO_API_KEY
 
 Exit codes: 0 all synced; 1 some records failed, were invalid or not attempted; 2 nothing
 sent (bad arguments or input files); 3 the workspace refused the credentials; 4 the Track
-API could not be reached; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+API could not be reached; 70 a bug in cio-sync; 74 an output (--failed, --report, --state)
+could not be written after records may have been sent; 130 interrupted (Ctrl-C); 143
+terminated (SIGTERM).
 """
 
 # How many requests --dry-run shows.

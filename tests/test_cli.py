@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from cio_sync import __version__
+from cio_sync import ExitCode, __version__
 from cio_sync.emulator import Emulator
 
 from .conftest import API_KEY, SITE_ID, Files, Spawn, config_dict, finish, people_puts, run_cli, run_process, wait_until
@@ -59,7 +59,9 @@ def test_help_shows_every_option_and_examples() -> None:
     for option in ("--config", "-config", "--data", "-data", "--base-url", "--retries", "--timeout", "--quiet"):
         assert option in run.stdout
     assert "Examples:" in run.stdout
-    assert "Exit codes:" in run.stdout
+    codes = " ".join(run.stdout.split("Exit codes:", 1)[1].split())
+    missing = [int(code) for code in ExitCode if f" {int(code)} " not in f" {codes}"]
+    assert missing == []
 
 
 def test_help_examples_are_whole_commands_on_a_narrow_terminal() -> None:
