@@ -13,7 +13,7 @@ from typing import IO
 
 from cio_sync.emulator import Emulator
 
-from .conftest import CLI, Files, Run, checked, cli_env, config_dict, wait_until
+from .conftest import CLI, Files, Spawn, checked, cli_env, config_dict, finish, wait_until
 from .hostile import drip_status_line, hostile
 
 
@@ -47,30 +47,10 @@ def test_sigterm_while_standard_input_stalls_stops_at_once(emulator: Emulator, f
     assert emulator.requests() == []
 
 
-def spawn(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*CLI, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(None),
-    )
-
-
-def finish(proc: subprocess.Popen[str]) -> Run:
-    try:
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        proc.wait()
-    return checked(proc.returncode, stdout, stderr)
-
-
-def test_sigterm_during_a_hanging_credentials_check_stops(files: Files) -> None:
+def test_sigterm_during_a_hanging_credentials_check_stops(files: Files, spawn_cli: Spawn) -> None:
     with hostile(drip_status_line(0.05), honest_check=False) as server:
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
-        proc = spawn([*args, "--timeout", "3600"])
+        proc = spawn_cli([*args, "--timeout", "3600"])
         wait_until(lambda: len(server.requests()) == 1)
         proc.send_signal(signal.SIGTERM)
         run = finish(proc)
@@ -78,10 +58,10 @@ def test_sigterm_during_a_hanging_credentials_check_stops(files: Files) -> None:
     assert "1 record: 0 synced, 0 failed, 0 invalid, 1 not attempted" in run.stderr
 
 
-def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: Files) -> None:
+def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: Files, spawn_cli: Spawn) -> None:
     with hostile(drip_status_line(0.05)) as server:
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}, {"id": 2}])]
-        proc = spawn([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
+        proc = spawn_cli([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
         wait_until(lambda: len(server.requests()) == 3)  # the check, then both PUTs
         proc.send_signal(signal.SIGTERM)
         run = finish(proc)
@@ -91,10 +71,10 @@ def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: File
     assert sorted(json.loads((files.root / "failed.json").read_text()), key=str) == [{"id": 1}, {"id": 2}]
 
 
-def test_a_second_sigterm_quits_at_once(files: Files) -> None:
+def test_a_second_sigterm_quits_at_once(files: Files, spawn_cli: Spawn) -> None:
     with hostile(drip_status_line(0.05)) as server:
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
-        proc = spawn([*args, "--timeout", "3600"])
+        proc = spawn_cli([*args, "--timeout", "3600"])
         wait_until(lambda: len(server.requests()) == 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.stderr is not None
