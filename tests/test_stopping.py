@@ -1,5 +1,5 @@
 """Signals are always heard: while standard input stalls, during a hanging credentials check or
-request, and a second one quits at once."""
+request. (A second signal quitting at once: tests/test_cli.py.)"""
 
 from __future__ import annotations
 
@@ -69,22 +69,3 @@ def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: File
     assert "failed: the run stopped before its answer came (it may have been applied)" in run.stderr
     assert "2 records: 0 synced, 2 failed, 0 invalid" in run.stderr
     assert sorted(json.loads((files.root / "failed.json").read_text()), key=str) == [{"id": 1}, {"id": 2}]
-
-
-def test_a_second_sigterm_quits_at_once(files: Files, spawn_cli: Spawn) -> None:
-    with hostile(drip_status_line(0.05)) as server:
-        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
-        proc = spawn_cli([*args, "--timeout", "3600"])
-        wait_until(lambda: len(server.requests()) == 2)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.stderr is not None
-        first = proc.stderr.readline()
-        assert first.startswith("cio-sync: syncing 1 record from")
-        assert (
-            proc.stderr.readline()
-            == "cio-sync: SIGTERM received: letting requests in flight finish (send it again to quit at once)\n"
-        )
-        proc.send_signal(signal.SIGTERM)
-        run = finish(proc)
-    assert run.code == 143
-    assert run.stderr == ""  # no summary: it quit at once
