@@ -6,6 +6,7 @@ Every sentence cio-sync writes for people is worded here.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -263,12 +264,14 @@ def bar_layout(width: int, total: int) -> BarLayout:
 
 class JsonConsole:
     """One JSON object per line: ``start``, ``record`` (each failed or invalid one), ``progress``
-    (every few seconds), ``stopping``, ``summary`` and ``error`` events."""
+    (every few seconds of a run), ``stopping``, ``summary`` and ``error`` events."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._counts = _Counts()
-        self._next_progress = 0.0
+        # No progress before a run starts: a dry run hands on only its invalid records, so its
+        # counts would not say how far through the file it is.
+        self._next_progress = math.inf
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -312,9 +315,6 @@ class JsonConsole:
         self._emit("note", message=message)
 
     def planning(self, source: str, count: int) -> None:
-        self._counts = _Counts()
-        self._counts.total = count
-        self._next_progress = time.monotonic() + JSON_PROGRESS_INTERVAL
         self.note(dry_run_start(source, count))
 
     def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
