@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+import cio_sync.cli
 import cio_sync.console
 from cio_sync import ExitCode, __version__
 from cio_sync.emulator import Emulator
@@ -360,3 +361,21 @@ def test_a_bad_base_url_option_is_blamed_on_the_option(emulator: Emulator, files
         == "cio-sync: error: --base-url must be an absolute http:// or https:// URL, got 'ftp://example.com'\n"
     )
     assert emulator.requests() == []
+
+
+def test_a_bug_is_one_line_exit_70_with_the_report_and_no_stale_failed_file(
+    emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cio_sync.cli, "sync", broken)
+    failed, report = files.root / "failed.json", files.root / "report.json"
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
+    run = run_cli([*args, "--failed", str(failed), "--report", str(report)])
+    assert run.code == 70
+    assert run.stderr.splitlines()[-1] == "cio-sync: error: internal error: RuntimeError: a bug (please report this)"
+    assert not failed.exists()
+    document = json.loads(report.read_text())
+    assert (document["exit_code"], document["error"]) == (70, "internal error: RuntimeError: a bug")
