@@ -21,7 +21,6 @@ is settled as not attempted.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 from collections.abc import Iterable
@@ -81,7 +80,10 @@ def sync(
     finally:
         client.close()
     run.clock.finish()
-    result = _counted(settle.tally.result(time.monotonic() - started, stop.reason, run.region), client, gate)
+    elapsed, wire = time.monotonic() - started, client.traffic
+    result = settle.tally.result(
+        elapsed, stop.reason, run.region, requests=wire.sent, statuses=wire.answers, retries=gate.resends
+    )
     # Raised once every record is settled, carrying the counts: the file changed, or the ledger
     # could not be written.
     for error in (source.broken, settle.lost):
@@ -89,13 +91,6 @@ def sync(
             error.result = result
             raise error
     return result
-
-
-def _counted(result: SyncResult, client: TrackClient, gate: Gate) -> SyncResult:
-    """``result`` with the requests, answers and resends as they went over the wire (not as the
-    records ended)."""
-    answers = dict(sorted(client.traffic.answers.items()))
-    return dataclasses.replace(result, requests=client.traffic.sent, statuses=answers, retries=gate.resends)
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:

@@ -51,8 +51,6 @@ class Tally:
 
     def __init__(self, keep: int = 20) -> None:
         self.counts: Counter[Status] = Counter()
-        self.statuses: Counter[int] = Counter()
-        self.retries = 0
         self._keep = keep
         self._problems: list[RecordOutcome] = []
         self._more = 0
@@ -60,9 +58,6 @@ class Tally:
     def add(self, outcome: RecordOutcome) -> None:
         """Count one record's outcome."""
         self.counts[outcome.status] += outcome.span
-        self.retries += outcome.retries
-        if outcome.http_status is not None:
-            self.statuses[outcome.http_status] += 1
         # Records left unsent by a stop are counted, not listed: the summary says how many.
         if outcome.status in _LISTED:
             if len(self._problems) < self._keep:
@@ -85,8 +80,18 @@ class Tally:
         """How many problems were counted beyond those kept."""
         return self._more
 
-    def result(self, elapsed: float, stopped: StopReason | None = None, region: str | None = None) -> SyncResult:
-        """The totals so far as a :class:`SyncResult`."""
+    def result(
+        self,
+        elapsed: float,
+        stopped: StopReason | None,
+        region: str | None,
+        *,
+        requests: int,
+        statuses: dict[int, int],
+        retries: int,
+    ) -> SyncResult:
+        """The totals so far as a :class:`SyncResult`, with the requests, answers by status and
+        resends as they went over the wire (not as the records ended)."""
         return SyncResult(
             total=self.done,
             synced=self.counts[Status.SYNCED],
@@ -94,11 +99,12 @@ class Tally:
             invalid=self.counts[Status.INVALID],
             not_attempted=self.counts[Status.NOT_ATTEMPTED],
             elapsed=elapsed,
-            retries=self.retries,
-            statuses=dict(sorted(self.statuses.items())),
+            retries=retries,
+            statuses=dict(sorted(statuses.items())),
             problems=self.problems,
             more_problems=self._more,
             stopped=stopped,
             region=region,
             unchanged=self.counts[Status.UNCHANGED],
+            requests=requests,
         )
