@@ -24,7 +24,6 @@ class Clock:
         self._enabled = enabled
         # Person key -> the second in which an attempt for them last went without a clear answer.
         self._unclear: dict[str, int] = {}
-        self._latest = 0
         # The latest second in ``_unclear``: once the clock is past it, every entry is past too.
         self._newest = 0
         # Updates held for a later second: (when it begins, file index, update), soonest first.
@@ -38,8 +37,8 @@ class Clock:
                 # Every attempt remembered is of an earlier second, one no update waits for any
                 # more: forgotten, so that memory holds one second's attempts, not the run's.
                 self._unclear.clear()
-            self._newest = max(self._newest, now)
-            self._latest = self._unclear[key] = now
+                self._newest = now
+            self._unclear[key] = now
 
     def hold(self, update: PersonUpdate) -> bool:
         """True when ``update`` must wait for a later second: it is then kept until :meth:`due`."""
@@ -78,7 +77,7 @@ class Clock:
     def finish(self) -> None:
         """At the end of a run: let the second of the last unclear attempt pass."""
         if self._unclear:
-            self._wait_past(self._latest)
+            self._wait_past(self._newest)
 
     @staticmethod
     def _wait_past(second: int) -> None:
