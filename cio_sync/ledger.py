@@ -122,7 +122,7 @@ class Ledger:
     def _count(self, where: str) -> int:
         try:
             row = self._db.execute(f"SELECT count(*) FROM synced WHERE {where}", (self._scope,)).fetchone()  # noqa: S608 - where is one of two constants
-        except sqlite3.OperationalError:  # a read-only look at a ledger that does not exist yet
+        except sqlite3.OperationalError:  # a read-only look at a file that holds no ledger yet
             return 0
         return int(row[0])
 
@@ -130,24 +130,24 @@ class Ledger:
         # For the message of a run that finds the ledger locked: which process holds it.
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (f"{os.getpid()} {time.time():.0f}",))
 
-    def _lookup(self, person: str) -> bytes | None:
-        try:
-            row = self._db.execute(
-                "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, person)
-            ).fetchone()
-        except sqlite3.OperationalError:
-            return None
-        return bytes(row[0]) if row else None
-
     def compare(self, update: PersonUpdate) -> Known:
         """How ``update`` compares with the body the ledger vouches for (with ``--full``: new).
 
         Anything but unchanged is to be sent, and :meth:`sending` must be called before it leaves.
         """
         person = update.key
-        recorded = self._lookup(person)
-        if recorded is None:
+        try:
+            row = self._db.execute(
+                "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, person)
+            ).fetchone()
+        except sqlite3.Error:
+            # Unreadable (a read-only look at a ledger that has no tables yet, a disk error): it
+            # may vouch for another body all the same, so its entry is withdrawn before sending.
+            self._stale.add(person)
             return Known.NEW
+        if row is None:
+            return Known.NEW
+        recorded = bytes(row[0])
         if recorded == digest(update.body):
             return Known.UNCHANGED if self._trust else Known.NEW
         self._stale.add(person)
@@ -279,7 +279,9 @@ def _open_for_writing(path: str) -> sqlite3.Connection:
 def _open_read_only(path: str) -> sqlite3.Connection:
     # A dry run must not create the ledger; an empty in-memory one answers "not known".
     if not Path(path).exists():
-        return sqlite3.connect(":memory:")
+        db = sqlite3.connect(":memory:")
+        db.executescript(_SCHEMA)
+        return db
     try:
         db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
         _check_shape(db, path)

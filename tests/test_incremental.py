@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
+from cio_sync.client import HttpSettings
 from cio_sync.emulator import Emulator
+from cio_sync.ledger import Ledger
+from cio_sync.plan import plan
+from cio_sync.sync import sync
 
-from .conftest import Files, Spawn, config_dict, people_puts, run_cli, wait_until
+from .conftest import Files, Spawn, config_dict, make_config, people_puts, run_cli, wait_until
 
 PEOPLE = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(40)]
 
@@ -251,3 +255,23 @@ def test_no_write_transaction_stays_open_while_requests_wait(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_an_entry_that_cannot_be_read_is_withdrawn_before_sending(emulator: Emulator, tmp_path: Path) -> None:
+    # The ledger vouches for "pro"; then its entries cannot be read (SQLite refuses every SELECT)
+    # and "free" is sent, applied, its answer lost. The old entry must not survive to vouch for
+    # "pro" while the workspace holds "free".
+    config = make_config(emulator.url, parallelism=1)
+    http = HttpSettings(retries=0)
+    with Ledger(str(tmp_path / "state.db"), config) as ledger:
+        assert sync(config, [{"id": "y", "name": "pro"}], ledger=ledger).synced == 1
+
+        def refuse_select(action: int, *_: object) -> int:
+            return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_SELECT else sqlite3.SQLITE_OK
+
+        ledger._db.set_authorizer(refuse_select)
+        emulator.add_fault(drop="after", person="y")
+        assert sync(config, [{"id": "y", "name": "free"}], ledger=ledger, http=http).failed == 1
+        ledger._db.set_authorizer(None)
+        assert emulator.people()["y"] == {"name": "free"}
+        assert plan(config, [{"id": "y", "name": "pro"}], ledger=ledger).unchanged == 0
