@@ -43,7 +43,7 @@ class ReportFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Note ``outcome`` if its record was not synced."""
-        if outcome.status in _DONE:
+        if outcome.status in _DONE or self._lost:
             return
         entry = {
             "index": outcome.index,
@@ -52,8 +52,6 @@ class ReportFile:
             "status": outcome.http_status,
             "reason": outcome.reason,
         }
-        if self._lost:
-            return
         try:
             self._problems.write(("," if self._count else "") + "\n    " + json.dumps(entry, ensure_ascii=False))
         except OSError as e:  # a full disk: the run goes on, and the commit says so
@@ -125,8 +123,6 @@ class ReportFile:
                 raise OutputLost(f"--report -: cannot write the report to standard output: {reason}") from None
         else:
             try:
-                if self._lost:
-                    raise OSError(0, self._lost_why)
                 self._write(self._target.stream, text)
                 self._target.commit()
             except OSError as e:
