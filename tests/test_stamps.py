@@ -69,3 +69,14 @@ def test_after_the_clock_went_back_an_attempt_of_a_later_second_still_holds(wall
     assert [held.index for held in iter(clock.due, None)] == [2]
     wall.now = 1001.0
     assert [held.index for held in iter(clock.due, None)] == [1]
+
+
+def test_a_run_ends_past_the_latest_unclear_second_even_after_the_clock_went_back(wall: SetClock) -> None:
+    # y's late write carries a stamp of second 1000: the next run's stamps must be later, so this
+    # run waits that second out, though the last unclear attempt was of an earlier-reading second.
+    clock = Clock(enabled=True)
+    clock.unclear("y")
+    wall.now = 990.5
+    clock.unclear("z")
+    clock.finish()
+    assert wall.now >= 1001.0
