@@ -40,8 +40,8 @@ class ReceivedRequest:
 
 
 class Recorder:
-    """The requests received, in arrival order (when ``keep_requests``), and counters over them,
-    safe to use from the server's threads."""
+    """The requests received, in the order they were answered (when ``keep_requests``), and
+    counters over them, safe to use from the server's threads."""
 
     def __init__(self, keep_requests: bool) -> None:
         self.keep_requests = keep_requests
@@ -79,7 +79,7 @@ class Recorder:
                 self._requests.append(request)
 
     def requests(self) -> list[ReceivedRequest]:
-        """Every request kept so far, in arrival order."""
+        """Every request kept so far, in the order they were answered."""
         with self._lock:
             return list(self._requests)
 

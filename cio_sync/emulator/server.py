@@ -155,7 +155,8 @@ class Emulator:
         return person.writes if person else 0
 
     def requests(self) -> list[ReceivedRequest]:
-        """Every API request received so far, in arrival order (when ``keep_requests``)."""
+        """Every API request received so far, in the order they were answered (when ``keep_requests``):
+        one held by a delay comes after those that arrived while it waited."""
         return self._recorder.requests()
 
     def stats(self) -> dict[str, Any]:
