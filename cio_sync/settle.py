@@ -65,7 +65,7 @@ class Settle:
                 self._unanswered += 1
                 if self._unanswered >= self._max_unanswered:
                     self._stop(StopReason.UNREACHABLE)
-            self.emit(RecordOutcome.of(update, delivery))
+            self._emit(RecordOutcome.of(update, delivery))
         if self._ledger is not None:
             accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
             try:
@@ -75,31 +75,31 @@ class Settle:
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""
-        self.emit(RecordOutcome(record.index, Status.INVALID, record.person_id, record.reason, record=record.record))
+        self._emit(RecordOutcome(record.index, Status.INVALID, record.person_id, record.reason, record=record.record))
 
     def unchanged(self, update: PersonUpdate) -> bool:
         """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
         workspace holds its body already."""
         if self._ledger is None or self._ledger.compare(update) is not Known.UNCHANGED:
             return False
-        self.emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
+        self._emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
         return True
 
     def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
         """A record not sent: the run stopped first, or (``reason``) it was held back."""
-        self.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
+        self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
 
     def unread(self, tail: UnreadTail) -> None:
         """The records a stopped run never read, as one outcome standing for all of them."""
         reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
-        self.emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
+        self._emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
 
     def _lose_ledger(self, error: OutputLost) -> None:
         if self.lost is None:
             self.lost = error
         self._stop(StopReason.ERROR)
 
-    def emit(self, outcome: RecordOutcome) -> None:
+    def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""
         self.tally.add(outcome)
         if self._on_outcome is not None:
