@@ -31,8 +31,11 @@ MILLISECONDS_ABOVE = 10**11
 # The range a timestamp may fall in: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 FIRST_SECOND = -62_135_596_800
 LAST_SECOND = 253_402_300_799
-# Integers longer than this are refused rather than built: Python itself refuses to print them.
+# Python reads and prints integers of at most this many digits (a guard of its own against
+# quadratic conversion): longer ones are refused rather than built. No id or attribute value can
+# hold one anyway.
 MAX_INTEGER_DIGITS = 4300
+# An integer under this many bits has at most 4,215 digits: Python can print it.
 MAX_INTEGER_BITS = 14_000
 
 # ISO 8601 as exports write it; warehouses add a space before the zone, and BigQuery writes UTC.

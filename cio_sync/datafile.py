@@ -17,6 +17,7 @@ from typing import IO
 
 import ijson
 
+from .convert import MAX_INTEGER_DIGITS
 from .csvfile import CsvRecords, CsvRows
 from .errors import DataFileChanged, DataFileError
 
@@ -36,9 +37,6 @@ _CHUNK = 1 << 16
 # A single value (string, number or key) longer than this is refused with the file. No id or
 # attribute value can be a thousandth of it, and it bounds the time the parser spends on one.
 MAX_VALUE_BYTES = 10_000_000
-# Python reads integers of at most this many digits (a guard of its own against quadratic
-# conversion); no id or attribute value can hold one anyway.
-MAX_INTEGER_DIGITS = 4300
 # Digits as "0" and everything else as ".", to find long runs of digits at the speed of bytes.find.
 _DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
 _LONG_DIGITS = b"0" * (MAX_INTEGER_DIGITS + 1)

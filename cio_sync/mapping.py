@@ -11,7 +11,7 @@ from decimal import Decimal
 from urllib.parse import quote
 
 from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport, listing
-from .convert import CASTS, CastError
+from .convert import CASTS, MAX_INTEGER_BITS, CastError
 from .csvfile import CsvRow, RaggedRow
 from .errors import ConfigError, DataFileError
 from .schema import article
@@ -375,7 +375,7 @@ def value_problem(body: dict[str, object]) -> str | None:
         elif isinstance(value, (dict, list)):
             size = len(_encode(value).encode("utf-8", "surrogatepass"))
         elif type(value) is int and value.bit_length() > 3000:
-            size = len(str(value)) if value.bit_length() < 14000 else MAX_VALUE_BYTES + 1
+            size = len(str(value)) if value.bit_length() < MAX_INTEGER_BITS else MAX_VALUE_BYTES + 1
         else:
             continue
         if size > MAX_VALUE_BYTES:
