@@ -44,6 +44,31 @@ EXPORT_MAPPINGS: list[dict[str, Any]] = [
     {"from": "company", "to": "company"},
     {"value": "warehouse", "to": "source"},
 ]
+# What each person of EXPORT is sent under EXPORT_MAPPINGS (the README's worked example).
+EXPORT_BODIES: dict[str, dict[str, Any]] = {
+    "u-1": {
+        "email": "ada@example.com",
+        "plan": "pro",
+        "seats": 12,
+        "ltv": 1520.5,
+        "on_trial": False,
+        "created_at": 1704184200,
+        "last_seen_at": 1709660712,
+        "first_order": 31.5,
+        "company": None,
+        "source": "warehouse",
+    },
+    "u-2": {
+        "email": "grace@example.com",
+        "seats": 3,
+        "ltv": 0,
+        "on_trial": True,
+        "created_at": 1703980800,
+        "last_seen_at": 1709660712,
+        "company": "Navy",
+        "source": "warehouse",
+    },
+}
 
 
 def sync_run(emulator: Emulator, files: Files, records: object, *extra: str, **config: Any) -> Run:
@@ -60,30 +85,7 @@ def bodies(emulator: Emulator) -> dict[str | None, Any]:
 def test_a_nested_export_with_dates_text_numbers_and_nulls(emulator: Emulator, files: Files) -> None:
     run = sync_run(emulator, files, EXPORT, userId=["user", "id"], mappings=EXPORT_MAPPINGS)
     assert run.code == 0, run.stderr
-    assert bodies(emulator) == {
-        "u-1": {
-            "email": "ada@example.com",
-            "plan": "pro",
-            "seats": 12,
-            "ltv": 1520.5,
-            "on_trial": False,
-            "created_at": 1704184200,
-            "last_seen_at": 1709660712,
-            "first_order": 31.5,
-            "company": None,
-            "source": "warehouse",
-        },
-        "u-2": {
-            "email": "grace@example.com",
-            "seats": 3,
-            "ltv": 0,
-            "on_trial": True,
-            "created_at": 1703980800,
-            "last_seen_at": 1709660712,
-            "company": "Navy",
-            "source": "warehouse",
-        },
-    }
+    assert bodies(emulator) == EXPORT_BODIES
 
 
 def test_the_values_sent_have_the_cast_json_types(emulator: Emulator, files: Files) -> None:
@@ -273,18 +275,7 @@ def test_dry_run_shows_the_converted_values_as_sent(emulator: Emulator, files: F
     assert emulator.requests() == []
     assert "would send: PUT " + emulator.url + "/api/v1/customers/u-1" in run.stderr
     line = next(x for x in run.stderr.splitlines() if x.strip().startswith('{"email":"ada@'))
-    assert json.loads(line) == {
-        "email": "ada@example.com",
-        "plan": "pro",
-        "seats": 12,
-        "ltv": 1520.5,
-        "on_trial": False,
-        "created_at": 1704184200,
-        "last_seen_at": 1709660712,
-        "first_order": 31.5,
-        "company": None,
-        "source": "warehouse",
-    }
+    assert json.loads(line) == EXPORT_BODIES["u-1"]
     real = sync_run(emulator, files, EXPORT, userId=["user", "id"], mappings=EXPORT_MAPPINGS)
     assert real.code == 0
     (sent,) = [r for r in emulator.requests() if r.person_id == "u-1"]
