@@ -497,24 +497,24 @@ def _is_scalar(byte: bytes) -> bool:
 # separator, a run of scalar characters (a number, true, false, null), whitespace.
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*("?)|[\[{]|[\]}]|[,:]|[^\s\[\]{},:"]+|\s+')
 _REST_OF_STRING = re.compile(rb'(?:[^"\\]|\\.)*"')
-_STRINGS = re.compile(rb'"[^"]*"')
 _LITERALS = (b"null", b"true", b"false")
+# Every byte but quotes and brackets, deleted to follow the nesting at the speed of bytes.translate.
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 def _advance(data: bytes, depth: int, in_string: bool) -> tuple[int, bool]:
     """The nesting depth and open string after ``data``, without a loop in Python."""
+    # With escaped quotes blanked, every quote opens or closes a string. Only quotes and brackets
+    # matter, and two quotes side by side (a string with no bracket in it, or the space between
+    # two strings) change nothing: what remains is split at its quotes into pieces that alternate
+    # between outside and inside a string. An open string is a quote before the first piece.
     plain = data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
-    if in_string:
-        close = plain.find(b'"')
-        if close == -1:
-            return depth, True
-        plain = plain[close + 1 :]
-    if plain.count(b'"') % 2:
-        plain, in_string = plain[: plain.rfind(b'"')], True
-    else:
-        in_string = False
-    outside = _STRINGS.sub(b"", plain)
-    return depth + outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}"), in_string
+    marks = ((b'"' if in_string else b"") + plain.translate(None, _NOT_STRUCTURE)).replace(b'""', b"")
+    pieces = marks.split(b'"')
+    outside = b"".join(pieces[::2])
+    depth += outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}")
+    # An odd number of quotes (an even number of pieces) leaves a string open.
+    return depth, len(pieces) % 2 == 0
 
 
 def _element_starts(data: bytes, depth: int, in_string: bool, top: int, continues: bool) -> list[int]:
