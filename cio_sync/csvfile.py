@@ -16,6 +16,9 @@ _LINE_ENDS = (b"\n", b"\r")
 # The csv module refuses cells over 128 KiB by default, which would refuse a whole export for one
 # long note in a column nobody maps. A row is held whole while read, so keep a bound all the same.
 MAX_CELL = 16 * 1024 * 1024
+# A line is gathered whole before the csv module sees it: without a bound, a file with no line
+# break would be held whole, and a few times over. Room for the longest cell and more besides.
+MAX_LINE = 2 * MAX_CELL
 
 
 class CsvRow(dict[str, "str | None"]):
@@ -161,9 +164,13 @@ class _Lines:
 
     def __iter__(self) -> Iterator[str]:
         pending: list[bytes] = []  # a line begun in earlier chunks, not ended yet
+        held = 0  # its length so far
         while chunk := self._chunk():
             if b"\n" not in chunk and b"\r" not in chunk:
                 pending.append(chunk)  # joined once the line ends: no quadratic rejoining
+                held += len(chunk)
+                if held > MAX_LINE:
+                    raise csv.Error(f"a line is longer than {MAX_LINE:,} bytes, the most cio-sync reads")
                 continue
             lines = chunk.splitlines(keepends=True)
             if pending:
@@ -172,6 +179,7 @@ class _Lines:
                 pending = []
             if not lines[-1].endswith(_LINE_ENDS):
                 pending.append(lines.pop())
+            held = len(pending[0]) if pending else 0
             for raw in lines:
                 self.end += len(raw)
                 # A line ends at an ASCII byte, never inside a UTF-8 sequence: each decodes alone.

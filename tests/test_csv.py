@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from cio_sync import csvfile
 from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
 
@@ -197,6 +198,28 @@ def test_a_broken_csv_file_is_refused_before_sending(
     assert run.code == 2
     assert message in run.stderr
     assert emulator.requests() == []
+
+
+def test_a_line_too_long_to_hold_is_refused_before_sending(
+    emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file without line breaks is not gathered whole: reading stops once a line passes the bound.
+    monkeypatch.setattr(csvfile, "MAX_LINE", 1000)
+    monkeypatch.setattr(csvfile, "_CHUNK", 64)
+    run = csv_run(emulator, files, "id,name\n1," + "a" * 2000 + "\n2,b\n", mappings=[{"from": "name", "to": "name"}])
+    assert run.code == 2
+    assert "people.csv: not valid CSV in the row from line 2: a line is longer than 1,000 bytes" in run.stderr
+    assert emulator.requests() == []
+    near = csv_run(emulator, files, "id,name\n1," + "a" * 900 + "\n", mappings=[{"from": "name", "to": "name"}])
+    assert near.code == 0, near.stderr
+    assert emulator.people() == {"1": {"name": "a" * 900}}
+    # A cell past the csv module's bound (raised to MAX_CELL) is refused on its own.
+    monkeypatch.undo()
+    sent = len(emulator.requests())
+    cell = csv_run(emulator, files, "id,name\n1," + "a" * (csvfile.MAX_CELL + 1) + "\n")
+    assert cell.code == 2
+    assert "people.csv: not valid CSV in the row from line 2: field larger than field limit" in cell.stderr
+    assert len(emulator.requests()) == sent
 
 
 def test_rows_are_read_as_records_of_text(files: Files) -> None:
