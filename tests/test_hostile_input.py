@@ -216,7 +216,7 @@ def test_a_report_into_a_broken_pipe_says_so_and_exits_74(emulator: Emulator, fi
         proc = subprocess.run([*CLI, *args], stdout=write_end, stderr=subprocess.PIPE, timeout=60)
     finally:
         os.close(write_end)
-    stderr = proc.stderr.decode()
+    stderr = checked(proc.returncode, "", proc.stderr.decode()).stderr
     assert proc.returncode == 74, stderr
     assert stderr.endswith("cio-sync: error: --report -: cannot write the report to standard output: Broken pipe\n")
     assert people_puts(emulator) == ["1"]
@@ -326,12 +326,13 @@ def test_a_full_disk_under_the_outputs_says_what_was_lost_and_exits_74(
     # --failed holds the records (500-byte blobs): about 50 KB; the report about 20 KB.
     data = files.data([{"id": 1, "name": "Ada"}] + [{"id": i + 0.5, "blob": "x" * 500} for i in range(100)])
     failed, report = files.root / "failed.json", files.root / "report.json"
+    failed.write_text('[{"id": "left by an earlier run"}]')
     args = [*CLI, "--config", files.config(config_dict(emulator.url)), "--data", data]
     args += ["--failed", str(failed), "--report", str(report)]
     proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(limit), timeout=60)
-    assert proc.returncode == 74, proc.stderr
-    assert "Traceback" not in proc.stderr
-    last = proc.stderr.splitlines()[-1]
+    run = checked(proc.returncode, proc.stdout, proc.stderr)
+    assert run.code == 74, run.stderr
+    last = run.stderr.splitlines()[-1]
     assert f"--failed {failed}: could not be written (File too large)" in last
     assert not failed.exists()  # no half-written file, and no earlier one to be taken for this run's
     if limit == 2_000:
@@ -353,9 +354,9 @@ def test_a_full_disk_under_the_ledger_stops_the_run_with_every_record_accounted_
     args = [*CLI, "--config", files.config(config_dict(emulator.url, parallelism=1)), "--data", data]
     args += ["--state", str(files.root / "ledger"), "--failed", str(failed), "--report", str(report)]
     proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(64_000), timeout=120)
-    assert proc.returncode == 74, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines()[-1].startswith(f"cio-sync: error: --state {files.root / 'ledger'}: the ledger")
+    run = checked(proc.returncode, proc.stdout, proc.stderr)
+    assert run.code == 74, run.stderr
+    assert run.stderr.splitlines()[-1].startswith(f"cio-sync: error: --state {files.root / 'ledger'}: the ledger")
     document = json.loads(report.read_text())
     assert problems("report.schema.json", document) == []
     counts = document["counts"]
