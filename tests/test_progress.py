@@ -66,10 +66,10 @@ class Terminal:
         return code, self.text
 
 
-def frames(text: str) -> list[str]:
+def frames(text: str, total: int = TOTAL) -> list[str]:
     """Each redraw of the bar, without its colours."""
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
-    return [part for part in re.split(r"[\r\n]", plain) if f"/{TOTAL}" in part]
+    return [part for part in re.split(r"[\r\n]", plain) if f"/{total}" in part]
 
 
 def run_args(emulator: Emulator, files: Files) -> list[str]:
@@ -91,12 +91,29 @@ def test_the_bar_fits_the_terminal_without_cutting_a_figure(emulator: Emulator, 
     assert f"{TOTAL:,} records: {TOTAL:,} synced" in text
 
 
-def test_every_layout_fits_its_width() -> None:
-    for width in range(40, 200):
-        for total in (1, 999, 3000, 10**6, 10**9):
-            layout = bar_layout(width, total)
-            assert 10 <= layout.bar <= 40
-            assert bar_layout(width + 1, total).bar >= 10
+class FakeTerminal(io.StringIO):
+    """A stream that says it is a terminal, so that rich draws the bar into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("total", [1, 999, 3000, 10**6, 10**9])
+def test_every_layout_fits_its_width(monkeypatch: pytest.MonkeyPatch, total: int) -> None:
+    # Drawn by rich as on a terminal, from the narrowest width where the smallest layout fits.
+    monkeypatch.setattr(console_module, "BAR_INTERVAL", 0.0)
+    for width in range(46, 200, 3):
+        assert 10 <= bar_layout(width, total).bar <= 40
+        monkeypatch.setenv("COLUMNS", str(width))
+        screen = FakeTerminal()
+        text = TextConsole(stream=screen, progress=True)
+        text.started("data.json", total, "http://localhost", 4)  # no "/1" to pass for a count of 1
+        for index in range(min(3, total)):
+            text.outcome(RecordOutcome(index, Status.FAILED if index == 1 else Status.SYNCED))
+        text.error("stopped", ExitCode.INTERRUPTED)  # takes the bar down, drawing it a last time
+        drawn = frames(screen.getvalue(), total)
+        assert drawn, (width, screen.getvalue())
+        assert not any(ELLIPSIS in frame or len(frame.rstrip()) > width for frame in drawn), (width, drawn)
 
 
 def test_after_ctrl_c_the_bar_stops_counting(emulator: Emulator, files: Files) -> None:
@@ -116,13 +133,6 @@ def test_after_ctrl_c_the_bar_stops_counting(emulator: Emulator, files: Files) -
     assert shown_before
     synced = len(emulator.people())
     assert f"{synced:,} synced, 0 failed, 0 invalid, {TOTAL - synced:,} not attempted" in text
-
-
-class FakeTerminal(io.StringIO):
-    """A stream that says it is a terminal, so that rich draws the bar into it."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def test_records_marked_not_attempted_after_a_stop_do_not_move_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
