@@ -20,7 +20,7 @@ from cio_sync.cli import app
 from cio_sync.emulator import Emulator
 from cio_sync.schema import load_schema, problems
 
-from .conftest import API_KEY, SITE_ID, config_dict, run_cli
+from .conftest import API_KEY, SITE_ID, Run, config_dict, run_cli
 from .floors import floors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,22 +197,27 @@ def test_every_exit_code_is_in_the_readme() -> None:
     assert missing == []
 
 
-def test_the_demo_inputs_are_valid(tmp_path: Path) -> None:
+def run_the_demo(url: str) -> Run:
+    """The sync ``make demo`` runs, in-process, against the emulator at ``url``."""
+    examples = ROOT / "examples"
+    return run_cli(
+        ["--config", str(examples / "configuration.json"), "--data", str(examples / "data.json"), "--base-url", url]
+    )
+
+
+def test_the_demo_ends_as_the_readme_shows() -> None:
     config = json.loads((ROOT / "examples" / "configuration.json").read_text())
     assert problems("config.schema.json", config) == []
     with Emulator() as emu:
-        run = run_cli(
-            [
-                "--config",
-                str(ROOT / "examples" / "configuration.json"),
-                "--data",
-                str(ROOT / "examples" / "data.json"),
-                "--base-url",
-                emu.url,
-            ]
-        )
+        run = run_the_demo(emu.url)
         assert run.code == 1
         assert "8 records: 5 synced, 0 failed, 3 invalid" in run.stderr
+        show = [sys.executable, "-m", "cio_sync.emulator", "show", emu.url]
+        shown = subprocess.run(show, capture_output=True, text=True, timeout=30).stdout
+    readme = README.split("as JSON, then its counters", 1)[1].split("```", 2)[1]
+    # cio_ids are handed out as the requests arrive, in an order the workers decide.
+    cio_id = re.compile(r"  \d{8}  ")
+    assert cio_id.sub("  ########  ", shown).strip() == cio_id.sub("  ########  ", readme).strip()
 
 
 @pytest.mark.slow
@@ -242,23 +247,12 @@ def test_the_demo_check_fails_loudly_when_the_sync_did_not_land() -> None:
         assert refused.returncode == 1
         assert "make demo: FAILED: the sync did not reach the emulator as it should: exit 3" in refused.stderr
         assert "the workspace holds 0 of the example's 4 people" in refused.stderr
-        run_cli(
-            [
-                "--config",
-                str(ROOT / "examples" / "configuration.json"),
-                "--data",
-                str(ROOT / "examples" / "data.json"),
-                "--base-url",
-                emu.url,
-            ]
-        )
+        run_the_demo(emu.url)
         landed = subprocess.run([*check, emu.url, "1"], capture_output=True, text=True, cwd=ROOT)
         assert landed.returncode == 0, landed.stderr
 
 
 def test_the_emulator_runs_as_its_own_process(tmp_path: Path) -> None:
-    import requests
-
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "cio_sync.emulator", "--port", "0", "--port-file", str(port_file)],
