@@ -16,7 +16,7 @@ from cio_sync.ledger import Ledger
 from cio_sync.plan import plan
 from cio_sync.sync import sync
 
-from .conftest import Files, Spawn, config_dict, make_config, people_puts, run_cli, wait_until
+from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, run_cli, wait_until
 
 PEOPLE = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(40)]
 
@@ -139,7 +139,7 @@ def interrupted_then_resumed(emulator: Emulator, files: Files, spawn_cli: Spawn,
     proc = spawn_cli(args)
     wait_until(lambda: len(emulator.people()) >= 300)
     proc.send_signal(signum)
-    proc.communicate(timeout=30)
+    assert finish(proc).code == (143 if signum == signal.SIGTERM else -signum)
     first = len(people_puts(emulator))
     emulator.latency = 0
     assert run_cli(args).code == 0
