@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -231,3 +236,39 @@ def unstamped(body: Any) -> Any:
     """A v1 body as the mapping made it: without the ``_timestamp`` every request carries."""
     assert isinstance(body, dict) and type(body.get("_timestamp")) is int, f"not a stamped body: {body!r}"
     return {k: v for k, v in body.items() if k != "_timestamp"}
+
+
+class Terminal:
+    """``python -m cio_sync`` on a pseudo-terminal of ``columns`` columns; everything it draws is kept."""
+
+    def __init__(self, args: Sequence[str], columns: int = 80, env: dict[str, str] | None = None) -> None:
+        main, child = pty.openpty()
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+        environment = cli_env({"COLUMNS": str(columns), "TERM": "xterm", **(env or {})})
+        self.proc = subprocess.Popen([*CLI, *args], stdin=child, stdout=child, stderr=child, env=environment)
+        os.close(child)
+        self._main = main
+        self._chunks: list[bytes] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._main, 65536)
+            except OSError:  # the child side closed
+                break
+            if not chunk:
+                break
+            self._chunks.append(chunk)
+
+    @property
+    def text(self) -> str:
+        return b"".join(self._chunks).decode("utf-8", "replace")
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the run to end; its exit code and everything it drew, checked as :func:`run_cli` does."""
+        code = self.proc.wait(timeout=60)
+        self._reader.join(timeout=10)
+        os.close(self._main)
+        return code, checked(code, None, self.text).stderr

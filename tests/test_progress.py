@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import pty
 import re
 import signal
-import struct
-import subprocess
-import termios
-import threading
 from pathlib import Path
 
 import pytest
@@ -22,48 +15,11 @@ from cio_sync.emulator import Emulator
 from cio_sync.errors import ExitCode
 from cio_sync.outcome import RecordOutcome, Status, StopReason
 
-from .conftest import CLI, Files, assert_no_secret, cli_env, config_dict, wait_until
+from .conftest import Files, Terminal, config_dict, wait_until
 
 TOTAL = 1000
 # What rich prints when a column does not fit: the bar must never cut a figure short.
 ELLIPSIS = "…"
-
-
-class Terminal:
-    """cio-sync on a pseudo-terminal of ``columns`` columns; everything it draws is kept."""
-
-    def __init__(self, args: list[str], columns: int) -> None:
-        main, child = pty.openpty()
-        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-        env = cli_env({"COLUMNS": str(columns), "TERM": "xterm"})
-        env.pop("NO_COLOR", None)
-        self.proc = subprocess.Popen([*CLI, *args], stdin=child, stdout=child, stderr=child, env=env)
-        os.close(child)
-        self._main = main
-        self._chunks: list[bytes] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._main, 65536)
-            except OSError:  # the child side closed
-                break
-            if not chunk:
-                break
-            self._chunks.append(chunk)
-
-    @property
-    def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", "replace")
-
-    def finish(self) -> tuple[int, str]:
-        code = self.proc.wait(timeout=60)
-        self._reader.join(timeout=10)
-        os.close(self._main)
-        assert_no_secret(self.text)
-        return code, self.text
 
 
 def frames(text: str, total: int = TOTAL) -> list[str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
@@ -14,7 +12,7 @@ import pytest
 
 from cio_sync.emulator import Emulator
 
-from .conftest import CLI, Files, Spawn, cli_env, config_dict, run_cli
+from .conftest import CLI, Files, Terminal, cli_env, config_dict, run_cli
 
 
 def write_records(path: Path, n: int) -> None:
@@ -46,31 +44,12 @@ def test_memory_does_not_grow_with_the_file(files: Files) -> None:
     assert grown < baseline + 15, f"{baseline:.0f} MB for 2k records, {grown:.0f} MB for 200k"
 
 
-def run_on_a_terminal(spawn_cli: Spawn, args: list[str], extra_env: dict[str, str]) -> tuple[int, str]:
-    controller, terminal = pty.openpty()
-    proc = spawn_cli(
-        args, env={"TERM": "xterm-256color", "COLUMNS": "150", **extra_env}, stdout=subprocess.DEVNULL, stderr=terminal
-    )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
-
-
 @pytest.mark.parametrize("no_color", [False, True])
-def test_a_progress_bar_on_a_terminal(emulator: Emulator, files: Files, spawn_cli: Spawn, no_color: bool) -> None:
+def test_a_progress_bar_on_a_terminal(emulator: Emulator, files: Files, no_color: bool) -> None:
     emulator.latency = 0.01
     data = files.data([{"id": ""}] + [{"id": i} for i in range(150)])
     args = ["--config", files.config(config_dict(emulator.url, parallelism=3)), "--data", data]
-    code, screen = run_on_a_terminal(spawn_cli, args, {"NO_COLOR": "1"} if no_color else {})
+    code, screen = Terminal(args, 150, {"NO_COLOR": "1"} if no_color else {}).finish()
     assert code == 1
     assert re.search(r"\d+/151", screen), screen[-2000:]
     assert "ETA" in screen
@@ -87,8 +66,8 @@ def test_no_progress_bar_when_not_a_terminal(emulator: Emulator, files: Files) -
     assert "\x1b[" not in run.stderr
 
 
-def test_no_progress_bar_when_quiet_on_a_terminal(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
+def test_no_progress_bar_when_quiet_on_a_terminal(emulator: Emulator, files: Files) -> None:
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": 1}]), "--quiet"]
-    code, screen = run_on_a_terminal(spawn_cli, args, {})
+    code, screen = Terminal(args, 150).finish()
     assert code == 0
     assert screen == ""
