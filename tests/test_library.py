@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import cio_sync
+from cio_sync.emulator import Emulator
 
 from .conftest import API_KEY, SITE_ID
 
@@ -16,25 +17,23 @@ def test_every_public_name_exists() -> None:
         assert hasattr(cio_sync, name), name
 
 
-def test_a_sync_driven_from_python() -> None:
-    with cio_sync_emulator() as emulator:
-        url = emulator.url
-        config = cio_sync.config_from_dict(
-            {
-                "parallelism": 3,
-                "userId": "email",
-                "mappings": [{"from": "first", "to": "first_name"}],
-                "baseUrl": url,
-            },
-            env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
-        )
-        outcomes: list[cio_sync.RecordOutcome] = []
-        result = cio_sync.sync(
-            config,
-            iter([{"email": "ada@example.com", "first": "Ada"}, {"first": "nobody"}]),
-            on_outcome=outcomes.append,
-            http=cio_sync.HttpSettings(retries=1, backoff_factor=0),
-        )
+def test_a_sync_driven_from_python(emulator: Emulator) -> None:
+    config = cio_sync.config_from_dict(
+        {
+            "parallelism": 3,
+            "userId": "email",
+            "mappings": [{"from": "first", "to": "first_name"}],
+            "baseUrl": emulator.url,
+        },
+        env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
+    )
+    outcomes: list[cio_sync.RecordOutcome] = []
+    result = cio_sync.sync(
+        config,
+        iter([{"email": "ada@example.com", "first": "Ada"}, {"first": "nobody"}]),
+        on_outcome=outcomes.append,
+        http=cio_sync.HttpSettings(retries=1, backoff_factor=0),
+    )
     assert isinstance(result, cio_sync.SyncResult)
     assert (result.total, result.synced, result.invalid) == (2, 1, 1)
     assert not result.ok
@@ -48,24 +47,17 @@ def test_library_errors_carry_exit_codes() -> None:
     assert caught.value.exit_code == cio_sync.ExitCode.BAD_INPUT
 
 
-def cio_sync_emulator() -> cio_sync.emulator.Emulator:
-    from cio_sync.emulator import Emulator
-
-    return Emulator(SITE_ID, API_KEY)
-
-
-def test_the_ledger_and_the_plan_from_python(tmp_path: Path) -> None:
+def test_the_ledger_and_the_plan_from_python(emulator: Emulator, tmp_path: Path) -> None:
     records = [{"id": 1, "name": "Ada"}, {"id": 2, "name": "Grace"}]
-    with cio_sync_emulator() as emulator:
-        config = cio_sync.config_from_dict(
-            {"parallelism": 2, "userId": "id", "mappings": [{"from": "name", "to": "name"}], "baseUrl": emulator.url},
-            env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
-        )
-        ledger = cio_sync.Ledger(str(tmp_path / "state.db"), config)
-        first = cio_sync.sync(config, records, ledger=ledger)
-        second = cio_sync.sync(config, records, ledger=ledger)
-        ahead = cio_sync.plan(config, [*records, {"id": 3}], ledger=ledger)
-        ledger.close()
+    config = cio_sync.config_from_dict(
+        {"parallelism": 2, "userId": "id", "mappings": [{"from": "name", "to": "name"}], "baseUrl": emulator.url},
+        env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
+    )
+    ledger = cio_sync.Ledger(str(tmp_path / "state.db"), config)
+    first = cio_sync.sync(config, records, ledger=ledger)
+    second = cio_sync.sync(config, records, ledger=ledger)
+    ahead = cio_sync.plan(config, [*records, {"id": 3}], ledger=ledger)
+    ledger.close()
     assert (first.synced, second.synced, second.unchanged) == (2, 0, 2)
     assert second.ok
     assert (ahead.new, ahead.changed, ahead.unchanged) == (1, 0, 2)
