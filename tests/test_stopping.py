@@ -69,3 +69,19 @@ def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: File
     assert "failed: the run stopped before its answer came (it may have been applied)" in run.stderr
     assert "2 records: 0 synced, 2 failed, 0 invalid" in run.stderr
     assert sorted(json.loads((files.root / "failed.json").read_text()), key=str) == [{"id": 1}, {"id": 2}]
+
+
+def test_sigint_during_a_dry_run_stops_at_once(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
+    # Enough records that the plan is still being made when its opening line has been read.
+    data = files.data(b"[" + b",".join(b'{"id": %d}' % i for i in range(300_000)) + b"]")
+    report = files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", data, "--dry-run", "--report", str(report)]
+    proc = spawn_cli(args)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith("cio-sync: dry run: checking 300,000 records from ")
+    proc.send_signal(signal.SIGINT)
+    run = finish(proc)
+    assert run.code == 130, run.stderr
+    assert run.stderr == "cio-sync: error: interrupted before anything was sent\n"
+    assert json.loads(report.read_text())["exit_code"] == 130
+    assert emulator.requests() == []
