@@ -527,8 +527,9 @@ def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: P
     )
     try:
         assert proc.stderr is not None
-        assert proc.stderr.readline().startswith("Track API emulator listening on http://127.0.0.1:")
+        announced = proc.stderr.readline()
         url = f"http://127.0.0.1:{port_file.read_text()}"
+        assert announced == f"Track API emulator listening on {url}\n"
         added = emulator_command("fault", url, "drop=before,person=long-name-person")
         assert (added.returncode, added.stderr) == (0, "")
         answers = [

@@ -250,33 +250,3 @@ def test_the_demo_check_fails_loudly_when_the_sync_did_not_land() -> None:
         run_the_demo(emu.url)
         landed = subprocess.run([*check, emu.url, "1"], capture_output=True, text=True, cwd=ROOT)
         assert landed.returncode == 0, landed.stderr
-
-
-def test_the_emulator_runs_as_its_own_process(tmp_path: Path) -> None:
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cio_sync.emulator", "--port", "0", "--port-file", str(port_file)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        announced = proc.stderr.readline()
-        url = f"http://127.0.0.1:{port_file.read_text()}"
-        assert announced.strip() == f"Track API emulator listening on {url}"
-        region = requests.get(url + "/api/v1/accounts/region", auth=("demo-site", "demo-key"), timeout=5)
-        assert region.json()["region"] == "us"
-        put = requests.put(
-            url + "/api/v1/customers/a%2Fb", json={"name": "Ada"}, auth=("demo-site", "demo-key"), timeout=5
-        )
-        assert put.status_code == 200
-        shown = subprocess.run(
-            [sys.executable, "-m", "cio_sync.emulator", "show", url], capture_output=True, text=True, timeout=30
-        )
-        assert shown.returncode == 0
-        assert shown.stdout.splitlines()[1].startswith("a/b  ")
-        assert shown.stdout.splitlines()[1].endswith('  {"name": "Ada"}')
-        assert "1 person; 2 API requests: 2 answered 200" in shown.stdout
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
