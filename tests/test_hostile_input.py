@@ -247,6 +247,10 @@ def test_exit_code_and_report_agree_without_a_usable_standard_error(
         (["--timeout", "nan"], "Invalid value for '--timeout'"),
         (["--rate-limit", "inf"], "Invalid value for '--rate-limit'"),
         (["--rate-limit", "1e-300"], "Invalid value for '--rate-limit'"),
+        (["--retries", "21"], "Invalid value for '--retries'"),
+        (["--retries", "-1"], "Invalid value for '--retries'"),
+        (["--give-up-after", "0.5"], "Invalid value for '--give-up-after'"),
+        (["--give-up-after", "86401"], "Invalid value for '--give-up-after'"),
     ],
 )
 def test_numbers_out_of_bounds_are_refused(emulator: Emulator, files: Files, option: list[str], message: str) -> None:
