@@ -147,6 +147,7 @@ def run(
         typer.Option(
             min=1,
             max=86400,
+            callback=_finite,
             metavar="SECONDS",
             help="Stop starting requests when none has made progress for this long (only 429, 5xx, no answer).",
         ),

@@ -251,6 +251,7 @@ def test_exit_code_and_report_agree_without_a_usable_standard_error(
         (["--retries", "-1"], "Invalid value for '--retries'"),
         (["--give-up-after", "0.5"], "Invalid value for '--give-up-after'"),
         (["--give-up-after", "86401"], "Invalid value for '--give-up-after'"),
+        (["--give-up-after", "nan"], "Invalid value for '--give-up-after'"),
     ],
 )
 def test_numbers_out_of_bounds_are_refused(emulator: Emulator, files: Files, option: list[str], message: str) -> None:
