@@ -207,7 +207,7 @@ class TrackClient:
         except Cancelled as e:
             return Delivery(Status.FAILED, None, str(e))
         except requests.RequestException as e:
-            return Delivery(Status.FAILED, None, describe_error(e), self._settings.retries)
+            return Delivery(Status.FAILED, None, describe_error(e, write=True), self._settings.retries)
         return self._classify(response, _retries(response))
 
     def _classify(self, response: requests.Response, retries: int) -> Delivery:
@@ -235,7 +235,7 @@ class TrackClient:
         except Cancelled as e:
             return [Delivery(Status.FAILED, None, str(e))] * count
         except requests.RequestException as e:
-            return [Delivery(Status.FAILED, None, describe_error(e), self._settings.retries)] * count
+            return [Delivery(Status.FAILED, None, describe_error(e, write=True), self._settings.retries)] * count
         retries = _retries(response)
         if response.status_code == 207:
             self._gate.succeeded()
@@ -424,8 +424,13 @@ def api_message(response: requests.Response) -> str:
     return " ".join(text.split())[:300]
 
 
-def describe_error(error: BaseException) -> str:
-    """A connection-level failure in a few words, without the URL or the pool's internals."""
+def describe_error(error: BaseException, *, write: bool = False) -> str:
+    """A connection-level failure in a few words, without the URL or the pool's internals.
+
+    For a ``write``, a failure after the request was sent (no answer, or no answer in time) says
+    that the write may have been applied all the same: the person's state is unknown.
+    """
+    maybe = " (it may have been applied)" if write else ""
     cause: BaseException | None = error
     seen = 0
     while cause is not None and seen < 10:
@@ -440,15 +445,15 @@ def describe_error(error: BaseException) -> str:
         if isinstance(cause, ConnectTimeoutError):
             return "timed out connecting"
         if isinstance(cause, ReadTimeoutError):
-            return "timed out waiting for an answer"
+            return "timed out waiting for an answer" + maybe
         if isinstance(cause, SSLError):
             return f"TLS error: {cause}"
         if isinstance(cause, ProtocolError):
             inner = cause.args[1] if len(cause.args) > 1 else None
-            return f"the connection was dropped ({type(inner).__name__ if inner else 'no answer'})"
+            return f"the connection was dropped ({type(inner).__name__ if inner else 'no answer'})" + maybe
         if isinstance(cause, requests.exceptions.ReadTimeout):
             said = cause.args[0] if cause.args else None
-            return "timed out waiting for an answer" + (f" ({said})" if isinstance(said, str) else "")
+            return "timed out waiting for an answer" + (f" ({said})" if isinstance(said, str) else "") + maybe
         if isinstance(cause, requests.exceptions.ConnectTimeout):
             return "timed out connecting"
         nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None

@@ -186,6 +186,7 @@ def test_exhausted_connection_retries_say_what_happened(emulator: Emulator, clie
     assert delivery.status is Status.FAILED
     assert delivery.http_status is None
     assert delivery.reason is not None and delivery.reason.startswith("the connection was dropped")
+    assert delivery.reason.endswith("(it may have been applied)")
     assert len(emulator.requests()) == 4
 
 
