@@ -1,0 +1,49 @@
+"""Keeping credentials out of every text cio-sync shows or writes.
+
+Text that comes from outside (a server's error message, a value quoted from the data file) can
+hold a credential: a proxy that echoes the request, an API that quotes the ``Authorization``
+header back, a key pasted into the wrong column. Every such text passes through one
+:class:`Redactor` before it reaches standard error, a log, or the report. Imports nothing of
+cio-sync.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable
+from urllib.parse import quote
+
+# What stands in for a credential in the text shown.
+MASK = "[redacted]"
+# Shorter values are not hunted for: masking "1" in every message would hide more than it keeps
+# safe, and a credential that short protects nothing.
+_MIN_SECRET = 4
+
+
+class Redactor:
+    """Masks each of ``secrets`` (and the forms a request carries them in) in a text."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        values = {s for s in secrets if s and len(s) >= _MIN_SECRET}
+        forms = set(values)
+        for value in values:
+            forms.add(quote(value, safe=""))
+        # HTTP Basic credentials as the Track API's Authorization header carries them.
+        ordered = [s for s in secrets if s]
+        if len(ordered) >= 2:
+            pair = f"{ordered[0]}:{ordered[1]}".encode()
+            forms.add(base64.b64encode(pair).decode())
+        # Longest first, so that a key holding another credential is masked whole.
+        alternatives = sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every credential masked."""
+        if self._pattern is None:
+            return text
+        return self._pattern.sub(MASK, text)
+
+
+# For texts shown where no credential is known (nothing to mask).
+NO_SECRETS = Redactor(())
