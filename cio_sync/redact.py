@@ -28,11 +28,12 @@ class Redactor:
         values = {s for s in secrets if s and len(s) >= _MIN_SECRET}
         forms = set(values)
         for value in values:
-            forms.add(quote(value, safe=""))
+            # Credentials from the environment may hold lone surrogates: encode them anyway.
+            forms.add(quote(value.encode("utf-8", "surrogatepass"), safe=""))
         # HTTP Basic credentials as the Track API's Authorization header carries them.
         ordered = [s for s in secrets if s]
         if len(ordered) >= 2:
-            pair = f"{ordered[0]}:{ordered[1]}".encode()
+            pair = f"{ordered[0]}:{ordered[1]}".encode("utf-8", "surrogatepass")
             forms.add(base64.b64encode(pair).decode())
         # Longest first, so that a key holding another credential is masked whole.
         alternatives = sorted((f for f in forms if len(f) >= _MIN_SECRET), key=len, reverse=True)
