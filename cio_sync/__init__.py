@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("cio-sync")
-except PackageNotFoundError:  # imported from a checkout that was never installed
-    __version__ = "0+unknown"
-
 from .client import HttpSettings
 from .config import Config, Credentials, FieldMapping, IdType, Mode, Transport, config_from_dict, load_config
 from .convert import Cast
@@ -26,6 +19,7 @@ from .outcome import RecordOutcome, Status, Stop, StopReason
 from .plan import Plan, plan
 from .sync import sync
 from .tally import SyncResult
+from .version import __version__
 
 __all__ = [
     "ApiUnreachable",

@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
 from .client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from .config import Config, Mode, Transport, load_config
 from .console import Console, JsonConsole, TextConsole
@@ -29,6 +28,7 @@ from .plan import plan
 from .report import ReportFile
 from .sync import sync
 from .tally import SyncResult
+from .version import __version__
 
 # \b keeps click from rewrapping the paragraph after it: a command broken mid-way cannot be pasted.
 EXAMPLES = """\
@@ -233,8 +233,6 @@ def _run(options: _Options, console: Console) -> ExitCode:
         try:
             return _execute(options, console, stop, signals)
         except CioSyncError as e:
-            if isinstance(e, DataFileChanged) and e.result is not None:
-                console.finished(e.result, e.exit_code)
             console.error(str(e), e.exit_code)
             return e.exit_code
         except Exception as e:  # a bug: say so in one line rather than with a traceback
@@ -270,6 +268,15 @@ def _execute(o: _Options, console: Console, stop: Stop, signals: _Signals) -> Ex
             # From here records may be sent: a signal stops the run gracefully instead.
             signals.interruptible = False
             code, write_report, lost = _sync(settings, source, console, _fan_out(sinks), ledger, stop, o.http())
+        if isinstance(lost, DataFileChanged):
+            # The data file changed: what was read of it is counted, but no --failed can bring
+            # the workspace to a file that is no longer there.
+            if report_file is not None:
+                write_report(report_file, None)
+            if o.failed is not None and remove_stale(o.failed, keep=(o.data, o.config, o.state, o.report)):
+                console.note(f"removed {o.failed}: it was left by an earlier run, and this run could not finish")
+            console.error(str(lost), code)
+            return code
         deferred = _commit_outputs(failed_file, report_file, write_report, lost)
     if deferred is not None:
         raise deferred
@@ -280,8 +287,8 @@ def _commit_outputs(
     failed_file: FailedRecordsFile | None,
     report_file: ReportFile | None,
     write_report: ReportWriter,
-    lost: OutputLost | None,
-) -> OutputLost | None:
+    lost: CioSyncError | None,
+) -> CioSyncError | None:
     """Write ``--failed`` and the report, and say what could not be written.
 
     A full disk loses an output, not the account of the run: the report (if it can be written)
@@ -306,10 +313,10 @@ def _commit_outputs(
 
 
 # Writes the report of a run, given the output that could not be written, if any.
-ReportWriter = Callable[[ReportFile, "OutputLost | None"], None]
+ReportWriter = Callable[[ReportFile, "CioSyncError | None"], None]
 
 
-def _both(first: OutputLost | None, second: OutputLost) -> OutputLost:
+def _both(first: CioSyncError | None, second: OutputLost) -> OutputLost:
     """One error naming every output that could not be written."""
     return second if first is None else OutputLost(f"{first}; {second}")
 
@@ -322,23 +329,24 @@ def _sync(
     ledger: Ledger | None,
     stop: Stop,
     http: HttpSettings,
-) -> tuple[ExitCode, ReportWriter, OutputLost | None]:
+) -> tuple[ExitCode, ReportWriter, CioSyncError | None]:
     console.started(source.name, source.count, config.base_url, config.parallelism)
-    ledger_lost: OutputLost | None = None
-    try:
-        result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
-    except OutputLost as e:
-        if e.result is None:
-            raise
-        # The ledger filled up: the run stopped, and every record is counted; --failed and the
-        # report are still written, then the loss is raised.
-        ledger_lost, result = e, e.result
-    code = exit_code(result) if ledger_lost is None else ExitCode.OUTPUT_FAILED
+    result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+    code = exit_code(result)
     console.finished(result, code)
+    # The ledger filled up: every record is counted; --failed and the report are still written,
+    # then the loss is raised. The data file changed: the report is written, and the run ends.
+    problem: CioSyncError | None = None
+    if result.stopped is StopReason.LEDGER_LOST:
+        problem = OutputLost(result.error or "the ledger could not be written")
+    elif result.stopped is StopReason.DATA_FILE_CHANGED:
+        problem = DataFileChanged(result.error or "the data file changed while being read")
     return (
         code,
-        lambda report, lost: report.commit_run(result, lost.exit_code if lost else code, str(lost) if lost else None),
-        ledger_lost,
+        lambda report, lost: report.commit_run(
+            result, lost.exit_code if lost else code, str(lost) if lost else result.error
+        ),
+        problem,
     )
 
 
@@ -348,7 +356,7 @@ def _dry_run(
     console: Console,
     on_outcome: Callable[[RecordOutcome], None],
     ledger: Ledger | None,
-) -> tuple[ExitCode, ReportWriter, OutputLost | None]:
+) -> tuple[ExitCode, ReportWriter, CioSyncError | None]:
     console.planning(source.name, source.count)
     result = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
     code = ExitCode.RECORDS_FAILED if result.invalid else ExitCode.OK
@@ -379,13 +387,6 @@ def _reporting(path: str, dry_run: bool) -> Iterator[ReportFile]:
     report = ReportFile(path)
     try:
         yield report
-    except DataFileChanged as e:
-        # Records were processed before the file changed: the report counts them.
-        if e.result is not None:
-            report.commit_run(e.result, e.exit_code, str(e))
-        else:
-            report.fail(str(e), e.exit_code, dry_run)
-        raise
     except CioSyncError as e:
         report.fail(str(e), e.exit_code, dry_run)
         raise
@@ -416,6 +417,10 @@ def exit_code(result: SyncResult) -> ExitCode:
     """The process exit status for a finished run."""
     if result.stopped is StopReason.CREDENTIALS:
         return ExitCode.CREDENTIALS_REJECTED
+    if result.stopped is StopReason.LEDGER_LOST:
+        return ExitCode.OUTPUT_FAILED
+    if result.stopped is StopReason.DATA_FILE_CHANGED:
+        return ExitCode.RECORDS_FAILED
     if result.stopped is StopReason.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if result.stopped is StopReason.TERMINATED:

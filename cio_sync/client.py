@@ -24,13 +24,13 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from . import __version__
 from .config import Config, is_loopback
 from .deadline import Traffic, Watchdog, attempt, watched_pools
 from .errors import ApiUnreachable, CredentialsRejected
 from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
 from .retry import PacedRetry
+from .version import __version__
 
 # Statuses urllib3 retries for us. Everything else comes straight back to be classified.
 RETRY_STATUSES = frozenset(

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .tally import SyncResult
 
 
 class ExitCode(IntEnum):
@@ -52,15 +48,12 @@ class DataFileError(CioSyncError):
 
 
 class DataFileChanged(DataFileError):
-    """The data file stopped parsing part-way through a run, after its check had passed: it was
-    changed while being read. Some records may have been sent, so this is not exit 2.
-
-    Raised by :func:`~cio_sync.sync` once the requests in flight have finished, with ``result``
-    counting every record processed up to there.
+    """The data file stopped parsing part-way through, after its check had passed: it was changed
+    while being read. Raised by the reading; a run ends on it (``StopReason.DATA_FILE_CHANGED``)
+    rather than raising it, since some records may have been sent.
     """
 
     exit_code = ExitCode.RECORDS_FAILED
-    result: SyncResult | None = None
 
 
 class OutputError(CioSyncError):
@@ -72,13 +65,11 @@ class OutputError(CioSyncError):
 class OutputLost(CioSyncError):
     """An output could not be written once the run was under way (a full disk, a broken pipe).
 
-    Records may have been sent; the message says what could not be written. Raised by
-    :func:`~cio_sync.sync` for the ledger once the run has stopped, with ``result`` counting
-    every record.
+    Records may have been sent; the message says what could not be written. A run whose ledger
+    is lost ends on it (``StopReason.LEDGER_LOST``) rather than raising it.
     """
 
     exit_code = ExitCode.OUTPUT_FAILED
-    result: SyncResult | None = None
 
 
 class Interrupted(CioSyncError):

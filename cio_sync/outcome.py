@@ -38,8 +38,11 @@ class StopReason(str, Enum):
     # An exception ended the run; it is raised to the caller.
     ERROR = "error"
     # The data file stopped parsing mid-run: it changed while being read. What was in flight is
-    # settled, then the error is raised to the caller.
+    # settled; the result's ``error`` says what changed.
     DATA_FILE_CHANGED = "data_file_changed"
+    # The --state ledger could not be written (a full disk): it could otherwise vouch for what the
+    # workspace does not hold. The result's ``error`` says why.
+    LEDGER_LOST = "ledger_lost"
 
 
 class Stop:

@@ -97,7 +97,7 @@ class Settle:
     def _lose_ledger(self, error: OutputLost) -> None:
         if self.lost is None:
             self.lost = error
-        self._stop(StopReason.ERROR)
+        self._stop(StopReason.LEDGER_LOST)
 
     def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""

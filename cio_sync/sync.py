@@ -80,17 +80,28 @@ def sync(
     finally:
         client.close()
     run.clock.finish()
-    elapsed, wire = time.monotonic() - started, client.traffic
-    result = settle.tally.result(
-        elapsed, stop.reason, run.region, requests=wire.sent, statuses=wire.answers, retries=gate.resends
+    return _result(settle, source, stop, run.region, time.monotonic() - started, client, gate)
+
+
+def _result(
+    settle: Settle, source: Source, stop: Stop, region: str | None, elapsed: float, client: TrackClient, gate: Gate
+) -> SyncResult:
+    """The run's counts, and why it stopped: a changed data file or a lost ledger outranks a
+    signal, since each is a problem of the run itself that the user must hear of."""
+    problem = source.broken or settle.lost
+    stopped = stop.reason
+    if problem is not None:
+        stopped = StopReason.DATA_FILE_CHANGED if problem is source.broken else StopReason.LEDGER_LOST
+    wire = client.traffic
+    return settle.tally.result(
+        elapsed,
+        stopped,
+        region,
+        requests=wire.sent,
+        statuses=wire.answers,
+        retries=gate.resends,
+        error=None if problem is None else str(problem),
     )
-    # Raised once every record is settled, carrying the counts: the file changed, or the ledger
-    # could not be written.
-    for error in (source.broken, settle.lost):
-        if error is not None:
-            error.result = result
-            raise error
-    return result
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:

@@ -30,6 +30,9 @@ class SyncResult:
     # HTTP requests sent, resends and the credentials check included. ``statuses`` then counts
     # every answer received by status, and ``retries`` every resend made, as they happened.
     requests: int = 0
+    # For a run that stopped on a problem of its own (the data file changed, the ledger could not
+    # be written): the problem, in words for the user.
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -89,6 +92,7 @@ class Tally:
         requests: int,
         statuses: dict[int, int],
         retries: int,
+        error: str | None = None,
     ) -> SyncResult:
         """The totals so far as a :class:`SyncResult`, with the requests, answers by status and
         resends as they went over the wire (not as the records ended)."""
@@ -107,4 +111,5 @@ class Tally:
             region=region,
             unchanged=self.counts[Status.UNCHANGED],
             requests=requests,
+            error=error,
         )

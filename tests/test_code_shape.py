@@ -65,3 +65,45 @@ def test_the_count_sees_a_long_method_inside_a_class(tmp_path: Path) -> None:
         f"class Short:\n    def long(self) -> None:\n{body}\n    def short(self) -> None:\n        pass\n"
     )
     assert _long_definitions(source) == [("Short.long", MAX_FUNCTION_LINES + 1)]
+
+
+def _imports(path: Path) -> set[str]:
+    """The modules of the package that ``path`` imports (under ``TYPE_CHECKING`` too), as dotted names."""
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+            target = f"{base}.{node.module}" if node.module else base
+            # ``from . import rules`` imports the module ``rules``; ``from .rules import X`` both.
+            found |= {f"{target}.{alias.name}" for alias in node.names}
+            if node.module:
+                found.add(target)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cio_sync"):
+            found.add(node.module)
+    return found
+
+
+def test_no_module_of_the_package_imports_itself_back() -> None:
+    modules = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")
+    }
+    # The package's facade imports its parts; no part may import the facade back.
+    graph = {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+    cycles: list[list[str]] = []
+
+    def visit(name: str, trail: list[str], done: set[str]) -> None:
+        if name in trail:
+            cycles.append([*trail[trail.index(name) :], name])
+            return
+        if name in done:
+            return
+        for target in sorted(graph[name]):
+            visit(target, [*trail, name], done)
+        done.add(name)
+
+    done: set[str] = set()
+    for name in sorted(graph):
+        visit(name, [], done)
+    assert cycles == []

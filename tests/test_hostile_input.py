@@ -365,7 +365,7 @@ def test_a_full_disk_under_the_ledger_stops_the_run_with_every_record_accounted_
     document = json.loads(report.read_text())
     assert problems("report.schema.json", document) == []
     counts = document["counts"]
-    assert (document["exit_code"], document["stopped"]) == (74, "error")
+    assert (document["exit_code"], document["stopped"]) == (74, "ledger_lost")
     assert sum(counts.values()) == 300
     assert 0 < counts["synced"] < 300
     # What did not sync is in --failed, and what synced reached the workspace.
