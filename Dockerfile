@@ -2,7 +2,7 @@
 #   docker build -t cio-sync .
 #   docker run --rm --user "$(id -u):$(id -g)" -e CIO_SITE_ID -e CIO_API_KEY -v "$PWD:/data" cio-sync \
 #     --config /data/configuration.json --data /data/data.json
-# The exit code of `docker run` is cio-sync's own (see README, "Exit codes").
+# The exit code of `docker run` is cio-sync's own (see docs/command.md, "Exit codes").
 
 # Build stage: turn the checkout into a wheel. Nothing from here reaches the final image but it.
 FROM python:3.12-slim AS build

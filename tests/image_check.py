@@ -5,9 +5,9 @@ loopback (the container shares the host's network), it checks what the Dockerfil
 
 - the build context holds only what the Dockerfile copies (no .venv, .git, caches, no
   configuration file with an apiKey);
-- the README's ``docker run``, with ``--user "$(id -u):$(id -g)"`` for a host user who is not
-  root, syncs, and the files it writes into the mounted directory belong to that user and are
-  readable (0644 under the engine's default umask 022);
+- the documented ``docker run`` (docs/unattended.md), with ``--user "$(id -u):$(id -g)"`` for a
+  host user who is not root, syncs, and the files it writes into the mounted directory belong to
+  that user and are readable (0644 under the engine's default umask 022);
 - the engine's stop (SIGTERM to cio-sync, PID 1) ends the run with exit 143, the message names
   SIGTERM, and --report and --failed account for every record.
 
@@ -131,7 +131,7 @@ def check_context() -> None:
 
 
 def run_args(directory: Path, url: str, *extra: str) -> list[str]:
-    """The README's ``docker run``, on the host's network so the container reaches the emulator."""
+    """The documented ``docker run``, on the host's network so the container reaches the emulator."""
     return [
         "run",
         "--network",

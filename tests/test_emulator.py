@@ -553,14 +553,6 @@ def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: P
         proc.wait(timeout=10)
 
 
-def test_every_emulator_option_is_in_the_readme() -> None:
-    shown = emulator_command("--help")
-    options = sorted(set(re.findall(r"--[a-z][a-z-]+", shown.stdout)) - {"--help"})
-    assert len(options) > 10
-    readme = (ROOT / "README.md").read_text()
-    assert [o for o in options if f"`{o}" not in readme and f"{o}`" not in readme] == []
-
-
 def test_a_chunked_body_is_read_and_bad_framing_ends_the_connection(emu: Emulator) -> None:
     chunked = requests.put(f"{emu.url}/api/v1/customers/p", data=iter([b'{"a"', b": 1}"]), auth=AUTH, timeout=5)
     assert chunked.status_code == 200

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cio_sync.emulator import Emulator
 
-from .conftest import API_KEY, SITE_ID, Files, Run, config_dict, people_puts, run_cli, unstamped
+from .conftest import Files, Run, config_dict, people_puts, run_cli, unstamped
 
 # A nested export as a warehouse writes it: ISO dates, numbers as text, nulls, arrays.
 EXPORT: list[dict[str, Any]] = [
@@ -44,7 +42,7 @@ EXPORT_MAPPINGS: list[dict[str, Any]] = [
     {"from": "company", "to": "company"},
     {"value": "warehouse", "to": "source"},
 ]
-# What each person of EXPORT is sent under EXPORT_MAPPINGS (the README's worked example).
+# What each person of EXPORT is sent under EXPORT_MAPPINGS (the worked example of docs/mappings.md).
 EXPORT_BODIES: dict[str, dict[str, Any]] = {
     "u-1": {
         "email": "ada@example.com",
@@ -314,15 +312,3 @@ def test_changing_a_constant_resends_everyone(emulator: Emulator, files: Files) 
     assert run.code == 0
     assert len(people_puts(emulator)) - before == 3
     assert all(p == {"v": 2} for p in emulator.people().values())
-
-
-def test_the_readme_example_sends_what_the_readme_says(emulator: Emulator, files: Files) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("**A worked example.**", 1)[1].split("### ", 1)[0]
-    data, config, sent = re.findall(r"```(?:json)?\n(.*?)```", section, re.DOTALL)
-    document = {**json.loads(config), "siteId": SITE_ID, "apiKey": API_KEY, "baseUrl": emulator.url}
-    run = run_cli(["--config", files.config(document), "--data", files.data(data)])
-    assert run.code == 0, run.stderr
-    expected = dict(re.findall(r"PUT /api/v1/customers/(\S+)\n(\{.*\})", sent))
-    assert bodies(emulator) == {person: json.loads(body) for person, body in expected.items()}
-    assert len(expected) == 2

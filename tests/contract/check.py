@@ -41,7 +41,7 @@ CONTRACT = _load()
 _REGISTRY: Registry[Any] = Registry().with_resource(BASE, DRAFT202012.create_resource(CONTRACT))
 
 # identify's body lists custom attribute values as string, integer or boolean. cio-sync sends each
-# mapped value with its JSON type, so these go beyond it (the README says so to users).
+# mapped value with its JSON type, so these go beyond it (docs/emulator.md says so to users).
 KNOWN_DEVIATIONS = {
     "identify: an attribute value that is a number with a decimal point",
     "identify: an attribute value that is null",
