@@ -22,8 +22,9 @@ class Clock(Protocol):
     def wall(self) -> float:
         """Seconds since the epoch, as the system clock says (it may step either way)."""
 
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` (monotonic) or until ``event`` is set; True when it is set."""
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        """Wait up to ``seconds`` (monotonic; None: no limit) or until ``event`` is set; True when
+        it is set."""
 
 
 class SystemClock:
@@ -37,9 +38,9 @@ class SystemClock:
         """Seconds since the epoch."""
         return time.time()
 
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        """Wait up to ``seconds`` or until ``event`` is set; True when it is set."""
-        return event.wait(max(0.0, seconds))
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        """Wait up to ``seconds`` (None: no limit) or until ``event`` is set; True when it is set."""
+        return event.wait(None if seconds is None else max(0.0, seconds))
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

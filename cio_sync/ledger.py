@@ -177,6 +177,23 @@ class Ledger:
             return
         self._write("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
 
+    def stamp_floor(self) -> int:
+        """The lowest ``_timestamp`` this run may send: above every stamp an earlier run using
+        this ledger may have sent, even one killed mid-request (0 when none is known)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        except sqlite3.Error:
+            return 0
+        try:
+            return int(row[0]) + 1 if row is not None else 0
+        except ValueError:
+            return 0
+
+    def stamped(self, stamp: int) -> None:
+        """Record, before it is sent, that a write stamped ``stamp`` may go: durable when it
+        returns; :class:`OutputLost` when the file cannot take it."""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", [(str(stamp),)])
+
     def _write(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
         """``statement`` for every row, in one committed transaction; :class:`OutputLost` when
         the file cannot take it (a full disk)."""

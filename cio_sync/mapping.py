@@ -52,6 +52,8 @@ class InvalidRecord:
     person_id: str | None
     reason: str
     record: object
+    # The key of the person it names, when it names one usably: their later records wait for it.
+    key: str | None = None
 
 
 def _number(value: object) -> float:
@@ -175,24 +177,26 @@ class RecordMapper:
         else:
             built = _build(record, self._steps if kind is dict else self._csv_steps)
             if isinstance(built, str):
-                return InvalidRecord(index, person_id, built, record)
+                return InvalidRecord(index, person_id, built, record, ref.key)
             body = built
         if self._update_only:
             body[UPDATE_ONLY] = True
         try:
             problem = value_problem(body)
             if problem is not None:
-                return InvalidRecord(index, person_id, problem, record)
+                return InvalidRecord(index, person_id, problem, record, ref.key)
             data = _encode(body).encode("utf-8")
         except ValueError:
-            return InvalidRecord(index, person_id, "a mapped number is too large to send as JSON", record)
+            problem = "a mapped number is too large to send as JSON"
         except TypeError as e:  # records built in Python rather than read from JSON
-            return InvalidRecord(index, person_id, f"a mapped value is not JSON: {e}", record)
+            problem = f"a mapped value is not JSON: {e}"
         except RecursionError:
-            return InvalidRecord(index, person_id, "a mapped value is nested too deeply", record)
+            problem = "a mapped value is nested too deeply"
         except UnicodeEncodeError:
-            return InvalidRecord(index, person_id, "a mapped string is not valid Unicode", record)
-        return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+            problem = "a mapped string is not valid Unicode"
+        else:
+            return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+        return InvalidRecord(index, person_id, problem, record, ref.key)
 
 
 def check_columns(config: Config, header: Sequence[str], name: str) -> None:

@@ -12,13 +12,10 @@ _ENVELOPE_BYTES = len(batch_body([]))
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One request for a worker: the updates it carries and, for a batch, its exact body."""
+    """One request for a worker: the updates it carries and the exact body that carries them."""
 
     updates: tuple[PersonUpdate, ...]
-    # None for a v1 PUT of the one update's own body.
-    body: bytes | None = None
-    # For a v1 PUT, the ``_timestamp`` its body carries (a batch's items carry their own).
-    stamp: int | None = None
+    body: bytes
 
 
 # Records carried by the batches in flight, the one being filled and the one ready, at most.

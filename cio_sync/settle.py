@@ -3,13 +3,16 @@ where a run notices that the API went away."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
 
 from .datafile import UnreadTail
 from .errors import OutputLost
 from .ledger import Known, Ledger
 from .mapping import InvalidRecord, PersonUpdate
 from .outcome import Delivery, RecordOutcome, Status, Stop, StopReason
+from .redact import Redactor
+from .source import Source
 from .tally import Tally
 
 OutcomeHandler = Callable[[RecordOutcome], None]
@@ -23,14 +26,22 @@ class Settle:
     can succeed (401/403) stops the run, and so do ``max(10, parallelism)`` requests in a row that
     got no HTTP answer at all: sending the rest would only fail them slowly, one by one. So does a
     ledger that cannot be written (a full disk), which could otherwise vouch for what the
-    workspace does not hold: :attr:`lost` says why, for the caller to raise once the run ended.
+    workspace does not hold: :attr:`lost` says why. Every reason is passed through ``redact``: a
+    server's words, or a value quoted from the data file, may hold a credential.
     """
 
     def __init__(
-        self, stop: Stop, parallelism: int, ledger: Ledger | None, on_outcome: OutcomeHandler | None, keep: int
+        self,
+        stop: Stop,
+        parallelism: int,
+        ledger: Ledger | None,
+        on_outcome: OutcomeHandler | None,
+        keep: int,
+        redact: Redactor,
     ) -> None:
         self.tally = Tally(keep)
-        self._stop = stop
+        self.stop = stop
+        self._redact = redact
         self._ledger = ledger
         self._on_outcome = on_outcome
         self._unanswered = 0
@@ -46,7 +57,7 @@ class Settle:
         try:
             self._ledger.sending(updates)
         except OutputLost as e:
-            self._lose_ledger(e)
+            self.lose_ledger(e)
             for update in updates:
                 self.not_attempted(update.index, update.person_id, update.record)
             return False
@@ -58,20 +69,20 @@ class Settle:
         entry must be in place for that update to withdraw it)."""
         for update, delivery in zip(updates, deliveries, strict=True):
             if delivery.stop is not None:
-                self._stop(delivery.stop)
+                self.stop(delivery.stop)
             if delivery.http_status is not None:
                 self._unanswered = 0
             elif delivery.status is Status.FAILED:
                 self._unanswered += 1
                 if self._unanswered >= self._max_unanswered:
-                    self._stop(StopReason.UNREACHABLE)
+                    self.stop(StopReason.UNREACHABLE)
             self._emit(RecordOutcome.of(update, delivery))
         if self._ledger is not None:
             accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
             try:
                 self._ledger.accepted(accepted)
             except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
-                self._lose_ledger(e)
+                self.lose_ledger(e)
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""
@@ -89,18 +100,39 @@ class Settle:
         """A record not sent: the run stopped first, or (``reason``) it was held back."""
         self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
 
+    def abandoned(
+        self, works: Iterable[PersonUpdate | InvalidRecord], source: Source, person_id: Callable[[object], str | None]
+    ) -> None:
+        """The run stopped: ``works`` (taken from the file, not sent) and every record ``source``
+        has not handed out are settled, as invalid or not attempted."""
+        for work in works:
+            if isinstance(work, InvalidRecord):
+                self.invalid(work)
+            else:
+                self.not_attempted(work.index, work.person_id, work.record)
+        unsent, tail = source.rest()
+        for index, record in unsent:
+            self.not_attempted(index, person_id(record), record)
+        if tail is not None:
+            self.unread(tail)
+
     def unread(self, tail: UnreadTail) -> None:
         """The records a stopped run never read, as one outcome standing for all of them."""
         reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
         self._emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
 
-    def _lose_ledger(self, error: OutputLost) -> None:
+    def lose_ledger(self, error: OutputLost) -> None:
+        """The ledger could not be written: the run stops, and :attr:`lost` says why."""
         if self.lost is None:
             self.lost = error
-        self._stop(StopReason.LEDGER_LOST)
+        self.stop(StopReason.LEDGER_LOST)
 
     def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""
+        if outcome.reason is not None:
+            cleaned = self._redact(outcome.reason)
+            if cleaned != outcome.reason:
+                outcome = dataclasses.replace(outcome, reason=cleaned)
         self.tally.add(outcome)
         if self._on_outcome is not None:
             self._on_outcome(outcome)

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 from types import TracebackType
 
-from .client import TrackClient
-from .mapping import stamped
+from .adapters import Adapter
+from .clock import Clock
 from .outcome import Delivery, Status
 from .packer import Job
 
 
 class Workers:
-    """``count`` threads sending jobs through ``client``; answers come back in finishing order.
+    """``count`` threads sending jobs through ``adapter``; answers come back in finishing order.
 
     Use as a context manager from one thread: leaving it lets the jobs in flight finish and
     stops the threads.
     """
 
-    def __init__(self, client: TrackClient, count: int) -> None:
-        self._client = client
+    def __init__(self, adapter: Adapter, count: int, clock: Clock) -> None:
+        self._adapter = adapter
+        self._clock = clock
+        # Set whenever an answer comes back: the main thread waits on it through the clock.
+        self._answered = threading.Event()
         self._count = count
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="cio-sync")
         self._ready: SimpleQueue[Job | None] = SimpleQueue()
@@ -46,24 +50,25 @@ class Workers:
     def collect(self, timeout: float | None = None) -> tuple[Job, list[Delivery]] | None:
         """Wait for the next finished job: the job, and one delivery per update, in order; None
         when none finished within ``timeout`` seconds (forever when None)."""
-        try:
-            done = self._done.get(timeout=None if timeout is None else max(0.0, timeout))
-        except Empty:
-            return None
-        self.busy -= 1
-        return done
+        while True:
+            # Cleared before looking, so that an answer arriving in between still wakes the wait.
+            self._answered.clear()
+            try:
+                done = self._done.get_nowait()
+            except Empty:
+                if (timeout is not None and timeout <= 0) or not self._clock.wait(self._answered, timeout):
+                    return None
+                continue
+            self.busy -= 1
+            return done
 
     def _work(self) -> None:
         while (job := self._ready.get()) is not None:
-            self._done.put((job, send(self._client, job)))
+            self._done.put((job, self._send(job)))
+            self._answered.set()
 
-
-def send(client: TrackClient, job: Job) -> list[Delivery]:
-    """Send ``job``: one delivery per update, in order. Never raises."""
-    try:
-        if job.body is None:
-            (update,) = job.updates
-            return [client.put_person(update.path, stamped(update.body, job.stamp))]
-        return client.post_batch(job.body, len(job.updates))
-    except BaseException as e:  # a bug must not leave the main loop waiting forever
-        return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)
+    def _send(self, job: Job) -> list[Delivery]:
+        try:
+            return self._adapter.send(job)
+        except BaseException as e:  # a bug must not leave the main loop waiting forever
+            return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)

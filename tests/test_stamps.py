@@ -1,82 +1,103 @@
-"""The stamps' clock on its own, on a clock the test sets: what waits for a later second, and what it remembers."""
+"""The stamps on their own, on a clock the test drives: later than any unclear write, never backwards."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from cio_sync import stamps
-from cio_sync.config import IdType
-from cio_sync.mapping import PersonUpdate
-from cio_sync.stamps import Clock
+from cio_sync.stamps import Stamps
 
-
-class SetClock:
-    """Stands in for the time module: the wall clock reads what the test says; sleeping advances it."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from .fakeclock import FakeClock
 
 
-def update(key: str, index: int) -> PersonUpdate:
-    return PersonUpdate(index, key, key, b"{}", {}, IdType.ID, key, key)
+def test_a_stamp_is_the_wall_clocks_second() -> None:
+    clock = FakeClock(wall=1000.7)
+    assert Stamps(clock, enabled=True).issue() == 1000
 
 
-@pytest.fixture
-def wall(monkeypatch: pytest.MonkeyPatch) -> SetClock:
-    clock = SetClock(1000.2)
-    monkeypatch.setattr(stamps, "time", clock)
-    return clock
+def test_off_when_the_mapping_sets_the_timestamp() -> None:
+    stamps = Stamps(FakeClock(), enabled=False)
+    assert stamps.issue() is None
+    assert stamps.unclear() is None
 
 
-def test_an_update_after_an_unclear_attempt_waits_for_the_next_second(wall: SetClock) -> None:
-    clock = Clock(enabled=True)
-    clock.unclear("y")
-    assert clock.hold(update("y", 1))
-    assert not clock.hold(update("z", 2))
-    assert clock.due() is None
-    wall.now = 1001.0
-    held = clock.due()
-    assert held is not None and held.index == 1
-    assert clock.stamp("y") == 1001
+def test_after_an_unclear_write_the_next_waits_for_the_next_second_and_is_later() -> None:
+    clock = FakeClock(wall=1000.2, monotonic=50.0)
+    stamps = Stamps(clock, enabled=True)
+    first = stamps.issue()
+    mark = stamps.unclear()
+    assert mark is not None
+    after, ready_at = mark
+    assert after == first == 1000
+    assert ready_at == pytest.approx(50.8)
+    clock.advance(0.8)
+    assert stamps.issue(after) == 1001
 
 
-def test_unclear_attempts_of_seconds_gone_by_are_forgotten(wall: SetClock) -> None:
-    # A run where many people's requests were resent must not remember each of them to the end.
-    clock = Clock(enabled=True)
-    for n in range(1000):
-        clock.unclear(f"p{n}")
-    wall.now = 1001.5
-    clock.unclear("q")
-    assert list(clock._unclear) == ["q"]
-    assert not clock.hold(update("p1", 1))
-    assert clock.hold(update("q", 2))
+def test_a_wall_clock_stepped_back_neither_stamps_older_nor_waits_for_the_lost_seconds() -> None:
+    clock = FakeClock(wall=1000.2, monotonic=50.0)
+    stamps = Stamps(clock, enabled=True)
+    assert stamps.issue() == 1000
+    clock.step_wall(-30)
+    # Never older than a stamp already sent.
+    assert stamps.issue() == 1000
+    mark = stamps.unclear()
+    assert mark is not None
+    after, ready_at = mark
+    # One second at most, not the thirty the wall clock lost.
+    assert ready_at - clock.monotonic() == pytest.approx(1.0)
+    clock.advance(1.0)
+    assert stamps.issue(after) == 1001
 
 
-def test_after_the_clock_went_back_an_attempt_of_a_later_second_still_holds(wall: SetClock) -> None:
-    clock = Clock(enabled=True)
-    clock.unclear("y")
-    wall.now = 990.5  # the wall clock set back ten seconds
-    clock.unclear("z")
-    assert clock.hold(update("y", 1))
-    assert clock.hold(update("z", 2))
-    wall.now = 991.0
-    assert [held.index for held in iter(clock.due, None)] == [2]
-    wall.now = 1001.0
-    assert [held.index for held in iter(clock.due, None)] == [1]
+def test_the_floor_and_what_is_written_ahead() -> None:
+    written: list[int] = []
+    clock = FakeClock(wall=500.5)
+    stamps = Stamps(clock, enabled=True, floor=900, persist=written.append)
+    assert stamps.issue() == 900
+    assert stamps.issue() == 900
+    clock.advance(1000)
+    assert stamps.issue() == 1500
+    # Each new highest stamp is written before it is used, once.
+    assert written == [900, 1500]
 
 
-def test_a_run_ends_past_the_latest_unclear_second_even_after_the_clock_went_back(wall: SetClock) -> None:
-    # y's late write carries a stamp of second 1000: the next run's stamps must be later, so this
-    # run waits that second out, though the last unclear attempt was of an earlier-reading second.
-    clock = Clock(enabled=True)
-    clock.unclear("y")
-    wall.now = 990.5
-    clock.unclear("z")
-    clock.finish()
-    assert wall.now >= 1001.0
+def test_the_end_of_a_run_waits_out_the_second_of_its_last_unclear_write() -> None:
+    clock = FakeClock(wall=1000.6, monotonic=10.0)
+    stamps = Stamps(clock, enabled=True)
+    stamps.issue()
+    stamps.unclear()
+    stamps.finish()
+    assert clock.waited == [pytest.approx(0.4)]
+    assert int(clock.wall()) == 1001
+    clock.waited.clear()
+    stamps.finish()
+    assert clock.waited == []
+
+
+@given(st.lists(st.tuples(st.sampled_from(["advance", "step", "unclear", "issue"]), st.floats(-100, 100))))
+def test_stamps_never_go_backwards_and_follow_every_unclear_write(steps: list[tuple[str, float]]) -> None:
+    clock = FakeClock()
+    stamps = Stamps(clock, enabled=True)
+    issued: list[int] = []
+    pending: tuple[int, float] | None = None
+    for action, amount in steps:
+        if action == "advance":
+            clock.advance(abs(amount))
+        elif action == "step":
+            clock.step_wall(amount)
+        elif action == "unclear" and issued:
+            pending = stamps.unclear()
+        elif action == "issue":
+            after = None
+            if pending is not None:
+                if clock.monotonic() < pending[1]:
+                    clock.advance(pending[1] - clock.monotonic())
+                after = pending[0]
+            stamp = stamps.issue(after)
+            assert stamp is not None
+            assert not issued or stamp >= issued[-1]
+            assert after is None or stamp > after
+            issued.append(stamp)
+            pending = None

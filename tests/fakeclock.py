@@ -1,0 +1,44 @@
+"""A clock the test drives: time passes only when the test (or a wait) says so."""
+
+from __future__ import annotations
+
+import threading
+
+
+class FakeClock:
+    """Monotonic and wall time that move only on :meth:`advance` (both) and :meth:`step_wall`
+    (the wall clock alone, as when the system clock is set). A wait with a limit passes that much
+    time at once unless its event is already set; a wait without one blocks for the event."""
+
+    def __init__(self, wall: float = 1_000_000.2, monotonic: float = 100.0) -> None:
+        self._lock = threading.Lock()
+        self._wall = wall
+        self._monotonic = monotonic
+        # Every limited wait's length, in order: what a real clock would have spent.
+        self.waited: list[float] = []
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return self._monotonic
+
+    def wall(self) -> float:
+        with self._lock:
+            return self._wall
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._monotonic += seconds
+            self._wall += seconds
+
+    def step_wall(self, seconds: float) -> None:
+        with self._lock:
+            self._wall += seconds
+
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        if event.is_set():
+            return True
+        if seconds is None:
+            return event.wait()
+        self.waited.append(seconds)
+        self.advance(max(0.0, seconds))
+        return event.is_set()
