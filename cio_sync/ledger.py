@@ -299,9 +299,27 @@ def _open_read_only(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(":memory:")
         db.executescript(_SCHEMA)
         return db
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
     try:
-        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-        _check_shape(db, path)
+        return _open_uri(uri, path)
+    except sqlite3.OperationalError:
+        # A WAL ledger needs its shared-memory file, which a read-only filesystem cannot hold.
+        # Nothing can be writing the ledger there, so it is read as it stands on disk.
+        pass
     except sqlite3.DatabaseError as e:
         raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+    try:
+        return _open_uri(uri + "&immutable=1", path)
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+
+
+def _open_uri(uri: str, path: str) -> sqlite3.Connection:
+    """The ledger at ``uri``, checked to be one (:class:`OutputError` when it is something else)."""
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        _check_shape(db, path)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
     return db
