@@ -26,6 +26,9 @@ class Clock(Protocol):
         """Wait up to ``seconds`` (monotonic; None: no limit) or until ``event`` is set; True when
         it is set."""
 
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, whatever happens meanwhile."""
+
 
 class SystemClock:
     """The real clock: :func:`time.monotonic`, :func:`time.time`, :meth:`threading.Event.wait`."""
@@ -41,6 +44,10 @@ class SystemClock:
     def wait(self, event: threading.Event, seconds: float | None) -> bool:
         """Wait up to ``seconds`` (None: no limit) or until ``event`` is set; True when it is set."""
         return event.wait(None if seconds is None else max(0.0, seconds))
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, whatever happens meanwhile."""
+        time.sleep(max(0.0, seconds))
 
 
 SYSTEM_CLOCK: Clock = SystemClock()

@@ -16,7 +16,6 @@ write's has begun (at most one second); meanwhile the run sends other people's w
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from .clock import Clock
@@ -86,4 +85,4 @@ class Stamps:
         a stop, since a stamp in the same second as the late write would lose to it."""
         left = self._settled_at - self._clock.monotonic()
         if left > 0:
-            self._clock.wait(threading.Event(), left)
+            self._clock.sleep(left)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import itertools
-import time
 from collections import defaultdict
 from collections.abc import Iterator
 
@@ -21,6 +20,7 @@ from cio_sync.packer import Job
 from cio_sync.workers import Workers
 
 from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts, unstamped, wait_until
+from .fakeclock import FakeClock
 
 # The module, which the package's sync() function shadows as an attribute.
 sync_module = importlib.import_module("cio_sync.sync")
@@ -243,10 +243,11 @@ def test_a_person_waiting_for_a_later_stamp_holds_back_no_one_else(emulator: Emu
     # later second, and the people after Y are sent while it waits for that second.
     emulator.add_fault(drop="after", person="Y", times=1)
     records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}] + [{"id": f"o{i}"} for i in range(20)]
-    # Start early in a second, so that the rest of it leaves room for the others to go first.
-    while time.time() % 1 > 0.3:
-        time.sleep(0.01)
-    result = sync(make_config(emulator.url, transport=transport, parallelism=1), records, http=FAST)
+    # Time passes only while nothing is in flight: Y's second cannot begin before the others went.
+    stop = Stop()
+    clock = FakeClock(only_on=stop.event)
+    config = make_config(emulator.url, transport=transport, parallelism=1)
+    result = sync(config, records, http=FAST, stop=stop, clock=clock)
     assert result.synced == 22
     assert emulator.people()["Y"] == {"name": "pro"}
     if transport == "batch":
@@ -272,9 +273,10 @@ def test_a_stop_settles_an_update_waiting_for_a_later_stamp_as_not_attempted(emu
         if outcome.person_id == "o0":
             stop()
 
-    while time.time() % 1 > 0.3:  # early in a second: Y's next update still waits when o0 is done
-        time.sleep(0.01)
-    result = sync(make_config(emulator.url, parallelism=1), records, http=FAST, on_outcome=stop_after_o0, stop=stop)
+    # Time passes only while nothing is in flight: Y's next update still waits when o0 is done.
+    clock = FakeClock(only_on=stop.event)
+    config = make_config(emulator.url, parallelism=1)
+    result = sync(config, records, http=FAST, on_outcome=stop_after_o0, stop=stop, clock=clock)
     assert result.stopped == "stopped"
     assert outcomes[1].status is Status.NOT_ATTEMPTED
     assert emulator.people()["Y"] == {"name": "free"}
