@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -300,3 +301,13 @@ def test_deep_nesting_is_not_built_past_what_a_proposal_needs(files: Files) -> N
     while level:
         level, seen = level[0], seen + 1
     assert seen == sampling.MAX_BUILT_DEPTH
+
+
+def test_the_example_in_the_docs_is_what_init_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "init.md").read_text(encoding="utf-8")
+    example = page.split("## An example", 1)[1].split("\n## ", 1)[0]
+    data, output, stderr = re.findall(r"^```[a-z]*\n(.*?)^```", example, re.DOTALL | re.MULTILINE)
+    monkeypatch.chdir(tmp_path)
+    Path("people.csv").write_text(data, encoding="utf-8")
+    run = init("--data", "people.csv")
+    assert (run.code, run.stdout, run.stderr) == (0, output, stderr)
