@@ -117,7 +117,8 @@ def _usable_id(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
-        return len(str(value)) <= MAX_ID_BYTES if value.bit_length() < 600 else False
+        # Looked at before it is printed: an integer of thousands of digits is slow to print.
+        return value.bit_length() < 600 and len(str(value)) <= MAX_ID_BYTES
     if isinstance(value, str):
         try:
             return 0 < len(value.encode("utf-8")) <= MAX_ID_BYTES
