@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import MAX_ATTRIBUTE_NAME_BYTES, MAX_ATTRIBUTES
 from .convert import CASTS, Cast, CastError
-from .mapping import MAX_ID_BYTES
+from .mapping import MAX_ID_BYTES, value_problem
 
 # A proposal starts here; the user tunes it (2 to 5 is plenty with the batch transport).
 DEFAULT_PARALLELISM = 10
@@ -60,6 +60,7 @@ class _Field:
     strings: int = 0
     ids: int = 0  # values usable as a person id
     emails: int = 0  # of those, ones with "@"
+    oversize: int = 0  # values the Track API refuses as too large
     casts: set[Cast] = field(default_factory=lambda: set(_TRIED))
 
     def observe(self, value: object) -> None:
@@ -69,6 +70,7 @@ class _Field:
         if _usable_id(value):
             self.ids += 1
             self.emails += isinstance(value, str) and "@" in value
+        self.oversize += value_problem({"": value}) is not None
         self.casts = {cast for cast in self.casts if fits(cast, value)}
 
     @property
@@ -195,6 +197,8 @@ class Proposal:
     # Paths not mapped: those past MAX_ATTRIBUTES, and those with a key that is not Unicode text.
     over_limit: tuple[tuple[str, ...], ...]
     unusable: tuple[tuple[str, ...], ...]
+    # Mapped paths where some sampled value is too large for the Track API (over 1,000 bytes).
+    oversize: tuple[tuple[str, ...], ...] = ()
 
 
 class NothingToMap(ValueError):
@@ -240,6 +244,7 @@ def propose(records: Iterable[object], header: Sequence[str] | None = None) -> P
         not_objects=survey.not_objects,
         over_limit=tuple(over),
         unusable=tuple(unusable),
+        oversize=tuple(f.path for f in fields[:MAX_ATTRIBUTES] if f.oversize),
     )
 
 

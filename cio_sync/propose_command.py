@@ -14,7 +14,7 @@ import typer
 from .config import MAX_ATTRIBUTES
 from .datafile import CSV
 from .errors import CioSyncError, ExitCode
-from .mapping import describe_path
+from .mapping import MAX_VALUE_BYTES, describe_path
 from .propose import NothingToMap, Proposal, propose
 from .sample import DEFAULT_SAMPLE, Sample
 from .terminal import json_line, one_line
@@ -165,31 +165,46 @@ def _problems(proposal: Proposal, sample: Sample) -> list[str]:
     """A line for each thing the user must fix or know before a sync."""
     found = []
     where = _path(proposal.user_id)
+    invalid = "a sync reports them as invalid"
     if not proposal.id_named:
         found.append(
             f"no key is named like a person id (id, user_id, customer_id, email...): userId is {where}, "
             "the first with an id in every record; set the right one"
         )
     if proposal.id_missing and proposal.records:
-        found.append(
-            f"{proposal.id_missing:,} of {proposal.records:,} sampled records have no usable id at {where}: "
-            "a sync reports them as invalid"
-        )
+        have = _some(proposal.id_missing, "sampled record has", "sampled records have")
+        found.append(f"{have} no usable id at {where} (of {proposal.records:,}): {invalid}")
     if proposal.over_limit:
+        keys = _some(len(proposal.over_limit), "key is", "keys are")
         first = _path(proposal.over_limit[0])
+        found.append(f"{keys} not mapped, from {first} on: a configuration holds at most {MAX_ATTRIBUTES} mappings")
+    if proposal.oversize:
+        named = [_path(p) for p in proposal.oversize]
+        keys = ", ".join(named[:_CASTS_SHOWN]) + (
+            f" and {len(named) - _CASTS_SHOWN} more" if named[_CASTS_SHOWN:] else ""
+        )
+        hold = "holds" if len(named) == 1 else "hold"
         found.append(
-            f"{len(proposal.over_limit):,} keys are not mapped, from {first} on: a configuration holds at most "
-            f"{MAX_ATTRIBUTES} mappings; choose the ones to send"
+            f"{keys} {hold} values over {MAX_VALUE_BYTES:,} bytes in the sample, which the Track API refuses: "
+            "a sync reports those records as invalid; leave these out or shorten them"
         )
     if proposal.unusable:
-        found.append(f"{len(proposal.unusable):,} keys are not Unicode text (a lone surrogate escape): not mapped")
+        keys = _some(len(proposal.unusable), "key is", "keys are")
+        found.append(f"{keys} not Unicode text (a lone surrogate escape): not mapped")
     if proposal.not_objects:
-        found.append(f"{proposal.not_objects:,} sampled records are not JSON objects: a sync reports them as invalid")
-    if sample.ragged:
         found.append(
-            f"{sample.ragged:,} sampled rows have more or fewer cells than the header: a sync reports them as invalid"
+            _some(proposal.not_objects, "sampled record is not an object", "sampled records are not objects")
+            + f": {invalid}"
         )
+    if sample.ragged:
+        rows = _some(sample.ragged, "sampled row has", "sampled rows have")
+        found.append(f"{rows} more or fewer cells than the header: {invalid}")
     return found
+
+
+def _some(count: int, one: str, many: str) -> str:
+    """``count`` and the words for it: "1 key is", "2 keys are"."""
+    return f"{count:,} {one if count == 1 else many}"
 
 
 def _say(message: str) -> None:

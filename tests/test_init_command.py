@@ -192,8 +192,21 @@ def test_problems_in_the_sample_get_a_line_each(files: Files) -> None:
     config = proposed(run)
     assert config["userId"] == "handle"
     assert "no key is named like a person id" in run.stderr
-    assert '1 of 2 sampled records have no usable id at "handle"' in run.stderr
-    assert "1 sampled rows have more or fewer cells than the header" in run.stderr
+    assert '1 sampled record has no usable id at "handle" (of 2): a sync reports them as invalid' in run.stderr
+    assert "1 sampled row has more or fewer cells than the header" in run.stderr
+    assert len(run.stderr.splitlines()) == 5
+
+
+def test_values_too_large_to_send_get_a_line(files: Files) -> None:
+    run = init("--data", files.data([{"id": "1", "bio": "x" * 2000}]))
+    assert proposed(run)["mappings"][1] == {"from": "bio", "to": "bio"}
+    assert '"bio" holds values over 1,000 bytes in the sample, which the Track API refuses' in run.stderr
+
+
+def test_records_that_are_not_objects_get_a_line(files: Files) -> None:
+    run = init("--data", files.data([{"id": "1"}, 2, "x"]))
+    assert proposed(run)["userId"] == "id"
+    assert "2 sampled records are not objects: a sync reports them as invalid" in run.stderr
 
 
 def test_a_header_alone_is_enough(files: Files) -> None:

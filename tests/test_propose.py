@@ -289,6 +289,11 @@ def test_more_keys_than_a_configuration_holds_are_listed_as_left_out() -> None:
     assert_loads(proposal.config)
 
 
+def test_keys_with_values_too_large_to_send_are_named() -> None:
+    proposal = propose([{"id": "1", "bio": "x" * 1001, "tags": list(range(400)), "ok": "y" * 1000}])
+    assert proposal.oversize == (("bio",), ("tags",))
+
+
 def test_a_key_that_is_not_unicode_text_is_left_out() -> None:
     proposal = propose([{"id": "1", "bad\ud800": 2}])
     assert proposal.unusable == (("bad\ud800",),)
