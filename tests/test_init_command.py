@@ -1,0 +1,326 @@
+"""``cio-sync init``: reading a sample of the data file, the configuration on standard output,
+the notes on standard error, bad input, and a sync with the proposal sending every column."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from cio_sync import sample as sampling
+from cio_sync.config import config_from_dict
+from cio_sync.emulator import Emulator
+from cio_sync.propose_command import app
+from cio_sync.sample import Sample
+from cio_sync.schema import problems
+
+from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_cli, run_process
+
+runner = CliRunner()
+CREDENTIALS = {"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY}
+
+
+def init(*args: str, input: bytes | None = None) -> Run:
+    """``cio-sync init`` in-process, checked for tracebacks as every run is."""
+    result = runner.invoke(app, list(args), input=input, catch_exceptions=False)
+    return checked(result.exit_code, result.stdout, result.stderr)
+
+
+def proposed(run: Run) -> dict[str, Any]:
+    """The configuration a successful run printed, checked against the schema."""
+    assert run.code == 0, run.stderr
+    config: dict[str, Any] = json.loads(run.stdout)
+    assert problems("config.schema.json", config) == []
+    return config
+
+
+def sync_with(emulator: Emulator, files: Files, config: dict[str, Any], data: str, *extra: str) -> Run:
+    """A sync of ``data`` with ``config`` exactly as proposed, credentials from the environment."""
+    assert "siteId" not in config and "apiKey" not in config
+    path = files.config(config, name="proposed.json")
+    return run_cli(["--config", path, "--data", data, "--base-url", emulator.url, *extra], env=CREDENTIALS)
+
+
+# --- a sync with the proposal sends every column, typed ------------------------------------------
+
+PEOPLE_CSV = (
+    "Customer ID,Email,First Name,age,score,active,signed_up,zip,notes\r\n"
+    "c-1,ada@example.com,Ada,36,1.5,true,2024-01-02T03:04:05Z,02139,first\r\n"
+    'c-2,bo@example.com,"Bo, Jr.",41,2,FALSE,2024-02-03,10001,\r\n'
+    "c-3,cy@example.com,Cy,0,-0.25,True,2024-02-03 10:00:00.123 UTC,94105,third\r\n"
+)
+
+
+def test_a_csv_proposal_syncs_every_column_with_the_proposed_types(emulator: Emulator, files: Files) -> None:
+    data = files.data(PEOPLE_CSV, name="people.csv")
+    config = proposed(init("--data", data))
+    assert config["userId"] == "Customer ID"
+    assert {m["from"]: m.get("as") for m in config["mappings"]} == {
+        "Customer ID": None,
+        "Email": None,
+        "First Name": None,
+        "age": "integer",
+        "score": "number",
+        "active": "boolean",
+        "signed_up": "timestamp",
+        "zip": None,
+        "notes": None,
+    }
+    run = sync_with(emulator, files, config, data)
+    assert run.code == 0, run.stderr
+    common = {"Customer ID": "c-1", "Email": "ada@example.com", "First Name": "Ada"}
+    assert emulator.people() == {
+        "c-1": {**common, "age": 36, "score": 1.5, "active": True, "signed_up": 1704164645, "zip": "02139"}
+        | {"notes": "first"},
+        "c-2": {"Customer ID": "c-2", "Email": "bo@example.com", "First Name": "Bo, Jr.", "age": 41, "score": 2}
+        | {"active": False, "signed_up": 1706918400, "zip": "10001"},  # the empty cell is not sent
+        "c-3": {"Customer ID": "c-3", "Email": "cy@example.com", "First Name": "Cy", "age": 0, "score": -0.25}
+        | {"active": True, "signed_up": 1706954400, "zip": "94105", "notes": "third"},
+    }
+
+
+NESTED = [
+    {
+        "user": {"id": "u-1", "email": "ada@example.com"},
+        "profile": {"plan": "pro", "seats": "12", "ltv": "1520.50", "trial": "false"},
+        "signed_up": "2024-01-02T09:30:00+01:00",
+        "last_seen": 1709660712000,
+        "orders": [{"total": "31.5"}],
+        "company": None,
+    },
+    {
+        "user": {"id": "u-2", "email": "grace@example.com"},
+        "profile": {"plan": None, "seats": "3", "ltv": "0", "trial": "TRUE", "referrer": {"code": "X1"}},
+        "signed_up": "2023-12-31",
+        "last_seen": "2024-03-05T17:45:12.875Z",
+        "orders": [],
+        "company": "Navy",
+    },
+]
+
+
+def test_an_ndjson_proposal_maps_nested_keys_as_paths_and_syncs_them(emulator: Emulator, files: Files) -> None:
+    data = files.data("".join(json.dumps(r) + "\n" for r in NESTED), name="people.ndjson")
+    config = proposed(init("--data", data))
+    assert config["userId"] == ["user", "id"]
+    assert config["mappings"] == [
+        {"from": ["user", "id"], "to": "id"},
+        {"from": ["user", "email"], "to": "email"},
+        {"from": ["profile", "plan"], "to": "plan"},
+        {"from": ["profile", "seats"], "to": "seats", "as": "integer"},
+        {"from": ["profile", "ltv"], "to": "ltv", "as": "number"},
+        {"from": ["profile", "trial"], "to": "trial", "as": "boolean"},
+        {"from": "signed_up", "to": "signed_up", "as": "timestamp"},
+        {"from": "last_seen", "to": "last_seen", "as": "timestamp"},
+        {"from": "orders", "to": "orders"},
+        {"from": "company", "to": "company"},
+        {"from": ["profile", "referrer", "code"], "to": "code"},
+    ]
+    run = sync_with(emulator, files, config, data)
+    assert run.code == 0, run.stderr
+    assert emulator.people() == {
+        "u-1": {"id": "u-1", "email": "ada@example.com", "plan": "pro", "seats": 12, "ltv": 1520.5}
+        | {"trial": False, "signed_up": 1704184200, "last_seen": 1709660712, "orders": [{"total": "31.5"}]}
+        | {"company": None},
+        "u-2": {"id": "u-2", "email": "grace@example.com", "plan": None, "seats": 3, "ltv": 0, "trial": True}
+        | {"signed_up": 1703980800, "last_seen": 1709660712, "orders": [], "company": "Navy", "code": "X1"},
+    }
+
+
+def test_as_its_own_process_the_proposal_feeds_a_real_sync(emulator: Emulator, files: Files) -> None:
+    data = files.data(PEOPLE_CSV, name="people.csv")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cio_sync.propose_command", "--data", data],
+        capture_output=True,
+        env=cli_env(),
+        timeout=60,
+    )
+    run = checked(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    path = files.config(proposed(run), name="proposed.json")
+    synced = run_process(["--config", path, "--data", data, "--base-url", emulator.url], env=CREDENTIALS)
+    assert synced.code == 0, synced.stderr
+    assert sorted(emulator.people()) == ["c-1", "c-2", "c-3"]
+    assert emulator.people()["c-1"]["age"] == 36
+
+
+def test_the_proposal_loads_as_a_configuration_once_credentials_are_in_the_environment(files: Files) -> None:
+    config = proposed(init("--data", files.data(NESTED)))
+    assert "siteId" not in config and "apiKey" not in config
+    config_from_dict(config, env=CREDENTIALS)
+
+
+# --- what standard error says --------------------------------------------------------------------
+
+
+def test_two_lines_say_what_was_picked_and_what_to_check(files: Files) -> None:
+    run = init("--data", files.data(PEOPLE_CSV, name="people.csv"))
+    lines = run.stderr.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("cio-sync: proposed 9 mappings from 3 rows of ")
+    assert '(the whole file); userId "Customer ID" (also id-like: "Email")' in lines[0]
+    assert '"age" as integer, "score" as number, "active" as boolean, "signed_up" as timestamp' in lines[0]
+    assert "check userId and each" in lines[1] and "CIO_SITE_ID and CIO_API_KEY" in lines[1]
+    assert "only the first" not in run.stderr
+
+
+def test_a_sample_that_stops_before_the_end_says_later_keys_are_missed(files: Files) -> None:
+    records = [{"id": str(i)} for i in range(5)] + [{"id": "late", "late_key": 1}]
+    run = init("--data", files.data(records), "--sample", "5")
+    config = proposed(run)
+    assert [m["from"] for m in config["mappings"]] == ["id"]
+    assert "(the file goes on)" in run.stderr
+    assert "only the first 5 records were read: a key first seen after them is not mapped" in run.stderr
+    assert len(run.stderr.splitlines()) == 2
+    # With room for them all, the late key is found.
+    assert [m["from"] for m in proposed(init("--data", files.data(records), "--sample", "6"))["mappings"]] == [
+        "id",
+        "late_key",
+    ]
+
+
+def test_problems_in_the_sample_get_a_line_each(files: Files) -> None:
+    # No name says id, and no column has one in every row: the first column it is.
+    data = files.data("handle,size\nada,\nbo\n,2\n", name="odd.csv")
+    run = init("--data", data)
+    config = proposed(run)
+    assert config["userId"] == "handle"
+    assert "no key is named like a person id" in run.stderr
+    assert '1 sampled record has no usable id at "handle" (of 2): a sync reports them as invalid' in run.stderr
+    assert "1 sampled row has more or fewer cells than the header" in run.stderr
+    assert len(run.stderr.splitlines()) == 5
+
+
+def test_values_too_large_to_send_get_a_line(files: Files) -> None:
+    run = init("--data", files.data([{"id": "1", "bio": "x" * 2000}]))
+    assert proposed(run)["mappings"][1] == {"from": "bio", "to": "bio"}
+    assert '"bio" holds values over 1,000 bytes in the sample, which the Track API refuses' in run.stderr
+
+
+def test_records_that_are_not_objects_get_a_line(files: Files) -> None:
+    run = init("--data", files.data([{"id": "1"}, 2, "x"]))
+    assert proposed(run)["userId"] == "id"
+    assert "2 sampled records are not objects: a sync reports them as invalid" in run.stderr
+
+
+def test_a_header_alone_is_enough(files: Files) -> None:
+    run = init("--data", files.data("email,plan\n", name="h.csv"))
+    assert proposed(run)["mappings"] == [{"from": "email", "to": "email"}, {"from": "plan", "to": "plan"}]
+    assert "from the header" in run.stderr
+
+
+# --- bad input: exit 2, one line, nothing on standard output -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (None, "missing.json", "missing.json: no such data file"),
+        (b"", "empty.json", "the data file is empty"),
+        (b" \n\t\n", "blank.ndjson", "the data file is empty"),
+        (b"", "empty.csv", "the data file is empty; a CSV file needs a header row"),
+        (b"\n\n", "blank.csv", "a CSV file needs a header row"),
+        (b"[]", "none.json", "holds no records, so there is nothing to propose from"),
+        (b"[{}, {}]", "keyless.json", "none of the first 2 records holds a key to map"),
+        (b'{"id": 1}', "object.json", "must be a JSON array of objects (for one object per line, use --format ndjson)"),
+        (b'[{"id": 1}, {"id": ', "cut.json", "not valid JSON after 1 complete record"),
+        (b'{"id": 1}\n{"id" 2}\n', "bad.ndjson", "not valid JSON after 1 complete record"),
+        (b"id,id\n1,2\n", "twice.csv", 'the header row names the column "id" twice'),
+        (b'id,name\n1,"open\n', "quote.csv", "not valid CSV"),
+        (b"id,name\n1,\xff\n", "latin.csv", "not UTF-8 text"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_output(
+    files: Files, content: bytes | None, name: str, message: str
+) -> None:
+    path = files.data(content, name=name) if content is not None else str(files.root / name)
+    run = init("--data", path)
+    assert (run.code, run.stdout) == (2, "")
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("cio-sync: error: ") and message in run.stderr
+
+
+def test_a_directory_and_an_unreadable_file_exit_2(files: Files, tmp_path: Path) -> None:
+    run = init("--data", str(tmp_path))
+    assert (run.code, run.stdout) == (2, "")
+    assert "is a directory" in run.stderr
+    if os.geteuid() != 0:  # root reads whatever the mode says
+        locked = Path(files.data('[{"id": 1}]', name="locked.json"))
+        locked.chmod(0)
+        run = init("--data", str(locked))
+        assert (run.code, run.stdout) == (2, "")
+        assert "cannot read the data file" in run.stderr
+
+
+def test_a_bad_sample_size_is_refused_by_the_option(files: Files) -> None:
+    result = runner.invoke(app, ["--data", files.data([{"id": 1}]), "--sample", "0"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+
+
+# --- reading a sample ----------------------------------------------------------------------------
+
+
+def test_standard_input_is_read_in_the_format_given(files: Files) -> None:
+    run = init("--data", "-", "--format", "csv", input=b"\xef\xbb\xbfemail,n\na@x.com,1\n")
+    config = proposed(run)
+    assert config["userId"] == "email" and config["idType"] == "email"
+    assert "of <stdin>" in run.stderr
+
+
+def test_a_byte_order_mark_before_json_is_skipped(files: Files) -> None:
+    assert proposed(init("--data", files.data(b'\xef\xbb\xbf[{"id": 1}]')))["userId"] == "id"
+
+
+def test_the_end_is_known_only_when_the_sample_reaches_it(files: Files) -> None:
+    path = files.data([{"id": i} for i in range(3)])
+    for limit, reached in ((2, False), (3, True), (4, True)):
+        with Sample(path, limit=limit) as sample:
+            assert len(list(sample.records())) == min(limit, 3)
+            assert sample.reached_end is reached
+
+
+def test_what_follows_the_sample_is_not_read(files: Files) -> None:
+    # Broken after its first records, and far longer than the reader's buffers: a proposal only
+    # reads what it samples, so the break goes unseen (the sync's own check refuses such a file).
+    good = "".join(json.dumps({"id": i, "pad": "x" * 100}) + "\n" for i in range(1000))
+    path = files.data(good + "{broken\n" + "x" * 4_000_000, name="big.ndjson")
+    run = init("--data", path, "--sample", "10")
+    assert proposed(run)["userId"] == "id"
+    assert "(the file goes on)" in run.stderr
+
+
+def test_a_sample_stops_at_its_byte_budget(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampling, "MAX_SAMPLE_BYTES", 100_000)
+    path = files.data("".join(json.dumps({"id": i, "pad": "x" * 1000}) + "\n" for i in range(1000)), name="p.ndjson")
+    with Sample(path) as sample:
+        count = len(list(sample.records()))
+        assert 0 < count < 1000 and not sample.reached_end
+
+
+def test_deep_nesting_is_not_built_past_what_a_proposal_needs(files: Files) -> None:
+    depth = 5000
+    path = files.data('[{"id": 1, "deep": ' + "[" * depth + "]" * depth + "}]")
+    with Sample(path) as sample:
+        (record,) = list(sample.records())
+    assert isinstance(record, dict)
+    level, seen = record["deep"], 1
+    while level:
+        level, seen = level[0], seen + 1
+    assert seen == sampling.MAX_BUILT_DEPTH
+
+
+def test_the_example_in_the_docs_is_what_init_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "init.md").read_text(encoding="utf-8")
+    example = page.split("## An example", 1)[1].split("\n## ", 1)[0]
+    data, output, stderr = re.findall(r"^```[a-z]*\n(.*?)^```", example, re.DOTALL | re.MULTILINE)
+    monkeypatch.chdir(tmp_path)
+    Path("people.csv").write_text(data, encoding="utf-8")
+    run = init("--data", "people.csv")
+    assert (run.code, run.stdout, run.stderr) == (0, output, stderr)
