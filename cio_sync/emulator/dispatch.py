@@ -3,7 +3,10 @@ and latency, the rate limit and authorization, before the Track API answers; the
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
+from contextlib import ExitStack
 
 from . import rules
 from .admin import PREFIX as ADMIN_PREFIX
@@ -69,6 +72,8 @@ class Dispatcher:
         if delay:
             time.sleep(delay)
         if fault is not None and fault.status is not None:
+            if fault.apply_after is not None and request.authorization == self._authorization:
+                self._apply_later(request, fault.apply_after)
             retry_after = fault.retry_after_header(time.time())
             headers = (("Retry-After", retry_after),) if retry_after is not None else ()
             return json_answer(fault.status, rules.error_body(endpoint, Problem("fault", "injected fault")), headers)
@@ -85,7 +90,21 @@ class Dispatcher:
             return Answer(None)
         if fault is not None and fault.drip:
             return Answer(answer.status, answer.body, answer.content_type, answer.headers, fault.drip)
+        if fault is not None and fault.hints:
+            return dataclasses.replace(answer, interim=fault.hints)
         return answer
+
+    def _apply_later(self, request: TrackRequest, seconds: float) -> None:
+        """Apply ``request``'s write ``seconds`` from now, counted in flight until it is."""
+        pending = ExitStack()
+        pending.enter_context(self._recorder.in_flight(request.endpoint))
+
+        def apply() -> None:
+            with pending:
+                time.sleep(seconds)
+                self._api.answer(request, None)
+
+        threading.Thread(target=apply, name="emulator-late-write", daemon=True).start()
 
 
 def _received(request: TrackRequest, answer: Answer, started: float, matched: Matched | None) -> ReceivedRequest:

@@ -34,7 +34,7 @@ class Odd207(str, Enum):
     NOT_JSON = "not-json"  # a 207 whose body is not JSON at all
 
 
-ACTIONS = ("status", "drop", "delay", "drip", "reject", "odd_207")
+ACTIONS = ("status", "drop", "delay", "drip", "reject", "odd_207", "hints")
 
 
 @dataclass
@@ -45,7 +45,8 @@ class Fault:
       ``status``: answer this HTTP status instead of handling the request, with ``retry_after``
       sent verbatim as ``Retry-After`` (seconds, fractional seconds, an HTTP date or garbage: any
       text; a number is written as seconds) or ``retry_after_date``, an HTTP date this many seconds
-      after the answer.
+      after the answer; with ``apply_after``, the write is applied all the same, this many seconds
+      after the answer (a gateway that gave up waiting while the write went through).
       ``drop``: close the connection without answering, ``"before"`` or ``"after"`` the write.
       ``delay``: wait this many seconds, then handle the request: the write lands late, after a
       client with a shorter timeout has given up.
@@ -53,6 +54,8 @@ class Fault:
       ``reject``: in a batch, refuse this person's item (a 207 error naming its ``batch_index``).
       ``odd_207``: answer a batch with a 207 of this unusual shape, refusing the person's item
       (or the first item when the fault names nobody) and applying the rest.
+      ``hints``: handle the request, and send this many informational ``103 Early Hints``
+      answers before the real one (HTTP allows any number of 1xx answers before the final one).
     Scope: ``person`` (a v1 path value, as the client wrote it: ``a/b``, ``cio_x1``, an email in
     any case), ``endpoint`` (``customers``, ``batch``, ``region`` or ``any``). Count: ``times``
     matching requests (items, for ``reject``), or ``None`` for ever.
@@ -61,11 +64,13 @@ class Fault:
     status: int | None = None
     retry_after: str | float | None = None
     retry_after_date: float | None = None
+    apply_after: float | None = None
     drop: Drop | None = None
     delay: float | None = None
     drip: float | None = None
     reject: bool = False
     odd_207: Odd207 | None = None
+    hints: int | None = None
     person: str | None = None
     endpoint: Endpoint = Endpoint.ANY
     times: int | None = 1
@@ -81,16 +86,20 @@ class Fault:
             raise ValueError(f"a fault needs exactly one of {', '.join(ACTIONS)}; got {', '.join(chosen) or 'none'}")
         if self.status is not None and not 100 <= self.status <= 599:
             raise ValueError(f"status must be an HTTP status (100 to 599), not {self.status}")
-        for name in ("delay", "drip", "retry_after_date"):
+        for name in ("delay", "drip", "retry_after_date", "apply_after"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a number of seconds, 0 or more")
         if (self.retry_after is not None or self.retry_after_date is not None) and self.status is None:
             raise ValueError("retry_after goes with a status")
+        if self.apply_after is not None and self.status is None:
+            raise ValueError("apply_after goes with a status")
         if (self.reject or self.odd_207) and self.endpoint not in (Endpoint.ANY, Endpoint.BATCH):
             raise ValueError("reject and odd_207 apply to batches only")
         if self.reject and self.person is None:
             raise ValueError("reject needs a person: the one whose batch item is refused")
+        if self.hints is not None and not 1 <= self.hints <= 10:
+            raise ValueError("hints must be 1 to 10 informational answers")
         if self.times is not None and self.times < 1:
             raise ValueError("times must be 1 or more (leave it out, or 'forever', for no end)")
 
@@ -152,11 +161,11 @@ def _convert(name: str, value: str | None) -> Any:
     if value is None or value == "":
         raise ValueError(f"fault key {name.replace('_', '-')!r} needs a value")
     try:
-        if name in ("status",):
+        if name in ("status", "hints"):
             return int(value)
         if name == "times":
             return None if value == "forever" else int(value)
-        if name in ("delay", "drip", "retry_after_date"):
+        if name in ("delay", "drip", "retry_after_date", "apply_after"):
             return float(value)
     except ValueError:
         raise ValueError(f"fault key {name.replace('_', '-')!r}: {value!r} is not a number") from None

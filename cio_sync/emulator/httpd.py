@@ -26,6 +26,8 @@ class Answer:
     content_type: str = JSON
     headers: tuple[tuple[str, str], ...] = ()
     drip: float | None = None
+    # Informational 103 answers sent before this one.
+    interim: int = 0
 
 
 def json_answer(status: int, document: Any, headers: tuple[tuple[str, str], ...] = ()) -> Answer:
@@ -105,6 +107,8 @@ def send(handler: BaseHTTPRequestHandler, answer: Answer) -> None:
     if answer.status is None:
         handler.close_connection = True
         return
+    for _ in range(answer.interim):
+        handler.wfile.write(b"HTTP/1.1 103 Early Hints\r\nLink: </people.css>; rel=preload\r\n\r\n")
     handler.send_response(answer.status)
     handler.send_header("Content-Type", answer.content_type)
     handler.send_header("Content-Length", str(len(answer.body)))
