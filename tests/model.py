@@ -3,14 +3,19 @@
 One scenario, drawn from a seed: a handful of people, data files with repeated ids and several
 records per person, and a sequence of runs against the emulator while it misbehaves (answers lost
 after the write was applied, writes applied after the client gave up, 5xx, 429, dropped
-connections, 207 answers of every shape). Some runs are killed (SIGKILL) or stopped (SIGTERM) at
-a random moment; the next run then either feeds back the ``--failed`` file of a run that ended
-with exit 1 (or a signal), or runs the data file again, which may have changed meanwhile. With
-or without ``--state``, through either transport.
+connections, 207 answers of every shape, 5xx answers whose write lands later, informational 1xx
+answers). Some runs are killed (SIGKILL) or stopped (SIGTERM) at a random moment; some run in
+this process through the library, on a clock whose wall time steps back mid-run. The next run
+then either feeds back the ``--failed`` file of a run that ended with exit 1 (or a signal), or runs
+the data file again, which may have changed meanwhile. Some records cannot be cast (``n`` is an
+integer): the user fixes them in ``--failed`` before feeding it back. With or without ``--state``,
+through either transport.
 
 What must hold: a run that exits 0 leaves every person as the data file, applied record by record
-in file order, says; and once the faults stop, the runs that follow (feeding back ``--failed``,
-or running the file again) end with exit 0 and that same workspace.
+in file order, says; a run that ends otherwise leaves every person none of whose records is in
+its ``--failed`` as the file says; the workspace never holds a person no file named; and once
+the faults stop, the runs that follow (feeding back ``--failed``, fixed, or running the file
+again) end with exit 0 and that same workspace.
 
     python -m tests.model --minutes 10     # the soak: scenarios until time runs out, then a count
 """
@@ -29,12 +34,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cio_sync import load_config, open_data_file, sync
+from cio_sync.client import HttpSettings
 from cio_sync.emulator import Drop, Emulator, Fault, Odd207
+from cio_sync.ledger import Ledger
+from cio_sync.outcome import RecordOutcome, Status
 
 from .conftest import API_KEY, CLI, SITE_ID, cli_env, run_cli
+from .fakeclock import FakeClock
 
-FIELDS = ("a", "b", "c")
+FIELDS = ("a", "b", "c", "n")
 VALUES = (0, 1, 2, "x", "y", "z", True, False)
+# ``n`` is cast to an integer: "7" becomes 7, and "bad7" is an invalid record, fixed to "7".
+NUMBERS = ("1", "2", "bad3", "bad4")
 # Short enough that a delayed write outlives it; the delay of such a write.
 TIMEOUT = 0.5
 LATE = 0.8
@@ -61,20 +73,28 @@ class Tally:
         )
 
 
+def fixed(records: list[Record]) -> list[Record]:
+    """``records`` as the user fixes them: every ``n`` that could not be cast made a number."""
+    return [{**r, "n": r["n"].removeprefix("bad")} if "n" in r else r for r in records]
+
+
 def expected(records: list[Record]) -> dict[str, dict[str, Any]]:
     """Each person's attributes as the data file says, applied record by record in file order."""
     people: dict[str, dict[str, Any]] = {}
     for record in records:
         person = people.setdefault(str(record["id"]), {})
-        person.update({k: v for k, v in record.items() if k in FIELDS})
+        person.update({k: int(v) if k == "n" else v for k, v in record.items() if k in FIELDS})
     return people
 
 
-def differences(emulator: Emulator, records: list[Record]) -> list[str]:
-    """Where the workspace differs from what the data file says (empty when it holds the file)."""
+def differences(emulator: Emulator, records: list[Record], only: set[str] | None = None) -> list[str]:
+    """Where the workspace differs from what the data file says (empty when it holds the file);
+    with ``only``, for those people alone."""
     held = emulator.people()
     wrong = []
     for person, attributes in expected(records).items():
+        if only is not None and person not in only:
+            continue
         for name, value in attributes.items():
             got = held.get(person, {}).get(name, "<absent>")
             if got != value or type(got) is not type(value):
@@ -97,7 +117,7 @@ class Scenario:
         config = {
             "parallelism": self.rng.randint(1, 4),
             "userId": "id",
-            "mappings": [{"from": name, "to": name} for name in FIELDS],
+            "mappings": [{"from": name, "to": name, **({"as": "integer"} if name == "n" else {})} for name in FIELDS],
             "siteId": SITE_ID,
             "apiKey": API_KEY,
             "baseUrl": emulator.url,
@@ -107,6 +127,10 @@ class Scenario:
         self.config.write_text(json.dumps(config))
         self.version = 0
         self.runs = 0
+        # Everyone any version of the data file named: the workspace may hold no one else.
+        self.named: set[str] = set()
+        # The clock of the runs made in this process (set to the real time as each starts).
+        self.clock = FakeClock()
 
     def data_file(self) -> tuple[Path, list[Record]]:
         """A new version of the data file: repeated ids, several records per person."""
@@ -115,8 +139,9 @@ class Scenario:
         for _ in range(self.rng.randint(1, 14)):
             record: Record = {"id": self.rng.choice(self.people)}
             for name in self.rng.sample(FIELDS, self.rng.randint(1, len(FIELDS))):
-                record[name] = self.rng.choice(VALUES)
+                record[name] = self.rng.choice(NUMBERS if name == "n" else VALUES)
             records.append(record)
+            self.named.add(str(record["id"]))
         path = self.root / f"data-{self.version}.json"
         path.write_text(json.dumps(records))
         return path, records
@@ -126,7 +151,9 @@ class Scenario:
         rng = self.rng
         person = rng.choice([*self.people, None])
         times = rng.choice([1, 1, 2, 3, None])
-        kinds = ["status", "status", "drop", "delay"] + (["reject", "odd"] if self.transport == "batch" else [])
+        kinds = ["status", "status", "drop", "delay", "hints"] + (
+            ["reject", "odd"] if self.transport == "batch" else []
+        )
         kind = rng.choice(kinds)
         self.tally.faults += 1
         if kind == "status":
@@ -135,7 +162,13 @@ class Scenario:
                 # A workspace that refuses everything for its rate, for ever, is paced down to one
                 # request a second: the run would be slow, not wrong.
                 times = rng.choice([1, 2, 3])
-            return Fault(status=status, retry_after=rng.choice([None, "0", "0.05"]), person=person, times=times)
+            # A 5xx from a gateway may come while the write it passed on still lands, later.
+            late = rng.choice([None, None, LATE]) if status != 429 else None
+            return Fault(
+                status=status, retry_after=rng.choice([None, "0", "0.05"]), apply_after=late, person=person, times=times
+            )
+        if kind == "hints":
+            return Fault(hints=rng.randint(1, 3), person=person, times=times)
         if kind == "drop":
             return Fault(drop=rng.choice(list(Drop)), person=person, times=times)
         if kind == "delay":
@@ -154,8 +187,10 @@ class Scenario:
         args += ["--retries", "2", "--timeout", str(TIMEOUT)]
         if self.state:
             args += ["--state", str(self.root / "state.db")]
-        if kill is None:
-            code: int | None = run_cli(args).code
+        if kill is None and self.rng.random() < 0.25:
+            code: int | None = self._in_process(data, failed)
+        elif kill is None:
+            code = run_cli(args).code
         else:
             code = self._killed(args, kill)
         self.settle()
@@ -184,6 +219,36 @@ class Scenario:
             self.tally.terminated += 1
         return proc.returncode
 
+    def _in_process(self, data: Path, failed: Path) -> int:
+        """A run through the library, on a clock whose wall time may step back (up to a minute)
+        after any outcome; its records not synced are written to ``failed`` as --failed would.
+
+        Steps back only with ``--state``: without a ledger no run can know the stamps of the one
+        before, and a clock set back between runs is a documented limit."""
+        config = load_config(str(self.config))
+        left: list[object] = []
+        self.clock.step_wall(time.time() - self.clock.wall())
+        steps = self.state and self.rng.random() < 0.5
+
+        def outcome(o: RecordOutcome) -> None:
+            if o.status not in (Status.SYNCED, Status.UNCHANGED):
+                left.append(o.record)
+            if steps and self.rng.random() < 0.3:
+                self.clock.step_wall(-self.rng.uniform(0, 60))
+
+        http = HttpSettings(read_timeout=TIMEOUT, retries=2, backoff_factor=0.0)
+        ledger = Ledger(str(self.root / "state.db"), config) if self.state else None
+        try:
+            with open_data_file(str(data)) as source:
+                result = sync(config, source.records(), http=http, ledger=ledger, on_outcome=outcome, clock=self.clock)
+        finally:
+            if ledger is not None:
+                ledger.close()
+        if result.ok:
+            return 0
+        failed.write_text(json.dumps(left))
+        return 1
+
     def settle(self) -> None:
         """Wait until nothing is in flight at the emulator: late writes have landed."""
         deadline = time.monotonic() + 30
@@ -191,10 +256,20 @@ class Scenario:
             assert time.monotonic() < deadline, "the emulator never went quiet"
             time.sleep(0.005)
 
-    def check(self, code: int | None, records: list[Record], when: str) -> None:
+    def check(self, code: int | None, records: list[Record], when: str, failed: Path | None = None) -> None:
+        strangers = set(self.emulator.people()) - self.named
+        assert not strangers, f"seed {self.seed}: the workspace holds people no file named: {sorted(strangers)}"
+        # A file with records that cannot be cast never ends in exit 0; --failed holds them.
+        records = fixed(records)
         if code == 0:
             wrong = differences(self.emulator, records)
             assert not wrong, f"seed {self.seed}: exit 0 {when}, yet the workspace differs: {wrong}"
+        elif code in (1, 130, 143) and failed is not None and failed.exists():
+            # Everyone --failed does not name was synced to the end of their records.
+            listed = {str(r["id"]) for r in json.loads(failed.read_text()) if isinstance(r, dict) and "id" in r}
+            done = {str(r["id"]) for r in records} - listed
+            wrong = differences(self.emulator, records, only=done)
+            assert not wrong, f"seed {self.seed}: exit {code} {when}, yet people it finished differ: {wrong}"
 
     def play(self) -> None:
         """The whole scenario: runs under faults, then the faults stop and it must converge."""
@@ -208,8 +283,8 @@ class Scenario:
                 data, records = self.data_file()
             kill = rng.choice([None, None, signal.SIGKILL, signal.SIGTERM])
             code, failed = self.run(feed or data, kill=kill)
-            self.check(code, records, "under faults")
-            feed = failed if code in (1, 130, 143) and rng.random() < 0.6 else None
+            self.check(code, records if feed is None else [], "under faults", None if feed else failed)
+            feed = self.fix(failed) if code in (1, 130, 143) and rng.random() < 0.6 else None
         self.emulator.faults.clear()
         # Once the faults stop: feed back what the last run left, until a run ends with exit 0.
         for _ in range(3):
@@ -217,14 +292,27 @@ class Scenario:
             assert code in (0, 1), f"seed {self.seed}: exit {code} without faults"
             if code == 0:
                 break
-            feed = failed
+            feed = self.fix(failed)
         assert code == 0, f"seed {self.seed}: no exit 0 three runs after the faults stopped"
-        self.check(code, records, "after the faults stopped")
-        # And the data file once more: with --state, the ledger must not skip anyone wrongly.
-        code, _ = self.run(data)
+        # What the user made of the file: its records, with those that could not be cast fixed.
+        final = fixed(records)
+        self.check(code, final, "after the faults stopped")
+        # And the fixed file once more: with --state, the ledger must not skip anyone wrongly.
+        again = self.root / "fixed.json"
+        again.write_text(json.dumps(final))
+        code, _ = self.run(again)
         assert code == 0
-        self.check(code, records, "on the last run")
+        self.check(code, final, "on the last run")
         self.tally.scenarios += 1
+
+    def fix(self, failed: Path) -> Path:
+        """``failed`` as the user feeds it back: its records that could not be cast, fixed."""
+        if not failed.exists():
+            return failed
+        records = json.loads(failed.read_text())
+        path = failed.with_name("fixed-" + failed.name)
+        path.write_text(json.dumps(fixed(records)))
+        return path
 
 
 def play(seed: int, tally: Tally) -> None:
