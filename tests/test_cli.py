@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-import cio_sync.cli
+import cio_sync.cli.command
 import cio_sync.console
 from cio_sync import ExitCode, __version__
 from cio_sync.emulator import Emulator
@@ -67,7 +67,7 @@ def test_help_shows_every_option_and_examples() -> None:
 
 
 def test_help_examples_are_whole_commands_on_a_narrow_terminal() -> None:
-    from cio_sync.cli import EXAMPLES
+    from cio_sync.cli.command import EXAMPLES
 
     commands = [line.strip() for line in EXAMPLES.splitlines() if line.strip().startswith(("cio-sync", "export-"))]
     assert len(commands) >= 5
@@ -369,7 +369,7 @@ def test_a_bug_is_one_line_exit_70_with_the_report_and_no_stale_failed_file(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cio_sync.cli, "sync", broken)
+    monkeypatch.setattr(cio_sync.cli.command, "sync", broken)
     failed, report = files.root / "failed.json", files.root / "report.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]

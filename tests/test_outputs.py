@@ -218,23 +218,48 @@ def test_json_progress_events(emulator: Emulator, files: Files, monkeypatch: pyt
     assert progress[-1] == {**progress[-1], "total": 4, "invalid": 1, "failed": 0}
 
 
-@pytest.mark.parametrize(
-    ("config", "code", "message"),
-    [({"apiKey": "wrong"}, 3, "refused the credentials"), ({"parallelism": 0}, 2, '"parallelism" must be between')],
-)
-def test_a_run_that_cannot_go_on_still_replaces_the_report(
-    emulator: Emulator, files: Files, config: dict[str, Any], code: int, message: str
-) -> None:
+def test_a_run_that_cannot_go_on_still_replaces_the_report(emulator: Emulator, files: Files) -> None:
     report_path = files.root / "report.json"
     report_path.write_text('{"stale": true}')
-    args = ["--config", files.config(config_dict(emulator.url, **config)), "--data", files.data(MIXED)]
+    args = ["--config", files.config(config_dict(emulator.url, apiKey="wrong")), "--data", files.data(MIXED)]
     run = run_cli([*args, "--report", str(report_path)])
-    assert run.code == code
+    assert run.code == 3
     report = read_report(report_path)
-    assert report["exit_code"] == code
-    assert message in report["error"]
+    assert report["exit_code"] == 3
+    assert "refused the credentials" in report["error"]
     assert report["problems"] == []
     assert "stale" not in report
+
+
+def test_a_refused_run_leaves_the_outputs_as_they_were(emulator: Emulator, files: Files) -> None:
+    # They may be the files of the run that made this one be refused.
+    report, failed = files.root / "report.json", files.root / "failed.json"
+    report.write_text('{"stale": true}')
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    outputs = ["--report", str(report), "--failed", str(failed)]
+    data = files.data(MIXED)
+    refusals = {
+        "bad configuration": [
+            "--config",
+            files.config(config_dict(emulator.url, parallelism=0), "bad.json"),
+            "--data",
+            data,
+        ],
+        "bad data file": [
+            "--config",
+            files.config(config_dict(emulator.url)),
+            "--data",
+            files.data("[1,", "broken.json"),
+        ],
+        "full without state": ["--config", files.config(config_dict(emulator.url)), "--data", data, "--full"],
+    }
+    for case, args in refusals.items():
+        run = run_cli([*args, *outputs])
+        assert run.code == 2, case
+        assert (report.read_text(), failed.read_text()) == ('{"stale": true}', '[{"id": "left by an earlier run"}]')
+        assert "removed" not in run.stderr
+    assert sorted(p.name for p in files.root.iterdir() if p.name.startswith(".")) == []
+    assert emulator.requests() == []
 
 
 def spellings(root: Path, name: str) -> dict[str, str]:
@@ -289,19 +314,18 @@ def test_report_and_failed_naming_one_file_are_refused(emulator: Emulator, files
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["bad configuration", "credentials refused", "unreachable"])
+@pytest.mark.parametrize("case", ["credentials refused", "unreachable"])
 def test_a_run_that_cannot_go_on_removes_an_earlier_failed_file(emulator: Emulator, files: Files, case: str) -> None:
     failed = files.root / "failed.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     cases: dict[str, dict[str, Any]] = {
-        "bad configuration": {"parallelism": 0},
         "credentials refused": {"apiKey": "wrong"},
         "unreachable": {"baseUrl": "http://127.0.0.1:9"},
     }
     overrides = cases[case]
     args = ["--config", files.config(config_dict(emulator.url, **overrides)), "--data", files.data(MIXED)]
     run = run_cli([*args, "--failed", str(failed), "--retries", "0"])
-    assert run.code == {"bad configuration": 2, "credentials refused": 3, "unreachable": 4}[case]
+    assert run.code == {"credentials refused": 3, "unreachable": 4}[case]
     assert not failed.exists()
     assert f"removed {failed}: it was left by an earlier run, and this run could not finish" in run.stderr
 
@@ -373,7 +397,7 @@ def test_a_later_record_never_overtakes_an_earlier_failed_one(emulator: Emulator
     assert emulator.people()["Y"] == {"name": "pro", "ltv": 7}
 
 
-def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Emulator, files: Files) -> None:
+def test_a_refused_report_path_leaves_an_earlier_failed_file(emulator: Emulator, files: Files) -> None:
     failed = files.root / "failed.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     data = files.data(MIXED)
@@ -382,7 +406,7 @@ def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Em
     )
     assert run.code == 2
     assert "--report" in run.stderr and "is also the data file" in run.stderr
-    assert not failed.exists()
+    assert failed.read_text() == '[{"id": "left by an earlier run"}]'
     assert json.loads(Path(data).read_text()) == MIXED
     assert emulator.requests() == []
 
