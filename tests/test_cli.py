@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -379,3 +383,62 @@ def test_a_bug_is_one_line_exit_70_with_the_report_and_no_stale_failed_file(
     assert not failed.exists()
     document = json.loads(report.read_text())
     assert (document["exit_code"], document["error"]) == (70, "internal error: RuntimeError: a bug")
+
+
+def test_help_names_the_other_commands() -> None:
+    run = run_cli(["--help"])
+    assert "cio-sync emulator serve" in run.stdout
+    assert "cio-sync emulator show URL" in run.stdout
+    assert "cio-sync emulator fault URL SPEC..." in run.stdout
+
+
+def test_a_sync_may_be_named_and_keeps_the_original_flags(emulator: Emulator, files: Files) -> None:
+    args = ["sync", "-config", files.config(config_dict(emulator.url)), "-data", files.data(DATA)]
+    run = run_process(args)
+    assert run.code == 0, run.stderr
+    assert emulator.people() == EXPECTED
+
+
+def handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (its SigCgt mask, Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(line.split()[1] for line in status if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def started_or_ended(proc: subprocess.Popen[str]) -> bool:
+    """Whether the command's first lines have run (SIGTERM is its own to handle), or it ended."""
+    return proc.poll() is not None or handles(proc.pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "what"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_signal_in_the_first_moments_ends_with_its_code_and_no_traceback(
+    files: Files, spawn_cli: Spawn, signum: int, code: int, what: str
+) -> None:
+    """From the command's first line on: while it imports its libraries (a few tenths of a second),
+    parses its options, reads its configuration, and waits on standard input for the data."""
+    args = ["--config", files.config(config_dict("http://127.0.0.1:9")), "--data", "-"]
+    for moment in range(10):
+        proc = spawn_cli(args, stdin=subprocess.PIPE)
+        # SIGTERM is handled only once the command's own first lines have run: Python's own startup
+        # (before any of the program runs) cannot be reached by any handler the program installs.
+        wait_until(functools.partial(started_or_ended, proc))
+        time.sleep(moment * 0.04)  # the moment under test, not a wait for anything
+        proc.send_signal(signum)
+        run = finish(proc)
+        assert run.code == code, (moment, run.stderr)
+        assert run.stderr in (f"cio-sync: {what}\n", f"cio-sync: error: {what} before anything was sent\n"), moment
+
+
+def test_the_entry_point_installs_its_handlers_before_any_heavy_import() -> None:
+    # The time before the handlers are in place is the window in which a signal would end in a
+    # traceback: it must not include the libraries that take tenths of a second to import.
+    probe = (
+        "import sys, signal; from cio_sync.cli import main; "
+        "print(sorted(m for m in ('typer', 'click', 'rich', 'requests', 'urllib3', 'jsonschema', 'ijson') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert (loaded.returncode, loaded.stdout) == (0, "[]\n"), loaded.stderr
