@@ -218,10 +218,12 @@ def test_a_second_sigterm_quits_at_once_and_the_first_is_named(
 ) -> None:
     # Only the writes hang: the credentials check before them answers at once.
     emulator.add_fault(delay=5, endpoint="customers", times=None)
-    report = files.root / "report.json"
+    report, failed = files.root / "report.json", files.root / "failed.json"
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", files.data(DATA)]
-    proc = spawn_cli([*args, "--report", str(report)])
+    proc = spawn_cli([*args, "--report", str(report), "--failed", str(failed)])
     wait_until(lambda: emulator.stats()["in_flight"] == 2)
+    temporary = sorted(p.name for p in files.root.glob(".*.tmp"))
+    assert [name.split(".")[1] for name in temporary] == ["failed", "report"]
     proc.send_signal(signal.SIGTERM)
     assert proc.stderr is not None
     lines = [proc.stderr.readline(), proc.stderr.readline()]
@@ -231,7 +233,8 @@ def test_a_second_sigterm_quits_at_once_and_the_first_is_named(
     run = finish(proc)
     assert run.code == 143
     assert run.stderr == ""  # no summary: the requests in flight were not waited for
-    assert not report.exists()
+    assert not report.exists() and not failed.exists()
+    assert list(files.root.glob(".*.tmp")) == []  # nor their temporary files
 
 
 def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import json
 import os
 from decimal import Decimal
@@ -13,7 +15,20 @@ import pytest
 from cio_sync.emulator import Emulator
 from cio_sync.schema import problems
 
-from .conftest import API_KEY, Files, Spawn, assert_no_secret, config_dict, finish, people_puts, run_cli, wait_until
+from .conftest import (
+    API_KEY,
+    SITE_ID,
+    Files,
+    Spawn,
+    assert_no_secret,
+    config_dict,
+    finish,
+    people_puts,
+    run_cli,
+    run_process,
+    wait_until,
+)
+from .hostile import answer, hostile
 
 MIXED: list[Any] = [
     {"id": 1, "name": "ok"},
@@ -438,3 +453,98 @@ def test_a_replaced_output_file_keeps_its_mode(emulator: Emulator, files: Files)
     assert run.code == 0
     assert read_report(report)["exit_code"] == 0
     assert report.stat().st_mode & 0o777 == 0o600
+
+
+def leftovers(root: Path) -> list[str]:
+    """The hidden files in ``root``: temporary files of outputs, and the test's own stand-ins for them."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+
+
+def test_a_run_refused_at_the_ledger_lock_touches_no_output(emulator: Emulator, files: Files) -> None:
+    # The run holding the ledger may be writing these very files: they are its, not the refused run's.
+    state, failed, report = files.root / "state.db", files.root / "failed.json", files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED), "--state", str(state)]
+    outputs = ["--failed", str(failed), "--report", str(report)]
+    assert run_cli([*args, *outputs]).code == 1
+    before = {path: path.read_bytes() for path in (failed, report, state)}
+    dead = files.root / ".failed.json.0123abcd.tmp"  # as a killed run leaves it
+    dead.write_text("[")
+    sent = len(emulator.requests())
+    holder = os.open(state, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running cio-sync holds it
+        run = run_process([*args, *outputs])
+    finally:
+        os.close(holder)
+    assert run.code == 2
+    assert f"cio-sync: error: --state {state}: another cio-sync run is using this ledger" in run.stderr
+    assert {path: path.read_bytes() for path in before} == before
+    assert "removed" not in run.stderr
+    assert leftovers(files.root) == [dead.name]
+    assert len(emulator.requests()) == sent
+
+
+def test_a_run_that_goes_ahead_removes_the_temporary_files_earlier_runs_left(emulator: Emulator, files: Files) -> None:
+    dead = [".failed.json.0123abcd.tmp", ".report.json.89abcdef.tmp"]
+    others = [".failed.json.0123abcd.tmp.keep", ".failed.json.xyz.tmp", ".other.json.01234567.tmp", ".failed.json"]
+    live = ".report.json.fedcba98.tmp"  # another run is writing it: it holds the lock
+    for name in [*dead, *others, live]:
+        (files.root / name).write_text("{")
+    holder = os.open(files.root / live, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:1])]
+        run = run_cli([*args, "--failed", str(files.root / "failed.json"), "--report", str(files.root / "report.json")])
+    finally:
+        os.close(holder)
+    assert run.code == 0, run.stderr
+    assert leftovers(files.root) == sorted([*others, live])
+    assert read_report(files.root / "report.json")["exit_code"] == 0
+
+
+def test_a_report_on_standard_output_is_utf8_whatever_its_encoding(emulator: Emulator, files: Files) -> None:
+    person = "Zoë-日本-😀"
+    emulator.add_fault(status=400, person=person)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": person}])]
+    run = run_process([*args, "--report", "-"], env={"PYTHONIOENCODING": "ascii"})
+    assert run.code == 1, run.stderr
+    report = json.loads(run.stdout)
+    assert [p["id"] for p in report["problems"]] == [person]
+    assert report["exit_code"] == 1
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_credentials_a_server_quotes_reach_no_output(files: Files, log_format: str) -> None:
+    basic = base64.b64encode(f"{SITE_ID}:{API_KEY}".encode()).decode()
+    body = json.dumps({"meta": {"error": f"bad request for {SITE_ID} with key {API_KEY} (Basic {basic})"}}).encode()
+    report = files.root / "report.json"
+    with hostile(answer(b"400 Bad Request", body)) as server:
+        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
+        run = run_process([*args, "--report", str(report), "--log-format", log_format])
+    assert run.code == 1, run.stderr
+    # The workspace's words are still shown, with every credential masked.
+    assert "bad request for [redacted] with key [redacted] (Basic [redacted])" in run.stderr
+    assert SITE_ID not in run.stderr
+    text = report.read_text()
+    assert SITE_ID not in text
+    assert read_report(report)["problems"][0]["reason"] == (
+        "HTTP 400: bad request for [redacted] with key [redacted] (Basic [redacted])"
+    )
+
+
+def test_every_console_masks_the_credentials_in_error_messages_too() -> None:
+    import io
+
+    from cio_sync.console import JsonConsole, TextConsole
+    from cio_sync.errors import ExitCode
+    from cio_sync.redact import Redactor
+
+    for console_type in (TextConsole, JsonConsole):
+        stream = io.StringIO()
+        console = console_type(stream=stream)
+        console.redact = Redactor((SITE_ID, API_KEY))
+        console.error(f"the proxy said: {API_KEY}", ExitCode.INTERNAL_ERROR)
+        console.note(f"site {SITE_ID}")
+        assert_no_secret(stream.getvalue())
+        assert SITE_ID not in stream.getvalue()
+        assert stream.getvalue().count("[redacted]") == 2
