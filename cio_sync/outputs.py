@@ -183,6 +183,8 @@ class Outputs:
             try:
                 self._failed.commit()
             except OutputLost as e:
+                # An earlier run's file left in its place would be taken for this run's.
+                self._drop_failed()
                 return _both(problem, e)
         return problem
 

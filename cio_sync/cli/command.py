@@ -257,13 +257,13 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
     console.redact = redact
     with ExitStack() as stack:
         source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
-        if source.header is not None:
-            check_columns(settings, source.header, source.name)
         outputs = stack.enter_context(
             Outputs(o.failed, o.report, dry_run=o.dry_run, inputs=o.inputs(), note=console.note)
         )
         outputs.open(source, o.data_format is not None, redact)
         signals.before_exit = outputs.abandon
+        if source.header is not None:
+            check_columns(settings, source.header, source.name)
         ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, stack) if o.state is not None else None
         outputs.go_ahead()
         try:
