@@ -20,14 +20,14 @@ demo: private SHELL := env -u CIO_SITE_ID -u CIO_API_KEY -u http_proxy -u https_
 demo: $(STAMP)
 	@set -e; \
 	portfile=$$(mktemp); rm -f $$portfile; \
-	$(BIN)/python -m cio_sync.emulator --port-file $$portfile & pid=$$!; \
+	$(BIN)/cio-sync emulator serve --port-file $$portfile & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null' EXIT; \
 	for i in $$(seq 100); do [ -s $$portfile ] && break; sleep 0.05; done; \
 	url=http://127.0.0.1:$$(cat $$portfile); rm -f $$portfile; \
 	echo "\$$ cio-sync --config examples/configuration.json --data examples/data.json --base-url $$url"; \
 	status=0; $(BIN)/cio-sync --config examples/configuration.json --data examples/data.json --base-url $$url || status=$$?; \
 	echo "(exit status $$status)"; echo; echo "What the workspace now holds:"; \
-	$(BIN)/python -m cio_sync.emulator show $$url; \
+	$(BIN)/cio-sync emulator show $$url; \
 	$(BIN)/python -m tests.demo_check $$url $$status
 
 # Two test processes per core: every test's servers bind port 0, so tests run side by side, and

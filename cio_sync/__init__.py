@@ -1,25 +1,107 @@
-"""cio-sync: upsert people from a JSON data file into a Customer.io workspace."""
+"""cio-sync: upsert people from a JSON data file into a Customer.io workspace.
+
+The names below are imported on first use (PEP 562), not with the package: the ``cio-sync``
+command must be able to install its signal handlers before the heavy imports (requests,
+jsonschema, typer) run, and every submodule import runs this file first.
+"""
 
 from __future__ import annotations
 
-from .client import HttpSettings
-from .config import Config, Credentials, FieldMapping, IdType, Mode, Transport, config_from_dict, load_config
-from .convert import Cast
-from .datafile import DataFile, open_data_file
-from .errors import (
-    ApiUnreachable,
-    CioSyncError,
-    ConfigError,
-    CredentialsRejected,
-    DataFileError,
-    ExitCode,
-)
-from .ledger import Ledger
-from .outcome import RecordOutcome, Status, Stop, StopReason
-from .plan import Plan, plan
-from .sync import sync
-from .tally import SyncResult
-from .version import __version__
+import importlib
+import sys
+import types
+
+# Not typing's: importing typing alone takes longer than the rest of this file (mypy knows the name).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .client import HttpSettings
+    from .config import Config, Credentials, FieldMapping, IdType, Mode, Transport, config_from_dict, load_config
+    from .convert import Cast
+    from .datafile import DataFile, open_data_file
+    from .errors import (
+        ApiUnreachable,
+        CioSyncError,
+        ConfigError,
+        CredentialsRejected,
+        DataFileError,
+        ExitCode,
+    )
+    from .ledger import Ledger
+    from .outcome import RecordOutcome, Status, Stop, StopReason
+    from .plan import Plan, plan
+    from .sync import sync
+    from .tally import SyncResult
+    from .version import __version__
+
+# Each public name -> the submodule that defines it.
+_WHERE = {
+    "HttpSettings": "client",
+    "Config": "config",
+    "Credentials": "config",
+    "FieldMapping": "config",
+    "IdType": "config",
+    "Mode": "config",
+    "Transport": "config",
+    "config_from_dict": "config",
+    "load_config": "config",
+    "Cast": "convert",
+    "DataFile": "datafile",
+    "open_data_file": "datafile",
+    "ApiUnreachable": "errors",
+    "CioSyncError": "errors",
+    "ConfigError": "errors",
+    "CredentialsRejected": "errors",
+    "DataFileError": "errors",
+    "ExitCode": "errors",
+    "Ledger": "ledger",
+    "RecordOutcome": "outcome",
+    "Status": "outcome",
+    "Stop": "outcome",
+    "StopReason": "outcome",
+    "Plan": "plan",
+    "plan": "plan",
+    "sync": "sync",
+    "SyncResult": "tally",
+    # Read from the installed package's metadata, which takes longer than anything else here.
+    "__version__": "version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule the first time the name is asked for."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # asked once: later lookups find it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
+
+# Public names that are also the names of their submodules: ``cio_sync.sync`` is the function.
+_SHADOWED = frozenset({"sync", "plan"})
+
+
+class _Package(types.ModuleType):
+    """The package module, whose ``sync`` and ``plan`` stay the functions once their submodules load.
+
+    Importing the submodule ``cio_sync.sync`` binds the package's ``sync`` to that module; the
+    eager imports this file once had rebound it to the function right after, and that is kept.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "ApiUnreachable",

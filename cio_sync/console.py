@@ -9,7 +9,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
@@ -19,6 +19,7 @@ from .errors import ExitCode
 from .mapping import PersonUpdate, batch_item
 from .outcome import RecordOutcome, Status, StopReason
 from .plan import Plan
+from .redact import NO_SECRETS
 from .tally import SyncResult
 from .terminal import json_line, one_line, visible
 
@@ -28,7 +29,13 @@ JSON_PROGRESS_INTERVAL = 5.0
 
 
 class Console(Protocol):
-    """Everything the command tells its user while it runs, on standard error."""
+    """Everything the command tells its user while it runs, on standard error.
+
+    Every text passes through ``redact`` on its way out: once the configuration is loaded it
+    masks the credentials, whatever a server, the data file or an error message quoted.
+    """
+
+    redact: Callable[[str], str]
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
         """The run is about to send ``count`` records."""
@@ -111,6 +118,7 @@ class TextConsole:
     """
 
     def __init__(self, quiet: bool = False, stream: IO[str] | None = None, progress: bool | None = None) -> None:
+        self.redact: Callable[[str], str] = NO_SECRETS
         self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._quiet = quiet
         self._show_bar = (not quiet and self._stream.isatty()) if progress is None else progress
@@ -124,7 +132,7 @@ class TextConsole:
 
     def _say(self, message: str) -> None:
         # Ids, values, paths and the workspace's words reach this line: none may drive the terminal.
-        line = f"cio-sync: {visible(message)}"
+        line = f"cio-sync: {visible(self.redact(message))}"
         if self._bar is not None:
             self._bar.console.print(line, markup=False, highlight=False)
         else:
@@ -267,6 +275,7 @@ class JsonConsole:
     (every few seconds of a run), ``stopping``, ``summary`` and ``error`` events."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
+        self.redact: Callable[[str], str] = NO_SECRETS
         self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._counts = _Counts()
         # No progress before a run starts: a dry run hands on only its invalid records, so its
@@ -275,7 +284,8 @@ class JsonConsole:
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        text = json.dumps({"time": stamp, "event": event, **fields}, ensure_ascii=False)
+        masked = {name: self.redact(value) if isinstance(value, str) else value for name, value in fields.items()}
+        text = json.dumps({"time": stamp, "event": event, **masked}, ensure_ascii=False)
         self._stream.write(json_line(text) + "\n")
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:

@@ -150,3 +150,7 @@ class FailedRecordsFile:
     def discard(self) -> None:
         """Remove the unfinished file."""
         self._file.discard()
+
+    def abandon(self) -> None:
+        """Remove the unfinished file, and nothing else: the process is about to exit at once."""
+        self._file.abandon()

@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .atomic import AtomicFile
 from .errors import OutputError, OutputLost
 from .outcome import RecordOutcome, Status
 from .plan import Plan
+from .redact import NO_SECRETS
 from .tally import SyncResult
+from .terminal import json_line
 
 REPORT_VERSION = 1
+# Outside JSON's syntax, which is ASCII, these only occur within strings, where \u escapes stand for them.
+_NOT_ASCII = re.compile(r"[^\x00-\x7f]")
 # Outcomes whose records need nothing more, and are not listed.
 _DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
@@ -26,15 +32,18 @@ class ReportFile:
     """A JSON report of the run: counts, statuses, resends, rate and every record not synced.
 
     Problems are spooled to a temporary file as they arrive, so a run with a million failures
-    needs no more memory than one with none. ``-`` writes the report to standard output.
+    needs no more memory than one with none. ``-`` writes the report to standard output, as
+    UTF-8 whatever its encoding. Every reason and error passes through ``redact``, so the report
+    holds no credential whatever a server or the data file said.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, redact: Callable[[str], str] = NO_SECRETS) -> None:
         # Opened now, so that an unwritable path is refused before anything is sent.
         if path == "-" and sys.stdout is None:
             raise OutputError("--report -: standard output is closed")
         self._target = None if path == "-" else AtomicFile(path, "--report")
         self._path = path
+        self._redact = redact
         self._lost = False
         self._lost_why = ""
         self._committed = False
@@ -50,10 +59,10 @@ class ReportFile:
             "id": outcome.person_id,
             "outcome": outcome.status.value,
             "status": outcome.http_status,
-            "reason": outcome.reason,
+            "reason": None if outcome.reason is None else self._redact(outcome.reason),
         }
         try:
-            self._problems.write(("," if self._count else "") + "\n    " + json.dumps(entry, ensure_ascii=False))
+            self._problems.write(("," if self._count else "") + "\n    " + _dumps(entry))
         except OSError as e:  # a full disk: the run goes on, and the commit says so
             self._lost = True
             self._lost_why = e.strerror or type(e).__name__
@@ -63,7 +72,7 @@ class ReportFile:
         """Write the report of a finished (or stopped) run; ``error`` when it could not go on."""
         self._commit(
             {
-                **({"error": error} if error is not None else {}),
+                **({"error": self._redact(error)} if error is not None else {}),
                 "dry_run": False,
                 "exit_code": exit_code,
                 "stopped": result.stopped.value if result.stopped is not None else None,
@@ -98,7 +107,8 @@ class ReportFile:
         self._problems.seek(0)
         self._problems.truncate()
         self._count = 0
-        self._commit({"dry_run": dry_run, "exit_code": exit_code, "error": message, "total": 0, "counts": {}})
+        error = self._redact(message)
+        self._commit({"dry_run": dry_run, "exit_code": exit_code, "error": error, "total": 0, "counts": {}})
 
     def discard(self) -> None:
         """Drop what was collected, and the unfinished file (a no-op once committed)."""
@@ -106,16 +116,20 @@ class ReportFile:
             self._target.discard()
         self._problems.close()
 
+    def abandon(self) -> None:
+        """Remove the unfinished file, and nothing else: the process is about to exit at once."""
+        if self._target is not None:
+            self._target.abandon()
+
     def _commit(self, head: dict[str, Any]) -> None:
-        text = json.dumps({"version": REPORT_VERSION, **head}, indent=2, ensure_ascii=False)
+        text = _dumps({"version": REPORT_VERSION, **head}, indent=2)
         if self._lost:  # the problems could not be spooled: the report would not be whole
             if self._target is not None:
                 self._target.discard()
             raise OutputLost(f"--report {self._path}: could not be written ({self._lost_why})")
         if self._target is None:
             try:
-                self._write(sys.stdout, text)
-                sys.stdout.flush()
+                self._write_stdout(text)
             except (OSError, ValueError) as e:  # a closed pipe (the reader went away), a full disk
                 self._lost = True
                 _silence_stdout()
@@ -134,11 +148,37 @@ class ReportFile:
         self._target = None
 
     def _write(self, out: IO[str], head: str) -> None:
-        out.write(head[:-2] + ',\n  "problems": [')
+        for part in self._parts(head):
+            out.write(part)
+
+    def _write_stdout(self, head: str) -> None:
+        """The report on standard output, as UTF-8 bytes: JSON is UTF-8 by definition, and
+        standard output's own encoding (ASCII, say) may not hold every id."""
+        stdout = sys.stdout
+        binary: IO[bytes] | None = getattr(stdout, "buffer", None)
+        if binary is None:  # a text-only stream stands in for it: escapes keep any id intact
+            for part in self._parts(head):
+                stdout.write(_NOT_ASCII.sub(lambda m: json.dumps(m.group()).strip('"'), part))
+            stdout.flush()
+            return
+        stdout.flush()  # anything written as text before must come first
+        for part in self._parts(head):
+            binary.write(part.encode("utf-8"))
+        binary.flush()
+
+    def _parts(self, head: str) -> Iterator[str]:
+        """The report's text in pieces: the head, then the spooled problems."""
+        yield head[:-2] + ',\n  "problems": ['
         self._problems.seek(0)
         while chunk := self._problems.read(1 << 16):
-            out.write(chunk)
-        out.write("\n  ]\n}\n" if self._count else "]\n}\n")
+            yield chunk
+        yield "\n  ]\n}\n" if self._count else "]\n}\n"
+
+
+def _dumps(value: object, indent: int | None = None) -> str:
+    """JSON text as the report holds it: UTF-8 characters as they are, the characters that could
+    mislead a terminal (and lone surrogates, which UTF-8 cannot hold) as escapes."""
+    return json_line(json.dumps(value, indent=indent, ensure_ascii=False))
 
 
 def _silence_stdout() -> None:

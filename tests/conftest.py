@@ -182,7 +182,7 @@ Spawn = Callable[..., "subprocess.Popen[str]"]
 @pytest.fixture
 def spawn_cli() -> Iterator[Spawn]:
     """Starts ``python -m cio_sync`` in the background (text pipes, no ``CIO_`` variables, nothing
-    on standard input); whatever a test leaves running is killed when it ends."""
+    on standard input unless asked); whatever a test leaves running is killed when it ends."""
     started: list[subprocess.Popen[str]] = []
 
     def spawn(
@@ -191,10 +191,9 @@ def spawn_cli() -> Iterator[Spawn]:
         env: dict[str, str] | None = None,
         stdout: int | None = subprocess.PIPE,
         stderr: int | None = subprocess.PIPE,
+        stdin: int | None = subprocess.DEVNULL,
     ) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [*CLI, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, text=True, env=cli_env(env)
-        )
+        proc = subprocess.Popen([*CLI, *args], stdin=stdin, stdout=stdout, stderr=stderr, text=True, env=cli_env(env))
         started.append(proc)
         return proc
 
@@ -203,7 +202,7 @@ def spawn_cli() -> Iterator[Spawn]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for stream in (proc.stdout, proc.stderr):
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-import cio_sync.cli
+import cio_sync.cli.command
 import cio_sync.console
 from cio_sync import ExitCode, __version__
 from cio_sync.emulator import Emulator
@@ -67,7 +71,7 @@ def test_help_shows_every_option_and_examples() -> None:
 
 
 def test_help_examples_are_whole_commands_on_a_narrow_terminal() -> None:
-    from cio_sync.cli import EXAMPLES
+    from cio_sync.cli.command import EXAMPLES
 
     commands = [line.strip() for line in EXAMPLES.splitlines() if line.strip().startswith(("cio-sync", "export-"))]
     assert len(commands) >= 5
@@ -214,10 +218,12 @@ def test_a_second_sigterm_quits_at_once_and_the_first_is_named(
 ) -> None:
     # Only the writes hang: the credentials check before them answers at once.
     emulator.add_fault(delay=5, endpoint="customers", times=None)
-    report = files.root / "report.json"
+    report, failed = files.root / "report.json", files.root / "failed.json"
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", files.data(DATA)]
-    proc = spawn_cli([*args, "--report", str(report)])
+    proc = spawn_cli([*args, "--report", str(report), "--failed", str(failed)])
     wait_until(lambda: emulator.stats()["in_flight"] == 2)
+    temporary = sorted(p.name for p in files.root.glob(".*.tmp"))
+    assert [name.split(".")[1] for name in temporary] == ["failed", "report"]
     proc.send_signal(signal.SIGTERM)
     assert proc.stderr is not None
     lines = [proc.stderr.readline(), proc.stderr.readline()]
@@ -227,7 +233,8 @@ def test_a_second_sigterm_quits_at_once_and_the_first_is_named(
     run = finish(proc)
     assert run.code == 143
     assert run.stderr == ""  # no summary: the requests in flight were not waited for
-    assert not report.exists()
+    assert not report.exists() and not failed.exists()
+    assert list(files.root.glob(".*.tmp")) == []  # nor their temporary files
 
 
 def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) -> None:
@@ -369,7 +376,7 @@ def test_a_bug_is_one_line_exit_70_with_the_report_and_no_stale_failed_file(
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(cio_sync.cli, "sync", broken)
+    monkeypatch.setattr(cio_sync.cli.command, "sync", broken)
     failed, report = files.root / "failed.json", files.root / "report.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
@@ -379,3 +386,62 @@ def test_a_bug_is_one_line_exit_70_with_the_report_and_no_stale_failed_file(
     assert not failed.exists()
     document = json.loads(report.read_text())
     assert (document["exit_code"], document["error"]) == (70, "internal error: RuntimeError: a bug")
+
+
+def test_help_names_the_other_commands() -> None:
+    run = run_cli(["--help"])
+    assert "cio-sync emulator serve" in run.stdout
+    assert "cio-sync emulator show URL" in run.stdout
+    assert "cio-sync emulator fault URL SPEC..." in run.stdout
+
+
+def test_a_sync_may_be_named_and_keeps_the_original_flags(emulator: Emulator, files: Files) -> None:
+    args = ["sync", "-config", files.config(config_dict(emulator.url)), "-data", files.data(DATA)]
+    run = run_process(args)
+    assert run.code == 0, run.stderr
+    assert emulator.people() == EXPECTED
+
+
+def handles(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (its SigCgt mask, Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        mask = next(line.split()[1] for line in status if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def started_or_ended(proc: subprocess.Popen[str]) -> bool:
+    """Whether the command's first lines have run (SIGTERM is its own to handle), or it ended."""
+    return proc.poll() is not None or handles(proc.pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "what"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
+def test_a_signal_in_the_first_moments_ends_with_its_code_and_no_traceback(
+    files: Files, spawn_cli: Spawn, signum: int, code: int, what: str
+) -> None:
+    """From the command's first line on: while it imports its libraries (a few tenths of a second),
+    parses its options, reads its configuration, and waits on standard input for the data."""
+    args = ["--config", files.config(config_dict("http://127.0.0.1:9")), "--data", "-"]
+    for moment in range(10):
+        proc = spawn_cli(args, stdin=subprocess.PIPE)
+        # SIGTERM is handled only once the command's own first lines have run: Python's own startup
+        # (before any of the program runs) cannot be reached by any handler the program installs.
+        wait_until(functools.partial(started_or_ended, proc))
+        time.sleep(moment * 0.04)  # the moment under test, not a wait for anything
+        proc.send_signal(signum)
+        run = finish(proc)
+        assert run.code == code, (moment, run.stderr)
+        assert run.stderr in (f"cio-sync: {what}\n", f"cio-sync: error: {what} before anything was sent\n"), moment
+
+
+def test_the_entry_point_installs_its_handlers_before_any_heavy_import() -> None:
+    # The time before the handlers are in place is the window in which a signal would end in a
+    # traceback: it must not include the libraries that take tenths of a second to import.
+    probe = (
+        "import sys, signal; from cio_sync.cli import main; "
+        "print(sorted(m for m in ('typer', 'click', 'rich', 'requests', 'urllib3', 'jsonschema', 'ijson') "
+        "if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert (loaded.returncode, loaded.stdout) == (0, "[]\n"), loaded.stderr

@@ -96,9 +96,9 @@ def test_every_exit_code_is_in_the_table() -> None:
 
 
 def emulator_help_options() -> set[str]:
-    """The options ``python -m cio_sync.emulator --help`` lists (not those of its examples)."""
+    """The options ``cio-sync emulator serve --help`` lists (not those of its examples)."""
     shown = subprocess.run(
-        [sys.executable, "-m", "cio_sync.emulator", "--help"], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "cio_sync", "emulator", "serve", "--help"], capture_output=True, text=True, timeout=30
     )
     assert shown.returncode == 0, shown.stderr
     options: set[str] = set()

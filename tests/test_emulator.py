@@ -463,18 +463,25 @@ def test_counters(emu: Emulator) -> None:
 
 # -- the command ----------------------------------------------------------------------------------
 
+# ``cio-sync emulator``, as its own process.
+COMMAND = (sys.executable, "-m", "cio_sync", "emulator")
+# The same command for a checkout without the ``cio-sync`` script.
+MODULE = (sys.executable, "-m", "cio_sync.emulator")
 
-def emulator_command(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cio_sync.emulator", *args], capture_output=True, text=True, timeout=timeout
-    )
+
+def emulator_command(
+    *args: str, timeout: float = 30, command: tuple[str, ...] = COMMAND
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+def one_line_error(
+    proc: subprocess.CompletedProcess[str], code: int, text: str, prog: str = "cio-sync emulator"
+) -> None:
     assert proc.returncode == code
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("python -m cio_sync.emulator: ")
+    assert proc.stderr.startswith(f"{prog}: ")
     assert text in proc.stderr
 
 
@@ -483,7 +490,7 @@ def test_a_port_in_use_is_one_line_not_a_traceback() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        one_line_error(emulator_command("--port", str(port)), 1, f"cannot listen on 127.0.0.1:{port}: ")
+        one_line_error(emulator_command("serve", "--port", str(port)), 1, f"cannot listen on 127.0.0.1:{port}: ")
 
 
 def test_show_on_a_dead_url_is_one_line() -> None:
@@ -495,41 +502,59 @@ def test_show_on_a_dead_url_is_one_line() -> None:
 @pytest.mark.parametrize(
     ("args", "text"),
     [
-        (["--bogus"], "unrecognized arguments: --bogus"),
-        (["--port", "http"], "'http' is not a port number"),
-        (["--latency", "-1"], "is not a number of seconds"),
-        (["--fault", "status=abc"], "--fault 'status=abc': fault key 'status': 'abc' is not a number"),
-        (["--region", "mars"], "invalid choice: 'mars'"),
+        (["serve", "--bogus"], "unrecognized arguments: --bogus"),
+        (["serve", "--port", "http"], "'http' is not a port number"),
+        (["serve", "--latency", "-1"], "is not a number of seconds"),
+        (["serve", "--fault", "status=abc"], "--fault 'status=abc': fault key 'status': 'abc' is not a number"),
+        (["serve", "--region", "mars"], "invalid choice: 'mars'"),
         (["show"], "the following arguments are required: url"),
         (["show", "ftp://x"], "'ftp://x' is not an http:// URL"),
+        (["fault", "http://127.0.0.1:9"], "the following arguments are required: SPEC"),
+        (["faults", "http://127.0.0.1:9", "nonsense"], "--fault 'nonsense'"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args: list[str], text: str) -> None:
     one_line_error(emulator_command(*args), 2, text)
 
 
+def test_the_older_command_line_still_works_and_says_its_own_name() -> None:
+    # python -m cio_sync.emulator, and options with no subcommand mean serve.
+    one_line_error(
+        emulator_command("--port", "http", command=MODULE),
+        2,
+        "'http' is not a port number",
+        "python -m cio_sync.emulator",
+    )
+    one_line_error(emulator_command("--port", "http"), 2, "'http' is not a port number")
+
+
 def test_a_people_file_that_is_wrong_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "people.json"
     path.write_text('[{"id": "1", "name": "Ada"}]')
-    one_line_error(emulator_command("--people", str(path)), 2, "person 0: each person is an object with")
+    one_line_error(emulator_command("serve", "--people", str(path)), 2, "person 0: each person is an object with")
 
 
-def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: Path) -> None:
+def serve(
+    command: tuple[str, ...], port_file: Path, *options: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start the emulator command serving; the process and its URL once it listens."""
+    proc = subprocess.Popen(
+        [*command, "--port-file", str(port_file), *options], stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stderr is not None
+    announced = proc.stderr.readline()
+    url = f"http://127.0.0.1:{port_file.read_text()}"
+    assert announced == f"Track API emulator listening on {url}\n"
+    return proc, url
+
+
+@pytest.mark.parametrize("command", [(*COMMAND, "serve"), MODULE], ids=["cio-sync emulator serve", "python -m"])
+def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: Path, command: tuple[str, ...]) -> None:
     port_file, people = tmp_path / "port", tmp_path / "people.json"
     people.write_text(json.dumps([{"id": "1", "email": "ada@x.com", "attributes": {"plan": "pro"}}]))
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "cio_sync.emulator", "--port-file", str(port_file), "--people", str(people)),
-            *("--fault", "status=503,retry-after=0.5,person=2", "--null-removes"),
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    options = ("--people", str(people), "--fault", "status=503,retry-after=0.5,person=2", "--null-removes")
+    proc, url = serve(command, port_file, *options)
     try:
-        assert proc.stderr is not None
-        announced = proc.stderr.readline()
-        url = f"http://127.0.0.1:{port_file.read_text()}"
-        assert announced == f"Track API emulator listening on {url}\n"
         added = emulator_command("fault", url, "drop=before,person=long-name-person")
         assert (added.returncode, added.stderr) == (0, "")
         answers = [
@@ -547,6 +572,55 @@ def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: P
             '1   ada@x.com  00000001  {"n": 1}',
             '2              00000002  {"name": "Bo"}',
             "2 people; 4 API requests: 2 answered 200, 1 answered 503, 1 dropped",
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_the_installed_script_serves_takes_a_sync_and_shows_it_without_an_activated_environment(tmp_path: Path) -> None:
+    """``cio-sync emulator serve``, a sync against it, ``faults`` and ``show``: every command by
+    the script pip installed, with no virtual environment activated and nothing on the PATH."""
+    script = str(Path(sys.executable).parent / "cio-sync")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc, url = serve((script, "emulator", "serve"), tmp_path / "port", "--site-id", "s-1", "--api-key", "k-1", env=env)
+    try:
+        added = subprocess.run(
+            [script, "emulator", "faults", url, "status=400,person=b"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
+        assert (added.returncode, added.stderr) == (0, "")
+        config = tmp_path / "c.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "parallelism": 2,
+                    "userId": "id",
+                    "mappings": [{"from": "name", "to": "name"}],
+                    "siteId": "s-1",
+                    "apiKey": "k-1",
+                }
+            )
+        )
+        data = tmp_path / "d.json"
+        data.write_text('[{"id": "a", "name": "Ada"}, {"id": "b", "name": "Bo"}]')
+        synced = subprocess.run(
+            [script, "-config", str(config), "-data", str(data), "--base-url", url],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert synced.returncode == 1, synced.stderr
+        assert '(id "b"): failed: HTTP 400: injected fault' in synced.stderr
+        shown = subprocess.run([script, "emulator", "show", url], capture_output=True, text=True, env=env, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.splitlines()[1:] == [
+            'a          00000001  {"name": "Ada"}',
+            "1 person; 3 API requests: 2 answered 200, 1 answered 400",
         ]
     finally:
         proc.terminate()

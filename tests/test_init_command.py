@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from cio_sync.propose_command import app
 from cio_sync.sample import Sample
 from cio_sync.schema import problems
 
-from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_cli, run_process
+from .conftest import API_KEY, CLI, SITE_ID, Files, Run, checked, cli_env, run_cli, run_process
 
 runner = CliRunner()
 CREDENTIALS = {"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY}
@@ -134,10 +133,10 @@ def test_an_ndjson_proposal_maps_nested_keys_as_paths_and_syncs_them(emulator: E
     }
 
 
-def test_as_its_own_process_the_proposal_feeds_a_real_sync(emulator: Emulator, files: Files) -> None:
+def test_cio_sync_init_as_its_own_process_feeds_a_real_sync(emulator: Emulator, files: Files) -> None:
     data = files.data(PEOPLE_CSV, name="people.csv")
     proc = subprocess.run(
-        [sys.executable, "-m", "cio_sync.propose_command", "--data", data],
+        [*CLI, "init", "--data", data],
         capture_output=True,
         env=cli_env(),
         timeout=60,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import json
 import os
 from decimal import Decimal
@@ -13,7 +15,20 @@ import pytest
 from cio_sync.emulator import Emulator
 from cio_sync.schema import problems
 
-from .conftest import API_KEY, Files, Spawn, assert_no_secret, config_dict, finish, people_puts, run_cli, wait_until
+from .conftest import (
+    API_KEY,
+    SITE_ID,
+    Files,
+    Spawn,
+    assert_no_secret,
+    config_dict,
+    finish,
+    people_puts,
+    run_cli,
+    run_process,
+    wait_until,
+)
+from .hostile import answer, hostile
 
 MIXED: list[Any] = [
     {"id": 1, "name": "ok"},
@@ -218,23 +233,48 @@ def test_json_progress_events(emulator: Emulator, files: Files, monkeypatch: pyt
     assert progress[-1] == {**progress[-1], "total": 4, "invalid": 1, "failed": 0}
 
 
-@pytest.mark.parametrize(
-    ("config", "code", "message"),
-    [({"apiKey": "wrong"}, 3, "refused the credentials"), ({"parallelism": 0}, 2, '"parallelism" must be between')],
-)
-def test_a_run_that_cannot_go_on_still_replaces_the_report(
-    emulator: Emulator, files: Files, config: dict[str, Any], code: int, message: str
-) -> None:
+def test_a_run_that_cannot_go_on_still_replaces_the_report(emulator: Emulator, files: Files) -> None:
     report_path = files.root / "report.json"
     report_path.write_text('{"stale": true}')
-    args = ["--config", files.config(config_dict(emulator.url, **config)), "--data", files.data(MIXED)]
+    args = ["--config", files.config(config_dict(emulator.url, apiKey="wrong")), "--data", files.data(MIXED)]
     run = run_cli([*args, "--report", str(report_path)])
-    assert run.code == code
+    assert run.code == 3
     report = read_report(report_path)
-    assert report["exit_code"] == code
-    assert message in report["error"]
+    assert report["exit_code"] == 3
+    assert "refused the credentials" in report["error"]
     assert report["problems"] == []
     assert "stale" not in report
+
+
+def test_a_refused_run_leaves_the_outputs_as_they_were(emulator: Emulator, files: Files) -> None:
+    # They may be the files of the run that made this one be refused.
+    report, failed = files.root / "report.json", files.root / "failed.json"
+    report.write_text('{"stale": true}')
+    failed.write_text('[{"id": "left by an earlier run"}]')
+    outputs = ["--report", str(report), "--failed", str(failed)]
+    data = files.data(MIXED)
+    refusals = {
+        "bad configuration": [
+            "--config",
+            files.config(config_dict(emulator.url, parallelism=0), "bad.json"),
+            "--data",
+            data,
+        ],
+        "bad data file": [
+            "--config",
+            files.config(config_dict(emulator.url)),
+            "--data",
+            files.data("[1,", "broken.json"),
+        ],
+        "full without state": ["--config", files.config(config_dict(emulator.url)), "--data", data, "--full"],
+    }
+    for case, args in refusals.items():
+        run = run_cli([*args, *outputs])
+        assert run.code == 2, case
+        assert (report.read_text(), failed.read_text()) == ('{"stale": true}', '[{"id": "left by an earlier run"}]')
+        assert "removed" not in run.stderr
+    assert sorted(p.name for p in files.root.iterdir() if p.name.startswith(".")) == []
+    assert emulator.requests() == []
 
 
 def spellings(root: Path, name: str) -> dict[str, str]:
@@ -289,19 +329,18 @@ def test_report_and_failed_naming_one_file_are_refused(emulator: Emulator, files
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["bad configuration", "credentials refused", "unreachable"])
+@pytest.mark.parametrize("case", ["credentials refused", "unreachable"])
 def test_a_run_that_cannot_go_on_removes_an_earlier_failed_file(emulator: Emulator, files: Files, case: str) -> None:
     failed = files.root / "failed.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     cases: dict[str, dict[str, Any]] = {
-        "bad configuration": {"parallelism": 0},
         "credentials refused": {"apiKey": "wrong"},
         "unreachable": {"baseUrl": "http://127.0.0.1:9"},
     }
     overrides = cases[case]
     args = ["--config", files.config(config_dict(emulator.url, **overrides)), "--data", files.data(MIXED)]
     run = run_cli([*args, "--failed", str(failed), "--retries", "0"])
-    assert run.code == {"bad configuration": 2, "credentials refused": 3, "unreachable": 4}[case]
+    assert run.code == {"credentials refused": 3, "unreachable": 4}[case]
     assert not failed.exists()
     assert f"removed {failed}: it was left by an earlier run, and this run could not finish" in run.stderr
 
@@ -373,7 +412,7 @@ def test_a_later_record_never_overtakes_an_earlier_failed_one(emulator: Emulator
     assert emulator.people()["Y"] == {"name": "pro", "ltv": 7}
 
 
-def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Emulator, files: Files) -> None:
+def test_a_refused_report_path_leaves_an_earlier_failed_file(emulator: Emulator, files: Files) -> None:
     failed = files.root / "failed.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
     data = files.data(MIXED)
@@ -382,7 +421,7 @@ def test_a_refused_report_path_still_removes_an_earlier_failed_file(emulator: Em
     )
     assert run.code == 2
     assert "--report" in run.stderr and "is also the data file" in run.stderr
-    assert not failed.exists()
+    assert failed.read_text() == '[{"id": "left by an earlier run"}]'
     assert json.loads(Path(data).read_text()) == MIXED
     assert emulator.requests() == []
 
@@ -414,3 +453,98 @@ def test_a_replaced_output_file_keeps_its_mode(emulator: Emulator, files: Files)
     assert run.code == 0
     assert read_report(report)["exit_code"] == 0
     assert report.stat().st_mode & 0o777 == 0o600
+
+
+def leftovers(root: Path) -> list[str]:
+    """The hidden files in ``root``: temporary files of outputs, and the test's own stand-ins for them."""
+    return sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+
+
+def test_a_run_refused_at_the_ledger_lock_touches_no_output(emulator: Emulator, files: Files) -> None:
+    # The run holding the ledger may be writing these very files: they are its, not the refused run's.
+    state, failed, report = files.root / "state.db", files.root / "failed.json", files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED), "--state", str(state)]
+    outputs = ["--failed", str(failed), "--report", str(report)]
+    assert run_cli([*args, *outputs]).code == 1
+    before = {path: path.read_bytes() for path in (failed, report, state)}
+    dead = files.root / ".failed.json.0123abcd.tmp"  # as a killed run leaves it
+    dead.write_text("[")
+    sent = len(emulator.requests())
+    holder = os.open(state, os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running cio-sync holds it
+        run = run_process([*args, *outputs])
+    finally:
+        os.close(holder)
+    assert run.code == 2
+    assert f"cio-sync: error: --state {state}: another cio-sync run is using this ledger" in run.stderr
+    assert {path: path.read_bytes() for path in before} == before
+    assert "removed" not in run.stderr
+    assert leftovers(files.root) == [dead.name]
+    assert len(emulator.requests()) == sent
+
+
+def test_a_run_that_goes_ahead_removes_the_temporary_files_earlier_runs_left(emulator: Emulator, files: Files) -> None:
+    dead = [".failed.json.0123abcd.tmp", ".report.json.89abcdef.tmp"]
+    others = [".failed.json.0123abcd.tmp.keep", ".failed.json.xyz.tmp", ".other.json.01234567.tmp", ".failed.json"]
+    live = ".report.json.fedcba98.tmp"  # another run is writing it: it holds the lock
+    for name in [*dead, *others, live]:
+        (files.root / name).write_text("{")
+    holder = os.open(files.root / live, os.O_RDONLY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:1])]
+        run = run_cli([*args, "--failed", str(files.root / "failed.json"), "--report", str(files.root / "report.json")])
+    finally:
+        os.close(holder)
+    assert run.code == 0, run.stderr
+    assert leftovers(files.root) == sorted([*others, live])
+    assert read_report(files.root / "report.json")["exit_code"] == 0
+
+
+def test_a_report_on_standard_output_is_utf8_whatever_its_encoding(emulator: Emulator, files: Files) -> None:
+    person = "Zoë-日本-😀"
+    emulator.add_fault(status=400, person=person)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data([{"id": person}])]
+    run = run_process([*args, "--report", "-"], env={"PYTHONIOENCODING": "ascii"})
+    assert run.code == 1, run.stderr
+    report = json.loads(run.stdout)
+    assert [p["id"] for p in report["problems"]] == [person]
+    assert report["exit_code"] == 1
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_credentials_a_server_quotes_reach_no_output(files: Files, log_format: str) -> None:
+    basic = base64.b64encode(f"{SITE_ID}:{API_KEY}".encode()).decode()
+    body = json.dumps({"meta": {"error": f"bad request for {SITE_ID} with key {API_KEY} (Basic {basic})"}}).encode()
+    report = files.root / "report.json"
+    with hostile(answer(b"400 Bad Request", body)) as server:
+        args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
+        run = run_process([*args, "--report", str(report), "--log-format", log_format])
+    assert run.code == 1, run.stderr
+    # The workspace's words are still shown, with every credential masked.
+    assert "bad request for [redacted] with key [redacted] (Basic [redacted])" in run.stderr
+    assert SITE_ID not in run.stderr
+    text = report.read_text()
+    assert SITE_ID not in text
+    assert read_report(report)["problems"][0]["reason"] == (
+        "HTTP 400: bad request for [redacted] with key [redacted] (Basic [redacted])"
+    )
+
+
+def test_every_console_masks_the_credentials_in_error_messages_too() -> None:
+    import io
+
+    from cio_sync.console import JsonConsole, TextConsole
+    from cio_sync.errors import ExitCode
+    from cio_sync.redact import Redactor
+
+    for console_type in (TextConsole, JsonConsole):
+        stream = io.StringIO()
+        console = console_type(stream=stream)
+        console.redact = Redactor((SITE_ID, API_KEY))
+        console.error(f"the proxy said: {API_KEY}", ExitCode.INTERNAL_ERROR)
+        console.note(f"site {SITE_ID}")
+        assert_no_secret(stream.getvalue())
+        assert SITE_ID not in stream.getvalue()
+        assert stream.getvalue().count("[redacted]") == 2

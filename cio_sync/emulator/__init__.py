@@ -7,8 +7,8 @@ For rehearsing a sync before touching a real workspace, for cio-sync's tests and
 the spec says it. Faults (:class:`Fault`) make it misbehave on purpose. It shares nothing with
 cio-sync's client side: it is the oracle the client is tested against.
 
-    python -m cio_sync.emulator --port 8080        # serve until Ctrl-C
-    python -m cio_sync.emulator show http://127.0.0.1:8080
+    cio-sync emulator serve --port 8080        # serve until Ctrl-C (or python -m cio_sync.emulator)
+    cio-sync emulator show http://127.0.0.1:8080
 """
 
 from .faults import Drop, Fault, Odd207

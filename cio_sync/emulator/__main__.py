@@ -1,6 +1,6 @@
-"""``python -m cio_sync.emulator``: serve the emulated Track API, or show what it holds."""
+"""``python -m cio_sync.emulator``: the ``cio-sync emulator`` command, for a checkout without the script."""
 
 from .command import main
 
 if __name__ == "__main__":
-    main()
+    main(prog="python -m cio_sync.emulator")

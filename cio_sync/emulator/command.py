@@ -1,7 +1,8 @@
-"""The ``python -m cio_sync.emulator`` command: serve, show what a running emulator holds, add faults.
+"""The ``cio-sync emulator`` command: serve, show what a running emulator holds, add faults.
 
-It uses argparse rather than Typer so that every mistake on its command line, whatever the
-installed Typer, ends in one line and exit status 2, and every failure in one line and status 1.
+``python -m cio_sync.emulator`` is the same command, for a checkout without the ``cio-sync``
+script. It uses argparse rather than Typer so that every mistake on its command line, whatever
+the installed Typer, ends in one line and exit status 2, and every failure in one line and status 1.
 """
 
 from __future__ import annotations
@@ -19,25 +20,33 @@ from .faults import Fault
 from .rules import REGION_URLS, Choices
 from .server import Emulator
 
-PROG = "python -m cio_sync.emulator"
+PROG = "cio-sync emulator"
+# The name errors are signed with: the command as it was started (set by main()).
+_prog = PROG
+# What a first word that is no subcommand means: serve, with those options (the older form).
+SUBCOMMANDS = ("serve", "show", "fault", "faults")
 
 EXAMPLES = """\
 examples:
-  python -m cio_sync.emulator --port 8080
-  python -m cio_sync.emulator --port 8080 --fault status=429,retry-after=0.5,times=3 --fault drop=after,person=42
+  cio-sync emulator serve --port 8080
+  cio-sync emulator serve --port 8080 --fault status=429,retry-after=0.5,times=3 --fault drop=after,person=42
   cio-sync --config configuration.json --data data.json --base-url http://127.0.0.1:8080
-  python -m cio_sync.emulator show http://127.0.0.1:8080
-  python -m cio_sync.emulator fault http://127.0.0.1:8080 status=503,times=forever,endpoint=batch
+  cio-sync emulator show http://127.0.0.1:8080
+  cio-sync emulator fault http://127.0.0.1:8080 status=503,times=forever,endpoint=batch
+"""
 
+FAULT_KEYS = """\
 fault keys (--fault and the fault command; exactly one action each):
   status=CODE        answer CODE instead of handling the request; with retry-after=TEXT (sent as
-                     written: 2, 0.5, garbage) or retry-after-date=SECONDS (an HTTP date that far ahead)
+                     written: 2, 0.5, garbage) or retry-after-date=SECONDS (an HTTP date that far ahead);
+                     with apply-after=SECONDS the write is applied that long after the answer all the same
   drop=before|after  close the connection without answering, before or after the write is applied
   delay=SECONDS      hold the request this long, then apply it and answer (a write later than a timeout)
   drip=SECONDS       answer one byte every SECONDS
   reject             refuse person=ID's item in batches (a 207 error)
   odd-207=no-index|string-index|not-json
                      answer a batch with a 207 of that shape, refusing person=ID's item (or the first)
+  hints=N            handle the request, and send N informational 103 answers before the real one
 scope and count:     person=ID  endpoint=customers|batch|region|any  times=N|forever (default 1)
 """
 
@@ -51,7 +60,7 @@ class _Parser(argparse.ArgumentParser):
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``message`` as one line on standard error and exit with ``code``."""
-    print(f"{PROG}: {message}", file=sys.stderr)
+    print(f"{_prog}: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -85,14 +94,38 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command's options and subcommands."""
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The command's subcommands and their options."""
     parser = _Parser(
-        prog=PROG,
-        description="Serve a local stand-in for Customer.io's Track API on 127.0.0.1, until Ctrl-C.",
+        prog=prog,
+        description="A local stand-in for Customer.io's Track API on 127.0.0.1, to rehearse a sync against.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,show,fault}", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve until Ctrl-C",
+        description="Serve a local stand-in for Customer.io's Track API on 127.0.0.1, until Ctrl-C.",
+        epilog=FAULT_KEYS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _serve_options(serve)
+    show = commands.add_parser("show", help="print what a running emulator holds, and its counters")
+    show.add_argument("url", help="the emulator's base URL")
+    fault = commands.add_parser(
+        "fault",
+        aliases=["faults"],
+        help="add faults to a running emulator",
+        epilog=FAULT_KEYS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fault.add_argument("url", help="the emulator's base URL")
+    fault.add_argument("faults", type=_fault, nargs="+", metavar="SPEC", help="faults, as for --fault")
+    return parser
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1; 0 (default) picks a free one")
     parser.add_argument("--port-file", type=Path, metavar="PATH", help="write the port here once listening")
     parser.add_argument("--site-id", default="demo-site", help="the site id it accepts (default demo-site)")
@@ -123,22 +156,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help='start with these people: a JSON array of {"id", "email", "cio_id", "attributes"}',
     )
-    commands = parser.add_subparsers(dest="command", metavar="{show,fault}")
-    show = commands.add_parser("show", help="print what a running emulator holds, and its counters")
-    show.add_argument("url", help="the emulator's base URL")
-    fault = commands.add_parser("fault", help="add faults to a running emulator")
-    fault.add_argument("url", help="the emulator's base URL")
-    fault.add_argument("faults", type=_fault, nargs="+", metavar="SPEC", help="faults, as for --fault")
-    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point for ``python -m cio_sync.emulator``."""
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = PROG) -> None:
+    """Entry point for ``cio-sync emulator`` (and ``python -m cio_sync.emulator``, named by ``prog``).
+
+    A command line that starts with no subcommand serves (``--port 8080`` is ``serve --port 8080``),
+    as the command did before it had subcommands.
+    """
+    global _prog  # one process runs one command, under one name
+    _prog = prog
+    words = list(sys.argv[1:] if argv is None else argv)
+    if not words or (words[0] not in SUBCOMMANDS and words[0] not in ("-h", "--help")):
+        words.insert(0, "serve")
+    args = build_parser(prog).parse_args(words)
     try:
         if args.command == "show":
             show(args.url)
-        elif args.command == "fault":
+        elif args.command in ("fault", "faults"):
             _admin(args.url, "/_emulator/faults", [f.to_json() for f in args.faults])
         else:
             serve(args)

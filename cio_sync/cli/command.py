@@ -1,0 +1,346 @@
+"""The sync command, ``cio-sync --config C --data D``: options in, one library call, a summary
+and the outputs out. Exit codes live here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from ..client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
+from ..config import Config, Mode, Transport, load_config
+from ..console import Console, JsonConsole, TextConsole
+from ..datafile import DataFile, open_data_file
+from ..errors import CioSyncError, ConfigError, ExitCode
+from ..ledger import Ledger
+from ..mapping import check_columns
+from ..outcome import RecordOutcome, Stop, StopReason
+from ..outputs import Outputs, check_output_paths
+from ..plan import plan
+from ..redact import Redactor
+from ..sync import sync
+from ..tally import SyncResult
+from ..version import __version__
+from .signals import Signals, stop_on_signals
+
+# \b keeps click from rewrapping the paragraph after it: a command broken mid-way cannot be pasted.
+EXAMPLES = """\
+Examples:
+
+\b
+  cio-sync --config configuration.json --data data.json
+  cio-sync -config ./configuration.json -data ./data.json
+  export-users | cio-sync --config configuration.json --data - --format ndjson
+  cio-sync --config configuration.json --data people.csv --failed retry.csv
+  cio-sync --config c.json --data d.json --failed retry.json --report report.json
+  cio-sync --config c.json --data retry.json    # retries exactly the failed records
+
+Credentials come from the configuration file or from CIO_SITE_ID and CIO_API_KEY, which win.
+
+Other commands (each with its own --help):
+
+\b
+  cio-sync init --data people.csv        # a first configuration for a data file
+  cio-sync emulator serve --port 8080    # a local Track API to rehearse against
+  cio-sync emulator show URL             # what it holds, and its counters
+  cio-sync emulator fault URL SPEC...    # make it misbehave
+
+Exit codes: 0 all synced; 1 some records failed, were invalid or not attempted; 2 nothing
+sent (bad arguments or input files); 3 the workspace refused the credentials; 4 the Track
+API could not be reached; 70 a bug in cio-sync; 74 an output (--failed, --report, --state)
+could not be written after records may have been sent; 130 interrupted (Ctrl-C); 143
+terminated (SIGTERM).
+"""
+
+# How many requests --dry-run shows.
+DRY_RUN_SAMPLES = 3
+
+
+class LogFormat(str, Enum):
+    """How messages on standard error are written."""
+
+    text = "text"
+    json = "json"
+
+
+class DataFormat(str, Enum):
+    """How the data file is laid out."""
+
+    json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
+
+
+app = typer.Typer(
+    add_completion=False,
+    # Tracebacks with local variables could show the API key.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _finite(value: float | None) -> float | None:
+    # Not every click's FloatRange refuses nan, which compares false with both of its bounds.
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("nan is not a number")
+    return value
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cio-sync {__version__}")
+        raise typer.Exit()
+
+
+# The options, declared once here so that the command's signature stays a list of names.
+ConfigOption = Annotated[
+    str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")
+]
+DataOption = Annotated[
+    str, typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input.")
+]
+FormatOption = Annotated[
+    DataFormat | None,
+    typer.Option(
+        "--format",
+        help=(
+            "json: one array of objects; ndjson: one object per line; csv: a header row, then a row per "
+            "record. Default: by suffix (.ndjson/.jsonl, .csv), else json."
+        ),
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option("--base-url", metavar="URL", help="Send to this Track API URL instead of the configured one."),
+]
+RateLimitOption = Annotated[
+    float | None,
+    typer.Option(
+        min=0.1,
+        max=1e6,
+        callback=_finite,
+        metavar="PER_SECOND",
+        help="At most this many requests per second (all workers).",
+    ),
+]
+TransportOption = Annotated[
+    Transport | None, typer.Option(help="v1: a PUT per person; batch: POST /api/v2/batch, many people a request.")
+]
+ModeOption = Annotated[
+    Mode | None, typer.Option(help="upsert creates missing people; update (_update: true) only changes existing ones.")
+]
+StateOption = Annotated[
+    str | None,
+    typer.Option(metavar="PATH", help="A ledger (SQLite) of what was synced: unchanged people are skipped."),
+]
+FullOption = Annotated[
+    bool, typer.Option("--full", help="With --state: send everyone, but still record what succeeded.")
+]
+RetriesOption = Annotated[
+    int, typer.Option(min=0, max=20, metavar="N", help="Resends of a request after a transient failure.")
+]
+GiveUpAfterOption = Annotated[
+    float,
+    typer.Option(
+        min=1,
+        max=86400,
+        callback=_finite,
+        metavar="SECONDS",
+        help="Stop starting requests when none has made progress for this long (only 429, 5xx, no answer).",
+    ),
+]
+TimeoutOption = Annotated[
+    float,
+    typer.Option(
+        min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="How long to wait for each answer."
+    ),
+]
+FailedOption = Annotated[
+    str | None, typer.Option(metavar="PATH", help="Write every record not synced here, as a data file to re-run.")
+]
+ReportOption = Annotated[
+    str | None, typer.Option(metavar="PATH", help="Write a JSON report of the run here; - for standard output.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Check and map everything, show what would be sent, send nothing.")
+]
+LogFormatOption = Annotated[LogFormat, typer.Option(help="text for people, json for one JSON object per line.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")]
+VersionOption = Annotated[
+    bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
+]
+
+
+@app.command(epilog=EXAMPLES)
+def run(
+    config: ConfigOption,
+    data: DataOption,
+    data_format: FormatOption = None,
+    base_url: BaseUrlOption = None,
+    rate_limit: RateLimitOption = None,
+    transport: TransportOption = None,
+    mode: ModeOption = None,
+    state: StateOption = None,
+    full: FullOption = False,
+    retries: RetriesOption = DEFAULT_RETRIES,
+    give_up_after: GiveUpAfterOption = DEFAULT_GIVE_UP_AFTER,
+    timeout: TimeoutOption = DEFAULT_READ_TIMEOUT,
+    failed: FailedOption = None,
+    report: ReportOption = None,
+    dry_run: DryRunOption = False,
+    log_format: LogFormatOption = LogFormat.text,
+    quiet: QuietOption = False,
+    version: VersionOption = False,
+) -> None:
+    """Upsert every person in a data file into a Customer.io workspace (Track API)."""
+    console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
+    options = _Options(
+        config, data, data_format, base_url, rate_limit, transport, mode, state, full, failed, report, dry_run
+    )
+    http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
+    raise typer.Exit(_run(options, http, console))
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the command was asked to do, apart from HTTP settings and how it speaks to people."""
+
+    config: str
+    data: str
+    data_format: DataFormat | None
+    base_url: str | None
+    rate_limit: float | None
+    transport: Transport | None
+    mode: Mode | None
+    state: str | None
+    full: bool
+    failed: str | None
+    report: str | None
+    dry_run: bool
+
+    def inputs(self) -> tuple[str | None, ...]:
+        """The files the run reads, which no output may replace."""
+        return (self.data, self.config, self.state, self.state and self.state + "-wal", self.report)
+
+
+def _run(options: _Options, http: HttpSettings, console: Console) -> ExitCode:
+    """Run the command; every error ends here, as one message and its exit code."""
+    stop = Stop()
+    with stop_on_signals(stop, console) as signals:
+        try:
+            return _execute(options, http, console, stop, signals)
+        except CioSyncError as e:
+            console.error(str(e), e.exit_code)
+            return e.exit_code
+        except Exception as e:  # a bug: say so in one line rather than with a traceback
+            console.error(f"internal error: {type(e).__name__}: {e} (please report this)", ExitCode.INTERNAL_ERROR)
+            return ExitCode.INTERNAL_ERROR
+
+
+def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, signals: Signals) -> ExitCode:
+    """Make every check that can refuse the run, then run it (or plan it) and commit the outputs.
+
+    A run refused by any check (arguments, configuration, data file, output paths, the ledger's
+    lock) leaves every output as it was: another run may be writing them.
+    """
+    if o.full and o.state is None:
+        raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
+    check_output_paths(data=o.data, config=o.config, state=o.state, failed=o.failed, report=o.report)
+    settings = load_config(o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode)
+    redact = Redactor((settings.credentials.site_id, settings.credentials.api_key))
+    console.redact = redact
+    with ExitStack() as stack:
+        source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
+        outputs = stack.enter_context(
+            Outputs(o.failed, o.report, dry_run=o.dry_run, inputs=o.inputs(), note=console.note)
+        )
+        outputs.open(source, o.data_format is not None, redact)
+        signals.before_exit = outputs.abandon
+        if source.header is not None:
+            check_columns(settings, source.header, source.name)
+        ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, stack) if o.state is not None else None
+        outputs.go_ahead()
+        try:
+            return _go(o.dry_run, settings, source, ledger, outputs, console, stop, signals, http)
+        except CioSyncError as e:
+            outputs.fail(str(e), e.exit_code)
+            raise
+        except Exception as e:
+            outputs.fail(f"internal error: {type(e).__name__}: {e}", ExitCode.INTERNAL_ERROR)
+            raise
+
+
+def _go(
+    dry_run: bool,
+    config: Config,
+    source: DataFile,
+    ledger: Ledger | None,
+    outputs: Outputs,
+    console: Console,
+    stop: Stop,
+    signals: Signals,
+    http: HttpSettings,
+) -> ExitCode:
+    """Sync (or plan), then commit the outputs; the exit code, that of a lost output if one was."""
+    on_outcome = _fan_out([console.outcome, *outputs.sinks()])
+    if dry_run:
+        console.planning(source.name, source.count)
+        planned = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
+        code = ExitCode.RECORDS_FAILED if planned.invalid else ExitCode.OK
+        console.planned(planned, config, code)
+        problem = outputs.commit_plan(planned, code)
+    else:
+        # From here records may be sent: a signal stops the run gracefully instead.
+        signals.interruptible = False
+        console.started(source.name, source.count, config.base_url, config.parallelism)
+        result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+        code = exit_code(result)
+        console.finished(result, code)
+        problem = outputs.commit_run(result, code)
+    if problem is None:
+        return code
+    console.error(str(problem), problem.exit_code)
+    return problem.exit_code
+
+
+def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, stack: ExitStack) -> Ledger:
+    ledger = Ledger(path, config, trust=not full, read_only=dry_run)
+    stack.callback(ledger.close)
+    if ledger.foreign:
+        console.note(f"the ledger {path} was made for another workspace or configuration: sending everything")
+    return ledger
+
+
+def exit_code(result: SyncResult) -> ExitCode:
+    """The process exit status for a finished run."""
+    if result.stopped is StopReason.CREDENTIALS:
+        return ExitCode.CREDENTIALS_REJECTED
+    if result.stopped is StopReason.LEDGER_LOST:
+        return ExitCode.OUTPUT_FAILED
+    if result.stopped is StopReason.DATA_FILE_CHANGED:
+        return ExitCode.RECORDS_FAILED
+    if result.stopped is StopReason.INTERRUPTED:
+        return ExitCode.INTERRUPTED
+    if result.stopped is StopReason.TERMINATED:
+        return ExitCode.TERMINATED
+    if result.failed or result.invalid or result.not_attempted:
+        return ExitCode.RECORDS_FAILED
+    return ExitCode.OK
+
+
+def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOutcome], None]:
+    if len(sinks) == 1:
+        return sinks[0]
+
+    def each(outcome: RecordOutcome) -> None:
+        for sink in sinks:
+            sink(outcome)
+
+    return each
