@@ -37,6 +37,7 @@ from typing import Any
 from cio_sync import load_config, open_data_file, sync
 from cio_sync.client import HttpSettings
 from cio_sync.emulator import Drop, Emulator, Fault, Odd207
+from cio_sync.errors import CioSyncError
 from cio_sync.ledger import Ledger
 from cio_sync.outcome import RecordOutcome, Status
 
@@ -241,6 +242,8 @@ class Scenario:
         try:
             with open_data_file(str(data)) as source:
                 result = sync(config, source.records(), http=http, ledger=ledger, on_outcome=outcome, clock=self.clock)
+        except CioSyncError as e:  # refused before anything was sent: the credentials check failed
+            return int(e.exit_code)
         finally:
             if ledger is not None:
                 ledger.close()

@@ -419,10 +419,10 @@ def test_a_207_that_is_not_json(emu: Emulator) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("", "a fault needs exactly one of status, drop, delay, drip, reject, odd_207; got none"),
+        ("", "a fault needs exactly one of status, drop, delay, drip, reject, odd_207, hints; got none"),
         (
             "status=503,drop=before",
-            "a fault needs exactly one of status, drop, delay, drip, reject, odd_207; got status, drop",
+            "a fault needs exactly one of status, drop, delay, drip, reject, odd_207, hints; got status, drop",
         ),
         ("status=abc", "fault key 'status': 'abc' is not a number"),
         ("drop=sideways", "'sideways' is not a valid Drop"),
