@@ -7,8 +7,10 @@ drawn at random too (2xx, 207 of any shape, 4xx, 429 with any Retry-After, 5xx, 
 dropped connection, a dripped or oversized answer). ``cio-sync`` runs on them as its own process.
 
 What must hold, whatever the case: the exit code is a documented one and never 70; nothing is a
-traceback; when the exit is 2 nothing reached the server; and the API key is in no output and no
-file written.
+traceback; when the exit is 2 nothing reached the server; the API key is in no output and no
+file written; the report's counts add up to its total, and its problems list every record not
+synced; and ``--failed`` reads back as exactly those records (when the data file was not mangled,
+record for record).
 
     python -m tests.fuzz --minutes 10     # the soak: cases until time runs out, then a count
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import socket
 import subprocess
 import tempfile
@@ -170,30 +173,75 @@ def run_case(seed: int, root: Path) -> int:
         config.write_bytes(_config(rng, server.url))
         data = root / rng.choice(["data.json", "data.ndjson"])
         records = _records(rng)
-        if data.suffix == ".ndjson":
-            text = b"".join(json.dumps(r).encode() + b"\n" for r in records)
-        else:
-            text = json.dumps(records).encode()
-        data.write_bytes(_mutate(rng, text) if rng.random() < 0.35 else text)
-        failed, report = root / "failed", root / "report.json"
-        args = ["--config", str(config), "--data", str(data), "--timeout", "0.5", "--give-up-after", "2"]
-        args += ["--retries", str(rng.randint(0, 2)), "--failed", str(failed) + data.suffix, "--report", str(report)]
+        text = _encode(records, data.suffix)
+        mangled = rng.random() < 0.35
+        data.write_bytes(_mutate(rng, text) if mangled else text)
+        args = ["--timeout", "0.5", "--give-up-after", "2", "--retries", str(rng.randint(0, 2))]
         if rng.random() < 0.2:
             args.append("--dry-run")
         if rng.random() < 0.2:
             args += ["--state", str(root / "ledger")]
-        env = cli_env({"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
-        proc = subprocess.run([*CLI, *args], capture_output=True, env=env, timeout=120)
+        return run_checked(f"seed {seed}", server, config, data, None if mangled else records, args)
     finally:
         server.close()
+
+
+def _encode(records: list[Any], suffix: str) -> bytes:
+    if suffix == ".ndjson":
+        return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+    return json.dumps(records).encode()
+
+
+def run_checked(
+    case: str, server: HostileServer, config: Path, data: Path, records: list[Any] | None, options: list[str]
+) -> int:
+    """Run ``cio-sync`` on ``config`` and ``data`` against ``server`` with ``options``, and check
+    every property; ``records`` are the data file's, when it was written from them unmangled."""
+    root = data.parent
+    failed, report = root / ("failed" + data.suffix), root / "report.json"
+    args = ["--config", str(config), "--data", str(data), "--failed", str(failed), "--report", str(report), *options]
+    env = cli_env({"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
+    proc = subprocess.run([*CLI, *args], capture_output=True, env=env, timeout=120)
     stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-    where = f"seed {seed}: exit {proc.returncode}\n{stderr[-2000:]}"
+    where = f"{case}: exit {proc.returncode}\n{stderr[-2000:]}"
     assert proc.returncode in DOCUMENTED, where
     assert "Traceback" not in stderr, where
     assert_no_secret(stdout, stderr, *(p.read_bytes() for p in root.iterdir() if p.name not in ("config.json",)))
     if proc.returncode == 2:
         assert server.requests() == [], where
+    if report.exists():
+        _check_accounts(where, json.loads(report.read_text()), failed, records)
     return proc.returncode
+
+
+# The one problem entry that stands for the records a stopped run never read.
+_UNREAD = re.compile(r"with the ([\d,]+) records after it")
+
+
+def _check_accounts(where: str, report: dict[str, Any], failed: Path, records: list[Any] | None) -> None:
+    """The report's counts add up, its problems are every record not synced, and --failed holds
+    exactly those records (compared one by one when ``records`` are known)."""
+    counts = report["counts"]
+    if report["dry_run"] or not counts:
+        return
+    assert sum(counts.values()) == report["total"], where
+    indexes: list[int] = []
+    for problem in report["problems"]:
+        tail = _UNREAD.search(problem["reason"] or "")
+        span = 1 + int(tail.group(1).replace(",", "")) if tail else 1
+        indexes += range(problem["index"], problem["index"] + span)
+    assert len(indexes) == counts["failed"] + counts["invalid"] + counts["not_attempted"], where
+    if not failed.exists():
+        return
+    text = failed.read_text(encoding="utf-8")
+    if failed.suffix == ".ndjson":
+        written = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        written = json.loads(text)
+    assert len(written) == len(indexes), where
+    if records is not None:
+        expected = sorted(json.dumps(records[i], sort_keys=True) for i in indexes)
+        assert sorted(json.dumps(r, sort_keys=True) for r in written) == expected, where
 
 
 def main() -> None:
