@@ -145,11 +145,18 @@ def test_rejected_credentials_exit_3_before_any_write(emulator: Emulator, files:
 def test_a_401_mid_run_exits_3_and_stops(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(status=401, times=None, endpoint="customers")
     data = [{"id": i} for i in range(300)]
-    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
+    report = files.root / "report.json"
+    args = ["--config", files.config(config_dict(emulator.url, parallelism=4)), "--data", files.data(data)]
+    run = run_cli([*args, "--report", str(report)])
     assert run.code == 3
     assert "refused the credentials" in run.stderr
     assert len(people_puts(emulator)) <= 8
     assert "not attempted" in run.stderr
+    document = json.loads(report.read_text())
+    counts = document["counts"]
+    assert document["stopped"] == "credentials"
+    assert counts["failed"] >= 1 and counts["not_attempted"] >= 290
+    assert sum(counts.values()) == document["total"] == 300
 
 
 def test_an_unreachable_api_exits_4_and_sends_nothing(files: Files) -> None:
@@ -174,7 +181,7 @@ def test_quiet_still_reports_problems(emulator: Emulator, files: Files) -> None:
     assert "2 records: 1 synced, 0 failed, 1 invalid" in run.stderr
 
 
-def test_an_empty_array_is_success(emulator: Emulator, files: Files) -> None:
+def test_an_empty_array_is_success_and_sends_nothing(emulator: Emulator, files: Files) -> None:
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data([])])
     assert run.code == 0
     assert "0 records: 0 synced" in run.stderr
