@@ -134,7 +134,7 @@ VALUES = st.one_of(
 
 
 @given(st.lists(VALUES, min_size=1, max_size=30))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_a_proposed_cast_never_fails_on_a_sampled_value(values: list[object]) -> None:
     records = [{"id": str(i), "v": value} for i, value in enumerate(values)]
     config = propose_config(records)
@@ -317,7 +317,7 @@ RECORDS = st.dictionaries(
 
 
 @given(st.lists(RECORDS, min_size=1, max_size=8))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 def test_any_records_give_a_configuration_a_sync_loads(records: list[dict[str, Any]]) -> None:
     try:
         proposal = propose(records)
