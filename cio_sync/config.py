@@ -23,6 +23,12 @@ REGION_URLS = {
 }
 SITE_ID_ENV = "CIO_SITE_ID"
 API_KEY_ENV = "CIO_API_KEY"
+# The App API (the read side, for `cio-sync verify`): its own hosts and its own bearer key.
+APP_REGION_URLS = {
+    "us": "https://api.customer.io",
+    "eu": "https://api-eu.customer.io",
+}
+APP_API_KEY_ENV = "CIO_APP_API_KEY"
 # The Track API refuses attribute names longer than this (in UTF-8 bytes), and more attributes
 # than this in one request.
 MAX_ATTRIBUTE_NAME_BYTES = 150
@@ -115,6 +121,10 @@ class Config:
     transport: Transport = Transport.V1
     mode: Mode = Mode.UPSERT
     id_type: IdType = IdType.AUTO
+    # The App API key (appApiKey, or CIO_APP_API_KEY, which wins); only `verify` needs it.
+    app_api_key: str | None = field(default=None, repr=False)
+    # The App API's URL: from region, or appBaseUrl / --app-base-url.
+    app_base_url: str = APP_REGION_URLS["us"]
 
 
 # No configuration comes close to this; it keeps a path such as /dev/zero from filling memory.
@@ -129,12 +139,17 @@ def load_config(
     rate_limit: float | None = None,
     transport: Transport | str | None = None,
     mode: Mode | str | None = None,
+    app_base_url: str | None = None,
+    track_credentials: bool = True,
 ) -> Config:
     """Read, validate and resolve the configuration file at ``path``.
 
-    ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY`` (``os.environ`` when omitted); ``base_url``
-    overrides both ``region`` and ``baseUrl``, ``rate_limit``, ``transport`` and ``mode`` override their keys. Raises
-    :class:`ConfigError` naming the file, the key and the problem.
+    ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY``/``CIO_APP_API_KEY`` (``os.environ`` when
+    omitted); ``base_url`` overrides both ``region`` and ``baseUrl``, ``app_base_url`` both
+    ``region`` and ``appBaseUrl`` for the App API; ``rate_limit``, ``transport`` and ``mode``
+    override their keys. ``track_credentials=False`` (for reading back, which never writes) lets
+    the Track API's site id and key be absent. Raises :class:`ConfigError` naming the file, the
+    key and the problem.
     """
     name = str(path)
     try:
@@ -159,7 +174,15 @@ def load_config(
     except ValueError as e:
         raise ConfigError(f"{name}: not valid JSON: {e}") from None
     return config_from_dict(
-        document, env=env, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode, source=name
+        document,
+        env=env,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        transport=transport,
+        mode=mode,
+        source=name,
+        app_base_url=app_base_url,
+        track_credentials=track_credentials,
     )
 
 
@@ -172,14 +195,17 @@ def config_from_dict(
     transport: Transport | str | None = None,
     mode: Mode | str | None = None,
     source: str = "configuration",
+    app_base_url: str | None = None,
+    track_credentials: bool = True,
 ) -> Config:
     """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
-    if base_url is not None:
-        # The option's fault, not the file's: said without the file's name.
-        try:
-            normalise_base_url(base_url)
-        except ValueError as e:
-            raise ConfigError(f"--base-url {e}") from None
+    for option, given in (("--base-url", base_url), ("--app-base-url", app_base_url)):
+        if given is not None:
+            # The option's fault, not the file's: said without the file's name.
+            try:
+                normalise_base_url(given)
+            except ValueError as e:
+                raise ConfigError(f"{option} {e}") from None
     found = problems("config.schema.json", document)
     if found:
         raise ConfigError(listing(source, found))
@@ -187,9 +213,15 @@ def config_from_dict(
     mappings = tuple(_field_mapping(m) for m in document["mappings"])
     chosen_mode = Mode(mode or document.get("mode", Mode.UPSERT))
     found = _mapping_problems(mappings, chosen_mode)
-    credentials, missing = _credentials(document, os.environ if env is None else env)
-    found += missing
     region = str(document.get("region", "us"))
+    environment = os.environ if env is None else env
+    credentials, missing = _credentials(document, environment)
+    if not track_credentials and credentials is None:
+        # Reading back never writes: the Track API's credentials are not needed, and never used.
+        missing = [m for m in missing if m.startswith("the ")]
+        credentials = Credentials("", "") if not missing else None
+    found += missing
+    app_api_key, app_url = _app_api(document, environment, app_base_url, region, found)
     chosen = base_url if base_url is not None else document.get("baseUrl")
     url = REGION_URLS[region]
     if chosen is not None:
@@ -212,7 +244,29 @@ def config_from_dict(
         transport=Transport(transport or document.get("transport", Transport.V1)),
         mode=chosen_mode,
         id_type=IdType(document.get("idType", "auto")),
+        app_api_key=app_api_key,
+        app_base_url=app_url,
     )
+
+
+def _app_api(
+    document: dict[str, Any], env: Mapping[str, str], override: str | None, region: str, found: list[str]
+) -> tuple[str | None, str]:
+    """The App API key (None when there is none: only `verify` needs one) and URL; problems go to ``found``."""
+    key = env.get(APP_API_KEY_ENV) or document.get("appApiKey")
+    if isinstance(key, str) and not _is_text(key):
+        origin = APP_API_KEY_ENV if env.get(APP_API_KEY_ENV) else "the configuration"
+        found.append(f"the App API key from {origin} is not valid UTF-8 text")
+        key = None
+    chosen = override if override is not None else document.get("appBaseUrl")
+    url = APP_REGION_URLS[region]
+    if chosen is not None:
+        try:
+            url = normalise_base_url(str(chosen))
+        except ValueError as e:
+            where = "--app-base-url" if override is not None else '"appBaseUrl"'
+            found.append(f"{where} {e}")
+    return (str(key) if key else None), url
 
 
 def _path(source: str | list[str | int | float]) -> RecordPath:
