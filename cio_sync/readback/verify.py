@@ -23,7 +23,7 @@ from ..errors import ConfigError
 from ..mapping import PersonUpdate, RecordMapper
 from .compare import matches, shown
 from .expected import ExpectedPerson, ExpectedState, Verdict
-from .reader import MAX_IDS, RATE_LIMIT, AppReader, Fetched, ReadStatus
+from .reader import MAX_IDS, PACE, AppReader, Fetched, ReadStatus
 
 # Threads reading at once: the 10-per-second limit is shared, so a few cover the answers' latency.
 DEFAULT_WORKERS = 4
@@ -166,7 +166,7 @@ def _read_back(
         pool_size=o.workers,
         clock=o.clock,
         stop=stop,
-        rate=o.rate or RATE_LIMIT,
+        rate=o.rate or PACE,
     )
     in_flight: deque[tuple[list[ExpectedPerson], Future[Fetched]]] = deque()
 
