@@ -142,14 +142,10 @@ def load_config(
     app_base_url: str | None = None,
     track_credentials: bool = True,
 ) -> Config:
-    """Read, validate and resolve the configuration file at ``path``.
+    """Read, validate and resolve the configuration file at ``path`` (see :func:`config_from_dict`).
 
-    ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY``/``CIO_APP_API_KEY`` (``os.environ`` when
-    omitted); ``base_url`` overrides both ``region`` and ``baseUrl``, ``app_base_url`` both
-    ``region`` and ``appBaseUrl`` for the App API; ``rate_limit``, ``transport`` and ``mode``
-    override their keys. ``track_credentials=False`` (for reading back, which never writes) lets
-    the Track API's site id and key be absent. Raises :class:`ConfigError` naming the file, the
-    key and the problem.
+    ``env`` supplies the ``CIO_`` credentials (``os.environ`` when omitted). Raises
+    :class:`ConfigError` naming the file, the key and the problem.
     """
     name = str(path)
     try:
@@ -198,14 +194,13 @@ def config_from_dict(
     app_base_url: str | None = None,
     track_credentials: bool = True,
 ) -> Config:
-    """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
-    for option, given in (("--base-url", base_url), ("--app-base-url", app_base_url)):
-        if given is not None:
-            # The option's fault, not the file's: said without the file's name.
-            try:
-                normalise_base_url(given)
-            except ValueError as e:
-                raise ConfigError(f"{option} {e}") from None
+    """Validate a parsed configuration (the file's JSON) and resolve credentials and URLs.
+
+    ``base_url`` and ``app_base_url`` override ``region`` and ``baseUrl``/``appBaseUrl``;
+    ``rate_limit``, ``transport`` and ``mode`` their keys. ``track_credentials=False`` (for reading
+    back, which never writes) lets the Track API's site id and key be absent.
+    """
+    _check_url_options(base_url, app_base_url)
     found = problems("config.schema.json", document)
     if found:
         raise ConfigError(listing(source, found))
@@ -215,21 +210,10 @@ def config_from_dict(
     found = _mapping_problems(mappings, chosen_mode)
     region = str(document.get("region", "us"))
     environment = os.environ if env is None else env
-    credentials, missing = _credentials(document, environment)
-    if not track_credentials and credentials is None:
-        # Reading back never writes: the Track API's credentials are not needed, and never used.
-        missing = [m for m in missing if m.startswith("the ")]
-        credentials = Credentials("", "") if not missing else None
-    found += missing
-    app_api_key, app_url = _app_api(document, environment, app_base_url, region, found)
+    credentials, missing = _credentials(document, environment, required=track_credentials)
+    app_api_key, app_url = _app_api(document, environment, app_base_url, region, found := found + missing)
     chosen = base_url if base_url is not None else document.get("baseUrl")
-    url = REGION_URLS[region]
-    if chosen is not None:
-        try:
-            url = normalise_base_url(str(chosen))
-        except ValueError as e:
-            where = "--base-url" if base_url is not None else '"baseUrl"'
-            found.append(f"{where} {e}")
+    url = _track_url(chosen, base_url is not None, region, found)
     if found or credentials is None:
         raise ConfigError(listing(source, found))
     return Config(
@@ -247,6 +231,28 @@ def config_from_dict(
         app_api_key=app_api_key,
         app_base_url=app_url,
     )
+
+
+def _check_url_options(base_url: str | None, app_base_url: str | None) -> None:
+    for option, given in (("--base-url", base_url), ("--app-base-url", app_base_url)):
+        if given is not None:
+            # The option's fault, not the file's: said without the file's name.
+            try:
+                normalise_base_url(given)
+            except ValueError as e:
+                raise ConfigError(f"{option} {e}") from None
+
+
+def _track_url(chosen: object, option: bool, region: str, found: list[str]) -> str:
+    """The Track API's URL: ``chosen`` (from --base-url when ``option``, else baseUrl) or the region's."""
+    if chosen is None:
+        return REGION_URLS[region]
+    try:
+        return normalise_base_url(str(chosen))
+    except ValueError as e:
+        where = "--base-url" if option else '"baseUrl"'
+        found.append(f"{where} {e}")
+        return REGION_URLS[region]
 
 
 def _app_api(
@@ -366,7 +372,9 @@ def _not_json(constant: str) -> object:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Credentials | None, list[str]]:
+def _credentials(
+    document: dict[str, Any], env: Mapping[str, str], required: bool = True
+) -> tuple[Credentials | None, list[str]]:
     # An empty variable counts as unset: `docker run -e CIO_API_KEY` with nothing exported passes "".
     site_id = env.get(SITE_ID_ENV) or document.get("siteId")
     api_key = env.get(API_KEY_ENV) or document.get("apiKey")
@@ -380,6 +388,9 @@ def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Cred
         if isinstance(value, str) and not _is_text(value):
             origin = variable if env.get(variable) else "the configuration"
             missing.append(f"the {what} from {origin} is not valid UTF-8 text")
+    if not required and not any(m.startswith("the ") for m in missing):
+        # Reading back never writes: the Track API's credentials are not needed, and never used.
+        return Credentials(str(site_id or ""), str(api_key or "")), []
     if missing:
         return None, missing
     if site_id and api_key:

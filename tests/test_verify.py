@@ -18,6 +18,8 @@ import pytest
 from cio_sync.client import HttpSettings
 from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
+from cio_sync.emulator.rules import path_identifier
+from cio_sync.emulator.workspace import edit
 from cio_sync.readback import Options, ReadStatus, Verdict, verify
 from cio_sync.readback import reader as reader_module
 
@@ -66,6 +68,11 @@ def people(n: int) -> list[dict[str, Any]]:
     return [{"id": str(i), "name": f"person {i}", "plan": "pro", "v": i} for i in range(n)]
 
 
+def edit_person(emu: Emulator, person: str, attributes: dict[str, Any]) -> None:
+    """Change a person's attributes in the emulator as an edit in the workspace's UI would."""
+    edit(emu.workspace, path_identifier(person, emu.choices), attributes)
+
+
 def app_requests(emu: Emulator) -> list[Any]:
     return [r for r in emu.requests() if r.target.startswith("/v1/")]
 
@@ -110,8 +117,8 @@ def test_the_round_trip_finds_differences_feeds_them_back_and_verifies_clean(emu
     synced = files.data(records[:-1], "synced.json")
     data = files.data(records)
     sync_file(files, config, synced)
-    emu.edit_person("3", {"plan": "free"})
-    emu.edit_person("5", {"v": "05", "name": None})
+    edit_person(emu, "3", {"plan": "free"})
+    edit_person(emu, "5", {"v": "05", "name": None})
     failed, report = str(files.root / "fix.json"), str(files.root / "report.json")
 
     first = run_verify(["--config", config, "--data", data, "--failed", failed, "--report", report])
@@ -145,7 +152,7 @@ def test_failed_keeps_the_data_files_format(emu: Emulator, files: Files, suffix:
         text = "".join(json.dumps(r) + "\n" for r in records)
     config, data = files.config(document(emu.url)), files.data(text, "data" + suffix)
     sync_file(files, config, data)
-    emu.edit_person("2", {"plan": "free"})
+    edit_person(emu, "2", {"plan": "free"})
     failed = str(files.root / ("fix" + suffix))
     run = run_verify(["--config", config, "--data", data, "--failed", failed])
     assert run.code == 1, run.stderr

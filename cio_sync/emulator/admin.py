@@ -13,7 +13,7 @@ from urllib.parse import unquote
 from .faults import Fault, FaultBook
 from .httpd import Answer, json_answer
 from .rules import path_identifier
-from .workspace import Person, Workspace
+from .workspace import Person, Workspace, edit
 
 PREFIX = "/_emulator/"
 
@@ -67,7 +67,7 @@ class Admin:
             return json_answer(400, {"error": problem})
         who = path_identifier(unquote(segment), self._workspace.choices)
         try:
-            self._workspace.edit(who, attributes)
+            edit(self._workspace, who, attributes)
         except KeyError as e:
             return json_answer(404, {"error": str(e.args[0])})
         return json_answer(200, {})

@@ -34,8 +34,7 @@ class Emulator:
     ``choices`` settles what the spec leaves open (see :class:`~cio_sync.emulator.rules.Choices`);
     ``latency`` delays every API request; ``rate_limit`` (requests per second, with ``burst``)
     answers 429 with ``Retry-After`` above it; ``faults`` are queued at once (see :class:`Fault`).
-    The App API (read side) takes ``app_api_key`` as a bearer token and answers 429 above
-    ``app_rate_limit`` requests a second (its documented 10; None for no limit), bursts of ``app_burst``.
+    The App API takes ``app_api_key`` as its bearer token, ``app_rate_limit`` its 429 limit (None: none).
     """
 
     def __init__(
@@ -149,11 +148,6 @@ class Emulator:
     ) -> Person:
         """Put a person in the workspace as if created earlier (for update-only runs, cio_id paths)."""
         return self.workspace.add(id=id, email=email, cio_id=cio_id, attributes=attributes)
-
-    def edit_person(self, identifier: str, attributes: dict[str, Any]) -> None:
-        """Change a person's attributes directly, as someone editing them in the workspace would:
-        each value is set, a None removes the attribute. ``identifier`` as :meth:`person` takes it."""
-        self.workspace.edit(rules.path_identifier(identifier, self.choices), attributes)
 
     def people(self) -> dict[str, dict[str, Any]]:
         """Every person's attributes, by id (else email, else ``cio_<cio_id>``)."""

@@ -129,19 +129,6 @@ class Workspace:
             self._people.append(person)
             return replace(person, attributes=dict(person.attributes))
 
-    def edit(self, who: Identifier, attributes: Mapping[str, Any]) -> None:
-        """Set (a None: remove) attributes of the person ``who`` names, outside any API call, as an
-        edit in the workspace's UI would. Raises KeyError when nobody has that identifier."""
-        with self._lock:
-            person = self._index.get(who.key)
-            if person is None:
-                raise KeyError(f"no person has the {who.kind.value} {who.value!r}")
-            for name, value in attributes.items():
-                if value is None:
-                    person.attributes.pop(name, None)
-                else:
-                    person.attributes[name] = value
-
     def find(self, who: Identifier) -> Person | None:
         """A copy of the person ``who`` names, or None."""
         with self._lock:
@@ -207,6 +194,20 @@ class Workspace:
             else:
                 merged[name] = value
         return merged
+
+
+def edit(workspace: Workspace, who: Identifier, attributes: Mapping[str, Any]) -> None:
+    """Set attributes (a None removes one) of the person ``who`` names, outside any API call, as an
+    edit in the workspace's UI would. Raises KeyError when nobody has that identifier."""
+    with workspace._lock:
+        person = workspace._index.get(who.key)
+        if person is None:
+            raise KeyError(f"no person has the {who.kind.value} {who.value!r}")
+        for name, value in attributes.items():
+            if value is None:
+                person.attributes.pop(name, None)
+            else:
+                person.attributes[name] = value
 
 
 def _body_identifiers(attributes: Mapping[str, Any], choices: Choices) -> list[Identifier]:
