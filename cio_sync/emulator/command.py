@@ -38,7 +38,7 @@ fault keys (--fault and the fault command; exactly one action each):
   reject             refuse person=ID's item in batches (a 207 error)
   odd-207=no-index|string-index|not-json
                      answer a batch with a 207 of that shape, refusing person=ID's item (or the first)
-scope and count:     person=ID  endpoint=customers|batch|region|any  times=N|forever (default 1)
+scope and count:     person=ID  endpoint=customers|batch|region|app-people|app-person|any  times=N|forever (default 1)
 """
 
 
@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added to every request")
     parser.add_argument("--rate-limit", type=_positive, metavar="PER_SECOND", help="answer 429 above this rate")
     parser.add_argument("--burst", type=_positive, metavar="N", help="requests allowed at once above the rate")
+    parser.add_argument(
+        "--app-api-key",
+        default="demo-app-key",
+        help="the App API key it accepts as a bearer token (default demo-app-key)",
+    )
+    parser.add_argument(
+        "--app-rate-limit",
+        type=_positive,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="the App API answers 429 above this rate (default 10, as documented)",
+    )
     parser.add_argument(
         "--fault", type=_fault, action="append", default=[], metavar="SPEC", help="a fault (below); repeatable"
     )
@@ -166,6 +178,8 @@ def serve(args: argparse.Namespace) -> None:
             faults=args.fault,
             port=args.port,
             keep_requests=False,
+            app_api_key=args.app_api_key,
+            app_rate_limit=args.app_rate_limit,
         )
     except OSError as e:
         fail(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}")
