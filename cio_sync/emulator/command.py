@@ -101,18 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added to every request")
     parser.add_argument("--rate-limit", type=_positive, metavar="PER_SECOND", help="answer 429 above this rate")
     parser.add_argument("--burst", type=_positive, metavar="N", help="requests allowed at once above the rate")
-    parser.add_argument(
-        "--app-api-key",
-        default="demo-app-key",
-        help="the App API key it accepts as a bearer token (default demo-app-key)",
-    )
-    parser.add_argument(
-        "--app-rate-limit",
-        type=_positive,
-        default=10.0,
-        metavar="PER_SECOND",
-        help="the App API answers 429 above this rate (default 10, as documented)",
-    )
+    _add_app_options(parser)
     parser.add_argument(
         "--fault", type=_fault, action="append", default=[], metavar="SPEC", help="a fault (below); repeatable"
     )
@@ -142,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     fault.add_argument("url", help="the emulator's base URL")
     fault.add_argument("faults", type=_fault, nargs="+", metavar="SPEC", help="faults, as for --fault")
     return parser
+
+
+def _add_app_options(parser: argparse.ArgumentParser) -> None:
+    """The App API's options (the read side, for ``cio-sync verify``)."""
+    parser.add_argument(
+        "--app-api-key",
+        default="demo-app-key",
+        help="the App API key it accepts, as a bearer token (default demo-app-key)",
+    )
+    parser.add_argument(
+        "--app-rate-limit",
+        type=_positive,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="the App API answers 429 above this rate (default 10, as documented)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
