@@ -5,6 +5,7 @@ Where waiting is the subject (pacing at 10 a second, a 429 storm) a fake clock d
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import subprocess
@@ -20,8 +21,10 @@ from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
 from cio_sync.emulator.rules import path_identifier
 from cio_sync.emulator.workspace import edit
+from cio_sync.errors import ExitCode
 from cio_sync.readback import Options, ReadStatus, Verdict, verify
 from cio_sync.readback import reader as reader_module
+from cio_sync.readback.command import VerifyOptions, run
 
 from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_process
 
@@ -345,3 +348,31 @@ def test_memory_stays_in_the_expected_state_file_not_in_python() -> None:
     assert everyone[34].attributes == {"name": None, "plan": "pro", "v": 34}
     assert [p.identifier for p in state.people([0, 17, 34])] == ["0", "17", "34"]
     state.close()
+
+
+class FakeTerminal(io.StringIO):
+    """Standard error as a terminal, kept in memory."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_on_a_terminal_and_the_report_on_standard_output(
+    emu: Emulator, files: Files, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, data = files.config(document(emu.url)), files.data(people(250))
+    sync_file(files, config, data)
+    edit_person(emu, "200", {"plan": "free"})
+    screen = FakeTerminal()
+    options = VerifyOptions(config, data, None, None, None, None, None, "-", 5.0, 1, False)
+    assert run(options, stream=screen) == ExitCode.RECORDS_FAILED
+    assert "verify" in screen.getvalue() and "250/250" in screen.getvalue()
+    report = json.loads(capsys.readouterr().out)
+    assert report["people"] == [
+        {
+            "person": "200",
+            "verdict": "differs",
+            "differences": [{"attribute": "plan", "file": "pro", "workspace": "free"}],
+        }
+    ]
+    assert report["summary"]["matching"] == 249

@@ -19,7 +19,7 @@ import typer
 from ..client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from ..config import load_config
 from ..datafile import NDJSON, DataFile, open_data_file
-from ..errors import CioSyncError, ConfigError, ExitCode
+from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode
 from ..failed import FailedRecordsFile, check_failed_format
 from ..mapping import check_columns
 from ..outcome import RecordOutcome, Status
@@ -126,6 +126,9 @@ def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
     err = stream if stream is not None else sys.stderr
     try:
         return _execute(o, err)
+    except KeyboardInterrupt:
+        _say(err, "interrupted: nothing was written to the workspace, and no --failed or --report file")
+        return ExitCode.INTERRUPTED
     except CioSyncError as e:
         _say(err, f"error: {e}")
         return e.exit_code
@@ -168,6 +171,8 @@ def _execute(o: VerifyOptions, err: IO[str]) -> ExitCode:
             result = verify(config, source.records(), options)
         code = exit_code(result)
         _tell(err, o, result, shown, code)
+        if result.failed_lost is not None:
+            raise DataFileChanged(f"--failed {o.failed} not written: {result.failed_lost}")
         if failed_file is not None:
             failed_file.commit()
         if report is not None:

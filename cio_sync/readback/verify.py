@@ -13,13 +13,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..client import HttpSettings
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import APP_API_KEY_ENV, Config, IdType
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFileError
 from ..mapping import PersonUpdate, RecordMapper
 from .compare import matches, shown
 from .expected import ExpectedPerson, ExpectedState, Verdict
@@ -67,6 +68,8 @@ class VerifyResult:
     seconds: float = 0.0
     # Records written to the failed sink (every record of each person who differs or is missing).
     failed_records: int = 0
+    # Why the failed records could not all be written: the data file changed since it was read.
+    failed_lost: str | None = None
 
     @property
     def checked(self) -> int:
@@ -122,7 +125,10 @@ def verify(config: Config, records: Iterable[object], options: Options | None = 
         chosen = _choose(state.count, o, result)
         _read_back(config, state, chosen, o, result)
         if o.failed is not None and o.records_again is not None and state.any_failed():
-            result.failed_records = _write_failed(mapper, state, o.records_again(), o.failed)
+            try:
+                result.failed_records = _write_failed(mapper, state, o.records_again(), o.failed)
+            except DataFileError as e:
+                result.failed_lost = str(e)
         result.seconds = time.monotonic() - started
         return result
     finally:
@@ -179,7 +185,8 @@ def _read_back(
             o.on_progress(result.checked + result.unchecked, result.chosen)
 
     try:
-        with ThreadPoolExecutor(max_workers=max(1, o.workers), thread_name_prefix="cio-sync-verify") as pool:
+        # Ctrl-C (or any error) here stops the attempts in flight at their next wait, not after them.
+        with _stopping_on_error(stop), ThreadPoolExecutor(max_workers=max(1, o.workers)) as pool:
             for batch in _batches(state.people(chosen)):
                 if stop.is_set():
                     result.unchecked += len(batch)
@@ -195,6 +202,15 @@ def _read_back(
         reader.close()
     if result.stopped is None and stop.is_set():
         result.stopped, result.error = ReadStatus.STOPPED, "stopped before every person was read back"
+
+
+@contextmanager
+def _stopping_on_error(stop: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
 
 
 def _settle(
