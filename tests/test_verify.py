@@ -376,3 +376,15 @@ def test_a_progress_bar_on_a_terminal_and_the_report_on_standard_output(
         }
     ]
     assert report["summary"]["matching"] == 249
+
+
+def test_a_retry_after_that_comes_is_honoured_and_capped() -> None:
+    clock = FakeClock()
+    with Emulator(SITE_ID, API_KEY, app_api_key=APP_KEY, app_rate_limit=None) as emu:
+        emu.add_fault(status=429, retry_after="7", endpoint="app-people", times=1)
+        emu.add_fault(status=503, retry_after="86400", endpoint="app-people", times=1)
+        config = config_from_dict(document(emu.url), env={})
+        settings = HttpSettings(retry_after_max=60.0)
+        result = verify(config, people(3), Options(http=settings, clock=clock, workers=1))
+    assert result.stopped is None and result.missing == 3
+    assert 7 + 60 <= clock.now < 7 + 60 + 1

@@ -3,6 +3,7 @@ second for all threads together, 429 and 5xx resent, a deadline on every attempt
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class _PacedRetry(Retry):
                 delay = None
         if delay is None:
             delay = backoff(self.backoff_factor, self.backoff_max, len(self.history))
+        delay = min(delay, self.retry_after_max)
         assert self.pacer is not None
         if response is not None and response.status == 429:
             self.pacer.pause(delay)
@@ -178,6 +180,8 @@ class AppReader:
             respect_retry_after_header=True,
             raise_on_status=False,
             pacer=self.pacer,
+            # The App API documents no Retry-After; one that comes (from a proxy, say) is capped.
+            retry_after_max=math.ceil(settings.retry_after_max),
         )
         self._session = requests.Session()
         adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=retry)
@@ -259,5 +263,6 @@ def _classify(response: requests.Response, base: str) -> Fetched:
     if not isinstance(customers, list):
         message = f"{base} answered 200 without a list of customers: is it the App API?"
         return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
-    found = [c["customer"] for c in customers if isinstance(c, dict) and isinstance(c.get("customer"), dict)]
-    return Fetched(ReadStatus.READ, found, http_status=status)
+    # Each item is {"customer": {...}}; an item that is the person itself is read as one too.
+    found = [c.get("customer", c) for c in customers if isinstance(c, dict)]
+    return Fetched(ReadStatus.READ, [c for c in found if isinstance(c, dict)], http_status=status)
