@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -388,3 +389,14 @@ def test_a_retry_after_that_comes_is_honoured_and_capped() -> None:
         result = verify(config, people(3), Options(http=settings, clock=clock, workers=1))
     assert result.stopped is None and result.missing == 3
     assert 7 + 60 <= clock.now < 7 + 60 + 1
+
+
+def test_every_option_of_the_command_is_on_the_verify_page() -> None:
+    from typer.main import get_command
+
+    from cio_sync.readback.command import app
+
+    options = {name for param in get_command(app).params for name in [*param.opts, *param.secondary_opts]}
+    assert {"--config", "-config", "--data", "--sample", "--seed", "--failed", "--report"} <= options
+    page = (Path(__file__).resolve().parent.parent / "docs" / "verify.md").read_text(encoding="utf-8")
+    assert sorted(o for o in options if o.startswith("-") and f"`{o}" not in page and o not in ("-h", "--help")) == []
