@@ -110,7 +110,7 @@ def verify_command(
         typer.Option(min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="Deadline of each attempt."),
     ] = DEFAULT_READ_TIMEOUT,
     retries: Annotated[
-        int, typer.Option(min=0, max=20, metavar="N", help="Resends after a transient failure (429: 10 more).")
+        int, typer.Option(min=0, max=20, metavar="N", help="Resends after a transient failure (429/5xx: 10 more).")
     ] = DEFAULT_RETRIES,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something differs.")] = False,
 ) -> None:

@@ -110,6 +110,28 @@ class _PacedRetry(Retry):
         self.pacer.wait_turn()
 
 
+def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
+    """What urllib3 resends, and how often: transient failures only, every resend paced by ``pacer``."""
+    return _PacedRetry(
+        total=None,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries + _RATE_LIMITED_EXTRA,
+        other=0,
+        redirect=0,
+        # Named: urllib3 does not resend a POST by default, and this one only reads.
+        allowed_methods=frozenset({"GET", "POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=settings.backoff_factor,
+        backoff_max=settings.backoff_max,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        pacer=pacer,
+        # The App API documents no Retry-After; one that comes (from a proxy, say) is capped.
+        retry_after_max=math.ceil(settings.retry_after_max),
+    )
+
+
 class _WatchedAdapter(HTTPAdapter):
     """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)."""
 
@@ -165,24 +187,7 @@ class AppReader:
         self.pacer = Pacer(rate, clock, self.stop)
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._watchdog = Watchdog(settings.read_timeout, self.stop)
-        retry = _PacedRetry(
-            total=None,
-            connect=settings.retries,
-            read=settings.retries,
-            status=settings.retries + _RATE_LIMITED_EXTRA,
-            other=0,
-            redirect=0,
-            # Named: urllib3 does not resend a POST by default, and this one only reads.
-            allowed_methods=frozenset({"GET", "POST"}),
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=settings.backoff_factor,
-            backoff_max=settings.backoff_max,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            pacer=self.pacer,
-            # The App API documents no Retry-After; one that comes (from a proxy, say) is capped.
-            retry_after_max=math.ceil(settings.retry_after_max),
-        )
+        retry = _retry_policy(settings, self.pacer)
         self._session = requests.Session()
         adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=retry)
         self._session.mount("https://", adapter)
