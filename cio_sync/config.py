@@ -23,6 +23,12 @@ REGION_URLS = {
 }
 SITE_ID_ENV = "CIO_SITE_ID"
 API_KEY_ENV = "CIO_API_KEY"
+# The App API (the read side, for `cio-sync verify`): its own hosts and its own bearer key.
+APP_REGION_URLS = {
+    "us": "https://api.customer.io",
+    "eu": "https://api-eu.customer.io",
+}
+APP_API_KEY_ENV = "CIO_APP_API_KEY"
 # The Track API refuses attribute names longer than this (in UTF-8 bytes), and more attributes
 # than this in one request.
 MAX_ATTRIBUTE_NAME_BYTES = 150
@@ -115,6 +121,10 @@ class Config:
     transport: Transport = Transport.V1
     mode: Mode = Mode.UPSERT
     id_type: IdType = IdType.AUTO
+    # The App API key (appApiKey, or CIO_APP_API_KEY, which wins); only `verify` needs it.
+    app_api_key: str | None = field(default=None, repr=False)
+    # The App API's URL: from region, or appBaseUrl / --app-base-url.
+    app_base_url: str = APP_REGION_URLS["us"]
 
 
 # No configuration comes close to this; it keeps a path such as /dev/zero from filling memory.
@@ -129,11 +139,12 @@ def load_config(
     rate_limit: float | None = None,
     transport: Transport | str | None = None,
     mode: Mode | str | None = None,
+    app_base_url: str | None = None,
+    track_credentials: bool = True,
 ) -> Config:
-    """Read, validate and resolve the configuration file at ``path``.
+    """Read, validate and resolve the configuration file at ``path`` (see :func:`config_from_dict`).
 
-    ``env`` supplies ``CIO_SITE_ID``/``CIO_API_KEY`` (``os.environ`` when omitted); ``base_url``
-    overrides both ``region`` and ``baseUrl``, ``rate_limit``, ``transport`` and ``mode`` override their keys. Raises
+    ``env`` supplies the ``CIO_`` credentials (``os.environ`` when omitted). Raises
     :class:`ConfigError` naming the file, the key and the problem.
     """
     name = str(path)
@@ -159,7 +170,15 @@ def load_config(
     except ValueError as e:
         raise ConfigError(f"{name}: not valid JSON: {e}") from None
     return config_from_dict(
-        document, env=env, base_url=base_url, rate_limit=rate_limit, transport=transport, mode=mode, source=name
+        document,
+        env=env,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        transport=transport,
+        mode=mode,
+        source=name,
+        app_base_url=app_base_url,
+        track_credentials=track_credentials,
     )
 
 
@@ -172,14 +191,16 @@ def config_from_dict(
     transport: Transport | str | None = None,
     mode: Mode | str | None = None,
     source: str = "configuration",
+    app_base_url: str | None = None,
+    track_credentials: bool = True,
 ) -> Config:
-    """Validate a parsed configuration (the file's JSON) and resolve credentials and URL."""
-    if base_url is not None:
-        # The option's fault, not the file's: said without the file's name.
-        try:
-            normalise_base_url(base_url)
-        except ValueError as e:
-            raise ConfigError(f"--base-url {e}") from None
+    """Validate a parsed configuration (the file's JSON) and resolve credentials and URLs.
+
+    ``base_url`` and ``app_base_url`` override ``region`` and ``baseUrl``/``appBaseUrl``;
+    ``rate_limit``, ``transport`` and ``mode`` their keys. ``track_credentials=False`` (for reading
+    back, which never writes) lets the Track API's site id and key be absent.
+    """
+    _check_url_options(base_url, app_base_url)
     found = problems("config.schema.json", document)
     if found:
         raise ConfigError(listing(source, found))
@@ -187,17 +208,12 @@ def config_from_dict(
     mappings = tuple(_field_mapping(m) for m in document["mappings"])
     chosen_mode = Mode(mode or document.get("mode", Mode.UPSERT))
     found = _mapping_problems(mappings, chosen_mode)
-    credentials, missing = _credentials(document, os.environ if env is None else env)
-    found += missing
     region = str(document.get("region", "us"))
+    environment = os.environ if env is None else env
+    credentials, missing = _credentials(document, environment, required=track_credentials)
+    app_api_key, app_url = _app_api(document, environment, app_base_url, region, found := found + missing)
     chosen = base_url if base_url is not None else document.get("baseUrl")
-    url = REGION_URLS[region]
-    if chosen is not None:
-        try:
-            url = normalise_base_url(str(chosen))
-        except ValueError as e:
-            where = "--base-url" if base_url is not None else '"baseUrl"'
-            found.append(f"{where} {e}")
+    url = _track_url(chosen, base_url is not None, region, found)
     if found or credentials is None:
         raise ConfigError(listing(source, found))
     return Config(
@@ -212,7 +228,51 @@ def config_from_dict(
         transport=Transport(transport or document.get("transport", Transport.V1)),
         mode=chosen_mode,
         id_type=IdType(document.get("idType", "auto")),
+        app_api_key=app_api_key,
+        app_base_url=app_url,
     )
+
+
+def _check_url_options(base_url: str | None, app_base_url: str | None) -> None:
+    for option, given in (("--base-url", base_url), ("--app-base-url", app_base_url)):
+        if given is not None:
+            # The option's fault, not the file's: said without the file's name.
+            try:
+                normalise_base_url(given)
+            except ValueError as e:
+                raise ConfigError(f"{option} {e}") from None
+
+
+def _track_url(chosen: object, option: bool, region: str, found: list[str]) -> str:
+    """The Track API's URL: ``chosen`` (from --base-url when ``option``, else baseUrl) or the region's."""
+    if chosen is None:
+        return REGION_URLS[region]
+    try:
+        return normalise_base_url(str(chosen))
+    except ValueError as e:
+        where = "--base-url" if option else '"baseUrl"'
+        found.append(f"{where} {e}")
+        return REGION_URLS[region]
+
+
+def _app_api(
+    document: dict[str, Any], env: Mapping[str, str], override: str | None, region: str, found: list[str]
+) -> tuple[str | None, str]:
+    """The App API key (None when there is none: only `verify` needs one) and URL; problems go to ``found``."""
+    key = env.get(APP_API_KEY_ENV) or document.get("appApiKey")
+    if isinstance(key, str) and not _is_text(key):
+        origin = APP_API_KEY_ENV if env.get(APP_API_KEY_ENV) else "the configuration"
+        found.append(f"the App API key from {origin} is not valid UTF-8 text")
+        key = None
+    chosen = override if override is not None else document.get("appBaseUrl")
+    url = APP_REGION_URLS[region]
+    if chosen is not None:
+        try:
+            url = normalise_base_url(str(chosen))
+        except ValueError as e:
+            where = "--app-base-url" if override is not None else '"appBaseUrl"'
+            found.append(f"{where} {e}")
+    return (str(key) if key else None), url
 
 
 def _path(source: str | list[str | int | float]) -> RecordPath:
@@ -312,7 +372,9 @@ def _not_json(constant: str) -> object:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Credentials | None, list[str]]:
+def _credentials(
+    document: dict[str, Any], env: Mapping[str, str], required: bool = True
+) -> tuple[Credentials | None, list[str]]:
     # An empty variable counts as unset: `docker run -e CIO_API_KEY` with nothing exported passes "".
     site_id = env.get(SITE_ID_ENV) or document.get("siteId")
     api_key = env.get(API_KEY_ENV) or document.get("apiKey")
@@ -326,6 +388,9 @@ def _credentials(document: dict[str, Any], env: Mapping[str, str]) -> tuple[Cred
         if isinstance(value, str) and not _is_text(value):
             origin = variable if env.get(variable) else "the configuration"
             missing.append(f"the {what} from {origin} is not valid UTF-8 text")
+    if not required and not any(m.startswith("the ") for m in missing):
+        # Reading back never writes: the Track API's credentials are not needed, and never used.
+        return Credentials(str(site_id or ""), str(api_key or "")), []
     if missing:
         return None, missing
     if site_id and api_key:

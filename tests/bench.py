@@ -27,6 +27,8 @@ from typing import Any
 import requests
 
 CLI = [sys.executable, "-m", "cio_sync"]
+# `cio-sync verify` on its own (the same command the family registers).
+VERIFY = [sys.executable, "-m", "cio_sync", "verify"]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -100,13 +102,13 @@ class Measured:
     max_rss_mb: float
 
 
-def run_cli(args: list[str]) -> Measured:
+def run_cli(args: list[str], command: list[str] | None = None) -> Measured:
     # Through tests/peak.py: started from here, the peak would include this process's own.
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "figures.json"
         started = time.perf_counter()
         code = subprocess.call(
-            [sys.executable, "-m", "tests.peak", str(out), *CLI, *args],
+            [sys.executable, "-m", "tests.peak", str(out), *(command or CLI), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -282,6 +284,44 @@ def mapping_cost(n: int, repeats: int = 3) -> None:
         print(f"  {kind:<8} plain {plain:6.1f} us   typed {typed:6.1f} us   ({(typed / plain - 1) * 100:+.0f}%)")
 
 
+def seed_people(root: Path, n: int) -> str:
+    """The emulator's ``--people`` file: the ``n`` people of :func:`write_inputs`, as a sync leaves them."""
+    people = root / "people.json"
+    with people.open("w") as f:
+        f.write("[")
+        for i in range(n):
+            attributes: dict[str, Any] = {"name": f"Person {i}", "email": f"person{i}@example.com"}
+            attributes |= {"ltv": round(i * 1.37, 2), "plan": ("free", "pro", "team")[i % 3]}
+            f.write(("," if i else "") + json.dumps({"id": str(i), "attributes": attributes}))
+        f.write("]")
+    return str(people)
+
+
+def verify_throughput(n: int) -> None:
+    """People read back a second against the emulator's App API at its documented 10 requests a second."""
+    with tempfile.TemporaryDirectory() as tmp, emulator("--people", seed_people(Path(tmp), n)) as emu:
+        config, data = write_inputs(Path(tmp), n, 4, {"appApiKey": "demo-app-key", "appBaseUrl": emu.url})
+        m = run_cli(["--config", config, "--data", data, "--quiet"], VERIFY)
+        stats = emu.stats()
+    print(f"verify        N={n:,} people, all holding the file, emulator App API at 10 requests/s (exit {m.code})")
+    rate = f"{n / m.wall:,.0f} people/s"
+    print(f"  wall {m.wall:.1f} s   {rate}   client CPU {m.cpu:.1f} s   peak RSS {m.max_rss_mb:.0f} MB")
+    print(f"  App API requests {stats['endpoints'].get('app-people', 0):,}, answers {stats['statuses']}")
+
+
+def verify_memory(n: int, sample: int) -> None:
+    """Peak memory of verify on a file of ``n`` records: every record mapped and merged into the
+    expected state, a sample read back, and --failed written from a second pass over the file."""
+    with tempfile.TemporaryDirectory() as tmp, emulator() as emu:
+        config, data = write_inputs(Path(tmp), n, 4, {"appApiKey": "demo-app-key", "appBaseUrl": emu.url})
+        failed = str(Path(tmp) / "failed.json")
+        args = ["--config", config, "--data", data, "--quiet", "--sample", str(sample), "--seed", "1"]
+        m = run_cli([*args, "--failed", failed], VERIFY)
+    what = f"--sample {sample:,} read back (none held: all missing), --failed"
+    print(f"verify memory N={n:,} records, {what} (exit {m.code})")
+    print(f"  wall {m.wall:.1f} s   client CPU {m.cpu:.1f} s   peak RSS {m.max_rss_mb:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
@@ -307,6 +347,10 @@ def main() -> None:
     memory_csv(1_000_000 // scale)
     print()
     mapping_cost(50_000 // scale)
+    print()
+    verify_throughput(20_000 // scale)
+    print()
+    verify_memory(1_000_000 // scale, 1_000)
 
 
 if __name__ == "__main__":

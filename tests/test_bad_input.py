@@ -38,7 +38,11 @@ NULL_CONSTANT = '"mappings[0].skipNull": the constant is null, so this mapping w
 
 CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("typo", {"paralellism": 25}, 'unknown key "paralellism" (did you mean "parallelism"?)'),
-    ("unknown", {"colour": "blue"}, 'unknown key "colour" (known keys: apiKey, baseUrl, idType, mappings'),
+    (
+        "unknown",
+        {"colour": "blue"},
+        'unknown key "colour" (known keys: apiKey, appApiKey, appBaseUrl, baseUrl, idType, mappings',
+    ),
     ("no parallelism", {"parallelism": None}, 'missing required key "parallelism"'),
     ("no userId", {"userId": None}, 'missing required key "userId"'),
     ("no mappings", {"mappings": None}, 'missing required key "mappings"'),

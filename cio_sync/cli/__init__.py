@@ -47,6 +47,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         init(args=words[1:], prog_name="cio-sync init")
         return
+    if words[:1] == ["verify"]:
+        from ..readback.command import app as verify
+
+        verify(args=words[1:], prog_name="cio-sync verify")
+        return
     if words[:1] == ["sync"]:
         words = words[1:]
     from .command import app

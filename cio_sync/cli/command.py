@@ -46,6 +46,7 @@ Other commands (each with its own --help):
 
 \b
   cio-sync init --data people.csv        # a first configuration for a data file
+  cio-sync verify --config c.json --data d.json   # read the workspace back and compare
   cio-sync emulator serve --port 8080    # a local Track API to rehearse against
   cio-sync emulator show URL             # what it holds, and its counters
   cio-sync emulator fault URL SPEC...    # make it misbehave

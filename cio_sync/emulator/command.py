@@ -47,7 +47,7 @@ fault keys (--fault and the fault command; exactly one action each):
   odd-207=no-index|string-index|not-json
                      answer a batch with a 207 of that shape, refusing person=ID's item (or the first)
   hints=N            handle the request, and send N informational 103 answers before the real one
-scope and count:     person=ID  endpoint=customers|batch|region|any  times=N|forever (default 1)
+scope and count:     person=ID  endpoint=customers|batch|region|app-people|app-person|any  times=N|forever (default 1)
 """
 
 
@@ -134,6 +134,7 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added to every request")
     parser.add_argument("--rate-limit", type=_positive, metavar="PER_SECOND", help="answer 429 above this rate")
     parser.add_argument("--burst", type=_positive, metavar="N", help="requests allowed at once above the rate")
+    _add_app_options(parser)
     parser.add_argument(
         "--fault", type=_fault, action="append", default=[], metavar="SPEC", help="a fault (below); repeatable"
     )
@@ -155,6 +156,22 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="PATH",
         help='start with these people: a JSON array of {"id", "email", "cio_id", "attributes"}',
+    )
+
+
+def _add_app_options(parser: argparse.ArgumentParser) -> None:
+    """The App API's options (the read side, for ``cio-sync verify``)."""
+    parser.add_argument(
+        "--app-api-key",
+        default="demo-app-key",
+        help="the App API key it accepts, as a bearer token (default demo-app-key)",
+    )
+    parser.add_argument(
+        "--app-rate-limit",
+        type=_positive,
+        default=10.0,
+        metavar="PER_SECOND",
+        help="the App API answers 429 above this rate (default 10, as documented)",
     )
 
 
@@ -201,6 +218,8 @@ def serve(args: argparse.Namespace) -> None:
             faults=args.fault,
             port=args.port,
             keep_requests=False,
+            app_api_key=args.app_api_key,
+            app_rate_limit=args.app_rate_limit,
         )
     except OSError as e:
         fail(f"cannot listen on 127.0.0.1:{args.port}: {e.strerror or e}")

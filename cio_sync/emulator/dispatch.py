@@ -1,22 +1,33 @@
 """Each request's way through the emulator: admin paths aside; for the API, counting, then faults
-and latency, the rate limit and authorization, before the Track API answers; then the record."""
+and latency, the rate limit and authorization, before the Track API (or the App API) answers; then
+the record."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, replace
 
-from . import rules
+from . import app, rules
 from .admin import PREFIX as ADMIN_PREFIX
 from .admin import Admin
-from .faults import Drop, FaultBook, Matched
+from .app import AppApi
+from .faults import Drop, Fault, FaultBook, Matched
 from .httpd import Answer, Handler, json_answer, read_body, send
 from .ratelimit import RateLimit
 from .recorder import ReceivedRequest, Recorder
 from .rules import Problem
 from .track import TrackApi, TrackRequest
+
+
+@dataclass(frozen=True)
+class AppSide:
+    """The App API's part of the emulator: its operations, its own rate limit and its bearer key."""
+
+    api: AppApi
+    rate_limit: RateLimit
+    authorization: str
 
 
 class Dispatcher:
@@ -34,6 +45,7 @@ class Dispatcher:
         rate_limit: RateLimit,
         authorization: str,
         latency: float,
+        app_side: AppSide | None = None,
     ) -> None:
         self.latency = latency
         self._api = api
@@ -42,6 +54,7 @@ class Dispatcher:
         self._faults = faults
         self._rate_limit = rate_limit
         self._authorization = authorization
+        self._app = app_side
 
     def handle(self, handler: Handler) -> None:
         """Answer one request."""
@@ -57,14 +70,21 @@ class Dispatcher:
             return
         started = time.monotonic()
         request = TrackRequest.read(handler.command, handler.path, raw, handler.headers)
+        on_app = self._app is not None and app.serves(path)
+        if on_app:
+            request = replace(request, endpoint=app.endpoint_of(path), person_id=None)
         # Counted before the answer goes out, so a client that has its answer can rely on the counters.
         with self._recorder.in_flight(request.endpoint):
-            matched = self._faults.take(request.endpoint, self._api.people_named(request))
-            answer = self._decide(request, matched)
+            if self._app is not None and on_app:
+                people = self._app.api.people_named(request.target, request.document)
+            else:
+                people = self._api.people_named(request)
+            matched = self._faults.take(request.endpoint, people)
+            answer = self._decide(request, matched, on_app)
         self._recorder.record(_received(request, answer, started, matched))
         send(handler, answer)
 
-    def _decide(self, request: TrackRequest, matched: Matched | None) -> Answer:
+    def _decide(self, request: TrackRequest, matched: Matched | None, on_app: bool = False) -> Answer:
         """The answer: a fault's, the rate limit's, a refusal of the credentials, or the API's."""
         fault = matched.fault if matched else None
         endpoint = request.endpoint
@@ -79,6 +99,8 @@ class Dispatcher:
             return json_answer(fault.status, rules.error_body(endpoint, Problem("fault", "injected fault")), headers)
         if fault is not None and fault.drop is Drop.BEFORE:
             return Answer(None)
+        if self._app is not None and on_app:
+            return self._decide_app(request, fault)
         retry_after_seconds = self._rate_limit.retry_after()
         if retry_after_seconds is not None:
             problem = Problem("rate", "rate limit exceeded")
@@ -91,7 +113,7 @@ class Dispatcher:
         if fault is not None and fault.drip:
             return Answer(answer.status, answer.body, answer.content_type, answer.headers, fault.drip)
         if fault is not None and fault.hints:
-            return dataclasses.replace(answer, interim=fault.hints)
+            return replace(answer, interim=fault.hints)
         return answer
 
     def _apply_later(self, request: TrackRequest, seconds: float) -> None:
@@ -105,6 +127,20 @@ class Dispatcher:
                 self._api.answer(request, None)
 
         threading.Thread(target=apply, name="emulator-late-write", daemon=True).start()
+
+    def _decide_app(self, request: TrackRequest, fault: Fault | None) -> Answer:
+        """After faults: the App API's rate limit (429 with no Retry-After), its bearer key, its answer."""
+        assert self._app is not None
+        if self._app.rate_limit.retry_after() is not None:
+            return json_answer(429, app.error(app.OVER_LIMIT))
+        if request.authorization != self._app.authorization:
+            return json_answer(401, app.error("Unauthorized: an App API key is needed, as a bearer token"))
+        answer = self._app.api.answer(request.method, request.target, request.document, request.is_json)
+        if fault is not None and fault.drop is Drop.AFTER:
+            return Answer(None)
+        if fault is not None and fault.drip:
+            return Answer(answer.status, answer.body, answer.content_type, answer.headers, fault.drip)
+        return answer
 
 
 def _received(request: TrackRequest, answer: Answer, started: float, matched: Matched | None) -> ReceivedRequest:

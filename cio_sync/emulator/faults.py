@@ -57,7 +57,8 @@ class Fault:
       ``hints``: handle the request, and send this many informational ``103 Early Hints``
       answers before the real one (HTTP allows any number of 1xx answers before the final one).
     Scope: ``person`` (a v1 path value, as the client wrote it: ``a/b``, ``cio_x1``, an email in
-    any case), ``endpoint`` (``customers``, ``batch``, ``region`` or ``any``). Count: ``times``
+    any case), ``endpoint`` (``customers``, ``batch``, ``region``, ``app-people``, ``app-person`` or
+    ``any``). Count: ``times``
     matching requests (items, for ``reject``), or ``None`` for ever.
     """
 
@@ -78,7 +79,7 @@ class Fault:
     def __post_init__(self) -> None:
         self.endpoint = Endpoint(self.endpoint)
         if self.endpoint is Endpoint.OTHER:
-            raise ValueError("endpoint must be one of customers, batch, region, any")
+            raise ValueError("endpoint must be one of customers, batch, region, app-people, app-person, any")
         self.drop = Drop(self.drop) if self.drop is not None else None
         self.odd_207 = Odd207(self.odd_207) if self.odd_207 is not None else None
         chosen = [name for name in ACTIONS if getattr(self, name) not in (None, False)]

@@ -72,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         """Every method goes to the emulator, which answers 404 to what the API does not serve."""
         self.server.respond(self)
 
-    do_PUT = do_POST = do_DELETE = do_GET  # noqa: N815 -- http.server dispatches on these names
+    do_PUT = do_POST = do_DELETE = do_PATCH = do_GET  # noqa: N815 -- http.server dispatches on these names
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- the base class's signature
         """Silent: tests and the demo read the counters instead."""

@@ -29,6 +29,9 @@ class Endpoint(str, Enum):
     CUSTOMERS = "customers"  # PUT /api/v1/customers/{identifier} (identify)
     BATCH = "batch"  # POST /api/v2/batch
     REGION = "region"  # GET /api/v1/accounts/region
+    # The App API (see :mod:`.app`): getPeopleById and getPersonAttributes.
+    APP_PEOPLE = "app-people"  # POST /v1/customers/attributes
+    APP_PERSON = "app-person"  # GET /v1/customers/{customer_id}/attributes
     OTHER = "other"  # anything else: 404
 
 

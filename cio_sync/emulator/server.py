@@ -15,7 +15,10 @@ from typing import Any
 
 from . import rules
 from .admin import Admin
-from .dispatch import Dispatcher
+from .app import BURST as APP_BURST
+from .app import RATE_LIMIT as APP_RATE_LIMIT
+from .app import AppApi
+from .dispatch import AppSide, Dispatcher
 from .faults import Fault, FaultBook
 from .httpd import Server
 from .ratelimit import RateLimit
@@ -31,6 +34,7 @@ class Emulator:
     ``choices`` settles what the spec leaves open (see :class:`~cio_sync.emulator.rules.Choices`);
     ``latency`` delays every API request; ``rate_limit`` (requests per second, with ``burst``)
     answers 429 with ``Retry-After`` above it; ``faults`` are queued at once (see :class:`Fault`).
+    The App API takes ``app_api_key`` as its bearer token, ``app_rate_limit`` its 429 limit (None: none).
     """
 
     def __init__(
@@ -48,6 +52,9 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         keep_requests: bool = True,
+        app_api_key: str = "demo-app-key",
+        app_rate_limit: float | None = APP_RATE_LIMIT,
+        app_burst: float | None = APP_BURST,
     ) -> None:
         if region not in rules.REGION_URLS:
             raise ValueError(f"region must be one of {', '.join(rules.REGION_URLS)}, not {region!r}")
@@ -66,6 +73,7 @@ class Emulator:
             RateLimit(rate_limit, burst),
             authorization,
             latency,
+            AppSide(AppApi(self.workspace), RateLimit(app_rate_limit, app_burst), f"Bearer {app_api_key}"),
         )
         # Binding happens here, so a port in use fails at construction with OSError.
         self._server = Server((host, port), self._dispatcher.handle)

@@ -196,6 +196,20 @@ class Workspace:
         return merged
 
 
+def edit(workspace: Workspace, who: Identifier, attributes: Mapping[str, Any]) -> None:
+    """Set attributes (a None removes one) of the person ``who`` names, outside any API call, as an
+    edit in the workspace's UI would. Raises KeyError when nobody has that identifier."""
+    with workspace._lock:
+        person = workspace._index.get(who.key)
+        if person is None:
+            raise KeyError(f"no person has the {who.kind.value} {who.value!r}")
+        for name, value in attributes.items():
+            if value is None:
+                person.attributes.pop(name, None)
+            else:
+                person.attributes[name] = value
+
+
 def _body_identifiers(attributes: Mapping[str, Any], choices: Choices) -> list[Identifier]:
     """The identifiers in an identify call's attributes (an email only where emails identify)."""
     return [

@@ -1,6 +1,7 @@
 """Requests and answers checked against the Track API's published contract (``track-api.json``).
 
-Every request is matched to its operation (getRegion, identify, batch) and checked against the
+Every request is matched to its operation (getRegion, identify, batch; or the App API's, checked
+by :mod:`.app_check`) and checked against the
 spec's path, parameter, security and request body schema; every answer the emulator gave without
 an injected fault against the response schema the spec gives for its status.
 
@@ -24,6 +25,8 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from cio_sync.emulator import ReceivedRequest
+
+from .app_check import app_answer_problems, app_operation_of, app_request_problems
 
 BASE = "urn:cio-sync:track-api"
 
@@ -90,6 +93,13 @@ def check(requests: list[ReceivedRequest]) -> Findings:
     findings = Findings()
     for request in requests:
         found = operation_of(request.method, request.target)
+        app_found = app_operation_of(request.method, request.target) if found is None else None
+        if app_found is not None:
+            findings.checked[app_found[0]] = findings.checked.get(app_found[0], 0) + 1
+            where = f"{app_found[0]} {request.method} {request.target[:80]}"
+            findings.problems += [f"{where}: {p}" for p in app_request_problems(request)]
+            findings.problems += [f"{where}: answer {request.status}: {p}" for p in app_answer_problems(request)]
+            continue
         if found is None:
             findings.problems.append(f"{request.method} {request.target}: no operation of the spec")
             continue

@@ -1,0 +1,305 @@
+"""The ``verify`` command: options in, one :func:`~cio_sync.readback.verify` call, findings out.
+
+Registered in the ``cio-sync`` command family as ``app.command("verify", epilog=EXAMPLES)(verify_command)``;
+``python -m cio_sync.readback`` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from enum import Enum
+from typing import IO, Annotated, Any
+
+import typer
+
+from ..client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
+from ..config import load_config
+from ..datafile import NDJSON, DataFile, open_data_file
+from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode
+from ..failed import FailedRecordsFile, check_failed_format
+from ..mapping import check_columns
+from ..outcome import RecordOutcome, Status
+from ..outputs import check_output_paths
+from ..terminal import visible
+from .expected import Verdict
+from .reader import ReadStatus
+from .report import ReportFile, count, finding, summary
+from .verify import NO_KEY, Difference, Options, VerifyResult, verify
+
+EXAMPLES = """\
+Examples:
+
+\b
+  cio-sync verify --config configuration.json --data data.json
+  cio-sync verify --config c.json --data d.json --failed fix.json --report verify.json
+  cio-sync --config c.json --data fix.json     # sends exactly the people who differ again
+  cio-sync verify --config c.json --data big.ndjson --sample 1000 --seed 7
+
+The App API key comes from "appApiKey" in the configuration or CIO_APP_API_KEY, which wins.
+
+Exit codes: 0 every person read back holds the file; 1 someone differs or is missing; 2 bad
+input (nothing read back), or the App API refused the request itself; 3 the App API refused
+the key; 4 the App API could not be reached; 70 a bug in cio-sync.
+"""
+
+# How many differences are printed; --report has them all.
+SHOWN = 10
+
+
+class DataFormat(str, Enum):
+    """How the data file is laid out."""
+
+    json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What the command was asked to do."""
+
+    config: str
+    data: str
+    data_format: DataFormat | None
+    app_base_url: str | None
+    sample: int | None
+    seed: int | None
+    failed: str | None
+    report: str | None
+    timeout: float
+    retries: int
+    quiet: bool
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("nan is not a number")
+    return value
+
+
+def verify_command(
+    config: Annotated[str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")],
+    data: Annotated[
+        str, typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input.")
+    ],
+    data_format: Annotated[
+        DataFormat | None,
+        typer.Option("--format", help="json, ndjson or csv. Default: by suffix (.ndjson/.jsonl, .csv), else json."),
+    ] = None,
+    app_base_url: Annotated[
+        str | None,
+        typer.Option("--app-base-url", metavar="URL", help="Read from this App API URL instead of the region's."),
+    ] = None,
+    sample: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Read back N people chosen uniformly at random.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, metavar="SEED", help="With --sample: repeat a choice.")] = None,
+    failed: Annotated[
+        str | None,
+        typer.Option(metavar="PATH", help="Write every record of each person who differs or is missing here."),
+    ] = None,
+    report: Annotated[
+        str | None, typer.Option(metavar="PATH", help="Write every finding and the summary as JSON; - for stdout.")
+    ] = None,
+    timeout: Annotated[
+        float,
+        typer.Option(min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="Deadline of each attempt."),
+    ] = DEFAULT_READ_TIMEOUT,
+    retries: Annotated[
+        int, typer.Option(min=0, max=20, metavar="N", help="Resends after a transient failure (429/5xx: 10 more).")
+    ] = DEFAULT_RETRIES,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something differs.")] = False,
+) -> None:
+    """Read every person in the data file back through the App API and compare them with it."""
+    options = VerifyOptions(
+        config, data, data_format, app_base_url, sample, seed, failed, report, timeout, retries, quiet
+    )
+    raise typer.Exit(run(options))
+
+
+def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
+    """Run the command; every error ends here, as one message and its exit code."""
+    err = stream if stream is not None else sys.stderr
+    try:
+        return _execute(o, err)
+    except KeyboardInterrupt:
+        _say(err, "interrupted: nothing was written to the workspace, and no --failed or --report file")
+        return ExitCode.INTERRUPTED
+    except CioSyncError as e:
+        _say(err, f"error: {e}")
+        return e.exit_code
+    except Exception as e:  # a bug: one line rather than a traceback (locals could hold the key)
+        _say(err, f"internal error: {type(e).__name__}: {e} (please report this)")
+        return ExitCode.INTERNAL_ERROR
+
+
+def _execute(o: VerifyOptions, err: IO[str]) -> ExitCode:
+    if o.seed is not None and o.sample is None:
+        raise ConfigError("--seed goes with --sample: it repeats a sample's choice")
+    check_output_paths(data=o.data, config=o.config, state=None, failed=o.failed, report=o.report)
+    config = load_config(o.config, app_base_url=o.app_base_url, track_credentials=False)
+    if not config.app_api_key:
+        raise ConfigError(NO_KEY)
+    with ExitStack() as stack:
+        source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
+        if source.header is not None:
+            check_columns(config, source.header, source.name)
+        failed_file = _open_failed(o, source, stack)
+        report = ReportFile(o.report) if o.report is not None else None
+        if report is not None:
+            stack.callback(report.discard)
+        shown: list[str] = []
+        on_person = _collector(shown, report)
+        if not o.quiet:
+            _say(err, f"reading back the people of {source.name} from {config.app_base_url}")
+        with _progress(err, o.quiet) as on_progress:
+            options = Options(
+                http=HttpSettings(read_timeout=o.timeout, retries=o.retries),
+                sample=o.sample,
+                seed=o.seed,
+                on_person=on_person,
+                on_progress=on_progress,
+                failed=(lambda record: failed_file.add(RecordOutcome(0, Status.FAILED, record=record)))
+                if failed_file is not None
+                else None,
+                records_again=source.records,
+            )
+            result = verify(config, source.records(), options)
+        code = exit_code(result)
+        _tell(err, o, result, shown, code)
+        if result.failed_lost is not None:
+            raise DataFileChanged(f"--failed {o.failed} not written: {result.failed_lost}")
+        if failed_file is not None:
+            failed_file.commit()
+        if report is not None:
+            report.commit(result, int(code))
+    return code
+
+
+def _open_failed(o: VerifyOptions, source: DataFile, stack: ExitStack) -> FailedRecordsFile | None:
+    if o.failed is None:
+        return None
+    # In the data file's own format, so that it can be fed back to cio-sync as it is.
+    if o.data_format is None:
+        check_failed_format(o.failed, source.format)
+    failed_file = FailedRecordsFile(o.failed, ndjson=source.format == NDJSON, csv_header=source.header)
+    stack.callback(failed_file.discard)
+    return failed_file
+
+
+def _collector(shown: list[str], report: ReportFile | None) -> Callable[[str, Verdict, list[Difference]], None]:
+    """Keeps the first findings to print, and hands every one to the report."""
+
+    def collect(person: str, verdict: Verdict, differences: list[Difference]) -> None:
+        found: list[Difference | None] = list(differences) or [None]
+        for difference in found:
+            if len(shown) < SHOWN + 1:
+                shown.append(finding(person, verdict, difference))
+        if report is not None:
+            report.add(person, verdict, differences)
+
+    return collect
+
+
+def exit_code(result: VerifyResult) -> ExitCode:
+    """The process exit status for a finished verification."""
+    if result.stopped is ReadStatus.KEY_REFUSED:
+        return ExitCode.CREDENTIALS_REJECTED
+    if result.stopped is ReadStatus.UNREACHABLE:
+        return ExitCode.API_UNREACHABLE
+    if result.stopped is ReadStatus.REFUSED:
+        return ExitCode.BAD_INPUT
+    if result.stopped is ReadStatus.STOPPED:
+        return ExitCode.INTERRUPTED
+    if result.differing or result.missing:
+        return ExitCode.RECORDS_FAILED
+    return ExitCode.OK
+
+
+_HINTS = {
+    ReadStatus.KEY_REFUSED: "check appApiKey or CIO_APP_API_KEY: an App API key (Settings > API Credentials > "
+    "App API keys), not a Track API key, for this workspace and region",
+    ReadStatus.UNREACHABLE: "check appBaseUrl/--app-base-url, region and the network",
+}
+
+
+def _tell(err: IO[str], o: VerifyOptions, result: VerifyResult, shown: list[str], code: ExitCode) -> None:
+    """The summary, the first findings, and why the read-back stopped, if it did."""
+    if result.stopped is not None:
+        hint = _HINTS.get(result.stopped)
+        _say(err, f"error: {result.error or result.stopped.value}" + (f" ({hint})" if hint else ""))
+    if o.quiet and code is ExitCode.OK:
+        return
+    for line in shown[:SHOWN]:
+        _say(err, "  " + line)
+    if len(shown) > SHOWN:
+        _say(err, "  ... and more" + (f": every one is in {o.report}" if o.report not in (None, "-") else ""))
+    if result.invalid:
+        _say(err, f"{result.invalid:,} invalid records were not compared (cio-sync refuses them too)")
+    _say(err, summary(result))
+    if o.failed is not None and result.failed_records:
+        written = count(result.failed_records, "record")
+        _say(err, f"wrote {written} to {o.failed}: cio-sync --data {o.failed} sends them again")
+
+
+def _say(err: IO[str], message: str) -> None:
+    # Ids and values reach this line: none may drive the terminal.
+    try:
+        err.write(f"cio-sync: {visible(message)}\n")
+        err.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class _progress:  # noqa: N801 - used as a function: `with _progress(...) as on_progress`
+    """A progress bar on standard error while people are read back, when it is a terminal."""
+
+    def __init__(self, err: IO[str], quiet: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._show = not quiet and _isatty(err)
+        self._err = err
+
+    def __enter__(self) -> Callable[[int, int], None] | None:
+        if not self._show:
+            return None
+        return self._update
+
+    def _update(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            console = Console(file=self._err, stderr=True)
+            columns = (TextColumn("verify"), BarColumn(bar_width=30), MofNCompleteColumn(), TimeRemainingColumn())
+            self._bar = Progress(*columns, console=console, transient=True)
+            self._task = self._bar.add_task("verify", total=total)
+            self._bar.start()
+        self._bar.update(self._task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+app = typer.Typer(
+    add_completion=False,
+    # Tracebacks with local variables could show the API key.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+app.command("verify", epilog=EXAMPLES)(verify_command)
+

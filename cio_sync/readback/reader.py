@@ -1,0 +1,273 @@
+"""The App API reader: ``POST /v1/customers/attributes``, 100 people a request, at most 10 requests a
+second for all threads together, 429 and 5xx resent, a deadline on every attempt."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from ..client import AUTH_STATUSES, HttpSettings, api_message, describe_error, proxies_for
+from ..clock import SYSTEM_CLOCK, Clock
+from ..deadline import Watchdog, attempt, watched_pools
+from ..retry import backoff
+from ..version import __version__
+
+# The App API's documented limits: "up to 100 customers by ID" a request, and most endpoints
+# allow "10 requests per second" (each answering 429 above it, with no Retry-After).
+MAX_IDS = 100
+RATE_LIMIT = 10.0
+# The pace kept: 5% under the limit, so that requests bunched up on the way (one sent late, the
+# next on time) still arrive at most 10 in any second, as a strict limiter counts them.
+PACE = RATE_LIMIT * 0.95
+PEOPLE_PATH = "/v1/customers/attributes"
+# Statuses urllib3 resends for us; the read changes nothing, so resending is always safe.
+RETRY_STATUSES = frozenset(
+    {
+        429,  # over the 10-per-second limit: nothing was read; wait and ask again
+        500,  # a server error, usually momentary
+        502,  # a proxy or load balancer could not reach the API
+        503,  # overloaded or in maintenance
+        504,  # a proxy gave up waiting for the API
+    }
+)
+# Resends after 429 on top of ``HttpSettings.retries``: "not now" is not "broken".
+_RATE_LIMITED_EXTRA = 10
+
+
+class Cancelled(Exception):
+    """Raised in a thread waiting for its turn when the read-back is being stopped."""
+
+
+class Pacer:
+    """At most ``rate`` attempts a second for all threads together, timed by ``clock``; a 429
+    pauses everyone. Waiting ends early, with :class:`Cancelled`, when ``stop`` is set."""
+
+    def __init__(self, rate: float, clock: Clock, stop: threading.Event) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._next = float("-inf")
+        self._resume_at = float("-inf")
+
+    def wait_turn(self) -> None:
+        """Block until this attempt's slot (slots are ``1/rate`` apart, and after any pause)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            start = max(now, self._next, self._resume_at)
+            self._next = start + self._interval
+        self.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        """The App API refused for its rate: nobody starts another attempt for ``seconds``."""
+        with self._lock:
+            self._resume_at = max(self._resume_at, self._clock.monotonic() + seconds)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` unless stopped first (then raise :class:`Cancelled`)."""
+        if (seconds > 0 and self._clock.wait(self._stop, seconds)) or self._stop.is_set():
+            raise Cancelled
+
+
+class _PacedRetry(Retry):
+    """urllib3's Retry, every resend waiting through the shared :class:`Pacer` instead of alone."""
+
+    def __init__(self, *args: Any, pacer: Pacer | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pacer = pacer
+
+    def new(self, **kwargs: Any) -> _PacedRetry:
+        """urllib3 builds a fresh Retry per attempt from a fixed list of fields: carry the pacer too."""
+        kwargs.setdefault("pacer", self.pacer)
+        return super().new(**kwargs)
+
+    def sleep(self, response: BaseHTTPResponse | None = None) -> None:
+        """Back off (a Retry-After when one comes, else jittered exponential), then wait for a slot."""
+        delay = None
+        if response is not None and response.status in RETRY_STATUSES:
+            try:
+                delay = self.get_retry_after(response)
+            except InvalidHeader:  # a malformed Retry-After: back off instead
+                delay = None
+        if delay is None:
+            delay = backoff(self.backoff_factor, self.backoff_max, len(self.history))
+        delay = min(delay, self.retry_after_max)
+        assert self.pacer is not None
+        if response is not None and response.status == 429:
+            self.pacer.pause(delay)
+        else:
+            self.pacer.sleep(delay)
+        self.pacer.wait_turn()
+
+
+def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
+    """What urllib3 resends, and how often: transient failures only, every resend paced by ``pacer``."""
+    return _PacedRetry(
+        total=None,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries + _RATE_LIMITED_EXTRA,
+        other=0,
+        redirect=0,
+        # Named: urllib3 does not resend a POST by default, and this one only reads.
+        allowed_methods=frozenset({"GET", "POST"}),
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=settings.backoff_factor,
+        backoff_max=settings.backoff_max,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        pacer=pacer,
+        # The App API documents no Retry-After; one that comes (from a proxy, say) is capped.
+        retry_after_max=math.ceil(settings.retry_after_max),
+    )
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """The PoolManager, building watched connections."""
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = watched_pools()
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The ProxyManager for ``proxy``, building watched connections."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = watched_pools()
+        return manager
+
+
+class ReadStatus(str, Enum):
+    """How one request for a batch of people ended."""
+
+    READ = "read"  # a 200 with the people the App API holds
+    KEY_REFUSED = "key refused"  # 401 or 403: every request would fail alike
+    REFUSED = "refused"  # another 4xx: the request itself was refused (an id_type not enabled, say)
+    UNREACHABLE = "unreachable"  # no answer, or still 429/5xx after every resend, or not the App API's answer
+    STOPPED = "stopped"  # the read-back was stopped before this request went
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One request's outcome: the people it found (the App API's ``customer`` objects), or why none."""
+
+    status: ReadStatus
+    customers: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    http_status: int | None = None
+
+
+class AppReader:
+    """Reads people through the App API with one pooled Session; safe to share between ``pool_size`` threads."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        settings: HttpSettings,
+        *,
+        pool_size: int = 4,
+        rate: float = PACE,
+        clock: Clock = SYSTEM_CLOCK,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self._url = base_url + PEOPLE_PATH
+        self._base = base_url
+        self.stop = stop if stop is not None else threading.Event()
+        self.pacer = Pacer(rate, clock, self.stop)
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._watchdog = Watchdog(settings.read_timeout, self.stop)
+        retry = _retry_policy(settings, self.pacer)
+        self._session = requests.Session()
+        adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=retry)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        # The environment's proxy and CA settings, resolved once; then no longer consulted, so a
+        # proxy can never carry the key over plain http (see client.proxies_for).
+        found = self._session.merge_environment_settings(base_url, {}, False, None, None)
+        self._proxies = proxies_for(base_url, found["proxies"])
+        self._verify: bool | str = True if found["verify"] is None else found["verify"]
+        self._session.trust_env = False
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": f"cio-sync/{__version__}",
+                "Accept": "application/json",
+            }
+        )
+
+    def fetch(self, id_type: str, ids: Sequence[str]) -> Fetched:
+        """``POST /v1/customers/attributes?id_type=...`` for at most 100 ``ids``."""
+        assert 0 < len(ids) <= MAX_IDS
+        try:
+            self.pacer.wait_turn()
+            with attempt(self._watchdog) as current:
+                try:
+                    response = self._session.post(
+                        self._url,
+                        params={"id_type": id_type},
+                        json={"ids": list(ids)},
+                        timeout=self._timeout,
+                        proxies=self._proxies,
+                        verify=self._verify,
+                    )
+                except requests.RequestException:
+                    current.end()
+                    if current.cut:
+                        return Fetched(
+                            ReadStatus.UNREACHABLE, message=f"no complete answer within {self._timeout[1]:g} s"
+                        )
+                    raise
+        except Cancelled:
+            return Fetched(ReadStatus.STOPPED)
+        except requests.RequestException as e:
+            return Fetched(
+                ReadStatus.UNREACHABLE, message=f"cannot reach the App API at {self._base}: {describe_error(e)}"
+            )
+        return _classify(response, self._base)
+
+    @property
+    def traffic_sent(self) -> int:
+        """Requests sent so far, resends included."""
+        return self._watchdog.traffic.sent
+
+    def close(self) -> None:
+        """Close the pooled connections and stop watching deadlines."""
+        self._session.close()
+        self._watchdog.close()
+
+
+def _classify(response: requests.Response, base: str) -> Fetched:
+    status = response.status_code
+    if status in AUTH_STATUSES:
+        return Fetched(
+            ReadStatus.KEY_REFUSED, message=f"the App API refused the key (HTTP {status})", http_status=status
+        )
+    if status in RETRY_STATUSES:
+        message = f"the App API at {base} still answered HTTP {status} after every resend"
+        return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
+    if status != 200:
+        message = f"the App API refused the request (HTTP {status}): {api_message(response)}"
+        kind = ReadStatus.REFUSED if 400 <= status < 500 else ReadStatus.UNREACHABLE
+        return Fetched(kind, message=message, http_status=status)
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    customers = document.get("customers") if isinstance(document, dict) else None
+    if not isinstance(customers, list):
+        message = f"{base} answered 200 without a list of customers: is it the App API?"
+        return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
+    # Each item is {"customer": {...}}; an item that is the person itself is read as one too.
+    found = [c.get("customer", c) for c in customers if isinstance(c, dict)]
+    return Fetched(ReadStatus.READ, [c for c in found if isinstance(c, dict)], http_status=status)

@@ -1,0 +1,301 @@
+"""``verify``: what the file says each person should hold, read back through the App API, compared.
+
+Returns a :class:`VerifyResult` whatever happened once requests were made (a refused key, an
+unreachable API): only a problem found before the first request (no App API key) is raised.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..client import HttpSettings
+from ..clock import SYSTEM_CLOCK, Clock
+from ..config import APP_API_KEY_ENV, Config, IdType
+from ..errors import ConfigError, DataFileError
+from ..mapping import PersonUpdate, RecordMapper
+from .compare import matches, shown
+from .expected import ExpectedPerson, ExpectedState, Verdict
+from .reader import MAX_IDS, PACE, AppReader, Fetched, ReadStatus
+
+# Threads reading at once: the 10-per-second limit is shared, so a few cover the answers' latency.
+DEFAULT_WORKERS = 4
+NO_KEY = (
+    f'no App API key: set "appApiKey" in the configuration or the {APP_API_KEY_ENV} environment variable '
+    "(an App API key, not the Track API key: see docs/verify.md)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One attribute a person holds otherwise than the file says: the file's value as JSON text,
+    the workspace's string (None when the workspace does not have the attribute)."""
+
+    person: str
+    attribute: str
+    file_value: str
+    workspace_value: str | None
+
+
+@dataclass
+class VerifyResult:
+    """What a verification found. ``stopped`` says why it ended early (None: it read everyone chosen)."""
+
+    records: int = 0
+    invalid: int = 0
+    people: int = 0
+    # The people chosen to read back: everyone, or the sample.
+    chosen: int = 0
+    matching: int = 0
+    differing: int = 0
+    missing: int = 0
+    # Chosen but never read back, because the read-back stopped.
+    unchecked: int = 0
+    sample: int | None = None
+    seed: int | None = None
+    stopped: ReadStatus | None = None
+    error: str | None = None
+    # Requests sent to the App API, resends included.
+    requests: int = 0
+    seconds: float = 0.0
+    # Records written to the failed sink (every record of each person who differs or is missing).
+    failed_records: int = 0
+    # Why the failed records could not all be written: the data file changed since it was read.
+    failed_lost: str | None = None
+
+    @property
+    def checked(self) -> int:
+        """People read back."""
+        return self.matching + self.differing + self.missing
+
+
+# Called for each person read back who differs or is missing (with their differences).
+OnPerson = Callable[[str, Verdict, list[Difference]], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to verify, besides what: the HTTP settings, the sample, and where findings go."""
+
+    http: HttpSettings = field(default_factory=HttpSettings)
+    sample: int | None = None
+    seed: int | None = None
+    workers: int = DEFAULT_WORKERS
+    clock: Clock = SYSTEM_CLOCK
+    rate: float | None = None
+    on_person: OnPerson | None = None
+    on_progress: Callable[[int, int], None] | None = None
+    # With both: the records are read again, and every record of each failed person goes to failed.
+    failed: Callable[[object], None] | None = None
+    records_again: Callable[[], Iterable[object]] | None = None
+    stop: threading.Event | None = None
+
+
+def verify(config: Config, records: Iterable[object], options: Options | None = None) -> VerifyResult:
+    """Verify that the workspace holds what ``records`` (the data file's, in file order) say.
+
+    Raises :class:`~cio_sync.errors.ConfigError` when there is no App API key, before reading
+    anything. Everything after that is in the result.
+    """
+    o = options or Options()
+    if not config.app_api_key:
+        raise ConfigError(NO_KEY)
+    started = time.monotonic()
+    mapper = RecordMapper.for_config(config)
+    state = ExpectedState()
+    try:
+        result = VerifyResult()
+        for index, record in enumerate(records):
+            result.records += 1
+            mapped = mapper.map(index, record)
+            if isinstance(mapped, PersonUpdate):
+                state.add(mapped)
+            else:
+                result.invalid += 1
+        state.flush()
+        result.people = state.count
+        chosen = _choose(state.count, o, result)
+        _read_back(config, state, chosen, o, result)
+        if o.failed is not None and o.records_again is not None and state.any_failed():
+            try:
+                result.failed_records = _write_failed(mapper, state, o.records_again(), o.failed)
+            except DataFileError as e:
+                result.failed_lost = str(e)
+        result.seconds = time.monotonic() - started
+        return result
+    finally:
+        state.close()
+
+
+def _choose(count: int, o: Options, result: VerifyResult) -> list[int] | None:
+    """The people to read back, by number: None for everyone, else a uniform sample (repeatable by seed)."""
+    result.chosen = count
+    if o.sample is None:
+        return None
+    seed = o.seed if o.seed is not None else random.SystemRandom().randrange(1 << 32)
+    result.sample, result.seed = o.sample, seed
+    if o.sample >= count:
+        return None
+    result.chosen = o.sample
+    return sorted(random.Random(seed).sample(range(count), o.sample))
+
+
+def _batches(people: Iterator[ExpectedPerson]) -> Iterator[list[ExpectedPerson]]:
+    """People in requests of at most 100, each request naming people one way (id, email or cio_id)."""
+    pending: dict[IdType, list[ExpectedPerson]] = {}
+    for person in people:
+        batch = pending.setdefault(person.kind, [])
+        batch.append(person)
+        if len(batch) == MAX_IDS:
+            yield batch
+            pending[person.kind] = []
+    yield from (batch for batch in pending.values() if batch)
+
+
+def _read_back(
+    config: Config, state: ExpectedState, chosen: list[int] | None, o: Options, result: VerifyResult
+) -> None:
+    assert config.app_api_key is not None
+    stop = o.stop if o.stop is not None else threading.Event()
+    reader = AppReader(
+        config.app_base_url,
+        config.app_api_key,
+        o.http,
+        pool_size=o.workers,
+        clock=o.clock,
+        stop=stop,
+        rate=o.rate or PACE,
+    )
+    in_flight: deque[tuple[list[ExpectedPerson], Future[Fetched]]] = deque()
+
+    def settle() -> None:
+        batch, future = in_flight.popleft()
+        _settle(state, batch, future.result(), o, result)
+        if result.stopped is not None:
+            stop.set()
+        if o.on_progress is not None:
+            o.on_progress(result.checked + result.unchecked, result.chosen)
+
+    try:
+        # Ctrl-C (or any error) here stops the attempts in flight at their next wait, not after them.
+        with _stopping_on_error(stop), ThreadPoolExecutor(max_workers=max(1, o.workers)) as pool:
+            for batch in _batches(state.people(chosen)):
+                if stop.is_set():
+                    result.unchecked += len(batch)
+                    continue
+                ids = [person.identifier for person in batch]
+                in_flight.append((batch, pool.submit(reader.fetch, batch[0].kind.value, ids)))
+                while len(in_flight) >= 2 * o.workers:
+                    settle()
+            while in_flight:
+                settle()
+    finally:
+        result.requests = reader.traffic_sent
+        reader.close()
+    if result.stopped is None and stop.is_set():
+        result.stopped, result.error = ReadStatus.STOPPED, "stopped before every person was read back"
+
+
+@contextmanager
+def _stopping_on_error(stop: threading.Event) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
+
+
+def _settle(
+    state: ExpectedState, batch: list[ExpectedPerson], fetched: Fetched, o: Options, result: VerifyResult
+) -> None:
+    """Count one request's people: their verdicts, or unchecked when the request failed."""
+    if fetched.status is not ReadStatus.READ:
+        result.unchecked += len(batch)
+        if result.stopped is None or result.stopped is ReadStatus.STOPPED:
+            result.stopped, result.error = fetched.status, fetched.message or None
+        return
+    found = _by_identifier(fetched.customers, batch[0].kind)
+    verdicts = []
+    for person in batch:
+        customer = found.get(_lookup(person.identifier, person.kind))
+        if customer is None:
+            verdict, differences = Verdict.MISSING, []
+        else:
+            differences = compare_person(person, customer.get("attributes"))
+            verdict = Verdict.DIFFERS if differences else Verdict.MATCHES
+        verdicts.append((person.key, verdict))
+        if verdict is Verdict.MATCHES:
+            result.matching += 1
+            continue
+        if verdict is Verdict.MISSING:
+            result.missing += 1
+        else:
+            result.differing += 1
+        if o.on_person is not None:
+            o.on_person(label(person), verdict, differences)
+    state.judge(verdicts)
+
+
+def label(person: ExpectedPerson) -> str:
+    """How messages name a person: as the file does (a cio_id with its ``cio_`` prefix)."""
+    return "cio_" + person.identifier if person.kind is IdType.CIO_ID else person.identifier
+
+
+def compare_person(person: ExpectedPerson, held: object) -> list[Difference]:
+    """The attributes the file sets that ``held`` (the App API's attributes object) does not hold."""
+    attributes = held if isinstance(held, dict) else {}
+    differences = []
+    for name, expected in person.attributes.items():
+        value = _as_text(attributes.get(name))
+        if not matches(expected, value):
+            differences.append(Difference(label(person), name, shown(expected), value))
+    return differences
+
+
+def _as_text(value: Any) -> str | None:
+    # The App API answers strings; an answer that holds another JSON value is read as its JSON text.
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _lookup(identifier: str, kind: IdType) -> str:
+    # Email addresses name people whatever their case.
+    return identifier.lower() if kind is IdType.EMAIL else identifier
+
+
+def _by_identifier(customers: list[dict[str, Any]], kind: IdType) -> dict[str, dict[str, Any]]:
+    """The answer's people by the identifier the request named them with."""
+    found: dict[str, dict[str, Any]] = {}
+    for customer in customers:
+        identifiers = customer.get("identifiers")
+        identifiers = identifiers if isinstance(identifiers, dict) else {}
+        attributes = customer.get("attributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        value = identifiers.get(kind.value) or attributes.get(kind.value)
+        if value is None and kind is IdType.ID:
+            value = customer.get("id")
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            found[_lookup(str(value), kind)] = customer
+    return found
+
+
+def _write_failed(
+    mapper: RecordMapper, state: ExpectedState, records: Iterable[object], failed: Callable[[object], None]
+) -> int:
+    """Every valid record of each person who differs or is missing, in file order; how many."""
+    written = 0
+    for index, record in enumerate(records):
+        mapped = mapper.map(index, record)
+        if isinstance(mapped, PersonUpdate) and state.verdict(mapped.key) in (Verdict.DIFFERS, Verdict.MISSING):
+            failed(record)
+            written += 1
+    return written
