@@ -126,6 +126,12 @@ class Config:
     # The App API's URL: from region, or appBaseUrl / --app-base-url.
     app_base_url: str = APP_REGION_URLS["us"]
 
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """Every credential, to be masked in any text shown: the site id and key first (the
+        pair a Track API request carries together), then the App API key."""
+        return (self.credentials.site_id, self.credentials.api_key, self.app_api_key)
+
 
 # No configuration comes close to this; it keeps a path such as /dev/zero from filling memory.
 MAX_CONFIG_BYTES = 1_000_000

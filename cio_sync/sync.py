@@ -63,7 +63,7 @@ def sync(
     calling thread. ``stop`` stops the run early; the remaining records count as not attempted.
     """
     stop = stop or Stop()
-    redact = Redactor((config.credentials.site_id, config.credentials.api_key))
+    redact = Redactor(config.secrets)
     settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact)
     http = http or HttpSettings()
     on_stall = functools.partial(stop, StopReason.NO_PROGRESS)

@@ -255,7 +255,7 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
         raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
     check_output_paths(data=o.data, config=o.config, state=o.state, failed=o.failed, report=o.report)
     settings = load_config(o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode)
-    redact = Redactor((settings.credentials.site_id, settings.credentials.api_key))
+    redact = Redactor(settings.secrets)
     console.redact = redact
     with ExitStack() as stack:
         source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
