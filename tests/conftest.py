@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from typer.testing import CliRunner
 
 from cio_sync import HttpSettings
@@ -26,6 +27,11 @@ from cio_sync.config import Config, config_from_dict
 from cio_sync.emulator import Emulator
 
 from .contract.check import KNOWN_DEVIATIONS, check
+
+# The suite runs several processes a core: an example's time says how loaded the machine is, not
+# whether the code is right, so hypothesis sets no deadline.
+settings.register_profile("cio-sync", deadline=None)
+settings.load_profile("cio-sync")
 
 SITE_ID = "site-test-1234"
 # Distinctive, so that a test can prove it appears in no output at all.
