@@ -29,7 +29,7 @@ from urllib3.exceptions import (
 from . import __version__
 from .clock import SYSTEM_CLOCK, Clock
 from .config import Config, is_loopback
-from .deadline import SwitchedProtocols, Traffic, Watchdog, attempt, watched_pools
+from .deadline import ConnectCut, SwitchedProtocols, Traffic, Watchdog, attempt, watched_pools
 from .errors import ApiUnreachable, CredentialsRejected
 from .outcome import NOT_SENT, Delivery, Status, StopReason
 from .pacing import Cancelled, Gate
@@ -362,6 +362,9 @@ class TrackClient:
                 current.end()
                 if not current.sent:
                     raise _NotSent(str(e)) from e
+                if isinstance(e, ConnectCut):
+                    # Opening the connection for a resend: an earlier attempt went out unanswered.
+                    raise Cancelled("the run stopped before its answer came (it may have been applied)") from e
                 raise
             except (requests.RequestException, HTTPError, OSError) as e:
                 current.end()

@@ -16,6 +16,7 @@ The same connections read past interim answers (``1xx``) to the final one: Pytho
 from __future__ import annotations
 
 import http.client
+import math
 import socket
 import sys
 import threading
@@ -87,7 +88,9 @@ class Watchdog:
 
     def watch(self, target: HTTPConnection | socket.socket, connecting: bool = False) -> _Watch:
         """Start the clock on an attempt over ``target``: a connection, or a socket being connected."""
-        item = _Watch(target, self._clock.monotonic() + self.limit, connecting)
+        # A connect is bounded by its own timeout; only a stop cuts it short.
+        deadline = math.inf if connecting else self._clock.monotonic() + self.limit
+        item = _Watch(target, deadline, connecting)
         with self._lock:
             self._watches.add(item)
             if self._thread is None:
@@ -118,9 +121,13 @@ class Watchdog:
                     if stopping:
                         item.deadline = min(item.deadline, now if item.connecting else now + STOP_GRACE)
                     if item.deadline <= now:
-                        self._watches.discard(item)
                         item.fired = True
                         _cut(item.target)
+                        # A connect cut before it began is not aborted (a socket not yet
+                        # connecting has nothing to shut down): cut it again at every tick
+                        # until the connecting thread lets go of it.
+                        if not item.connecting:
+                            self._watches.discard(item)
                 self._lock.wait(_TICK if self._watches else None)
 
 
@@ -131,6 +138,10 @@ def _cut(target: HTTPConnection | socket.socket) -> None:
     if sock is not None:
         with suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
+
+
+class ConnectCut(Cancelled):
+    """A stop cut a connection while it was being opened: nothing went over it."""
 
 
 # The attempt under way in this thread, set by :func:`attempt` around a request.
@@ -159,7 +170,7 @@ class Attempt:
         if watch is not None:
             self.watchdog.release(watch)
             if watch.fired:
-                raise Cancelled("the run stopped while a connection was being opened")
+                raise ConnectCut("the run stopped while a connection was being opened")
 
     def begin(self, connection: HTTPConnection) -> None:
         """A new attempt starts over ``connection``: the previous one, if any, is over."""
@@ -219,8 +230,9 @@ class FinalResponse(http.client.HTTPResponse):
         # this hook on the installed Python.
         version, status, reason = super()._read_status()  # type: ignore[misc]  # private, not in the stubs
         if status == http.client.SWITCHING_PROTOCOLS:
-            # A PUT or POST is not upgraded: what follows on the connection is not HTTP.
-            self._close_conn()  # type: ignore[attr-defined]  # private, not in the stubs: drop the stream
+            # A PUT or POST is not upgraded: what follows on the connection is not HTTP, and
+            # urllib3 closes a connection whose answer raised.
+            self.close()
             raise SwitchedProtocols
         if 100 <= status < 200:
             return version, http.client.CONTINUE, reason
