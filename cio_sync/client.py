@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.cookiejar
 import json
 import threading
 from collections.abc import Mapping
@@ -174,28 +173,11 @@ class Answer:
         return self.body.decode("utf-8", "replace")
 
 
-class _NoCookies(http.cookiejar.CookiePolicy):
-    """A cookie policy that accepts no cookie and returns none."""
+class _NoCookies(RequestsCookieJar):
+    """A cookie jar that keeps no cookie: Session.send offers it every answer's."""
 
-    netscape = True
-    rfc2965 = False
-    hide_cookie2 = False
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        """No cookie is kept."""
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        """No cookie is sent."""
-        return False
-
-    def domain_return_ok(self, domain: str, request: Any) -> bool:
-        """No domain has cookies to send."""
-        return False
-
-    def path_return_ok(self, path: str, request: Any) -> bool:
-        """No path has cookies to send."""
-        return False
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep none of the answer's cookies."""
 
 
 class _NotSent(Cancelled):
@@ -236,7 +218,7 @@ class TrackClient:
         self._session = requests.Session()
         # The Session keeps the cookies of every answer; the Track API's mean nothing to this
         # client, and a server could otherwise grow the jar without end.
-        self._session.cookies = RequestsCookieJar(policy=_NoCookies())
+        self._session.cookies = _NoCookies()
         self._adapter = _LeanAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=retry)
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)

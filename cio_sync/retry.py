@@ -1,13 +1,15 @@
-"""Resends through urllib3's ``Retry``, paced by the shared gate: the one place cio-sync reaches
-into urllib3's internals.
+"""Resends through urllib3's ``Retry``, paced by the shared gate.
 
 urllib3 drives the resends of a request with a ``Retry`` object: after a failed attempt the
 connection pool calls ``increment`` (which builds the next ``Retry`` through ``new``) and then
-``sleep``. :class:`PacedRetry` overrides exactly those three, plus ``get_retry_after``, and reads
-the ``history``, ``status``, ``backoff_factor`` and ``backoff_max`` fields. All of that is stable
-across urllib3 2 (cio-sync supports urllib3 2 from the floor in ``pyproject.toml``, not 3);
-``tests/test_retry.py`` checks each hook against the urllib3 that is installed. What to wait is
-decided by plain functions (:func:`parse_retry_after`, :func:`backoff`) that know nothing of urllib3.
+``sleep``. :class:`PacedRetry` overrides exactly those three, plus ``get_retry_after``: all four
+are public methods in urllib3's API reference, as are the ``history``, ``status``,
+``backoff_factor``, ``backoff_max`` and ``respect_retry_after_header`` settings it reads. It
+leans on one behaviour beyond their signatures: ``increment`` spends one of ``status`` per
+answer in the forcelist. All of that holds across urllib3 2 (cio-sync supports urllib3 2 from the
+floor in ``pyproject.toml``, not 3); ``tests/test_retry.py`` checks each hook against the urllib3
+that is installed. What to wait is decided by plain functions (:func:`parse_retry_after`,
+:func:`backoff`) that know nothing of urllib3.
 """
 
 from __future__ import annotations
@@ -121,6 +123,8 @@ class PacedRetry(Retry):
         if self.clock.monotonic() - self.started > self.resend_window:
             return Retry.increment(self.new(total=0), method, url, response, error, _pool, _stacktrace)
         if response is not None and response.status == 429 and self.rate_limited > 0 and self.status is not None:
+            # One more of ``status`` for increment to spend on this answer: the 429 is paid for
+            # from ``rate_limited`` instead (tests/test_retry.py checks what increment spends).
             spared = self.new(status=self.status + 1, rate_limited=self.rate_limited - 1)
             return Retry.increment(spared, method, url, response, error, _pool, _stacktrace)
         return super().increment(method, url, response, error, _pool, _stacktrace)
@@ -132,7 +136,7 @@ class PacedRetry(Retry):
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         """Wait before the next attempt: through the shared gate, and for everyone after a 429."""
-        delay = self.get_retry_after(response) if response is not None else None
+        delay = self.get_retry_after(response) if response is not None and self.respect_retry_after_header else None
         shared = response is not None and (response.status == 429 or (response.status == 503 and delay is not None))
         if delay is None:
             delay = backoff(self.backoff_factor, self.backoff_max, len(self.history))
