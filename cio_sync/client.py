@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar
 from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 from urllib3.exceptions import (
@@ -173,13 +172,6 @@ class Answer:
         return self.body.decode("utf-8", "replace")
 
 
-class _NoCookies(RequestsCookieJar):
-    """A cookie jar that keeps no cookie: Session.send offers it every answer's."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        """Keep none of the answer's cookies."""
-
-
 class _NotSent(Cancelled):
     """The run stopped before any attempt of the request was sent."""
 
@@ -216,9 +208,6 @@ class TrackClient:
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         retry = retry_policy(settings, gate, clock)
         self._session = requests.Session()
-        # The Session keeps the cookies of every answer; the Track API's mean nothing to this
-        # client, and a server could otherwise grow the jar without end.
-        self._session.cookies = _NoCookies()
         self._adapter = _LeanAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), max_retries=retry)
         self._session.mount("https://", self._adapter)
         self._session.mount("http://", self._adapter)
@@ -316,9 +305,11 @@ class TrackClient:
         the run stops first (:class:`_NotSent` when no attempt was sent), else a RequestException."""
         # Prepared with PreparedRequest's documented steps, but the URL is set as it is: it is
         # already encoded exactly as it must be sent, and ``prepare_url`` would unquote %2E back
-        # into a dot (an id "." or ".." would then name another path). Session.prepare_request
-        # is not used: it merges settings, cookies and auth this client never has, and measured
-        # at a fifth of the CPU of a whole request; these steps cost about 1%.
+        # into a dot (an id "." or ".." would then name another path). Then handed to the
+        # Session's adapter through its documented ``send``. Session.prepare_request and
+        # Session.send are not used: they merge settings, cookies, auth, hooks and redirects this
+        # client never has. Measured (instructions per request, callgrind): Session.send +11%,
+        # Session.prepare_request about +20%; these steps about +2%.
         request = requests.PreparedRequest()
         request.prepare_method(method)
         request.url = url
@@ -326,9 +317,8 @@ class TrackClient:
         request.prepare_body(body, None)
         with attempt(self._watchdog) as current:
             try:
-                response = self._session.send(
+                response = self._adapter.send(
                     request,
-                    allow_redirects=False,
                     stream=True,
                     timeout=self._timeout,
                     verify=self._verify,

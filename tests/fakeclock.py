@@ -13,7 +13,9 @@ import threading
 class FakeClock:
     """Monotonic and wall-clock time that advance together, by :meth:`advance` or :meth:`wait`.
 
-    Thread-safe: workers may wait on it side by side; each wait moves the one shared time on.
+    Thread-safe: workers may wait on it side by side, but each wait moves the one shared time
+    on, so with several waiting at once time runs faster than it would for real. Tests that
+    count seconds have one waiter.
     """
 
     def __init__(self, monotonic: float = 1000.0, wall: float = 1_700_000_000.0) -> None:

@@ -211,3 +211,44 @@ def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) 
     assert (result.synced, result.failed) == (1, 1)
     (problem,) = result.problems
     assert problem.reason == "HTTP 429 after 3 attempts: injected fault"
+
+
+def test_the_rate_cap_spaces_turns_on_the_clock() -> None:
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(rate=40, clock=clock)
+    for _ in range(41):
+        gate.wait_turn()
+    # Forty intervals of 1/40 s between 41 turns, waited on the clock, not in real time.
+    assert clock.monotonic() == pytest.approx(1.0)
+
+
+def test_a_pause_after_a_refusal_holds_every_turn_until_it_ends() -> None:
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
+    gate.throttled(42.5)
+    gate.wait_turn()
+    assert clock.monotonic() == pytest.approx(42.5)
+    gate.wait_turn()
+    assert clock.monotonic() == pytest.approx(42.5), "the pause is over: the next turn is at once"
+
+
+def test_a_sleep_is_waited_on_the_clock_and_a_stop_cuts_it() -> None:
+    clock = FakeClock(monotonic=0.0)
+    stop = threading.Event()
+    gate = Gate(stop=stop, clock=clock)
+    gate.sleep(12.0)
+    assert clock.monotonic() == pytest.approx(12.0)
+    stop.set()
+    with pytest.raises(Cancelled):
+        gate.sleep(60.0)
+    assert clock.monotonic() == pytest.approx(12.0)
+
+
+def test_a_stall_is_noticed_on_the_clock_during_a_long_pause() -> None:
+    clock = FakeClock(monotonic=0.0)
+    stalls: list[float] = []
+    gate = Gate(clock=clock, patience=100.0, on_stall=lambda: stalls.append(clock.monotonic()))
+    gate.throttled(300.0)
+    gate.wait_turn()
+    # Looked at in slices of at most a second: noticed within a second of the patience running out.
+    assert len(stalls) == 1 and 100.0 < stalls[0] <= 101.0
