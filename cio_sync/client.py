@@ -308,8 +308,9 @@ class TrackClient:
         # into a dot (an id "." or ".." would then name another path). Then handed to the
         # Session's adapter through its documented ``send``. Session.prepare_request and
         # Session.send are not used: they merge settings, cookies, auth, hooks and redirects this
-        # client never has. Measured (instructions per request, callgrind): Session.send +11%,
-        # Session.prepare_request about +20%; these steps about +2%.
+        # client never has. Measured per request against the emulator (callgrind instructions):
+        # these steps cost 4% more than setting the attributes by hand, Session.send 5% more
+        # than the adapter's send; Session.prepare_request takes 85 us where these take 7.
         request = requests.PreparedRequest()
         request.prepare_method(method)
         request.url = url
@@ -335,7 +336,8 @@ class TrackClient:
                 if not current.sent:
                     raise _NotSent(str(e)) from e
                 if isinstance(e, ConnectCut):
-                    # Opening the connection for a resend: an earlier attempt went out unanswered.
+                    # Cut opening the connection for a resend: an earlier attempt went out, and may
+                    # have been applied.
                     raise Cancelled("the run stopped before its answer came (it may have been applied)") from e
                 raise
             except (requests.RequestException, HTTPError, OSError) as e:

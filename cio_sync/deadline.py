@@ -243,7 +243,8 @@ class _Watched:
     """Mixed into urllib3's connections: a stop cuts a connection being opened, each request
     starts a watched attempt, and answers are read past interim ones."""
 
-    # http.client builds its response from this class attribute (typeshed: "undocumented").
+    # http.client (and urllib3's proxy tunnel) builds each response from this class attribute:
+    # public, though the Python docs do not list it; tests/test_retry.py checks it is still used.
     response_class: type[http.client.HTTPResponse] = FinalResponse
 
     def _new_conn(self) -> socket.socket:
