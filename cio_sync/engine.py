@@ -172,12 +172,12 @@ class Engine:
 
 def _unclear(delivery: Delivery) -> bool:
     """True when the write may have been applied, or may yet be, though its answer does not say:
-    no answer, a resend (an earlier attempt may land late), or a 5xx (a gateway may have passed
-    the write on before it gave up)."""
+    no answer, a resend (an earlier attempt may land late), a 5xx (a gateway may have passed the
+    write on before it gave up), or a 207 that does not say which items it refused."""
     if delivery.status is Status.NOT_ATTEMPTED:
         return False
     status = delivery.http_status
-    return status is None or delivery.retries > 0 or status >= 500
+    return delivery.unclear or status is None or delivery.retries > 0 or status >= 500
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:

@@ -76,6 +76,9 @@ class Delivery:
     retries: int = 0
     # Set when the answer means no later request can succeed either: the run stops for it.
     stop: StopReason | None = None
+    # True when the answer leaves open whether the write was applied, though its status alone
+    # does not say so (a 207 that does not name the items it refused).
+    unclear: bool = False
 
 
 NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")

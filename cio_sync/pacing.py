@@ -17,8 +17,9 @@ floor, and every further refusal would push it down again, long after the burst 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+
+from .clock import SYSTEM_CLOCK, Clock
 
 # The learned rate never falls below this many requests per second.
 MIN_RATE = 1.0
@@ -120,13 +121,14 @@ class Gate:
     ``rate`` caps attempts per second for all workers together (the user's ``rateLimit``).
     :meth:`throttled` pauses everyone and lowers the learned rate; :meth:`succeeded` counts what
     the workspace accepted. Waiting ends early, with :class:`Cancelled`, when ``stop`` is set.
+    Every reading of time and every wait goes through ``clock``.
     """
 
     def __init__(
         self,
         rate: float | None = None,
         stop: threading.Event | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         patience: float | None = None,
         on_stall: Callable[[], None] | None = None,
     ) -> None:
@@ -135,16 +137,21 @@ class Gate:
         # 429 or 5xx) for that long, ``on_stall`` is called once, from a waiting worker.
         self._patience = patience
         self._on_stall = on_stall
-        self._progress_at = clock()
+        self._progress_at = clock.monotonic()
         self._stalled = False
         self._stop = stop if stop is not None else threading.Event()
         self._clock = clock
         self._lock = threading.Lock()
         self._resume_at = 0.0
         self._next_slot = 0.0
-        self._learned = LearnedRate(clock())
+        self._learned = LearnedRate(clock.monotonic())
         # Resends made: attempts after a request's first, by any worker.
         self.resends = 0
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every wait at this gate goes by."""
+        return self._clock
 
     @property
     def rate(self) -> float | None:
@@ -160,7 +167,7 @@ class Gate:
         """Count one request the workspace accepted."""
         with self._lock:
             self._learned.accepted()
-            self._progress_at = self._clock()
+            self._progress_at = self._clock.monotonic()
 
     def resending(self) -> None:
         """A resend is about to go (its wait is over)."""
@@ -170,7 +177,7 @@ class Gate:
     def answered(self) -> None:
         """A request got an answer that settles it, though not a 2xx (a 400, say): progress."""
         with self._lock:
-            self._progress_at = self._clock()
+            self._progress_at = self._clock.monotonic()
 
     def _check_progress(self, now: float) -> None:
         if self._patience is None or self._stalled or now - self._progress_at <= self._patience:
@@ -182,7 +189,7 @@ class Gate:
     def throttled(self, seconds: float) -> None:
         """The workspace refused a request for its rate: pause everyone and lower the rate."""
         with self._lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             self._resume_at = max(self._resume_at, now + seconds)
             self._learned.refused(now, seconds, self._resume_at)
 
@@ -190,7 +197,7 @@ class Gate:
         """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
         while True:
             with self._lock:
-                now = self._clock()
+                now = self._clock.monotonic()
                 self._check_progress(now)
                 self._learned.grow(now)
                 limit = self._limit()
@@ -202,16 +209,16 @@ class Gate:
                 if limit and self._next_slot > now:
                     self._learned.constrained = True
             # In slices, so that a long pause still notices a stall.
-            if self._stop.wait(min(start - now, _SLICE)):
+            if self._clock.wait(self._stop, min(start - now, _SLICE)):
                 raise Cancelled
         if self._stop.is_set():
             raise Cancelled
 
     def sleep(self, seconds: float) -> None:
         """Sleep for ``seconds`` unless the run stops first (then raise :class:`Cancelled`)."""
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0:
-            if self._stop.wait(min(left, _SLICE)):
+        until = self._clock.monotonic() + seconds
+        while (left := until - self._clock.monotonic()) > 0:
+            if self._clock.wait(self._stop, min(left, _SLICE)):
                 raise Cancelled
             with self._lock:
-                self._check_progress(self._clock())
+                self._check_progress(self._clock.monotonic())

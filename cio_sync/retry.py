@@ -1,13 +1,15 @@
-"""Resends through urllib3's ``Retry``, paced by the shared gate: the one place cio-sync reaches
-into urllib3's internals.
+"""Resends through urllib3's ``Retry``, paced by the shared gate.
 
 urllib3 drives the resends of a request with a ``Retry`` object: after a failed attempt the
 connection pool calls ``increment`` (which builds the next ``Retry`` through ``new``) and then
-``sleep``. :class:`PacedRetry` overrides exactly those three, plus ``get_retry_after``, and reads
-the ``history``, ``status``, ``backoff_factor`` and ``backoff_max`` fields. All of that is stable
-across urllib3 2 (cio-sync supports urllib3 2 from the floor in ``pyproject.toml``, not 3);
-``tests/test_retry.py`` checks each hook against the urllib3 that is installed. What to wait is
-decided by plain functions (:func:`parse_retry_after`, :func:`backoff`) that know nothing of urllib3.
+``sleep``. :class:`PacedRetry` overrides exactly those three, plus ``get_retry_after``: all four
+are public methods in urllib3's API reference, as are the ``history``, ``status``,
+``backoff_factor``, ``backoff_max`` and ``respect_retry_after_header`` settings it reads. It
+leans on one behaviour beyond their signatures: ``increment`` spends one of ``status`` per
+answer in the forcelist. All of that holds across urllib3 2 (cio-sync supports urllib3 2 from the
+floor in ``pyproject.toml``, not 3); ``tests/test_retry.py`` checks each hook against the urllib3
+that is installed. What to wait is decided by plain functions (:func:`parse_retry_after`,
+:func:`backoff`) that know nothing of urllib3.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from __future__ import annotations
 import email.utils
 import math
 import random
-import time
 from types import TracebackType
 from typing import Any
 
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from .clock import SYSTEM_CLOCK, Clock
 from .pacing import Cancelled, Gate
 
 # Answers whose Retry-After is honoured. urllib3 also honours it on 413, but a body that is too
@@ -33,7 +35,8 @@ def parse_retry_after(value: str, cap: float, now: float | None = None) -> float
     """Seconds to wait from a ``Retry-After`` value (seconds or an HTTP date), capped at ``cap``.
 
     None for anything malformed or negative: the caller falls back to its own backoff rather
-    than failing the request.
+    than failing the request. A date is measured from ``now`` (wall-clock seconds; default: the
+    system clock's).
     """
     text = value.strip()
     try:
@@ -45,7 +48,7 @@ def parse_retry_after(value: str, cap: float, now: float | None = None) -> float
             return None
         if when.tzinfo is None:
             return None
-        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+        seconds = max(0.0, when.timestamp() - (SYSTEM_CLOCK.wall() if now is None else now))
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, cap)
@@ -64,7 +67,8 @@ class PacedRetry(Retry):
 
     A 429 (or a 503 with Retry-After) pauses every worker, since the limit is the workspace's.
     A malformed ``Retry-After`` falls back to jittered exponential backoff instead of raising.
-    Resends after 429 first use their own budget, ``rate_limited``.
+    Resends after 429 first use their own budget, ``rate_limited``. Time (the resend window, a
+    Retry-After date) is read from ``clock``, by default the gate's.
     """
 
     RETRY_AFTER_STATUS_CODES = RETRY_AFTER_STATUSES
@@ -77,6 +81,7 @@ class PacedRetry(Retry):
         retry_after_cap: float = 300.0,
         resend_window: float = 300.0,
         started: float | None = None,
+        clock: Clock | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -85,6 +90,7 @@ class PacedRetry(Retry):
         self.resend_window = resend_window
         self.started = started
         self.gate = gate if gate is not None else Gate()
+        self.clock = clock if clock is not None else self.gate.clock
         # Resends after 429 left; they do not use up the ``status`` budget.
         self.rate_limited = rate_limited
         # A Retry-After longer than this is shortened to it.
@@ -97,6 +103,7 @@ class PacedRetry(Retry):
         kwargs.setdefault("retry_after_cap", self.retry_after_cap)
         kwargs.setdefault("resend_window", self.resend_window)
         kwargs.setdefault("started", self.started)
+        kwargs.setdefault("clock", self.clock)
         return super().new(**kwargs)
 
     def increment(
@@ -111,11 +118,13 @@ class PacedRetry(Retry):
         """Count a 429 against its own budget, every other failure as urllib3 does; and give up
         once the resend window is over (urllib3 then raises, or returns the last answer)."""
         if self.started is None:
-            first = self.new(started=time.monotonic())
+            first = self.new(started=self.clock.monotonic())
             return first.increment(method, url, response, error, _pool, _stacktrace)
-        if time.monotonic() - self.started > self.resend_window:
+        if self.clock.monotonic() - self.started > self.resend_window:
             return Retry.increment(self.new(total=0), method, url, response, error, _pool, _stacktrace)
         if response is not None and response.status == 429 and self.rate_limited > 0 and self.status is not None:
+            # One more of ``status`` for increment to spend on this answer: the 429 is paid for
+            # from ``rate_limited`` instead (tests/test_retry.py checks what increment spends).
             spared = self.new(status=self.status + 1, rate_limited=self.rate_limited - 1)
             return Retry.increment(spared, method, url, response, error, _pool, _stacktrace)
         return super().increment(method, url, response, error, _pool, _stacktrace)
@@ -123,11 +132,11 @@ class PacedRetry(Retry):
     def get_retry_after(self, response: BaseHTTPResponse) -> float | None:
         """The Retry-After wait in seconds, or None when absent or malformed (never raises)."""
         value = response.headers.get("Retry-After")
-        return None if value is None else parse_retry_after(value, self.retry_after_cap)
+        return None if value is None else parse_retry_after(value, self.retry_after_cap, self.clock.wall())
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         """Wait before the next attempt: through the shared gate, and for everyone after a 429."""
-        delay = self.get_retry_after(response) if response is not None else None
+        delay = self.get_retry_after(response) if response is not None and self.respect_retry_after_header else None
         shared = response is not None and (response.status == 429 or (response.status == 503 and delay is not None))
         if delay is None:
             delay = backoff(self.backoff_factor, self.backoff_max, len(self.history))

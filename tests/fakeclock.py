@@ -1,4 +1,9 @@
-"""A clock the test drives: time passes only when the test (or a wait) says so."""
+"""A clock that moves only when told to, or when something waits on it: waits cost no real time.
+
+Pass it wherever cio-sync takes a :class:`~cio_sync.clock.Clock`. A wait with a limit returns at
+once: True if its event is set, else after moving time on by the limit. Every such wait is
+recorded, so a test can check what was waited for without waiting for it.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +11,77 @@ import threading
 
 
 class FakeClock:
-    """Monotonic and wall time that move only on :meth:`advance` (both) and :meth:`step_wall`
-    (the wall clock alone, as when the system clock is set). A wait with a limit passes that much
-    time at once unless its event is already set; a wait without one blocks for the event.
+    """Monotonic and wall-clock time that advance together, by :meth:`advance` or a wait; the wall
+    clock alone may also be set, as a system clock is, by :meth:`step_wall`.
+
+    Thread-safe: workers may wait on it side by side, but each wait moves the one shared time on,
+    so with several waiting at once time runs faster than it would for real. Tests that count
+    seconds have one waiter.
 
     With ``only_on``, only a wait on that event passes time (a run's stop event: the engine waits
     on it when nothing is in flight); any other wait blocks until its event is set, as if every
-    answer came back in no time at all."""
+    answer came back in no time at all. A wait without a limit always blocks for its event.
+    """
 
     def __init__(
-        self, wall: float = 1_000_000.2, monotonic: float = 100.0, only_on: threading.Event | None = None
+        self, monotonic: float = 1000.0, wall: float = 1_700_000_000.0, only_on: threading.Event | None = None
     ) -> None:
-        self._only_on = only_on
         self._lock = threading.Lock()
-        self._wall = wall
+        self._only_on = only_on
         self._monotonic = monotonic
-        # Every limited wait's length, in order: what a real clock would have spent.
-        self.waited: list[float] = []
+        self._wall = wall
+        # Every limited wait and sleep that ran its course: the seconds it asked for.
+        self.waits: list[float] = []
 
     def monotonic(self) -> float:
+        """The fake monotonic time."""
         with self._lock:
             return self._monotonic
 
     def wall(self) -> float:
+        """The fake wall-clock time."""
         with self._lock:
             return self._wall
 
     def advance(self, seconds: float) -> None:
+        """Move both times on by ``seconds``."""
         with self._lock:
-            self._monotonic += seconds
-            self._wall += seconds
+            self._monotonic += max(0.0, seconds)
+            self._wall += max(0.0, seconds)
+
+    def advance_to(self, when: float) -> None:
+        """Move monotonic time on to ``when`` (never back), and the wall clock with it."""
+        with self._lock:
+            step = max(0.0, when - self._monotonic)
+            self._monotonic += step
+            self._wall += step
 
     def step_wall(self, seconds: float) -> None:
+        """Set the wall clock ``seconds`` on (or back, when negative), as an administrator or NTP
+        would; monotonic time does not move."""
         with self._lock:
             self._wall += seconds
 
     def sleep(self, seconds: float) -> None:
-        self.waited.append(seconds)
-        self.advance(max(0.0, seconds))
+        """Move time on by ``seconds``, recorded as a wait."""
+        with self._lock:
+            self.waits.append(seconds)
+        self.advance(seconds)
 
     def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        """True at once if ``event`` is set; else time moves on by ``seconds`` (then the event is
+        looked at again, as a real wait would on waking)."""
         if event.is_set():
             return True
         if seconds is None or (self._only_on is not None and event is not self._only_on):
             return event.wait()
-        self.waited.append(seconds)
-        self.advance(max(0.0, seconds))
+        with self._lock:
+            self.waits.append(seconds)
+        self.advance(seconds)
         return event.is_set()
+
+    @property
+    def waited(self) -> float:
+        """The seconds all waits so far have moved time on by."""
+        with self._lock:
+            return sum(max(0.0, s) for s in self.waits)

@@ -61,7 +61,7 @@ class HostileServer:
         with suppress(OSError), conn:
             buffer = b""
             while not self._stop.is_set():
-                request, buffer = _read_request(conn, buffer)
+                request, buffer = read_request(conn, buffer)
                 if request is None:
                     return
                 with self._lock:
@@ -85,7 +85,7 @@ class HostileServer:
             thread.join(timeout=10)
 
 
-def _read_request(conn: socket.socket, buffer: bytes) -> tuple[bytes | None, bytes]:
+def read_request(conn: socket.socket, buffer: bytes) -> tuple[bytes | None, bytes]:
     """One request (head and Content-Length body) from ``conn``; None when the client closed."""
     while b"\r\n\r\n" not in buffer:
         data = conn.recv(65536)
@@ -188,3 +188,90 @@ def hang_up() -> Behaviour:
         return None
 
     return behave
+
+
+def interim(preludes: bytes, final: Behaviour) -> Behaviour:
+    """Interim answers (``preludes``: whole 1xx status lines and headers, each ending in a blank
+    line) sent at once, then ``final``'s answer."""
+
+    def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> bool | None:
+        conn.sendall(preludes)
+        return final(conn, request, stop)
+
+    return behave
+
+
+def in_turn(*behaviours: Behaviour) -> Behaviour:
+    """The first request gets the first behaviour, the next the next; the last one repeats."""
+    served = [0]
+    lock = threading.Lock()
+
+    def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> bool | None:
+        with lock:
+            index = min(served[0], len(behaviours) - 1)
+            served[0] += 1
+        return behaviours[index](conn, request, stop)
+
+    return behave
+
+
+def echo_credentials(status: bytes = b"400 Bad Request", template: bytes = b'{"meta": {"error": "%s"}}') -> Behaviour:
+    """An answer whose body quotes the request's Authorization header back (as some proxies and
+    APIs do in their error messages): ``template`` with ``%s`` standing for the header line."""
+
+    def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> bool | None:
+        head = request.split(b"\r\n\r\n", 1)[0]
+        quoted = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"authorization:")), b"")
+        return answer(status, template.replace(b"%s", quoted))(conn, request, stop)
+
+    return behave
+
+
+class Unanswered:
+    """A loopback address where a connection never completes its handshake.
+
+    A listening socket with a backlog of one queued connection, filled by a connection that is
+    never accepted: the kernel drops every further SYN, and the client waits in ``SYN_SENT``
+    until its connect timeout.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.fillers: list[socket.socket] = []
+
+    def fill(self) -> None:
+        """Fill the backlog: from now on, no connection completes."""
+        filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.fillers.append(filler)
+
+    def connecting(self) -> bool:
+        """True when some client waits for the handshake (a socket in ``SYN_SENT`` to this port)."""
+        port = f"{self.port:04X}"
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[2].endswith(":" + port) and fields[3] == "02":  # 02: SYN_SENT
+                    return True
+        return False
+
+    def close(self) -> None:
+        """Close the fillers and the listener."""
+        for filler in self.fillers:
+            filler.close()
+        self.listener.close()
+
+
+@contextmanager
+def unanswered() -> Iterator[Unanswered]:
+    """An :class:`Unanswered` address, its backlog filled, for the length of a ``with`` block."""
+    server = Unanswered()
+    try:
+        server.fill()
+        yield server
+    finally:
+        server.close()

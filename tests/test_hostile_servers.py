@@ -4,16 +4,53 @@ stays bounded, and the run ends with a documented exit code."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
+from urllib.parse import quote
 
 import pytest
 
 from cio_sync import HttpSettings, RecordOutcome, sync
+from cio_sync.client import TrackClient
 from cio_sync.emulator import Emulator
+from cio_sync.outcome import NOT_SENT, Delivery, Status
+from cio_sync.pacing import Gate
+from cio_sync.redact import MASK
 
-from .conftest import CLI, Files, cli_env, config_dict, make_config, run_cli
-from .hostile import Behaviour, answer, drip_body, drip_status_line, endless_chunked, hang_up, hostile, huge_body
+from .conftest import (
+    API_KEY,
+    CLI,
+    FAST,
+    SITE_ID,
+    Files,
+    Spawn,
+    assert_no_secret,
+    cli_env,
+    config_dict,
+    make_config,
+    run_cli,
+    wait_until,
+)
+from .hostile import (
+    REGION_ANSWER,
+    Behaviour,
+    Unanswered,
+    answer,
+    drip_body,
+    drip_status_line,
+    echo_credentials,
+    endless_chunked,
+    hang_up,
+    hostile,
+    huge_body,
+    in_turn,
+    interim,
+    read_request,
+    unanswered,
+)
 
 DATA = [{"id": 1, "name": "Ada"}]
 
@@ -121,3 +158,144 @@ def test_a_request_sent_once_and_never_answered_counts_no_resend(files: Files) -
     assert run.code == 1, run.stderr
     document = json.loads(report.read_text())
     assert (document["http_statuses"], document["requests"], document["retries"]) == ({"200": 1}, 2, 0)
+
+
+def track(url: str, settings: HttpSettings = FAST, stop: threading.Event | None = None) -> TrackClient:
+    return TrackClient(make_config(url), settings, Gate(stop=stop), 1, stop=stop)
+
+
+EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload; as=style\r\n\r\n"
+NO_RESENDS = HttpSettings(retries=0, backoff_factor=0)
+
+
+def test_an_early_hint_is_not_the_answer_the_status_after_it_is() -> None:
+    # 103 then a 500: the 500 is the answer to this request, not to the next one.
+    failing = interim(EARLY_HINTS, answer(b"500 Internal Server Error", b'{"meta": {"error": "boom"}}'))
+    with hostile(in_turn(failing, answer())) as server:
+        client = track(server.url, NO_RESENDS)
+        first = client.put_person("p1", b"{}")
+        second = client.put_person("p2", b"{}")
+        traffic = client.traffic
+        client.close()
+    assert first == Delivery(Status.FAILED, 500, "HTTP 500: boom", 0)
+    assert second == Delivery(Status.SYNCED, 200, None, 0)
+    assert dict(traffic.answers) == {500: 1, 200: 1}
+
+
+@pytest.mark.parametrize(
+    "preludes",
+    [
+        EARLY_HINTS,
+        b"HTTP/1.1 102 Processing\r\n\r\n" + EARLY_HINTS + EARLY_HINTS,
+        b"HTTP/1.1 100 Continue\r\n\r\n" + EARLY_HINTS + b"HTTP/1.1 199 Whatever\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+    ],
+    ids=["one 103", "102 and two 103", "100, 103 and 199"],
+)
+def test_interim_answers_are_skipped_whatever_their_number(preludes: bytes) -> None:
+    with hostile(interim(preludes, answer(b"200 OK", b"{}", b"X-Final: yes\r\n"))) as server:
+        client = track(server.url, NO_RESENDS)
+        deliveries = [client.put_person(f"p{i}", b"{}") for i in range(3)]
+        client.close()
+    assert deliveries == [Delivery(Status.SYNCED, 200, None, 0)] * 3
+
+
+def test_a_batch_answer_after_an_early_hint_is_read_as_the_batchs() -> None:
+    partial = answer(b"207 Multi-Status", b'{"errors": [{"batch_index": 1, "reason": "invalid", "field": "email"}]}')
+    with hostile(in_turn(interim(EARLY_HINTS, partial), answer())) as server:
+        client = track(server.url, NO_RESENDS)
+        batch = client.post_batch(b'{"batch": []}', 2)
+        after = client.post_batch(b'{"batch": []}', 2)
+        client.close()
+    assert [d.status for d in batch] == [Status.SYNCED, Status.FAILED]
+    assert batch[1].reason == "HTTP 207: invalid: email"
+    assert after == [Delivery(Status.SYNCED, 200, None, 0)] * 2
+
+
+def test_switching_protocols_is_no_answer_to_a_write() -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+
+    def upgrade(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
+        conn.sendall(switch + b"\x81\x05hello")
+
+    with hostile(upgrade) as server:
+        client = track(server.url, NO_RESENDS)
+        delivery = client.put_person("p1", b"{}")
+        client.close()
+    assert delivery.status is Status.FAILED
+    assert delivery.http_status is None
+    assert delivery.reason == "the server switched protocols (HTTP 101) instead of answering (it may have been applied)"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"meta": {"error": "key %s is not valid for site ' + SITE_ID.encode() + b'"}}',
+        b"<html>rejected: %s / " + API_KEY.encode() + b"</html>",
+        b'{"errors": [{"message": "' + quote(API_KEY).encode() + b' %s"}]}',
+    ],
+    ids=["json meta error", "plain text", "percent-encoded key"],
+)
+def test_credentials_quoted_by_the_server_are_masked(template: bytes) -> None:
+    with hostile(echo_credentials(template=template)) as server:
+        client = track(server.url, NO_RESENDS)
+        delivery = client.put_person("p1", b"{}")
+        client.close()
+    assert delivery.status is Status.FAILED and delivery.http_status == 400
+    assert delivery.reason is not None and MASK in delivery.reason
+    assert_no_secret(delivery.reason)
+    assert SITE_ID not in delivery.reason
+
+
+def test_credentials_quoted_in_batch_item_errors_are_masked() -> None:
+    body = b'{"errors": [{"batch_index": 0, "reason": "%s", "message": "' + API_KEY.encode() + b'"}]}'
+    with hostile(echo_credentials(b"207 Multi-Status", body)) as server:
+        client = track(server.url, NO_RESENDS)
+        first, second = client.post_batch(b'{"batch": []}', 2)
+        client.close()
+    assert (first.status, second.status) == (Status.FAILED, Status.SYNCED)
+    assert first.reason is not None and MASK in first.reason
+    assert_no_secret(first.reason)
+
+
+def test_a_stop_cuts_a_connection_that_is_still_being_opened() -> None:
+    stop = threading.Event()
+    # A connect timeout far longer than the test may take: only the stop can end this connect.
+    settings = HttpSettings(connect_timeout=60, retries=0)
+    deliveries: list[Delivery] = []
+    with unanswered() as server:
+        client = track(server.url, settings, stop)
+        sender = threading.Thread(target=lambda: deliveries.append(client.put_person("p1", b"{}")))
+        sender.start()
+        wait_until(server.connecting)
+        stop.set()
+        sender.join(timeout=10)
+        assert not sender.is_alive(), "the connect outlived the stop"
+        client.close()
+    # Nothing was sent: the person was not attempted, and a next run sends it.
+    assert deliveries == [NOT_SENT]
+    assert client.traffic.sent == 0
+
+
+def test_sigterm_while_connecting_exits_within_the_stop_grace(files: Files, spawn_cli: Spawn) -> None:
+    server = Unanswered()
+    try:
+        config = files.config(config_dict(server.url, parallelism=1))
+        proc = spawn_cli(["--config", config, "--data", files.data(DATA)], stdout=subprocess.DEVNULL)
+        # The credentials check is answered, on a connection closed after it; then the backlog
+        # is full, and the run's first PUT waits for a handshake that never completes.
+        server.listener.settimeout(30)
+        conn, _ = server.listener.accept()
+        with conn:
+            request, _ = read_request(conn, b"")
+            assert request is not None and request.startswith(b"GET /api/v1/accounts/region")
+            server.fill()
+            conn.sendall(REGION_ANSWER.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+        wait_until(server.connecting)
+        proc.send_signal(signal.SIGTERM)
+        # Before the stop cut connects, this took the whole 10 s connect timeout.
+        code = proc.wait(timeout=6)
+    finally:
+        server.close()
+    assert code == 143
+    assert proc.stderr is not None
+    assert_no_secret(proc.stderr.read())

@@ -14,6 +14,7 @@ from cio_sync.emulator import Emulator
 from cio_sync.pacing import Cancelled, Gate
 
 from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
+from .fakeclock import FakeClock
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -97,13 +98,13 @@ def test_a_stop_wakes_workers_waiting_out_a_pause() -> None:
 
 
 def test_the_gate_learns_the_workspace_rate() -> None:
-    now = [0.0]
+    clock = FakeClock(monotonic=0.0)
     stop = threading.Event()
-    gate = Gate(stop=stop, clock=lambda: now[0])
+    gate = Gate(stop=stop, clock=clock)
     assert gate.rate is None
     for _ in range(10):
         gate.succeeded()
-    now[0] = 0.01
+    clock.advance_to(0.01)
     gate.throttled(1.0)
     # Ten accepted before the first refusal, over at least one pause: start at 10/s.
     assert gate.rate == 10
@@ -117,16 +118,16 @@ def test_the_gate_learns_the_workspace_rate() -> None:
             gate.wait_turn()
         stop.clear()
 
-    now[0] = 1.5
+    clock.advance_to(1.5)
     constrained_turn()
-    now[0] = 2.1
+    clock.advance_to(2.1)
     gate.wait_turn()
     assert gate.rate == 20, "slow start doubles the rate after a period without refusals"
-    now[0] = 2.2
+    clock.advance_to(2.2)
     gate.succeeded()
     gate.throttled(1.0)
     assert gate.rate == 10, "an overshoot goes back to the last rate that was not refused"
-    now[0] = 5.0
+    clock.advance_to(5.0)
     gate.throttled(1.0)
     assert gate.rate == 10, "a refusal with nothing accepted since the last one says nothing of the rate"
     gate.succeeded()
@@ -135,16 +136,16 @@ def test_the_gate_learns_the_workspace_rate() -> None:
 
 
 def test_refusals_before_anything_was_accepted_teach_no_rate() -> None:
-    now = [0.0]
-    gate = Gate(clock=lambda: now[0])
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
     for second in range(50):
-        now[0] = second * 0.5
+        clock.advance_to(second * 0.5)
         gate.throttled(0.1)
     assert gate.rate is None, "a workspace refusing everything is waited out, not paced to the floor"
     # The burst is over (its last pause ended at 24.6): the first rate is measured from then.
     for _ in range(200):
         gate.succeeded()
-    now[0] = 26.6
+    clock.advance_to(26.6)
     gate.throttled(0.1)
     assert gate.rate == pytest.approx(100)
 
@@ -168,18 +169,18 @@ def test_a_burst_of_429s_at_the_start_leaves_the_run_at_full_speed(emulator: Emu
 
 
 def test_an_idle_limit_is_not_raised() -> None:
-    now = [0.0]
-    gate = Gate(clock=lambda: now[0])
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
     gate.succeeded()
     gate.throttled(1.0)
-    now[0] = 10.0
+    clock.advance_to(10.0)
     gate.wait_turn()
     assert gate.rate == 1.0
 
 
 def test_the_users_cap_always_applies() -> None:
-    now = [0.0]
-    gate = Gate(rate=5, clock=lambda: now[0])
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(rate=5, clock=clock)
     assert gate.rate == 5
     for _ in range(100):
         gate.succeeded()
@@ -210,3 +211,44 @@ def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) 
     assert (result.synced, result.failed) == (1, 1)
     (problem,) = result.problems
     assert problem.reason == "HTTP 429 after 3 attempts: injected fault"
+
+
+def test_the_rate_cap_spaces_turns_on_the_clock() -> None:
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(rate=40, clock=clock)
+    for _ in range(41):
+        gate.wait_turn()
+    # Forty intervals of 1/40 s between 41 turns, waited on the clock, not in real time.
+    assert clock.monotonic() == pytest.approx(1.0)
+
+
+def test_a_pause_after_a_refusal_holds_every_turn_until_it_ends() -> None:
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
+    gate.throttled(42.5)
+    gate.wait_turn()
+    assert clock.monotonic() == pytest.approx(42.5)
+    gate.wait_turn()
+    assert clock.monotonic() == pytest.approx(42.5), "the pause is over: the next turn is at once"
+
+
+def test_a_sleep_is_waited_on_the_clock_and_a_stop_cuts_it() -> None:
+    clock = FakeClock(monotonic=0.0)
+    stop = threading.Event()
+    gate = Gate(stop=stop, clock=clock)
+    gate.sleep(12.0)
+    assert clock.monotonic() == pytest.approx(12.0)
+    stop.set()
+    with pytest.raises(Cancelled):
+        gate.sleep(60.0)
+    assert clock.monotonic() == pytest.approx(12.0)
+
+
+def test_a_stall_is_noticed_on_the_clock_during_a_long_pause() -> None:
+    clock = FakeClock(monotonic=0.0)
+    stalls: list[float] = []
+    gate = Gate(clock=clock, patience=100.0, on_stall=lambda: stalls.append(clock.monotonic()))
+    gate.throttled(300.0)
+    gate.wait_turn()
+    # Looked at in slices of at most a second: noticed within a second of the patience running out.
+    assert len(stalls) == 1 and 100.0 < stalls[0] <= 101.0

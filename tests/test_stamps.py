@@ -69,11 +69,11 @@ def test_the_end_of_a_run_waits_out_the_second_of_its_last_unclear_write() -> No
     stamps.issue()
     stamps.unclear()
     stamps.finish()
-    assert clock.waited == [pytest.approx(0.4)]
+    assert clock.waits == [pytest.approx(0.4)]
     assert int(clock.wall()) == 1001
-    clock.waited.clear()
+    clock.waits.clear()
     stamps.finish()
-    assert clock.waited == []
+    assert clock.waits == []
 
 
 @given(st.lists(st.tuples(st.sampled_from(["advance", "step", "unclear", "issue"]), st.floats(-100, 100))))

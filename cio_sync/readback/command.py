@@ -302,4 +302,3 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 app.command("verify", epilog=EXAMPLES)(verify_command)
-

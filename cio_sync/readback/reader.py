@@ -16,7 +16,7 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from ..client import AUTH_STATUSES, HttpSettings, api_message, describe_error, proxies_for
+from ..client import AUTH_STATUSES, Answer, HttpSettings, api_message, describe_error, proxies_for
 from ..clock import SYSTEM_CLOCK, Clock
 from ..deadline import Watchdog, attempt, watched_pools
 from ..retry import backoff
@@ -257,7 +257,8 @@ def _classify(response: requests.Response, base: str) -> Fetched:
         message = f"the App API at {base} still answered HTTP {status} after every resend"
         return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
     if status != 200:
-        message = f"the App API refused the request (HTTP {status}): {api_message(response)}"
+        answer = Answer(status, response.reason or "", response.content)
+        message = f"the App API refused the request (HTTP {status}): {api_message(answer)}"
         kind = ReadStatus.REFUSED if 400 <= status < 500 else ReadStatus.UNREACHABLE
         return Fetched(kind, message=message, http_status=status)
     try:
