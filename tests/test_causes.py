@@ -36,7 +36,10 @@ def test_the_summary_groups_problems_by_cause(emulator: Emulator, files: Files) 
     assert "cio-sync: 1 record: not a JSON object (got an array), first at record 163" in lines
     # A few records as they were, no list of each one.
     assert run.stderr.count(": invalid: ") == 5
-    assert 'cio-sync: record 0 (id "0"): invalid: mappings[1] ("age", as integer): the string "x0" is not an integer' in lines
+    assert (
+        'cio-sync: record 0 (id "0"): invalid: mappings[1] ("age", as integer): the string "x0" is not an integer'
+        in lines
+    )
     assert "more" not in run.stderr
     assert lines[-1].startswith("cio-sync: 200 records: 35 synced, 0 failed, 165 invalid")
 

@@ -35,7 +35,9 @@ def sync(emulator: Emulator, files: Files, data: object, *extra: str, **config: 
 
 
 @pytest.mark.parametrize(("invalid", "code"), [(3, 0), (4, 1)])
-def test_n_invalid_records_exit_0_and_one_more_exits_1(emulator: Emulator, files: Files, invalid: int, code: int) -> None:
+def test_n_invalid_records_exit_0_and_one_more_exits_1(
+    emulator: Emulator, files: Files, invalid: int, code: int
+) -> None:
     failed = files.root / "failed.json"
     exit_code, report = sync(emulator, files, people(10, invalid), "--max-invalid", "3", "--failed", str(failed))
     assert exit_code == code
@@ -44,6 +46,16 @@ def test_n_invalid_records_exit_0_and_one_more_exits_1(emulator: Emulator, files
     # Tolerated, the invalid records are still reported and written back to fix.
     assert [p["index"] for p in report["problems"]] == list(range(invalid))
     assert [r["id"] for r in json.loads(failed.read_text())] == list(range(invalid))
+
+
+def test_a_tolerated_run_says_so(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url, mappings=[AGE])), "--data", files.data(people(10, 2))]
+    run = run_process([*args, "--max-invalid", "20%"])
+    assert run.code == 0
+    lines = run.stderr.splitlines()
+    assert "cio-sync: 2 invalid records, within --max-invalid 20%: the run succeeds (exit status 0)" in lines
+    assert lines[-1].startswith("cio-sync: 10 records: 8 synced, 0 failed, 2 invalid")
+    assert run_process([*args, "--max-invalid", "20%", "--quiet"]).stderr == ""
 
 
 @pytest.mark.parametrize(("invalid", "code"), [(1, 0), (2, 1)])

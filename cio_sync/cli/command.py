@@ -330,6 +330,8 @@ def _go(
         console.planning(source.name, source.count)
         planned = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
         code = plan_exit_code(planned, config.max_invalid)
+        if planned.invalid and code is ExitCode.OK:
+            console.note(_tolerated(planned.invalid, config.max_invalid))
         console.planned(planned, config, code)
         problem = outputs.commit_plan(planned, code)
     else:
@@ -338,12 +340,20 @@ def _go(
         console.started(source.name, source.count, config.base_url, config.parallelism)
         result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
         code = exit_code(result, config.max_invalid)
+        if result.invalid and code is ExitCode.OK:
+            console.note(_tolerated(result.invalid, config.max_invalid))
         console.finished(result, code)
         problem = outputs.commit_run(result, code)
     if problem is None:
         return code
     console.error(str(problem), problem.exit_code)
     return problem.exit_code
+
+
+def _tolerated(invalid: int, max_invalid: MaxInvalid | None) -> str:
+    """Why a run with invalid records still succeeds."""
+    count = f"{invalid:,} invalid record" + ("" if invalid == 1 else "s")
+    return f"{count}, within --max-invalid {max_invalid}: the run succeeds (exit status 0)"
 
 
 def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, stack: ExitStack) -> Ledger:
