@@ -73,18 +73,22 @@ class Ticker:
                 counts[1] += 1
             elif outcome.status is Status.INVALID:
                 counts[2] += 1
-        self.tick()
+            self._say_if_due()
 
     def tick(self) -> None:
         """Say where the run is, if a line is due."""
         with self._lock:
-            now = self._clock.monotonic()
-            if not self._running or now < self._next:
-                return
-            self._next = now + self._interval
-            elapsed = now - self._started
-            done, failed, invalid = self._counts
-            self._say(Snapshot(done, self._total, failed, invalid, done / elapsed if elapsed > 0 else 0.0))
+            self._say_if_due()
+
+    def _say_if_due(self) -> None:
+        # Called with the lock held: one acquisition per outcome, on the run's own thread.
+        now = self._clock.monotonic()
+        if not self._running or now < self._next:
+            return
+        self._next = now + self._interval
+        elapsed = now - self._started
+        done, failed, invalid = self._counts
+        self._say(Snapshot(done, self._total, failed, invalid, done / elapsed if elapsed > 0 else 0.0))
 
     def stop(self) -> None:
         """No more lines: the run is over or stopping. Safe in a signal handler (it takes no lock)."""
