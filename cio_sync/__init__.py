@@ -16,8 +16,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from .causes import CauseCount
     from .client import HttpSettings
-    from .config import Config, Credentials, FieldMapping, IdType, Mode, Transport, config_from_dict, load_config
+    from .config import (
+        Config,
+        Credentials,
+        FieldMapping,
+        IdType,
+        MaxInvalid,
+        Mode,
+        Transport,
+        config_from_dict,
+        load_config,
+        parse_max_invalid,
+    )
     from .convert import Cast
     from .datafile import DataFile, open_data_file
     from .errors import (
@@ -37,15 +49,18 @@ if TYPE_CHECKING:
 
 # Each public name -> the submodule that defines it.
 _WHERE = {
+    "CauseCount": "causes",
     "HttpSettings": "client",
     "Config": "config",
     "Credentials": "config",
     "FieldMapping": "config",
     "IdType": "config",
+    "MaxInvalid": "config",
     "Mode": "config",
     "Transport": "config",
     "config_from_dict": "config",
     "load_config": "config",
+    "parse_max_invalid": "config",
     "Cast": "convert",
     "DataFile": "datafile",
     "open_data_file": "datafile",
@@ -106,6 +121,7 @@ sys.modules[__name__].__class__ = _Package
 __all__ = [
     "ApiUnreachable",
     "Cast",
+    "CauseCount",
     "CioSyncError",
     "Config",
     "ConfigError",
@@ -118,6 +134,7 @@ __all__ = [
     "HttpSettings",
     "IdType",
     "Ledger",
+    "MaxInvalid",
     "Mode",
     "Plan",
     "RecordOutcome",
@@ -130,6 +147,7 @@ __all__ = [
     "config_from_dict",
     "load_config",
     "open_data_file",
+    "parse_max_invalid",
     "plan",
     "sync",
 ]

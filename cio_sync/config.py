@@ -6,9 +6,11 @@ import ipaddress
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,6 +99,49 @@ class FieldMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class MaxInvalid:
+    """How many invalid records a run may have and still succeed (``maxInvalid``, ``--max-invalid``):
+    ``count`` records, or ``percent`` of the records read."""
+
+    count: int | None = None
+    percent: Fraction | None = None
+
+    def allows(self, invalid: int, total: int) -> bool:
+        """True when ``invalid`` records of ``total`` read are within the tolerance."""
+        if self.count is not None:
+            return invalid <= self.count
+        assert self.percent is not None
+        # Exact arithmetic: 2% of 50 records allows exactly 1, not 0.99999... or 1.00001.
+        return invalid * 100 <= self.percent * total
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return str(self.count)
+        return f"{float(self.percent or 0):g}%"
+
+
+_PERCENT = re.compile(r"(100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]+)?)%", re.ASCII)
+
+
+def parse_max_invalid(value: object) -> MaxInvalid:
+    """``N`` (a count of records) or ``"N%"`` (0 to 100, a share of the records read) as a
+    :class:`MaxInvalid`. Raises ValueError saying what it must be."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return MaxInvalid(count=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"[0-9]+", text, re.ASCII):
+            return MaxInvalid(count=int(text))
+        matched = _PERCENT.fullmatch(text)
+        if matched is not None:
+            return MaxInvalid(percent=Fraction(matched.group(1)))
+    raise ValueError(
+        "must be a number of records (an integer, 0 or more) or a share of the records read "
+        f'("0%" to "100%", such as "2%" or "0.5%"), got {value!r}'
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """Track API credentials; the key is kept out of ``repr`` so it cannot reach a log."""
 
@@ -125,6 +170,8 @@ class Config:
     app_api_key: str | None = field(default=None, repr=False)
     # The App API's URL: from region, or appBaseUrl / --app-base-url.
     app_base_url: str = APP_REGION_URLS["us"]
+    # The invalid records a run may have and still exit 0; None: none.
+    max_invalid: MaxInvalid | None = None
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -236,6 +283,7 @@ def config_from_dict(
         id_type=IdType(document.get("idType", "auto")),
         app_api_key=app_api_key,
         app_base_url=app_url,
+        max_invalid=_max_invalid(document.get("maxInvalid")),
     )
 
 
@@ -279,6 +327,13 @@ def _app_api(
             where = "--app-base-url" if override is not None else '"appBaseUrl"'
             found.append(f"{where} {e}")
     return (str(key) if key else None), url
+
+
+def _max_invalid(value: object) -> MaxInvalid | None:
+    # The schema takes 3.0 as the integer it equals, as JSON does not tell them apart.
+    if isinstance(value, float):
+        value = int(value)
+    return None if value is None else parse_max_invalid(value)
 
 
 def _path(source: str | list[str | int | float]) -> RecordPath:

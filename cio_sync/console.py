@@ -6,19 +6,22 @@ Every sentence cio-sync writes for people is worded here.
 from __future__ import annotations
 
 import json
-import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import IO, Any, Protocol
 
+from .causes import CauseCount, cause_entries
+from .clock import SYSTEM_CLOCK, Clock
 from .config import Config, Transport
 from .errors import ExitCode
 from .mapping import PersonUpdate, batch_item
 from .outcome import RecordOutcome, Status, StopReason
 from .plan import Plan
+from .progress import PROGRESS_INTERVAL, Snapshot, Ticker, progress_line
 from .redact import NO_SECRETS
 from .tally import SyncResult
 from .terminal import json_line, one_line, visible
@@ -94,15 +97,19 @@ class _Stream:
 
     def __init__(self, stream: IO[str] | None) -> None:
         self.stream = stream
+        # Progress lines come from a timer's thread: one line at a time. Reentrant, since a
+        # signal handler may write while the thread it interrupted is writing.
+        self._lock = threading.RLock()
 
     def write(self, text: str) -> None:
-        if self.stream is None:
-            return
-        try:
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):  # ValueError: the stream was closed under us
-            self.stream = None
+        with self._lock:
+            if self.stream is None:
+                return
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (OSError, ValueError):  # ValueError: the stream was closed under us
+                self.stream = None
 
     def isatty(self) -> bool:
         try:
@@ -117,11 +124,22 @@ class TextConsole:
     ``quiet`` prints nothing unless the run went wrong. ``NO_COLOR`` is honoured by the bar.
     """
 
-    def __init__(self, quiet: bool = False, stream: IO[str] | None = None, progress: bool | None = None) -> None:
+    def __init__(
+        self,
+        quiet: bool = False,
+        stream: IO[str] | None = None,
+        progress: bool | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        timer: bool = True,
+    ) -> None:
         self.redact: Callable[[str], str] = NO_SECRETS
         self._stream = _Stream(stream if stream is not None else sys.stderr)
         self._quiet = quiet
         self._show_bar = (not quiet and self._stream.isatty()) if progress is None else progress
+        # Where no bar is drawn (a log, not a terminal), a progress line on a timer instead.
+        self._lines = not quiet and not self._show_bar
+        self._ticker = Ticker(self._progress, PROGRESS_INTERVAL, clock)
+        self._timer = timer
         self._counts = _Counts()
         self._bar: Any = None
         self._task: Any = None
@@ -145,6 +163,11 @@ class TextConsole:
             self._say(f"syncing {records(count)} from {source} to {url} ({parallelism} at a time)")
         if self._show_bar and count:
             self._start_bar(count)
+        elif self._lines:
+            self._ticker.start(count, thread=self._timer)
+
+    def _progress(self, snapshot: Snapshot) -> None:
+        self._say(progress_line(snapshot))
 
     def _start_bar(self, count: int) -> None:
         from rich.console import Console as RichConsole
@@ -165,6 +188,8 @@ class TextConsole:
         self._bar.start()
 
     def outcome(self, outcome: RecordOutcome) -> None:
+        if self._lines:
+            self._ticker.add(outcome)
         if self._bar is None or self._frozen:  # the counts feed the bar alone; the summary has its own
             return
         counts = self._counts
@@ -179,6 +204,7 @@ class TextConsole:
     def stopping(self, reason: StopReason) -> None:
         # Frozen, not stopped: this runs in a signal handler, which must not wait for the bar's thread.
         self._frozen = True
+        self._ticker.stop()
         if not self._quiet:
             # Worded for the signal that came: a container's SIGTERM has no keyboard behind it.
             if reason is StopReason.INTERRUPTED:
@@ -206,21 +232,10 @@ class TextConsole:
         if self._quiet and code == ExitCode.OK:
             return
         # Why the run stopped comes first: the records it left unsent may say the same thing many times.
-        if result.stopped is StopReason.CREDENTIALS:
-            self._say("error: the workspace refused the credentials (HTTP 401/403); stopped starting requests")
-        elif result.stopped in (StopReason.INTERRUPTED, StopReason.TERMINATED):
-            self._say(f"{result.stopped.value}: a re-run with the same files completes the sync")
-        elif result.stopped is StopReason.NO_PROGRESS:
-            self._say(
-                "error: no request made progress for --give-up-after seconds (only 429, 5xx or no answer); "
-                "stopped starting requests (a re-run later, or with --failed's file, completes the sync)"
-            )
-        elif result.stopped is StopReason.UNREACHABLE:
-            self._say(
-                "error: the Track API stopped answering; stopped starting requests "
-                "(a re-run with the same files, or with --failed's file, completes the sync)"
-            )
-        for line in problem_lines(result.problems, result.more_problems):
+        stopped = stop_line(result.stopped)
+        if stopped is not None:
+            self._say(stopped)
+        for line in problem_lines(result.problems, result.causes):
             self._say(line)
         self._say(summary_line(result))
 
@@ -229,9 +244,30 @@ class TextConsole:
         self._say(f"error: {message}")
 
     def _stop_bar(self) -> None:
+        self._ticker.stop()
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
+
+
+def stop_line(stopped: StopReason | None) -> str | None:
+    """Why a run stopped early, for its summary; None when that needs no line of its own."""
+    if stopped is StopReason.CREDENTIALS:
+        return "error: the workspace refused the credentials (HTTP 401/403); stopped starting requests"
+    if stopped in (StopReason.INTERRUPTED, StopReason.TERMINATED):
+        assert stopped is not None
+        return f"{stopped.value}: a re-run with the same files completes the sync"
+    if stopped is StopReason.NO_PROGRESS:
+        return (
+            "error: no request made progress for --give-up-after seconds (only 429, 5xx or no answer); "
+            "stopped starting requests (a re-run later, or with --failed's file, completes the sync)"
+        )
+    if stopped is StopReason.UNREACHABLE:
+        return (
+            "error: the Track API stopped answering; stopped starting requests "
+            "(a re-run with the same files, or with --failed's file, completes the sync)"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -274,13 +310,13 @@ class JsonConsole:
     """One JSON object per line: ``start``, ``record`` (each failed or invalid one), ``progress``
     (every few seconds of a run), ``stopping``, ``summary`` and ``error`` events."""
 
-    def __init__(self, stream: IO[str] | None = None) -> None:
+    def __init__(self, stream: IO[str] | None = None, clock: Clock = SYSTEM_CLOCK, timer: bool = True) -> None:
         self.redact: Callable[[str], str] = NO_SECRETS
         self._stream = _Stream(stream if stream is not None else sys.stderr)
-        self._counts = _Counts()
-        # No progress before a run starts: a dry run hands on only its invalid records, so its
+        # Not started before a run starts: a dry run hands on only its invalid records, so its
         # counts would not say how far through the file it is.
-        self._next_progress = math.inf
+        self._ticker = Ticker(self._progress, JSON_PROGRESS_INTERVAL, clock)
+        self._timer = timer
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -289,14 +325,20 @@ class JsonConsole:
         self._stream.write(json_line(text) + "\n")
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
-        self._counts = _Counts()
-        self._counts.total = count
-        self._next_progress = time.monotonic() + JSON_PROGRESS_INTERVAL
         self._emit("start", source=source, records=count, url=url, parallelism=parallelism)
+        self._ticker.start(count, thread=self._timer)
+
+    def _progress(self, snapshot: Snapshot) -> None:
+        self._emit(
+            "progress",
+            done=snapshot.done,
+            total=snapshot.total,
+            failed=snapshot.failed,
+            invalid=snapshot.invalid,
+            records_per_second=round(snapshot.rate, 1),
+        )
 
     def outcome(self, outcome: RecordOutcome) -> None:
-        counts = self._counts
-        counts.add(outcome)
         if outcome.status is Status.FAILED or outcome.status is Status.INVALID:
             self._emit(
                 "record",
@@ -306,19 +348,10 @@ class JsonConsole:
                 status=outcome.http_status,
                 reason=outcome.reason,
             )
-        now = time.monotonic()
-        if now >= self._next_progress:
-            self._next_progress = now + JSON_PROGRESS_INTERVAL
-            self._emit(
-                "progress",
-                done=counts.done,
-                total=counts.total,
-                failed=counts.failed,
-                invalid=counts.invalid,
-                records_per_second=round(counts.rate, 1),
-            )
+        self._ticker.add(outcome)
 
     def stopping(self, reason: StopReason) -> None:
+        self._ticker.stop()
         self._emit("stopping", reason=reason.value)
 
     def note(self, message: str) -> None:
@@ -330,7 +363,8 @@ class JsonConsole:
     def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
         for update in plan.samples:
             self.note(describe_request(config, update))
-        # The invalid records were each a "record" event already.
+        # The invalid records were each a "record" event already; their causes come together.
+        self._causes(plan.causes)
         self._emit(
             "summary",
             dry_run=True,
@@ -344,6 +378,8 @@ class JsonConsole:
         )
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
+        self._ticker.stop()
+        self._causes(result.causes)
         self._emit(
             "summary",
             exit_code=int(code),
@@ -360,7 +396,15 @@ class JsonConsole:
         )
 
     def error(self, message: str, code: ExitCode) -> None:
+        self._ticker.stop()
         self._emit("error", message=message, exit_code=int(code))
+
+    def _causes(self, causes: Sequence[CauseCount]) -> None:
+        """One ``causes`` event for the records not synced, grouped by cause (none when all were)."""
+        if not causes:
+            return
+        entries = cause_entries(causes, self.redact)
+        self._emit("causes", causes=entries)
 
 
 def describe(outcome: RecordOutcome) -> str:
@@ -387,15 +431,26 @@ def summary_line(result: SyncResult) -> str:
     return text
 
 
-def problem_lines(problems: Sequence[RecordOutcome], more_problems: int, limit: int = 20) -> list[str]:
-    """A line per record in ``problems``, capped at ``limit``, then "and N more" for the rest
-    (``more_problems`` counts those not even kept)."""
-    shown = problems[:limit]
-    lines = [describe(o) for o in shown]
-    more = len(problems) - len(shown) + more_problems
-    if more:
-        lines.append(f"... and {more:,} more")
+def problem_lines(
+    problems: Sequence[RecordOutcome], causes: Sequence[CauseCount], examples: int = 5, limit: int = 10
+) -> list[str]:
+    """The first ``examples`` problems a line each, as they were; then, when they do not tell
+    it all, the records not synced grouped by cause, the most frequent ``limit`` a line each."""
+    lines = [describe(o) for o in problems[:examples]]
+    counted = sum(c.count for c in causes)
+    if counted <= len(lines):
+        return lines
+    lines += [cause_line(c) for c in causes[:limit]]
+    rest = causes[limit:]
+    if rest:
+        more = sum(c.count for c in rest)
+        lines.append(f"... and {records(more)} of {len(rest):,} other causes")
     return lines
+
+
+def cause_line(cause: CauseCount) -> str:
+    """``49,513 records: mappings[3] ("age", as integer): not an integer, first at record 4``."""
+    return f"{records(cause.count)}: {one_line(cause.cause)}, first at record {cause.first_index}"
 
 
 def dry_run_start(source: str, count: int) -> str:
@@ -422,7 +477,7 @@ def records(count: int) -> str:
 
 def dry_run_lines(plan: Plan) -> list[str]:
     """The close of a dry run: a line per invalid record, then the counts."""
-    lines = problem_lines(plan.problems, plan.more_problems)
+    lines = problem_lines(plan.problems, plan.causes)
     if plan.new is not None:
         counts = f"{plan.new:,} new, {plan.changed:,} changed, {plan.unchanged:,} unchanged"
     else:

@@ -22,7 +22,17 @@ class Cast(str, Enum):
 
 
 class CastError(ValueError):
-    """A value that cannot be cast exactly; the message quotes the value and says why."""
+    """A value that cannot be cast exactly; the message quotes the value and says why, and
+    ``cause`` says why alone ("not an integer"), the same for every value refused alike."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause if cause is not None else message
+
+    @classmethod
+    def of(cls, value: object, problem: str) -> CastError:
+        """``value`` cannot be cast: ``problem`` says why ("is not an integer")."""
+        return cls(f"{shown(value)} {problem}", problem.removeprefix("is "))
 
 
 # Numbers above this (in magnitude) are Unix milliseconds, not seconds: 10^11 seconds is the
@@ -92,7 +102,7 @@ def to_timestamp(value: object) -> int:
             return _epoch(int(value) if exact else Decimal(value), value)
         return _iso(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise CastError(f"{shown(value)} is not a date, a date-time or Unix seconds")
+        raise CastError.of(value, "is not a date, a date-time or Unix seconds")
     return _epoch(value, value)
 
 
@@ -101,44 +111,44 @@ def _epoch(number: int | float | Decimal, original: object) -> int:
         whole = number
     else:
         if not _finite(number) or _too_long(number, 30):
-            raise CastError(f"{shown(original)} is out of range for a timestamp (years 1 to 9999)")
+            raise CastError.of(original, "is out of range for a timestamp (years 1 to 9999)")
         whole = math.floor(number)
     # floor(x / 1000) == floor(floor(x) / 1000): exact, whatever the precision of x.
     milliseconds = number > MILLISECONDS_ABOVE or number < -MILLISECONDS_ABOVE
     seconds = whole // 1000 if milliseconds else whole
     if not FIRST_SECOND <= seconds <= LAST_SECOND:
-        raise CastError(f"{shown(original)} is out of range for a timestamp (years 1 to 9999)")
+        raise CastError.of(original, "is out of range for a timestamp (years 1 to 9999)")
     return seconds
 
 
 def _iso(text: str) -> int:
     match = _ISO.fullmatch(text)
     if match is None:
-        raise CastError(f"{shown(text)} is not an ISO 8601 date or date-time, nor Unix seconds")
+        raise CastError.of(text, "is not an ISO 8601 date or date-time, nor Unix seconds")
     year, month, day, hour, minute, second, sign, off_hours, off_minutes = match.groups()
     try:
         # The C date type checks the calendar (no 2023-02-29) and the years 1 to 9999.
         days = date(int(year), int(month), int(day)).toordinal() - _UNIX_DAY
     except ValueError:
-        raise CastError(f"{shown(text)} is not a valid date") from None
+        raise CastError.of(text, "is not a valid date") from None
     if hour is None:
         return days * 86400
     h, mi = int(hour), int(minute)
     # 60 is a leap second: counted as the first second of the next minute, as Unix time does.
     s = int(second) if second else 0
     if h > 23 or mi > 59 or s > 60:
-        raise CastError(f"{shown(text)} is not a valid time of day")
+        raise CastError.of(text, "is not a valid time of day")
     offset = 0
     if sign is not None:
         oh, om = int(off_hours), int(off_minutes or 0)
         if oh > 23 or om > 59:
-            raise CastError(f"{shown(text)} has an invalid UTC offset")
+            raise CastError.of(text, "has an invalid UTC offset")
         offset = oh * 3600 + om * 60 if sign == "+" else -(oh * 3600 + om * 60)
     # "Z" and no offset at all both mean UTC. The fraction of a second is dropped: it is never
     # negative, so dropping it floors.
     seconds = days * 86400 + h * 3600 + mi * 60 + s - offset
     if not FIRST_SECOND <= seconds <= LAST_SECOND:
-        raise CastError(f"{shown(text)} is out of range for a timestamp (years 1 to 9999)")
+        raise CastError.of(text, "is out of range for a timestamp (years 1 to 9999)")
     return seconds
 
 
@@ -148,25 +158,25 @@ def to_integer(value: object) -> int:
     Raises :class:`CastError` for anything with a fraction (``"4.2"``), booleans and other text.
     """
     if isinstance(value, bool):
-        raise CastError(f"{shown(value)} is not an integer")
+        raise CastError.of(value, "is not an integer")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         if _INTEGER.fullmatch(value):
             if len(value) > MAX_INTEGER_DIGITS:
-                raise CastError(f"{shown(value)} has more than {MAX_INTEGER_DIGITS} digits")
+                raise CastError.of(value, f"has more than {MAX_INTEGER_DIGITS} digits")
             return int(value)
         if not _NUMBER.fullmatch(value):
-            raise CastError(f"{shown(value)} is not an integer")
+            raise CastError.of(value, "is not an integer")
         number: float | Decimal = Decimal(value)
     elif isinstance(value, (float, Decimal)):
         number = value
     else:
-        raise CastError(f"{shown(value)} is not an integer")
+        raise CastError.of(value, "is not an integer")
     if not _finite(number) or _too_long(number, MAX_INTEGER_DIGITS):
-        raise CastError(f"{shown(value)} is not an integer that can be sent")
+        raise CastError.of(value, "is not an integer that can be sent")
     if number != math.floor(number):
-        raise CastError(f"{shown(value)} is not an integer")
+        raise CastError.of(value, "is not an integer")
     return math.floor(number)
 
 
@@ -176,22 +186,22 @@ def to_number(value: object) -> int | float | Decimal:
     Raises :class:`CastError` for booleans, other text, and numbers too large for JSON.
     """
     if isinstance(value, bool):
-        raise CastError(f"{shown(value)} is not a number")
+        raise CastError.of(value, "is not a number")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
         if _INTEGER.fullmatch(value) and len(value) <= MAX_INTEGER_DIGITS:
             return int(value)
         if not _NUMBER.fullmatch(value):
-            raise CastError(f"{shown(value)} is not a number")
+            raise CastError.of(value, "is not a number")
         # A JSON number is read as a double on the way in; this is the double the text names.
         number: float | Decimal = float(value)
     elif isinstance(value, (float, Decimal)):
         number = value
     else:
-        raise CastError(f"{shown(value)} is not a number")
+        raise CastError.of(value, "is not a number")
     if not _finite(number) or not math.isfinite(float(number)):
-        raise CastError(f"{shown(value)} is too large to send as a JSON number")
+        raise CastError.of(value, "is too large to send as a JSON number")
     return number
 
 
@@ -210,7 +220,7 @@ def to_boolean(value: object) -> bool:
             return False
     elif isinstance(value, (int, float, Decimal)) and _finite(value) and value in (0, 1):
         return value == 1
-    raise CastError(f"{shown(value)} is not a boolean (true/false or 1/0)")
+    raise CastError.of(value, "is not a boolean (true/false or 1/0)")
 
 
 def to_string(value: object) -> str:
@@ -224,9 +234,9 @@ def to_string(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float, Decimal)):
         if not _finite(value):
-            raise CastError(f"{shown(value)} has no JSON text")
+            raise CastError.of(value, "has no JSON text")
         return _number_text(value)
-    raise CastError(f"{shown(value)} cannot be cast to a string")
+    raise CastError.of(value, "cannot be cast to a string")
 
 
 CASTS: dict[Cast, Callable[[object], object]] = {

@@ -114,8 +114,7 @@ class Engine:
             return True
         earlier = self.people.failed.get(work.key)
         if earlier is not None:
-            reason = f"held back: record {earlier} of the same person did not sync, and this one must not overtake it"
-            self.settle.not_attempted(work.index, work.person_id, work.record, reason)
+            self.settle.held_back(work, earlier)
             return True
         if self.settle.unchanged(work):
             return True

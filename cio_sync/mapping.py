@@ -54,6 +54,8 @@ class InvalidRecord:
     record: object
     # The key of the person it names, when it names one usably: their later records wait for it.
     key: str | None = None
+    # The reason without what is particular to this record (see :mod:`cio_sync.causes`), when known.
+    cause: str | None = None
 
 
 def _number(value: object) -> float:
@@ -176,8 +178,8 @@ class RecordMapper:
             body = {target: record[source] for source, target in self._pairs if source in record}
         else:
             built = _build(record, self._steps if kind is dict else self._csv_steps)
-            if isinstance(built, str):
-                return InvalidRecord(index, person_id, built, record, ref.key)
+            if isinstance(built, CastRefusal):
+                return InvalidRecord(index, person_id, built.reason, record, ref.key, built.cause)
             body = built
         if self._update_only:
             body[UPDATE_ONLY] = True
@@ -254,8 +256,16 @@ def _step(i: int, mapping: FieldMapping, csv: bool) -> _Step:
     return _Step(mapping.target, None, source, None, cast, skip, name)
 
 
-def _build(record: dict[str, object], steps: tuple[_Step, ...]) -> dict[str, object] | str:
-    """The body for ``record``, or the reason one of its values could not be cast."""
+@dataclass(frozen=True, slots=True)
+class CastRefusal:
+    """Why one of a record's values could not be cast: for this record, and for every record alike."""
+
+    reason: str
+    cause: str
+
+
+def _build(record: dict[str, object], steps: tuple[_Step, ...]) -> dict[str, object] | CastRefusal:
+    """The body for ``record``, or why one of its values could not be cast."""
     body: dict[str, object] = {}
     for step in steps:
         if step.key is not None:
@@ -275,7 +285,7 @@ def _build(record: dict[str, object], steps: tuple[_Step, ...]) -> dict[str, obj
             try:
                 value = step.cast(value)
             except CastError as e:
-                return f"{step.name}: {e}"
+                return CastRefusal(f"{step.name}: {e}", f"{step.name}: {e.cause}")
         body[step.target] = value
     return body
 

@@ -98,6 +98,9 @@ class RecordOutcome:
     # How many records this outcome stands for: more than one only for the records a stopped
     # run never read (``record`` is then their :class:`~cio_sync.datafile.UnreadTail`).
     span: int = 1
+    # What this record's problem has in common with others' (its reason without the value, the
+    # index or the id), where the code that worded the reason knew it; see :mod:`cio_sync.causes`.
+    cause: str | None = None
 
     @classmethod
     def of(cls, update: PersonUpdate, delivery: Delivery) -> RecordOutcome:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .causes import CauseCount
 from .config import Config
 from .ledger import Known, Ledger
 from .mapping import InvalidRecord, PersonUpdate, RecordMapper
@@ -29,6 +30,8 @@ class Plan:
     new: int | None = None
     changed: int | None = None
     unchanged: int | None = None
+    # The invalid records grouped by cause, the most frequent first.
+    causes: tuple[CauseCount, ...] = ()
 
 
 def plan(
@@ -56,7 +59,9 @@ def plan(
         total += 1
         update = mapper.map(index, record)
         if isinstance(update, InvalidRecord):
-            outcome = RecordOutcome(index, Status.INVALID, update.person_id, update.reason, record=record)
+            outcome = RecordOutcome(
+                index, Status.INVALID, update.person_id, update.reason, record=record, cause=update.cause
+            )
             tally.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
@@ -69,5 +74,8 @@ def plan(
         if len(kept) < samples:
             kept.append(update)
     invalid = tally.counts[Status.INVALID]
-    counts = [compared[k] if ledger is not None else None for k in (Known.NEW, Known.CHANGED, Known.UNCHANGED)]
-    return Plan(total, total - invalid, invalid, tally.problems, tally.more_problems, tuple(kept), *counts)
+    new, changed, unchanged = (
+        compared[k] if ledger is not None else None for k in (Known.NEW, Known.CHANGED, Known.UNCHANGED)
+    )
+    problems = (tally.problems, tally.more_problems)
+    return Plan(total, total - invalid, invalid, *problems, tuple(kept), new, changed, unchanged, tally.causes.ranked())

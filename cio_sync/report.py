@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from .atomic import AtomicFile
+from .causes import cause_entries
 from .errors import OutputError, OutputLost
 from .outcome import RecordOutcome, Status
 from .plan import Plan
@@ -89,6 +90,7 @@ class ReportFile:
                 "requests": result.requests,
                 "http_statuses": {str(k): v for k, v in result.statuses.items()},
                 "retries": result.retries,
+                "causes": cause_entries(result.causes, self._redact),
             }
         )
 
@@ -98,7 +100,8 @@ class ReportFile:
         if plan.new is not None:
             counts = {"new": plan.new, "changed": plan.changed or 0, "unchanged": plan.unchanged or 0}
             counts["invalid"] = plan.invalid
-        self._commit({"dry_run": True, "exit_code": exit_code, "total": plan.total, "counts": counts})
+        causes = cause_entries(plan.causes, self._redact)
+        self._commit({"dry_run": True, "exit_code": exit_code, "total": plan.total, "counts": counts, "causes": causes})
 
     def fail(self, message: str, exit_code: int, dry_run: bool) -> None:
         """Write the report of a run that could not go on (no stale report is left behind)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
+from .causes import HELD_BEHIND_FAILED, HELD_BEHIND_INVALID, IndexSet, held_back_reason
 from .datafile import UnreadTail
 from .errors import OutputLost
 from .ledger import Known, Ledger
@@ -47,6 +48,9 @@ class Settle:
         self._unanswered = 0
         self._max_unanswered = max(10, parallelism)
         self.lost: OutputLost | None = None
+        # The invalid records that name a person: a record held back behind one of them is
+        # counted as such (see cio_sync.causes), which a tolerance of invalid records relies on.
+        self._invalid = IndexSet()
 
     def sending(self, updates: Sequence[PersonUpdate]) -> bool:
         """``updates`` are about to be sent: the ledger stops vouching for other bodies of their
@@ -86,7 +90,20 @@ class Settle:
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""
-        self._emit(RecordOutcome(record.index, Status.INVALID, record.person_id, record.reason, record=record.record))
+        if record.key is not None:  # it names a person, whose later records it may hold back
+            self._invalid.add(record.index)
+        outcome = RecordOutcome(
+            record.index, Status.INVALID, record.person_id, record.reason, record=record.record, cause=record.cause
+        )
+        self._emit(outcome)
+
+    def held_back(self, work: PersonUpdate, earlier: int) -> None:
+        """``work`` is not sent: its person's record ``earlier`` did not sync, and it must not overtake it."""
+        cause = HELD_BEHIND_INVALID if earlier in self._invalid else HELD_BEHIND_FAILED
+        reason = held_back_reason(earlier)
+        self._emit(
+            RecordOutcome(work.index, Status.NOT_ATTEMPTED, work.person_id, reason, record=work.record, cause=cause)
+        )
 
     def unchanged(self, update: PersonUpdate) -> bool:
         """True, and ``update`` settled as unchanged (not sent), when the ledger shows the

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from .causes import HELD_BEHIND_INVALID, CauseCount, Causes
 from .outcome import RecordOutcome, Status, StopReason
 
 
@@ -33,11 +34,21 @@ class SyncResult:
     # For a run that stopped on a problem of its own (the data file changed, the ledger could not
     # be written): the problem, in words for the user.
     error: str | None = None
+    # Problems grouped by cause, the most frequent first (see :mod:`cio_sync.causes`).
+    causes: tuple[CauseCount, ...] = ()
+    # Of ``not_attempted``: the records held back behind an invalid record of the same person.
+    held_behind_invalid: int = 0
 
     @property
     def ok(self) -> bool:
         """True when every record was synced (or was already in the workspace, per the ledger)."""
         return self.synced + self.unchanged == self.total and self.stopped is None
+
+    @property
+    def only_invalid(self) -> bool:
+        """True when the run went to its end and its only problems are invalid records (and the
+        records of the same people held back behind them): nothing failed, nothing stopped it."""
+        return self.stopped is None and self.failed == 0 and self.not_attempted == self.held_behind_invalid
 
     @property
     def rate(self) -> float:
@@ -47,6 +58,7 @@ class SyncResult:
 
 
 _LISTED = frozenset({Status.FAILED, Status.INVALID})
+_DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
 class Tally:
@@ -57,10 +69,13 @@ class Tally:
         self._keep = keep
         self._problems: list[RecordOutcome] = []
         self._more = 0
+        self.causes = Causes()
 
     def add(self, outcome: RecordOutcome) -> None:
         """Count one record's outcome."""
         self.counts[outcome.status] += outcome.span
+        if outcome.status not in _DONE:
+            self.causes.add(outcome)
         # Records left unsent by a stop are counted, not listed: the summary says how many.
         if outcome.status in _LISTED:
             if len(self._problems) < self._keep:
@@ -112,4 +127,6 @@ class Tally:
             unchanged=self.counts[Status.UNCHANGED],
             requests=requests,
             error=error,
+            causes=self.causes.ranked(),
+            held_behind_invalid=self.causes.count(Status.NOT_ATTEMPTED, HELD_BEHIND_INVALID),
         )

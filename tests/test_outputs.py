@@ -147,10 +147,11 @@ def test_json_log_lines(emulator: Emulator, files: Files) -> None:
     run = run_cli([*args, "--log-format", "json"])
     assert run.code == 1
     events = [json.loads(line) for line in run.stderr.splitlines()]
-    assert [e["event"] for e in events] == ["start", "record", "summary"]
+    assert [e["event"] for e in events] == ["start", "record", "causes", "summary"]
     assert events[0]["records"] == 4
     assert events[1] == {**events[1], "index": 2, "outcome": "invalid", "id": None}
-    assert events[2]["synced"] == 3 and events[2]["invalid"] == 1 and events[2]["exit_code"] == 1
+    assert [(c["outcome"], c["count"], c["first_index"]) for c in events[2]["causes"]] == [("invalid", 1, 2)]
+    assert events[3]["synced"] == 3 and events[3]["invalid"] == 1 and events[3]["exit_code"] == 1
     assert all(e["time"].endswith("Z") for e in events)
 
 

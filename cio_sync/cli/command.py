@@ -6,14 +6,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Annotated
 
 import typer
 
 from ..client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from ..config import Config, Mode, Transport, load_config
+from ..config import Config, MaxInvalid, Mode, Transport, load_config, parse_max_invalid
 from ..console import Console, JsonConsole, TextConsole
 from ..datafile import DataFile, open_data_file
 from ..errors import CioSyncError, ConfigError, ExitCode
@@ -21,7 +21,7 @@ from ..ledger import Ledger
 from ..mapping import check_columns
 from ..outcome import RecordOutcome, Stop, StopReason
 from ..outputs import Outputs, check_output_paths
-from ..plan import plan
+from ..plan import Plan, plan
 from ..redact import Redactor
 from ..sync import sync
 from ..tally import SyncResult
@@ -51,7 +51,8 @@ Other commands (each with its own --help):
   cio-sync emulator show URL             # what it holds, and its counters
   cio-sync emulator fault URL SPEC...    # make it misbehave
 
-Exit codes: 0 all synced; 1 some records failed, were invalid or not attempted; 2 nothing
+Exit codes: 0 all synced (or only invalid records, within --max-invalid); 1 some records
+failed, were invalid or not attempted; 2 nothing
 sent (bad arguments or input files); 3 the workspace refused the credentials; 4 the Track
 API could not be reached; 70 a bug in cio-sync; 74 an output (--failed, --report, --state)
 could not be written after records may have been sent; 130 interrupted (Ctrl-C); 143
@@ -92,6 +93,13 @@ def _finite(value: float | None) -> float | None:
     if value is not None and math.isnan(value):
         raise typer.BadParameter("nan is not a number")
     return value
+
+
+def _max_invalid(value: str) -> MaxInvalid:
+    try:
+        return parse_max_invalid(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 def _show_version(value: bool) -> None:
@@ -172,6 +180,17 @@ ReportOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Check and map everything, show what would be sent, send nothing.")
 ]
+MaxInvalidOption = Annotated[
+    MaxInvalid | None,
+    typer.Option(
+        parser=_max_invalid,
+        metavar="N|N%",
+        help=(
+            "Exit 0 when the only problems are at most N invalid records (or N% of the records read); "
+            "they are still reported. Overrides maxInvalid."
+        ),
+    ),
+]
 LogFormatOption = Annotated[LogFormat, typer.Option(help="text for people, json for one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")]
 VersionOption = Annotated[
@@ -196,6 +215,7 @@ def run(
     failed: FailedOption = None,
     report: ReportOption = None,
     dry_run: DryRunOption = False,
+    max_invalid: MaxInvalidOption = None,
     log_format: LogFormatOption = LogFormat.text,
     quiet: QuietOption = False,
     version: VersionOption = False,
@@ -203,7 +223,19 @@ def run(
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
     console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
     options = _Options(
-        config, data, data_format, base_url, rate_limit, transport, mode, state, full, failed, report, dry_run
+        config,
+        data,
+        data_format,
+        base_url,
+        rate_limit,
+        transport,
+        mode,
+        state,
+        full,
+        failed,
+        report,
+        dry_run,
+        max_invalid,
     )
     http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
     raise typer.Exit(_run(options, http, console))
@@ -225,6 +257,7 @@ class _Options:
     failed: str | None
     report: str | None
     dry_run: bool
+    max_invalid: MaxInvalid | None
 
     def inputs(self) -> tuple[str | None, ...]:
         """The files the run reads, which no output may replace."""
@@ -269,6 +302,9 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
         ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, stack) if o.state is not None else None
         outputs.go_ahead()
         try:
+            # The command line's tolerance wins over the configuration's.
+            if o.max_invalid is not None:
+                settings = replace(settings, max_invalid=o.max_invalid)
             return _go(o.dry_run, settings, source, ledger, outputs, console, stop, signals, http)
         except CioSyncError as e:
             outputs.fail(str(e), e.exit_code)
@@ -294,7 +330,9 @@ def _go(
     if dry_run:
         console.planning(source.name, source.count)
         planned = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
-        code = ExitCode.RECORDS_FAILED if planned.invalid else ExitCode.OK
+        code = plan_exit_code(planned, config.max_invalid)
+        if planned.invalid and code is ExitCode.OK:
+            console.note(_tolerated(planned.invalid, config.max_invalid))
         console.planned(planned, config, code)
         problem = outputs.commit_plan(planned, code)
     else:
@@ -302,13 +340,21 @@ def _go(
         signals.interruptible = False
         console.started(source.name, source.count, config.base_url, config.parallelism)
         result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
-        code = exit_code(result)
+        code = exit_code(result, config.max_invalid)
+        if result.invalid and code is ExitCode.OK:
+            console.note(_tolerated(result.invalid, config.max_invalid))
         console.finished(result, code)
         problem = outputs.commit_run(result, code)
     if problem is None:
         return code
     console.error(str(problem), problem.exit_code)
     return problem.exit_code
+
+
+def _tolerated(invalid: int, max_invalid: MaxInvalid | None) -> str:
+    """Why a run with invalid records still succeeds."""
+    count = f"{invalid:,} invalid record" + ("" if invalid == 1 else "s")
+    return f"{count}, within --max-invalid {max_invalid}: the run succeeds (exit status 0)"
 
 
 def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: Console, stack: ExitStack) -> Ledger:
@@ -319,8 +365,13 @@ def _open_ledger(path: str, config: Config, full: bool, dry_run: bool, console: 
     return ledger
 
 
-def exit_code(result: SyncResult) -> ExitCode:
-    """The process exit status for a finished run."""
+def exit_code(result: SyncResult, max_invalid: MaxInvalid | None = None) -> ExitCode:
+    """The process exit status for a finished run.
+
+    With ``max_invalid``, a run whose only problems are invalid records (and the records of the
+    same people held back behind them, which exist only because of them) exits 0 while the
+    invalid records are within it: counted against the records read, held-back ones not counted.
+    """
     if result.stopped is StopReason.CREDENTIALS:
         return ExitCode.CREDENTIALS_REJECTED
     if result.stopped is StopReason.LEDGER_LOST:
@@ -332,8 +383,16 @@ def exit_code(result: SyncResult) -> ExitCode:
     if result.stopped is StopReason.TERMINATED:
         return ExitCode.TERMINATED
     if result.failed or result.invalid or result.not_attempted:
-        return ExitCode.RECORDS_FAILED
+        tolerated = result.only_invalid and max_invalid is not None and max_invalid.allows(result.invalid, result.total)
+        return ExitCode.OK if tolerated else ExitCode.RECORDS_FAILED
     return ExitCode.OK
+
+
+def plan_exit_code(planned: Plan, max_invalid: MaxInvalid | None = None) -> ExitCode:
+    """The process exit status for a dry run: as the run would end, were every request to succeed."""
+    if not planned.invalid or (max_invalid is not None and max_invalid.allows(planned.invalid, planned.total)):
+        return ExitCode.OK
+    return ExitCode.RECORDS_FAILED
 
 
 def _fan_out(sinks: list[Callable[[RecordOutcome], None]]) -> Callable[[RecordOutcome], None]:
