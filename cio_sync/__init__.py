@@ -16,9 +16,19 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .causes import CauseCount
-    from .client import HttpSettings
-    from .config import (
+    from .engine.causes import CauseCount
+    from .engine.plan import Plan, plan
+    from .engine.sync import sync
+    from .engine.tally import SyncResult
+    from .errors import (
+        ApiUnreachable,
+        CioSyncError,
+        ConfigError,
+        CredentialsRejected,
+        DataFileError,
+        ExitCode,
+    )
+    from .input.config import (
         Config,
         Credentials,
         FieldMapping,
@@ -30,55 +40,45 @@ if TYPE_CHECKING:
         load_config,
         parse_max_invalid,
     )
-    from .convert import Cast
-    from .datafile import DataFile, open_data_file
-    from .errors import (
-        ApiUnreachable,
-        CioSyncError,
-        ConfigError,
-        CredentialsRejected,
-        DataFileError,
-        ExitCode,
-    )
-    from .ledger import Ledger
+    from .input.convert import Cast
+    from .input.datafile import DataFile, open_data_file
     from .outcome import RecordOutcome, Status, Stop, StopReason
-    from .plan import Plan, plan
-    from .sync import sync
-    from .tally import SyncResult
+    from .state.ledger import Ledger
+    from .transport.client import HttpSettings
     from .version import __version__
 
 # Each public name -> the submodule that defines it.
 _WHERE = {
-    "CauseCount": "causes",
-    "HttpSettings": "client",
-    "Config": "config",
-    "Credentials": "config",
-    "FieldMapping": "config",
-    "IdType": "config",
-    "MaxInvalid": "config",
-    "Mode": "config",
-    "Transport": "config",
-    "config_from_dict": "config",
-    "load_config": "config",
-    "parse_max_invalid": "config",
-    "Cast": "convert",
-    "DataFile": "datafile",
-    "open_data_file": "datafile",
+    "CauseCount": "engine.causes",
+    "HttpSettings": "transport.client",
+    "Config": "input.config",
+    "Credentials": "input.config",
+    "FieldMapping": "input.config",
+    "IdType": "input.config",
+    "MaxInvalid": "input.config",
+    "Mode": "input.config",
+    "Transport": "input.config",
+    "config_from_dict": "input.config",
+    "load_config": "input.config",
+    "parse_max_invalid": "input.config",
+    "Cast": "input.convert",
+    "DataFile": "input.datafile",
+    "open_data_file": "input.datafile",
     "ApiUnreachable": "errors",
     "CioSyncError": "errors",
     "ConfigError": "errors",
     "CredentialsRejected": "errors",
     "DataFileError": "errors",
     "ExitCode": "errors",
-    "Ledger": "ledger",
+    "Ledger": "state.ledger",
     "RecordOutcome": "outcome",
     "Status": "outcome",
     "Stop": "outcome",
     "StopReason": "outcome",
-    "Plan": "plan",
-    "plan": "plan",
-    "sync": "sync",
-    "SyncResult": "tally",
+    "Plan": "engine.plan",
+    "plan": "engine.plan",
+    "sync": "engine.sync",
+    "SyncResult": "engine.tally",
     # Read from the installed package's metadata, which takes longer than anything else here.
     "__version__": "version",
 }
@@ -98,14 +98,14 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_WHERE})
 
 
-# Public names that are also the names of their submodules: ``cio_sync.sync`` is the function.
+# Public names that are also the names of their submodules: ``cio_sync.engine.sync`` is the function.
 _SHADOWED = frozenset({"sync", "plan"})
 
 
 class _Package(types.ModuleType):
     """The package module, whose ``sync`` and ``plan`` stay the functions once their submodules load.
 
-    Importing the submodule ``cio_sync.sync`` binds the package's ``sync`` to that module; the
+    Importing the submodule ``cio_sync.engine.sync`` binds the package's ``sync`` to that module; the
     eager imports this file once had rebound it to the function right after, and that is kept.
     """
 

@@ -7,8 +7,6 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .mapping import PersonUpdate
-
 
 class Status(str, Enum):
     """What became of one record of the data file."""
@@ -99,18 +97,5 @@ class RecordOutcome:
     # run never read (``record`` is then their :class:`~cio_sync.datafile.UnreadTail`).
     span: int = 1
     # What this record's problem has in common with others' (its reason without the value, the
-    # index or the id), where the code that worded the reason knew it; see :mod:`cio_sync.causes`.
+    # index or the id), where the code that worded the reason knew it; see :mod:`cio_sync.engine.causes`.
     cause: str | None = None
-
-    @classmethod
-    def of(cls, update: PersonUpdate, delivery: Delivery) -> RecordOutcome:
-        """The outcome of sending ``update``, as ``delivery`` tells it."""
-        return cls(
-            update.index,
-            delivery.status,
-            update.person_id,
-            delivery.reason,
-            delivery.http_status,
-            delivery.retries,
-            update.record,
-        )

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cio_sync.config import config_from_dict
-from cio_sync.ledger import Known, Ledger
-from cio_sync.mapping import PersonUpdate, RecordMapper
+from cio_sync.input.config import config_from_dict
+from cio_sync.input.mapping import PersonUpdate, RecordMapper
+from cio_sync.state.ledger import Known, Ledger
 
 N = 20_000
 CONFIG = config_from_dict(

@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from cio_sync import HttpSettings
 from cio_sync.cli import app
-from cio_sync.config import Config, config_from_dict
 from cio_sync.emulator import Emulator
+from cio_sync.input.config import Config, config_from_dict
 
 from .contract.check import KNOWN_DEVIATIONS, check
 

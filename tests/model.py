@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from cio_sync import load_config, open_data_file, sync
-from cio_sync.client import HttpSettings
 from cio_sync.emulator import Drop, Emulator, Fault, Odd207
 from cio_sync.errors import CioSyncError
-from cio_sync.ledger import Ledger
 from cio_sync.outcome import RecordOutcome, Status
+from cio_sync.state.ledger import Ledger
+from cio_sync.transport.client import HttpSettings
 
 from .conftest import API_KEY, CLI, SITE_ID, cli_env, run_cli
 from .fakeclock import FakeClock

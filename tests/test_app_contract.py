@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
 from cio_sync.emulator.app import stored_string
+from cio_sync.input.config import config_from_dict
 from cio_sync.readback import verify
 
 from .conftest import API_KEY, SITE_ID

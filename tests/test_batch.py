@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from cio_sync import Status, sync
-from cio_sync.config import IdType
 from cio_sync.emulator import Emulator
-from cio_sync.mapping import PersonUpdate, batch_item
-from cio_sync.packer import ITEMS_IN_FLIGHT
+from cio_sync.engine.packer import ITEMS_IN_FLIGHT
+from cio_sync.input.config import IdType
+from cio_sync.input.mapping import PersonUpdate, batch_item
 
 from .conftest import FAST, Files, config_dict, make_config, run_cli, unstamped
 

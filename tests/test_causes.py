@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cio_sync.causes import MAX_CAUSES, OTHER, Causes, IndexSet, cause_of
 from cio_sync.emulator import Emulator
+from cio_sync.engine.causes import MAX_CAUSES, OTHER, Causes, IndexSet, cause_of
+from cio_sync.input.schema import problems
 from cio_sync.outcome import RecordOutcome, Status
-from cio_sync.schema import problems
 
 from .conftest import Files, config_dict, run_process
 

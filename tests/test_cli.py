@@ -12,7 +12,7 @@ import time
 import pytest
 
 import cio_sync.cli.command
-import cio_sync.console
+import cio_sync.outputs.console
 from cio_sync import ExitCode, __version__
 from cio_sync.emulator import Emulator
 
@@ -345,7 +345,7 @@ def test_a_quiet_dry_run_still_shows_invalid_records_on_prefixed_lines(emulator:
 def test_a_json_dry_run_ends_with_a_summary_event(
     emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cio_sync.console, "JSON_PROGRESS_INTERVAL", 0.0)  # a run's: an event per record
+    monkeypatch.setattr(cio_sync.outputs.console, "JSON_PROGRESS_INTERVAL", 0.0)  # a run's: an event per record
     data = files.data([{"id": 1}, {"id": 1.5}, {"id": 3}])
     args = ["--config", files.config(config_dict(emulator.url)), "--data", data, "--dry-run", "--log-format", "json"]
     run = run_cli(args)

@@ -10,12 +10,12 @@ from email.utils import formatdate
 import pytest
 
 from cio_sync import __version__
-from cio_sync.client import HttpSettings, TrackClient
 from cio_sync.emulator import Emulator
 from cio_sync.errors import ApiUnreachable, CredentialsRejected
 from cio_sync.outcome import Delivery, Status, StopReason
-from cio_sync.pacing import Gate
-from cio_sync.retry import parse_retry_after
+from cio_sync.transport.client import HttpSettings, TrackClient
+from cio_sync.transport.pacing import Gate
+from cio_sync.transport.retry import parse_retry_after
 
 from .conftest import API_KEY, FAST, SITE_ID, make_config
 from .fakeclock import FakeClock
@@ -241,7 +241,7 @@ def test_credentials_check_raises_when_unreachable() -> None:
 
 
 def test_ids_reach_the_server_exactly(emulator: Emulator, client: TrackClient) -> None:
-    from cio_sync.mapping import path_segment
+    from cio_sync.input.mapping import path_segment
 
     ids = ["a/b", "x?y#z", "a b", "ü", "%41", ".", "..", "cio_x", "a@B.com", "+1"]
     for person_id in ids:

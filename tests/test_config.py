@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cio_sync.config import REGION_URLS, Config, config_from_dict, is_loopback, load_config, normalise_base_url
 from cio_sync.errors import ConfigError
+from cio_sync.input.config import REGION_URLS, Config, config_from_dict, is_loopback, load_config, normalise_base_url
 
 from .conftest import API_KEY, SITE_ID, config_dict
 

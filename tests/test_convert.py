@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from cio_sync.convert import (
+from cio_sync.input.convert import (
     FIRST_SECOND,
     LAST_SECOND,
     MILLISECONDS_ABOVE,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from cio_sync import csvfile
-from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
+from cio_sync.input import csvfile
+from cio_sync.input.datafile import open_data_file
 
 from .conftest import Files, Run, config_dict, run_cli, unstamped
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from cio_sync import csvfile
-from cio_sync.csvfile import CsvRecords, CsvRow, CsvWriter, RaggedRow
+from cio_sync.input import csvfile
+from cio_sync.input.csvfile import CsvRecords, CsvRow, CsvWriter, RaggedRow
 
 text = st.text(st.characters(exclude_categories=["Cs"]), max_size=12)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cio_sync import sync
-from cio_sync.datafile import open_data_file
 from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileChanged, DataFileError
+from cio_sync.input.datafile import open_data_file
 from cio_sync.outcome import StopReason
 
 from .conftest import FAST, make_config

@@ -21,7 +21,7 @@ import cio_sync
 from cio_sync.cli import app
 from cio_sync.emulator import Emulator
 from cio_sync.errors import ExitCode
-from cio_sync.schema import load_schema, problems
+from cio_sync.input.schema import load_schema, problems
 
 from .conftest import API_KEY, SITE_ID, Files, run_cli, unstamped
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from cio_sync import people as people_module
-from cio_sync.client import HttpSettings
 from cio_sync.emulator import Emulator
-from cio_sync.ledger import Ledger
+from cio_sync.engine import people as people_module
+from cio_sync.engine.sync import sync
 from cio_sync.outcome import RecordOutcome, Status
-from cio_sync.sync import sync
+from cio_sync.state.ledger import Ledger
+from cio_sync.transport.client import HttpSettings
 
 from .conftest import FAST, Files, config_dict, make_config, run_cli
 from .fakeclock import FakeClock

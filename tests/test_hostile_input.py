@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import datafile
-from cio_sync.datafile import MAX_VALUE_BYTES, open_data_file
 from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileError
-from cio_sync.schema import problems
+from cio_sync.input import datafile
+from cio_sync.input.datafile import MAX_VALUE_BYTES, open_data_file
+from cio_sync.input.schema import problems
 
 from .conftest import CLI, Files, Run, checked, config_dict, people_puts, run_cli
 

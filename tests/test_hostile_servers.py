@@ -14,11 +14,11 @@ from urllib.parse import quote
 import pytest
 
 from cio_sync import HttpSettings, RecordOutcome, sync
-from cio_sync.client import TrackClient
 from cio_sync.emulator import Emulator
 from cio_sync.outcome import NOT_SENT, Delivery, Status
-from cio_sync.pacing import Gate
 from cio_sync.redact import MASK
+from cio_sync.transport.client import TrackClient
+from cio_sync.transport.pacing import Gate
 
 from .conftest import (
     API_KEY,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from cio_sync.client import HttpSettings
 from cio_sync.emulator import Emulator
-from cio_sync.ledger import Ledger
-from cio_sync.plan import plan
-from cio_sync.sync import sync
+from cio_sync.engine.plan import plan
+from cio_sync.engine.sync import sync
+from cio_sync.state.ledger import Ledger
+from cio_sync.transport.client import HttpSettings
 
 from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, run_cli, wait_until
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from cio_sync import sample as sampling
-from cio_sync.config import config_from_dict
+from cio_sync.cli.init import app
 from cio_sync.emulator import Emulator
-from cio_sync.propose_command import app
-from cio_sync.sample import Sample
-from cio_sync.schema import problems
+from cio_sync.input import sample as sampling
+from cio_sync.input.config import config_from_dict
+from cio_sync.input.sample import Sample
+from cio_sync.input.schema import problems
 
 from .conftest import API_KEY, CLI, SITE_ID, Files, Run, checked, cli_env, run_cli, run_process
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.config import FieldMapping
-from cio_sync.mapping import ABSENT, InvalidRecord, PersonUpdate, RecordMapper, follow, path_segment
+from cio_sync.input.config import FieldMapping
+from cio_sync.input.mapping import ABSENT, InvalidRecord, PersonUpdate, RecordMapper, follow, path_segment
 
 MAPPER = RecordMapper("id", [FieldMapping("name", "name"), FieldMapping("computed_ltv", "ltv")])
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from cio_sync.config import MaxInvalid, parse_max_invalid
 from cio_sync.emulator import Emulator
+from cio_sync.input.config import MaxInvalid, parse_max_invalid
 
 from .conftest import Files, config_dict, run_process
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cio_sync.emulator import Emulator
-from cio_sync.schema import problems
+from cio_sync.input.schema import problems
 
 from .conftest import (
     API_KEY,
@@ -224,9 +224,9 @@ def test_the_key_is_in_no_output_file(emulator: Emulator, files: Files) -> None:
 
 
 def test_json_progress_events(emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
-    import cio_sync.console
+    import cio_sync.outputs.console
 
-    monkeypatch.setattr(cio_sync.console, "JSON_PROGRESS_INTERVAL", 0.0)
+    monkeypatch.setattr(cio_sync.outputs.console, "JSON_PROGRESS_INTERVAL", 0.0)
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED[:4])]
     run = run_cli([*args, "--log-format", "json"])
     progress = [e for e in map(json.loads, run.stderr.splitlines()) if e["event"] == "progress"]
@@ -536,8 +536,8 @@ def test_credentials_a_server_quotes_reach_no_output(files: Files, log_format: s
 def test_every_console_masks_the_credentials_in_error_messages_too() -> None:
     import io
 
-    from cio_sync.console import JsonConsole, TextConsole
     from cio_sync.errors import ExitCode
+    from cio_sync.outputs.console import JsonConsole, TextConsole
     from cio_sync.redact import Redactor
 
     for console_type in (TextConsole, JsonConsole):

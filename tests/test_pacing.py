@@ -11,7 +11,7 @@ import pytest
 
 from cio_sync import HttpSettings, sync
 from cio_sync.emulator import Emulator
-from cio_sync.pacing import Cancelled, Gate
+from cio_sync.transport.pacing import Cancelled, Gate
 
 from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
 from .fakeclock import FakeClock

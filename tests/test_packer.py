@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.config import IdType
-from cio_sync.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body, batch_item
-from cio_sync.packer import BatchPacker, Job, oversized
+from cio_sync.engine.packer import BatchPacker, Job, oversized
+from cio_sync.input.config import IdType
+from cio_sync.input.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body, batch_item
 
 
 def update(index: int, size: int = 10) -> PersonUpdate:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.config import IdType
-from cio_sync.mapping import PersonUpdate, ordering_key
-from cio_sync.people import FailedPeople, People
+from cio_sync.engine.people import FailedPeople, People
+from cio_sync.input.config import IdType
+from cio_sync.input.mapping import PersonUpdate, ordering_key
 
 
 def update(index: int, person_id: str) -> PersonUpdate:

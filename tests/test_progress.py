@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from cio_sync import console as console_module
-from cio_sync.console import TextConsole, bar_layout
 from cio_sync.emulator import Emulator
 from cio_sync.errors import ExitCode
 from cio_sync.outcome import RecordOutcome, Status, StopReason
+from cio_sync.outputs import console as console_module
+from cio_sync.outputs.console import TextConsole, bar_layout
 
 from .conftest import Files, Terminal, config_dict, wait_until
 

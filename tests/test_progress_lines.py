@@ -8,12 +8,12 @@ import json
 import threading
 
 from cio_sync.clock import SYSTEM_CLOCK
-from cio_sync.console import JSON_PROGRESS_INTERVAL, JsonConsole, TextConsole
 from cio_sync.emulator import Emulator
+from cio_sync.engine.tally import Tally
 from cio_sync.errors import ExitCode
 from cio_sync.outcome import RecordOutcome, Status, StopReason
-from cio_sync.progress import PROGRESS_INTERVAL, Snapshot, Ticker, progress_line
-from cio_sync.tally import Tally
+from cio_sync.outputs.console import JSON_PROGRESS_INTERVAL, JsonConsole, TextConsole
+from cio_sync.outputs.progress import PROGRESS_INTERVAL, Snapshot, Ticker, progress_line
 
 from .conftest import Files, config_dict, finish
 from .conftest import Spawn as SpawnCli

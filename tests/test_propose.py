@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync.config import MAX_ATTRIBUTES, config_from_dict
-from cio_sync.convert import CASTS, Cast
-from cio_sync.mapping import RecordMapper
-from cio_sync.propose import MAX_PATH_STEPS, NothingToMap, fits, propose, propose_config
-from cio_sync.schema import problems
+from cio_sync.input.config import MAX_ATTRIBUTES, config_from_dict
+from cio_sync.input.convert import CASTS, Cast
+from cio_sync.input.mapping import RecordMapper
+from cio_sync.input.propose import MAX_PATH_STEPS, NothingToMap, fits, propose, propose_config
+from cio_sync.input.schema import problems
 
 ENV = {"CIO_SITE_ID": "site", "CIO_API_KEY": "key"}
 

@@ -20,8 +20,10 @@ import urllib3
 from urllib3.response import HTTPResponse
 from urllib3.util.retry import Retry
 
-from cio_sync.client import HttpSettings, TrackClient, _LeanAdapter
-from cio_sync.deadline import (
+from cio_sync.emulator import Emulator
+from cio_sync.outcome import Delivery, Status
+from cio_sync.transport.client import HttpSettings, TrackClient, _LeanAdapter
+from cio_sync.transport.deadline import (
     ConnectCut,
     FinalResponse,
     SwitchedProtocols,
@@ -31,10 +33,8 @@ from cio_sync.deadline import (
     WatchedHTTPSConnectionPool,
     attempt,
 )
-from cio_sync.emulator import Emulator
-from cio_sync.outcome import Delivery, Status
-from cio_sync.pacing import Cancelled, Gate
-from cio_sync.retry import PacedRetry, backoff
+from cio_sync.transport.pacing import Cancelled, Gate
+from cio_sync.transport.retry import PacedRetry, backoff
 
 from .conftest import API_KEY, SITE_ID, make_config, wait_until
 from .fakeclock import FakeClock

@@ -132,7 +132,7 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> Non
         assert synced.returncode == 0, synced.stderr
         assert emu.people() == {"1": {"name": "Ada"}}
     shipped = subprocess.run(
-        [python, "-c", "import cio_sync.schema as s; print(s.schema_path('config.schema.json'))"],
+        [python, "-c", "import cio_sync.input.schema as s; print(s.schema_path('config.schema.json'))"],
         cwd=elsewhere,
         capture_output=True,
         text=True,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.stamps import Stamps
+from cio_sync.engine.stamps import Stamps
 
 from .fakeclock import FakeClock
 

@@ -15,14 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import Stop, csvfile, datafile, sync
-from cio_sync.csvfile import CsvRow, RaggedRow
-from cio_sync.datafile import open_data_file
+from cio_sync import Stop, sync
 from cio_sync.emulator import Emulator
 from cio_sync.errors import DataFileChanged
-from cio_sync.failed import FailedRecordsFile
+from cio_sync.input import csvfile, datafile
+from cio_sync.input.csvfile import CsvRow, RaggedRow
+from cio_sync.input.datafile import open_data_file
+from cio_sync.input.schema import problems
 from cio_sync.outcome import RecordOutcome, Status, StopReason
-from cio_sync.schema import problems
+from cio_sync.outputs.failed import FailedRecordsFile
 
 from .conftest import Files, Spawn, config_dict, finish, make_config, run_process, wait_until
 

@@ -12,18 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cio_sync import ConfigError, CredentialsRejected, HttpSettings, RecordOutcome, Status, Stop, sync
-from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
-from cio_sync.mapping import ordering_key
+from cio_sync.engine.packer import Job
+from cio_sync.engine.workers import Workers
+from cio_sync.input.config import config_from_dict
+from cio_sync.input.mapping import ordering_key
 from cio_sync.outcome import Delivery
-from cio_sync.packer import Job
-from cio_sync.workers import Workers
 
 from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts, unstamped, wait_until
 from .fakeclock import FakeClock
 
 # The module, which the package's sync() function shadows as an attribute.
-sync_module = importlib.import_module("cio_sync.sync")
+sync_module = importlib.import_module("cio_sync.engine.sync")
 
 
 def test_every_record_lands_as_mapped(emulator: Emulator) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from cio_sync.emulator import Emulator
-from cio_sync.terminal import json_line, one_line, visible
+from cio_sync.outputs.terminal import json_line, one_line, visible
 
 from .conftest import Files, config_dict, run_cli
 from .hostile import answer, hostile

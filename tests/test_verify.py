@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from cio_sync.client import HttpSettings
-from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
 from cio_sync.emulator.rules import path_identifier
 from cio_sync.emulator.workspace import edit
 from cio_sync.errors import ExitCode
+from cio_sync.input.config import config_from_dict
 from cio_sync.readback import Options, ReadStatus, Verdict, verify
 from cio_sync.readback import reader as reader_module
 from cio_sync.readback.command import VerifyOptions, run
+from cio_sync.transport.client import HttpSettings
 
 from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_process
 from .fakeclock import FakeClock
@@ -313,7 +313,7 @@ def test_ids_go_100_a_request_with_the_id_type_the_configuration_implies(emu: Em
 
 
 def test_memory_stays_in_the_expected_state_file_not_in_python() -> None:
-    from cio_sync.mapping import PersonUpdate, RecordMapper
+    from cio_sync.input.mapping import PersonUpdate, RecordMapper
     from cio_sync.readback.expected import ExpectedState
 
     config = config_from_dict(document("http://127.0.0.1:1"), env={})

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         emulator(words[1:], prog="cio-sync emulator")
         return
     if words[:1] == ["init"]:
-        from ..propose_command import app as init
+        from .init import app as init
 
         init(args=words[1:], prog_name="cio-sync init")
         return

@@ -12,19 +12,19 @@ from typing import Annotated
 
 import typer
 
-from ..client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from ..config import Config, MaxInvalid, Mode, Transport, load_config, parse_max_invalid
-from ..console import Console, JsonConsole, TextConsole
-from ..datafile import DataFile, open_data_file
+from ..engine.plan import Plan, plan
+from ..engine.sync import sync
+from ..engine.tally import SyncResult
 from ..errors import CioSyncError, ConfigError, ExitCode
-from ..ledger import Ledger
-from ..mapping import check_columns
+from ..input.config import Config, MaxInvalid, Mode, Transport, load_config, parse_max_invalid
+from ..input.datafile import DataFile, open_data_file
+from ..input.mapping import check_columns
 from ..outcome import RecordOutcome, Stop, StopReason
-from ..outputs import Outputs, check_output_paths
-from ..plan import Plan, plan
+from ..outputs.console import Console, JsonConsole, TextConsole
+from ..outputs.files import Outputs, check_output_paths
 from ..redact import Redactor
-from ..sync import sync
-from ..tally import SyncResult
+from ..state.ledger import Ledger
+from ..transport.client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from ..version import __version__
 from .signals import Signals, stop_on_signals
 

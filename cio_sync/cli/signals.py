@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 
-from ..console import Console
 from ..errors import ExitCode, Interrupted
 from ..outcome import Stop, StopReason
+from ..outputs.console import Console
 
 
 class Signals:

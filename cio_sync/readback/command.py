@@ -16,15 +16,15 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from ..client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from ..config import load_config
-from ..datafile import NDJSON, DataFile, open_data_file
 from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode
-from ..failed import FailedRecordsFile, check_failed_format
-from ..mapping import check_columns
+from ..input.config import load_config
+from ..input.datafile import NDJSON, DataFile, open_data_file
+from ..input.mapping import check_columns
 from ..outcome import RecordOutcome, Status
-from ..outputs import check_output_paths
-from ..terminal import visible
+from ..outputs.failed import FailedRecordsFile, check_failed_format
+from ..outputs.files import check_output_paths
+from ..outputs.terminal import visible
+from ..transport.client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from .expected import Verdict
 from .reader import ReadStatus
 from .report import ReportFile, count, finding, summary

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from ..config import UPDATE_ONLY, IdType
-from ..mapping import PersonUpdate
+from ..input.config import UPDATE_ONLY, IdType
+from ..input.mapping import PersonUpdate
 
 # People merged in memory before they are written out: bounds memory, amortises the writes.
 BUFFER_PEOPLE = 20_000

@@ -16,10 +16,10 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from ..client import AUTH_STATUSES, Answer, HttpSettings, api_message, describe_error, proxies_for
 from ..clock import SYSTEM_CLOCK, Clock
-from ..deadline import Watchdog, attempt, watched_pools
-from ..retry import backoff
+from ..transport.client import AUTH_STATUSES, Answer, HttpSettings, api_message, describe_error, proxies_for
+from ..transport.deadline import Watchdog, attempt, watched_pools
+from ..transport.retry import backoff
 from ..version import __version__
 
 # The App API's documented limits: "up to 100 customers by ID" a request, and most endpoints
@@ -133,7 +133,7 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
 
 
 class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)."""
+    """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.transport.deadline`)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """The PoolManager, building watched connections."""

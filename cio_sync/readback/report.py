@@ -6,8 +6,8 @@ import json
 import sys
 from typing import IO, Any
 
-from ..atomic import AtomicFile
 from ..errors import OutputLost
+from ..outputs.atomic import AtomicFile
 from .expected import Verdict
 from .verify import Difference, VerifyResult
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..client import HttpSettings
 from ..clock import SYSTEM_CLOCK, Clock
-from ..config import APP_API_KEY_ENV, Config, IdType
 from ..errors import ConfigError, DataFileError
-from ..mapping import PersonUpdate, RecordMapper
+from ..input.config import APP_API_KEY_ENV, Config, IdType
+from ..input.mapping import PersonUpdate, RecordMapper
+from ..transport.client import HttpSettings
 from .compare import matches, shown
 from .expected import ExpectedPerson, ExpectedState, Verdict
 from .reader import MAX_IDS, PACE, AppReader, Fetched, ReadStatus

@@ -1,0 +1,185 @@
+"""What a run knows about each person, in one place: their records waiting in file order, whether
+one of their writes is out, the stamp their next write must exceed, and whether one of their
+records did not sync (then the rest are held back: sent, they would overtake it).
+
+Pure data on an injected clock: no threads, no I/O but the spill of failed people to a temporary
+file when there are very many of them, so that memory stays flat whatever fails.
+"""
+
+from __future__ import annotations
+
+import heapq
+import sqlite3
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..input.mapping import InvalidRecord, PersonUpdate
+
+# A person's record on its way: to be sent, or to be settled as invalid in its turn.
+Work = PersonUpdate | InvalidRecord
+
+
+@dataclass(slots=True)
+class Person:
+    """One person with something under way, or something the run must remember a moment longer."""
+
+    key: str
+    # Their later records, in file order, behind the one that is out.
+    waiting: deque[Work] = field(default_factory=deque)
+    # One of their records is out: being sent, held for its second, or waiting for a batch.
+    busy: bool = False
+    # The stamp of their last write that went without a clear answer: the next must exceed it.
+    unclear: int | None = None
+    # Monotonic time before which their next write is not stamped (its second has not begun).
+    ready_at: float = 0.0
+
+
+class People:
+    """Every person this run has something under way for. Records come in through :meth:`admit`
+    in file order; one record per person is out at a time, and :meth:`finish` is the one place
+    that decides what follows it. Memory is bounded by the caller, who stops admitting while
+    :attr:`full`, and by :class:`FailedPeople` for the people whose records did not sync."""
+
+    def __init__(self, limit: int) -> None:
+        self._people: dict[str, Person] = {}
+        # Records waiting behind their person's, counted for :attr:`full`.
+        self.waiting = 0
+        self.limit = limit
+        self.failed = FailedPeople()
+        # Updates held for their person's next second: (ready_at, file index, update), soonest first.
+        self._held: list[tuple[float, int, PersonUpdate]] = []
+        # People kept only for their ready_at, oldest first: forgotten once it has passed.
+        self._lingering: deque[tuple[float, str]] = deque()
+
+    @property
+    def full(self) -> bool:
+        """True when as many records wait as the limit allows: admit no more until some finish."""
+        return self.waiting >= self.limit
+
+    def admit(self, work: Work, key: str) -> Work | None:
+        """``work`` when it may go now (its person's is then out); None when it waits its turn."""
+        person = self._people.get(key)
+        if person is None:
+            person = self._people[key] = Person(key)
+        if person.busy:
+            person.waiting.append(work)
+            self.waiting += 1
+            return None
+        person.busy = True
+        return work
+
+    def finish(self, key: str, now: float) -> Work | None:
+        """``key``'s record that was out is settled: their next record (now out), or None."""
+        person = self._people[key]
+        if person.waiting:
+            self.waiting -= 1
+            return person.waiting.popleft()
+        person.busy = False
+        if person.ready_at > now:
+            self._lingering.append((person.ready_at, key))
+        else:
+            del self._people[key]
+        return None
+
+    def unclear(self, key: str, stamp: int, ready_at: float) -> None:
+        """``key``'s write stamped at most ``stamp`` went without a clear answer: their next write
+        is stamped later, and not before ``ready_at``."""
+        person = self._people[key]
+        person.unclear = stamp if person.unclear is None else max(person.unclear, stamp)
+        person.ready_at = max(person.ready_at, ready_at)
+
+    def hold(self, update: PersonUpdate, now: float) -> bool:
+        """True when ``update`` must wait for its person's next second: kept until :meth:`due`."""
+        person = self._people[update.key]
+        if person.ready_at <= now:
+            return False
+        heapq.heappush(self._held, (person.ready_at, update.index, update))
+        return True
+
+    def due(self, now: float) -> PersonUpdate | None:
+        """A held update whose time has come (taken out), or None."""
+        self._forget_lingering(now)
+        if self._held and self._held[0][0] <= now:
+            return heapq.heappop(self._held)[2]
+        return None
+
+    def next_due(self, now: float) -> float | None:
+        """Seconds until the soonest held update is due (0 when it is); None when none is held."""
+        return max(0.0, self._held[0][0] - now) if self._held else None
+
+    def take_unclear(self, key: str) -> int | None:
+        """The stamp ``key``'s next write must exceed (forgotten once asked: it is being written)."""
+        person = self._people[key]
+        stamp, person.unclear = person.unclear, None
+        return stamp
+
+    def drain(self) -> list[Work]:
+        """For a run that stops: every held and waiting record, each person's in file order."""
+        held = [update for _, _, update in sorted(self._held)]
+        waiting = [work for person in self._people.values() for work in person.waiting]
+        self._held.clear()
+        self._people.clear()
+        self._lingering.clear()
+        self.waiting = 0
+        return [*held, *waiting]
+
+    def close(self) -> None:
+        """Let go of the spill file, if any."""
+        self.failed.close()
+
+    def _forget_lingering(self, now: float) -> None:
+        while self._lingering and self._lingering[0][0] <= now:
+            _, key = self._lingering.popleft()
+            person = self._people.get(key)
+            if person is not None and not person.busy and person.ready_at <= now:
+                del self._people[key]
+
+
+# People remembered in memory before the rest go to a temporary file: about 10 MB of them.
+SPILL_AFTER = 50_000
+
+
+class FailedPeople:
+    """The people with a record that did not sync, and that record's index: in memory up to
+    :data:`SPILL_AFTER` people, then in a temporary SQLite file, so that a run where every write
+    fails holds as little memory as one where every write succeeds."""
+
+    def __init__(self, spill_after: int = SPILL_AFTER) -> None:
+        self._memory: dict[str, int] = {}
+        self._spill_after = spill_after
+        self._disk: sqlite3.Connection | None = None
+
+    def add(self, key: str, index: int) -> None:
+        """``key``'s record ``index`` did not sync (an earlier one that did not, if any, is kept)."""
+        if key in self._memory:
+            return
+        if self._disk is None and len(self._memory) < self._spill_after:
+            self._memory[key] = index
+            return
+        disk = self._disk or self._open()
+        disk.execute("INSERT OR IGNORE INTO failed VALUES (?, ?)", (key, index))
+
+    def get(self, key: str) -> int | None:
+        """The index of ``key``'s first record that did not sync, or None."""
+        found = self._memory.get(key)
+        if found is not None or self._disk is None:
+            return found
+        row = self._disk.execute("SELECT record FROM failed WHERE person = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def close(self) -> None:
+        """Remove the temporary file, if one was made."""
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+
+    def _open(self) -> sqlite3.Connection:
+        # An empty name is SQLite's private temporary database: kept in memory while small, then
+        # in a file it unlinks at once, so that nothing is left behind however the run ends.
+        db = sqlite3.connect("", isolation_level=None)
+        db.execute("PRAGMA cache_size=-2000")
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("CREATE TABLE failed (person TEXT PRIMARY KEY, record INTEGER NOT NULL) WITHOUT ROWID")
+        self._disk = db
+        return db

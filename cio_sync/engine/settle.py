@@ -1,0 +1,165 @@
+"""Where every record's outcome lands: counted, recorded in the ledger, handed to the caller; and
+where a run notices that the API went away."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+from ..errors import OutputLost
+from ..input.datafile import UnreadTail
+from ..input.mapping import InvalidRecord, PersonUpdate
+from ..input.source import Source
+from ..outcome import Delivery, RecordOutcome, Status, Stop, StopReason
+from ..redact import Redactor
+from ..state.ledger import Known, Ledger
+from .causes import HELD_BEHIND_FAILED, HELD_BEHIND_INVALID, IndexSet, held_back_reason
+from .tally import Tally
+
+OutcomeHandler = Callable[[RecordOutcome], None]
+
+
+class Settle:
+    """Settles each record exactly once, from the thread that runs the sync.
+
+    Every outcome is counted in :attr:`tally` and passed to ``on_outcome``; an update the
+    workspace accepted is recorded in the ``ledger``. A delivery whose answer means no request
+    can succeed (401/403) stops the run, and so do ``max(10, parallelism)`` requests in a row that
+    got no HTTP answer at all: sending the rest would only fail them slowly, one by one. So does a
+    ledger that cannot be written (a full disk), which could otherwise vouch for what the
+    workspace does not hold: :attr:`lost` says why. Every reason is passed through ``redact``: a
+    server's words, or a value quoted from the data file, may hold a credential.
+    """
+
+    def __init__(
+        self,
+        stop: Stop,
+        parallelism: int,
+        ledger: Ledger | None,
+        on_outcome: OutcomeHandler | None,
+        keep: int,
+        redact: Redactor,
+    ) -> None:
+        self.tally = Tally(keep)
+        self.stop = stop
+        self._redact = redact
+        self._ledger = ledger
+        self._on_outcome = on_outcome
+        self._unanswered = 0
+        self._max_unanswered = max(10, parallelism)
+        self.lost: OutputLost | None = None
+        # The invalid records that name a person: a record held back behind one of them is
+        # counted as such (see cio_sync.causes), which a tolerance of invalid records relies on.
+        self._invalid = IndexSet()
+
+    def sending(self, updates: Sequence[PersonUpdate]) -> bool:
+        """``updates`` are about to be sent: the ledger stops vouching for other bodies of their
+        people. False (and the updates settled as not attempted) when it cannot be written: they
+        must not be sent then."""
+        if self._ledger is None:
+            return True
+        try:
+            self._ledger.sending(updates)
+        except OutputLost as e:
+            self.lose_ledger(e)
+            for update in updates:
+                self.not_attempted(update.index, update.person_id, update.record)
+            return False
+        return True
+
+    def delivered(self, updates: Sequence[PersonUpdate], deliveries: Sequence[Delivery]) -> None:
+        """A request is back: settle each of its ``updates`` by its delivery, then record in the
+        ledger those the workspace accepted (before any person's next update is routed: its own
+        entry must be in place for that update to withdraw it)."""
+        for update, delivery in zip(updates, deliveries, strict=True):
+            if delivery.stop is not None:
+                self.stop(delivery.stop)
+            if delivery.http_status is not None:
+                self._unanswered = 0
+            elif delivery.status is Status.FAILED:
+                self._unanswered += 1
+                if self._unanswered >= self._max_unanswered:
+                    self.stop(StopReason.UNREACHABLE)
+            self._emit(
+                RecordOutcome(
+                    update.index,
+                    delivery.status,
+                    update.person_id,
+                    delivery.reason,
+                    delivery.http_status,
+                    delivery.retries,
+                    update.record,
+                )
+            )
+        if self._ledger is not None:
+            accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
+            try:
+                self._ledger.accepted(accepted)
+            except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
+                self.lose_ledger(e)
+
+    def invalid(self, record: InvalidRecord) -> None:
+        """A record that cannot be sent."""
+        if record.key is not None:  # it names a person, whose later records it may hold back
+            self._invalid.add(record.index)
+        outcome = RecordOutcome(
+            record.index, Status.INVALID, record.person_id, record.reason, record=record.record, cause=record.cause
+        )
+        self._emit(outcome)
+
+    def held_back(self, work: PersonUpdate, earlier: int) -> None:
+        """``work`` is not sent: its person's record ``earlier`` did not sync, and it must not overtake it."""
+        cause = HELD_BEHIND_INVALID if earlier in self._invalid else HELD_BEHIND_FAILED
+        reason = held_back_reason(earlier)
+        self._emit(
+            RecordOutcome(work.index, Status.NOT_ATTEMPTED, work.person_id, reason, record=work.record, cause=cause)
+        )
+
+    def unchanged(self, update: PersonUpdate) -> bool:
+        """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
+        workspace holds its body already."""
+        if self._ledger is None or self._ledger.compare(update) is not Known.UNCHANGED:
+            return False
+        self._emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
+        return True
+
+    def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
+        """A record not sent: the run stopped first, or (``reason``) it was held back."""
+        self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
+
+    def abandoned(
+        self, works: Iterable[PersonUpdate | InvalidRecord], source: Source, person_id: Callable[[object], str | None]
+    ) -> None:
+        """The run stopped: ``works`` (taken from the file, not sent) and every record ``source``
+        has not handed out are settled, as invalid or not attempted."""
+        for work in works:
+            if isinstance(work, InvalidRecord):
+                self.invalid(work)
+            else:
+                self.not_attempted(work.index, work.person_id, work.record)
+        unsent, tail = source.rest()
+        for index, record in unsent:
+            self.not_attempted(index, person_id(record), record)
+        if tail is not None:
+            self.unread(tail)
+
+    def unread(self, tail: UnreadTail) -> None:
+        """The records a stopped run never read, as one outcome standing for all of them."""
+        reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
+        self._emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
+
+    def lose_ledger(self, error: OutputLost) -> None:
+        """The ledger could not be written: the run stops, and :attr:`lost` says why."""
+        if self.lost is None:
+            self.lost = error
+        self.stop(StopReason.LEDGER_LOST)
+
+    def _emit(self, outcome: RecordOutcome) -> None:
+        """Count ``outcome`` and hand it on."""
+        if outcome.reason is not None:
+            cleaned = self._redact(outcome.reason)
+            if cleaned != outcome.reason:
+                outcome = dataclasses.replace(outcome, reason=cleaned)
+        self.tally.add(outcome)
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)

@@ -1,0 +1,117 @@
+"""Running a sync: the loop that takes each record from the file to its outcome. No printing here.
+
+One record's way through a run, and the module that does each step:
+
+1. read from the data file (``source``) and mapped to a person update, or found invalid (``mapping``);
+2. handed to its person (``people``): one record per person is out at a time, the later ones wait
+   behind it in file order. In its turn, a record is settled as invalid; or held back, when an
+   earlier record of its person did not sync; or skipped, when the ledger shows the workspace
+   holds it already (``ledger``); or held until its person's next second, when their last write
+   went without a clear answer; else stamped (``stamps``) and handed to the transport's adapter,
+   which makes it a request of its own (v1) or an item of a batch (``adapters``). Before a request
+   leaves, the ledger stops vouching for other bodies of its people (``settle``);
+3. sent by a worker thread, with resends and pacing (``workers``, ``client``, ``pacing``);
+4. settled: counted, recorded in the ledger, handed to the caller (``settle``); its person's next
+   record is then released (back to 2).
+
+Before the first request, the credentials and region are checked. A stop (a signal, refused
+credentials, an API that went away, a data file that changed, a ledger that cannot be written)
+ends the reading; what was not sent is settled as not attempted, and the result says why.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..input.config import Config
+from ..input.mapping import TIMESTAMP
+from ..input.source import Source
+from ..outcome import Stop, StopReason
+from ..redact import Redactor
+from ..state.ledger import Ledger
+from ..transport.client import HttpSettings, TrackClient
+from ..transport.pacing import Gate
+from .loop import Engine
+from .settle import OutcomeHandler, Settle
+from .stamps import Stamps
+from .tally import SyncResult
+from .workers import Workers
+
+
+def sync(
+    config: Config,
+    records: Iterable[object],
+    *,
+    http: HttpSettings | None = None,
+    ledger: Ledger | None = None,
+    on_outcome: OutcomeHandler | None = None,
+    stop: Stop | None = None,
+    keep_problems: int = 20,
+    clock: Clock = SYSTEM_CLOCK,
+) -> SyncResult:
+    """Upsert every record into the workspace ``config`` names, and count what happened.
+
+    Records are read lazily from ``records`` (at most a bounded number are held at once). Before
+    the first request the credentials are checked: :class:`~cio_sync.errors.CredentialsRejected`
+    or :class:`~cio_sync.errors.ApiUnreachable` is raised before any person is written. From then
+    on the run returns its result, whatever stops it (``result.stopped`` says what, and
+    ``result.error`` the problem in words). Records of one person are applied in file order. With
+    a ``ledger``, records whose body was already accepted are not sent (they count as unchanged)
+    and accepted ones are recorded. Every record's outcome is passed to ``on_outcome`` from the
+    calling thread. ``stop`` stops the run early; the remaining records count as not attempted.
+    """
+    stop = stop or Stop()
+    redact = Redactor(config.secrets)
+    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact)
+    http = http or HttpSettings()
+    on_stall = functools.partial(stop, StopReason.NO_PROGRESS)
+    gate = Gate(config.rate_limit, stop=stop.event, clock=clock, patience=http.give_up_after, on_stall=on_stall)
+    client = TrackClient(config, http, gate, config.parallelism, stop=stop.event, clock=clock)
+    source = Source(records)
+    stamps = _stamps(config, ledger, clock)
+    run = Engine(config, source, client, settle, stamps, clock)
+    started = clock.monotonic()
+    try:
+        with Workers(run.adapter, config.parallelism, clock) as workers:
+            try:
+                run.loop(workers)
+            except BaseException:
+                stop(StopReason.ERROR)
+                raise
+    finally:
+        client.close()
+        run.people.close()
+    stamps.finish()
+    return _result(settle, source, stop, run.region, clock.monotonic() - started, client, gate)
+
+
+def _stamps(config: Config, ledger: Ledger | None, clock: Clock) -> Stamps:
+    """The run's stamps: off when a mapping sets ``_timestamp``; with a ledger, above every stamp
+    an earlier run may have sent, and written ahead into it."""
+    enabled = all(m.target != TIMESTAMP for m in config.mappings)
+    if ledger is None or not enabled:
+        return Stamps(clock, enabled=enabled)
+    return Stamps(clock, enabled=True, floor=ledger.stamp_floor(), persist=ledger.stamped)
+
+
+def _result(
+    settle: Settle, source: Source, stop: Stop, region: str | None, elapsed: float, client: TrackClient, gate: Gate
+) -> SyncResult:
+    """The run's counts, and why it stopped: a changed data file or a lost ledger outranks a
+    signal, since each is a problem of the run itself that the user must hear of."""
+    problem = source.broken or settle.lost
+    stopped = stop.reason
+    if problem is not None:
+        stopped = StopReason.DATA_FILE_CHANGED if problem is source.broken else StopReason.LEDGER_LOST
+    wire = client.traffic
+    return settle.tally.result(
+        elapsed,
+        stopped,
+        region,
+        requests=wire.sent,
+        statuses=wire.answers,
+        retries=gate.resends,
+        error=None if problem is None else str(problem),
+    )

@@ -1,0 +1,74 @@
+"""The worker threads: each sends one job at a time and hands the answers back to the main thread."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from queue import Empty, SimpleQueue
+from types import TracebackType
+
+from ..clock import Clock
+from ..outcome import Delivery, Status
+from .adapters import Adapter
+from .packer import Job
+
+
+class Workers:
+    """``count`` threads sending jobs through ``adapter``; answers come back in finishing order.
+
+    Use as a context manager from one thread: leaving it lets the jobs in flight finish and
+    stops the threads.
+    """
+
+    def __init__(self, adapter: Adapter, count: int, clock: Clock) -> None:
+        self._adapter = adapter
+        self._clock = clock
+        # Set whenever an answer comes back: the main thread waits on it through the clock.
+        self._answered = threading.Event()
+        self._count = count
+        self._pool = ThreadPoolExecutor(count, thread_name_prefix="cio-sync")
+        self._ready: SimpleQueue[Job | None] = SimpleQueue()
+        self._done: SimpleQueue[tuple[Job, list[Delivery]]] = SimpleQueue()
+        # Jobs handed over and not yet collected: in flight, or ready for the next free worker.
+        self.busy = 0
+
+    def __enter__(self) -> Workers:
+        for _ in range(self._count):
+            self._pool.submit(self._work)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        for _ in range(self._count):
+            self._ready.put(None)
+        self._pool.shutdown(wait=True)
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job`` for the next free worker."""
+        self._ready.put(job)
+        self.busy += 1
+
+    def collect(self, timeout: float | None = None) -> tuple[Job, list[Delivery]] | None:
+        """Wait for the next finished job: the job, and one delivery per update, in order; None
+        when none finished within ``timeout`` seconds (forever when None)."""
+        while True:
+            # Cleared before looking, so that an answer arriving in between still wakes the wait.
+            self._answered.clear()
+            try:
+                done = self._done.get_nowait()
+            except Empty:
+                if (timeout is not None and timeout <= 0) or not self._clock.wait(self._answered, timeout):
+                    return None
+                continue
+            self.busy -= 1
+            return done
+
+    def _work(self) -> None:
+        while (job := self._ready.get()) is not None:
+            self._done.put((job, self._send(job)))
+            self._answered.set()
+
+    def _send(self, job: Job) -> list[Delivery]:
+        try:
+            return self._adapter.send(job)
+        except BaseException as e:  # a bug must not leave the main loop waiting forever
+            return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)

@@ -1,0 +1,438 @@
+"""Turning data records into person updates: the id rules, the mapping and the API's limits."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import quote
+
+from ..errors import ConfigError, DataFileError
+from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport, listing
+from .convert import CASTS, MAX_INTEGER_BITS, CastError
+from .csvfile import CsvRow, RaggedRow
+from .schema import article
+
+# Limits the Track API enforces with a 400; checking them here names the record and the reason.
+MAX_ID_BYTES = 150
+MAX_VALUE_BYTES = 1000
+# The v2 batch endpoint's limits: 32 KB an item, 500 KB a request (kept under both readings of KB).
+MAX_ITEM_BYTES = 32_000
+MAX_BATCH_BYTES = 500_000
+# v1 reads a path identifier with this prefix as a cio_id, which is letters and digits.
+CIO_PREFIX = "cio_"
+_CIO_ID = re.compile(r"[A-Za-z0-9]+", re.ASCII)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonUpdate:
+    """A valid record, ready to send: ``PUT /api/v1/customers/{path}`` with ``body``, or a batch
+    item naming the person ``{kind: identifier}``."""
+
+    index: int
+    person_id: str
+    path: str
+    body: bytes
+    record: object
+    # How v2 names the person, and the key under which their updates are ordered and kept in
+    # the ledger (email addresses are not case sensitive).
+    kind: IdType
+    identifier: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRecord:
+    """A record that cannot be sent, with the reason in words."""
+
+    index: int
+    person_id: str | None
+    reason: str
+    record: object
+    # The key of the person it names, when it names one usably: their later records wait for it.
+    key: str | None = None
+    # The reason without what is particular to this record (see :mod:`cio_sync.engine.causes`), when known.
+    cause: str | None = None
+
+
+def _number(value: object) -> float:
+    # ijson reads non-integers as Decimal to keep big integers exact; the API takes JSON numbers.
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_number).encode
+
+
+class _Absent:
+    """What a key or path finds when there is nothing there."""
+
+
+ABSENT = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One mapping, ready to apply: where its value comes from, its cast, and its name."""
+
+    target: str
+    key: str | None
+    path: tuple[str | int, ...] | None
+    constant: object
+    cast: Callable[[object], object] | None
+    skip_null: bool
+    name: str
+
+
+def follow(record: object, path: RecordPath) -> object:
+    """The value at ``path`` in ``record``, or :data:`ABSENT` when a key is missing, an index is
+    past the end, or the path runs through something that is not an object or an array."""
+    if isinstance(path, str):
+        return record.get(path, ABSENT) if isinstance(record, dict) else ABSENT
+    value = record
+    for step in path:
+        if isinstance(step, str):
+            if not isinstance(value, dict):
+                return ABSENT
+            value = value.get(step, ABSENT)
+            if value is ABSENT:
+                return ABSENT
+        elif isinstance(value, list) and 0 <= step < len(value):
+            value = value[step]
+        else:
+            return ABSENT
+    return value
+
+
+def describe_path(path: RecordPath) -> str:
+    """``path`` as messages show it: ``"id"`` for a key, ``["user", "id"]`` for a path."""
+    return json.dumps(path if isinstance(path, str) else list(path), ensure_ascii=False)
+
+
+class RecordMapper:
+    """Maps each record to the body of its request, following the configuration's mappings.
+
+    Only mapped values are sent. A value that is absent (a missing key, a path that leads
+    nowhere, an empty CSV cell) is left out of the body, so the attribute keeps its value in the
+    workspace; a ``null`` is sent as ``null`` unless the mapping says ``skipNull``. Casts (``as``)
+    apply to every value but null, and a value that cannot be cast exactly makes the record
+    invalid. Raises :class:`ConfigError` for a constant that cannot be cast.
+    """
+
+    def __init__(
+        self,
+        user_id: RecordPath,
+        mappings: Sequence[FieldMapping],
+        mode: Mode = Mode.UPSERT,
+        id_type: IdType = IdType.AUTO,
+        v1: bool = True,
+    ) -> None:
+        self._user_id = user_id
+        self._id_label = describe_path(user_id)
+        self._id_type = id_type
+        self._v1 = v1
+        self._update_only = mode is Mode.UPDATE
+        # The plain form (top-level keys, values as they are) has a faster way through.
+        plain = all(isinstance(m.source, str) and m.cast is None and not m.skip_null for m in mappings)
+        self._pairs = tuple((str(m.source), m.target) for m in mappings) if plain else None
+        self._steps = tuple(_step(i, m, csv=False) for i, m in enumerate(mappings))
+        self._csv_steps = tuple(_step(i, m, csv=True) for i, m in enumerate(mappings))
+
+    @classmethod
+    def for_config(cls, config: Config) -> RecordMapper:
+        """The mapper for ``config``'s userId, mappings, mode, idType and transport."""
+        return cls(config.user_id, config.mappings, config.mode, config.id_type, v1=config.transport is Transport.V1)
+
+    def person_id(self, record: object) -> str | None:
+        """The person id text of ``record`` if it has a usable one (for records never mapped)."""
+        value = follow(record, self._user_id)
+        return None if value is ABSENT else person_id_of(value, self._id_label)[0]
+
+    def map(self, index: int, record: object) -> PersonUpdate | InvalidRecord:
+        """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
+        kind = type(record)
+        if kind is not dict and kind is not CsvRow:
+            if isinstance(record, RaggedRow):
+                return InvalidRecord(index, None, record.reason(), record)
+            return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
+        assert isinstance(record, dict)
+        user_id = self._user_id
+        raw = record.get(user_id, ABSENT) if isinstance(user_id, str) else follow(record, user_id)
+        if raw is ABSENT:
+            if isinstance(self._user_id, str):
+                return InvalidRecord(index, None, f'no "{self._user_id}" key for the person id', record)
+            return InvalidRecord(index, None, f"nothing at {self._id_label} for the person id", record)
+        if raw is None and kind is CsvRow:
+            return InvalidRecord(index, None, f"the {self._id_label} cell is empty", record)
+        person_id, problem = person_id_of(raw, self._id_label)
+        ref = None
+        if person_id is not None and problem is None:
+            ref, problem = identify(person_id, self._id_type, self._v1)
+        if ref is None or person_id is None:
+            return InvalidRecord(index, person_id, problem or "no usable person id", record)
+        if self._pairs is not None and kind is dict:
+            body = {target: record[source] for source, target in self._pairs if source in record}
+        else:
+            built = _build(record, self._steps if kind is dict else self._csv_steps)
+            if isinstance(built, CastRefusal):
+                return InvalidRecord(index, person_id, built.reason, record, ref.key, built.cause)
+            body = built
+        if self._update_only:
+            body[UPDATE_ONLY] = True
+        try:
+            problem = value_problem(body)
+            if problem is not None:
+                return InvalidRecord(index, person_id, problem, record, ref.key)
+            data = _encode(body).encode("utf-8")
+        except ValueError:
+            problem = "a mapped number is too large to send as JSON"
+        except TypeError as e:  # records built in Python rather than read from JSON
+            problem = f"a mapped value is not JSON: {e}"
+        except RecursionError:
+            problem = "a mapped value is nested too deeply"
+        except UnicodeEncodeError:
+            problem = "a mapped string is not valid Unicode"
+        else:
+            return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+        return InvalidRecord(index, person_id, problem, record, ref.key)
+
+
+def check_columns(config: Config, header: Sequence[str], name: str) -> None:
+    """Refuse a CSV file ``name`` whose ``header`` lacks a column ``config`` reads.
+
+    A CSV file names its keys once, in the header: a mapping of a column it lacks (often a
+    difference of case or a space) would leave that attribute out of every body, silently.
+    Raises :class:`DataFileError` naming each such mapping.
+    """
+    columns = set(header)
+    sources = [("userId", config.user_id)]
+    sources += [(f"mappings[{i}].from", m.source) for i, m in enumerate(config.mappings) if m.source is not None]
+    found = []
+    for where, source in sources:
+        column = source if isinstance(source, str) else source[0]
+        if column in columns:
+            if not isinstance(source, str) and len(source) > 1:
+                path = describe_path(source)
+                found.append(f'"{where}": a CSV cell is text, so {path} finds nothing past the column "{column}"')
+            continue
+        # A path whose first step is a position finds nothing in a row either.
+        shown = json.dumps(column, ensure_ascii=False)
+        guess = _close_column(column, header) if isinstance(column, str) else None
+        hint = f' (did you mean "{guess}"?)' if guess is not None else ""
+        found.append(f'"{where}": the header has no column {shown}{hint}')
+    if found:
+        raise DataFileError(listing(name, found))
+
+
+def _close_column(column: str, header: Sequence[str]) -> str | None:
+    folded = column.strip().casefold()
+    same = [name for name in header if name.strip().casefold() == folded]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(column, header, n=1)
+    return close[0] if close else None
+
+
+def _step(i: int, mapping: FieldMapping, csv: bool) -> _Step:
+    cast = CASTS[mapping.cast] if mapping.cast is not None else None
+    # An empty CSV cell is read as null; unlike a JSON null it is left out unless asked for.
+    skip = mapping.skip_null if mapping.skip_null is not None else csv
+    name = f'mappings[{i}] ("{mapping.target}"' + (f", as {mapping.cast.value})" if mapping.cast else ")")
+    source = mapping.source
+    if source is None:
+        value = mapping.value
+        if cast is not None and value is not None:
+            try:
+                value = cast(value)
+            except CastError as e:
+                raise ConfigError(f"{name}: {e}") from None
+        return _Step(mapping.target, None, None, value, None, False, name)
+    if isinstance(source, str):
+        return _Step(mapping.target, source, None, None, cast, skip, name)
+    return _Step(mapping.target, None, source, None, cast, skip, name)
+
+
+@dataclass(frozen=True, slots=True)
+class CastRefusal:
+    """Why one of a record's values could not be cast: for this record, and for every record alike."""
+
+    reason: str
+    cause: str
+
+
+def _build(record: dict[str, object], steps: tuple[_Step, ...]) -> dict[str, object] | CastRefusal:
+    """The body for ``record``, or why one of its values could not be cast."""
+    body: dict[str, object] = {}
+    for step in steps:
+        if step.key is not None:
+            value = record.get(step.key, ABSENT)
+        elif step.path is not None:
+            value = follow(record, step.path)
+        else:
+            body[step.target] = step.constant
+            continue
+        if value is ABSENT:
+            continue
+        if value is None:
+            if not step.skip_null:
+                body[step.target] = None
+            continue
+        if step.cast is not None:
+            try:
+                value = step.cast(value)
+            except CastError as e:
+                return CastRefusal(f"{step.name}: {e}", f"{step.name}: {e.cause}")
+        body[step.target] = value
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRef:
+    """How both transports name one person: the v2 identifier, the v1 path, the ordering key."""
+
+    kind: IdType
+    identifier: str
+    path: str
+    key: str
+
+
+def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRef | None, str | None]:
+    """How ``person_id`` names its person under ``id_type``, or why it cannot (on ``v1``).
+
+    v1 reads its path identifier by its shape (an email address by its "@", a cio_id by its
+    ``cio_`` prefix) while v2 is told the kind. ``auto`` follows v1's reading for both; a kind
+    given explicitly that v1 would read otherwise is refused on v1 rather than sent to someone else.
+    """
+    looks_cio = person_id.startswith(CIO_PREFIX)
+    if id_type is IdType.AUTO:
+        if "@" in person_id:
+            return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+        if looks_cio:
+            return PersonRef(IdType.CIO_ID, person_id[len(CIO_PREFIX) :], path_segment(person_id), person_id), None
+        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+    if id_type is IdType.ID:
+        if v1 and ("@" in person_id or looks_cio):
+            seen = "an email address" if "@" in person_id else "a cio_id"
+            return None, (
+                f'the v1 API would read the id "{person_id}" as {seen}; use "transport": "batch" to send it as an id'
+            )
+        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+    if id_type is IdType.EMAIL:
+        if "@" not in person_id:
+            return None, f'"{person_id}" is not an email address (no "@"), and "idType" is "email"'
+        if v1 and looks_cio:
+            return None, (
+                f'the v1 API would read the email address "{person_id}" as a cio_id; '
+                'use "transport": "batch" to send it as an email address'
+            )
+        return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+    cio_id = person_id[len(CIO_PREFIX) :] if looks_cio else person_id
+    if not _CIO_ID.fullmatch(cio_id):
+        return None, f'"{person_id}" is not a cio_id (letters and digits, with or without "cio_" before them)'
+    return PersonRef(IdType.CIO_ID, cio_id, CIO_PREFIX + cio_id, CIO_PREFIX + cio_id), None
+
+
+def ordering_key(person_id: str, id_type: IdType = IdType.AUTO) -> str:
+    """The key under which updates of one person are serialised (and kept in the ledger).
+
+    Email addresses are not case sensitive, so ``A@x.com`` and ``a@x.com`` are one person.
+    """
+    ref, _ = identify(person_id, id_type, v1=False)
+    return ref.key if ref is not None else person_id
+
+
+def person_id_of(value: object, key: str) -> tuple[str | None, str | None]:
+    """The id as text, and None; or whatever id text there is, and why it is unusable.
+
+    ``key`` names where the id was found, quoted as messages show it: ``"id"``, ``["user", "id"]``.
+    """
+    kind = type(value)
+    if kind is int:
+        try:
+            text = str(value)
+        except ValueError:
+            return None, f"{key} is an integer longer than {MAX_ID_BYTES} digits"
+    elif kind is str:
+        assert isinstance(value, str)
+        text = value
+        if not text:
+            return None, f"{key} is an empty string"
+    elif isinstance(value, Decimal):
+        return (
+            None,
+            f"{key} must be a string or an integer, got the number {value} (a float id would name another person)",
+        )
+    else:
+        return None, f"{key} must be a string or an integer, got {article(value)}"
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return None, f"{key} is not valid Unicode text"
+    if size > MAX_ID_BYTES:
+        return text[:40] + "...", f"{key} is {size} bytes long; the Track API allows at most {MAX_ID_BYTES}"
+    return text, None
+
+
+def value_problem(body: dict[str, object]) -> str | None:
+    """Why the workspace would refuse one of ``body``'s values as too large, or None."""
+    for name, value in body.items():
+        if type(value) is str:
+            assert isinstance(value, str)
+            # A UTF-8 character is at most 4 bytes: short strings need no encoding to check.
+            if len(value) * 4 <= MAX_VALUE_BYTES:
+                continue
+            size = len(value.encode("utf-8", "surrogatepass"))
+        elif isinstance(value, (dict, list)):
+            size = len(_encode(value).encode("utf-8", "surrogatepass"))
+        elif type(value) is int and value.bit_length() > 3000:
+            size = len(str(value)) if value.bit_length() < MAX_INTEGER_BITS else MAX_VALUE_BYTES + 1
+        else:
+            continue
+        if size > MAX_VALUE_BYTES:
+            return f'the value of attribute "{name}" is {size} bytes; the Track API allows at most {MAX_VALUE_BYTES}'
+    return None
+
+
+def path_segment(person_id: str) -> str:
+    """``person_id`` percent-encoded as exactly one URL path segment.
+
+    Every reserved character is encoded (``a/b`` → ``a%2Fb``). ``.`` and ``..`` are unreserved, yet
+    URL libraries resolve them as "this" and "parent" directory, so those two ids are spelt out.
+    """
+    segment = quote(person_id, safe="")
+    if segment in (".", ".."):
+        return segment.replace(".", "%2E")
+    return segment
+
+
+# The Track API orders one person's attribute updates by this Unix time in seconds: an update
+# stamped older than one already applied is ignored. v1 reads it from the body, v2 from the item.
+TIMESTAMP = "_timestamp"
+
+
+def stamped(body: bytes, stamp: int | None) -> bytes:
+    """A v1 body (a compact JSON object) with ``"_timestamp": stamp`` added; as is for None."""
+    if stamp is None:
+        return body
+    return (body[:-1] + b"," if body != b"{}" else b"{") + b'"_timestamp":%d}' % stamp
+
+
+def batch_item(update: PersonUpdate, stamp: int | None = None) -> bytes:
+    """``update`` as one item of a v2 batch: identify this person with these attributes (as of
+    ``stamp``, when given)."""
+    return (
+        b'{"type":"person","action":"identify","identifiers":'
+        + _encode({update.kind.value: update.identifier}).encode("utf-8")
+        + b',"attributes":'
+        + update.body
+        + (b',"timestamp":%d}' % stamp if stamp is not None else b"}")
+    )
+
+
+def batch_body(items: Sequence[bytes]) -> bytes:
+    """The body of ``POST /api/v2/batch`` holding ``items``."""
+    return b'{"batch":[' + b",".join(items) + b"]}"

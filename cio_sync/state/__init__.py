@@ -1,0 +1,1 @@
+"""What outlives a run: the ``--state`` ledger of what the workspace holds."""

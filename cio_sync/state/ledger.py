@@ -1,0 +1,325 @@
+"""The local ledger behind ``--state``: what was last synced to each person, to skip the unchanged.
+
+A SQLite file (WAL mode) holds, per person, a digest of the exact body last accepted by the
+workspace. Entries are scoped by a fingerprint of everything that shapes those bodies and where
+they go (site id, base URL, userId, idType, the mappings with their paths, constants and casts,
+mode): a ledger made for another workspace or another mapping is not trusted.
+
+An entry is a promise that the workspace holds that body, so it must never outlive the truth:
+
+- before a different body for a person leaves the machine, that person's entry is deleted and
+  the deletion committed (:meth:`Ledger.sending`): if the answer is lost, the run killed or the
+  request refused, the person is simply not vouched for and is sent again next time;
+- an entry is written only after a 2xx, and committed at once (:meth:`Ledger.accepted`): a run
+  killed at any instant makes the next one resend at most the requests that were in flight.
+
+Every statement commits on its own (autocommit), so no write transaction is ever open while a
+request is on the network. Commits use ``synchronous=NORMAL``: in WAL mode a commit then survives
+the process being killed, though not the machine losing power (which costs, at worst, resending
+the people of the last commits). A run holds an exclusive ``flock`` on the ledger file for its
+whole length, so two runs never share one ledger.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import LedgerInUse, OutputError, OutputLost
+from ..input.config import Config, IdType
+from ..input.mapping import PersonUpdate
+
+
+def fingerprint(config: Config) -> str:
+    """A digest of what shapes request bodies and where they go; changing any of it resends all."""
+    shape: dict[str, object] = {
+        "siteId": config.credentials.site_id,
+        "baseUrl": config.base_url,
+        "userId": config.user_id,
+        "mappings": [m.shape() for m in config.mappings],
+        "mode": config.mode.value,
+    }
+    # Keys that came later join the digest only when set, so that older ledgers stay trusted.
+    if config.id_type is not IdType.AUTO:
+        shape["idType"] = config.id_type.value
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS synced (
+    scope TEXT NOT NULL,
+    person TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    synced_at REAL NOT NULL,
+    PRIMARY KEY (scope, person)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema', '1');
+"""
+# How long a statement waits for a reader that holds the file (a dry run, an inspection) to let
+# go: writers are kept apart by the run lock, so only readers can be in the way, and briefly.
+_BUSY_SECONDS = 10.0
+
+
+def digest(body: bytes) -> bytes:
+    """The digest of one request body, as stored in the ledger."""
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+class Known(Enum):
+    """How a person update compares with what the ledger vouches for."""
+
+    NEW = "new"
+    # The ledger vouches for another body: its entry is withdrawn before this one is sent.
+    CHANGED = "changed"
+    # The workspace holds exactly this body: sending it again would change nothing.
+    UNCHANGED = "unchanged"
+
+
+class Ledger:
+    """The ledger file at ``path``, holding entries for ``config``'s workspace and mapping.
+
+    With ``trust=False`` (``--full``) everything counts as new, but successes are still
+    recorded. ``read_only`` (``--dry-run``) neither creates nor changes the file. Opening it for
+    writing takes the run lock: :class:`~cio_sync.errors.LedgerInUse` when another run holds
+    it. Use from one thread; close it (or use it as a context manager) to let the next run in.
+    """
+
+    def __init__(self, path: str, config: Config, *, trust: bool = True, read_only: bool = False) -> None:
+        self.path = path
+        self._scope = fingerprint(config)
+        self._trust = trust
+        # People whose entry vouches for another body than the one about to be sent: their
+        # entries are deleted by sending(), before the request goes.
+        self._stale: set[str] = set()
+        self._lock: int | None = None
+        if read_only:
+            self._db = _open_read_only(path)
+        else:
+            self._lock = _take_lock(path)
+            try:
+                self._db = _open_for_writing(path)
+                self._note_run()
+            except BaseException:
+                os.close(self._lock)
+                raise
+        try:
+            self.entries = self._count("scope = ?")
+            # Entries exist, but none for this configuration: say so, and send everything.
+            self.foreign = self.entries == 0 and self._count("scope != ?") > 0
+        except sqlite3.DatabaseError as e:
+            self.close()
+            raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+
+    def _count(self, where: str) -> int:
+        try:
+            row = self._db.execute(f"SELECT count(*) FROM synced WHERE {where}", (self._scope,)).fetchone()  # noqa: S608 - where is one of two constants
+        except sqlite3.OperationalError:  # a read-only look at a file that holds no ledger yet
+            return 0
+        return int(row[0])
+
+    def _note_run(self) -> None:
+        # For the message of a run that finds the ledger locked: which process holds it.
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (f"{os.getpid()} {time.time():.0f}",))
+
+    def compare(self, update: PersonUpdate) -> Known:
+        """How ``update`` compares with the body the ledger vouches for (with ``--full``: new).
+
+        Anything but unchanged is to be sent, and :meth:`sending` must be called before it leaves.
+        """
+        person = update.key
+        try:
+            row = self._db.execute(
+                "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, person)
+            ).fetchone()
+        except sqlite3.Error:
+            # Unreadable (a read-only look at a ledger that has no tables yet, a disk error): it
+            # may vouch for another body all the same, so its entry is withdrawn before sending.
+            self._stale.add(person)
+            return Known.NEW
+        if row is None:
+            return Known.NEW
+        recorded = bytes(row[0])
+        if recorded == digest(update.body):
+            return Known.UNCHANGED if self._trust else Known.NEW
+        self._stale.add(person)
+        return Known.CHANGED if self._trust else Known.NEW
+
+    def sending(self, updates: Iterable[PersonUpdate]) -> None:
+        """Before a request for ``updates`` leaves: stop vouching for any other body of theirs.
+
+        Durable when it returns. A person whose entry holds the very body being sent keeps it:
+        whatever becomes of the request, the workspace still holds that body.
+        """
+        people = (update.key for update in updates)
+        stale = [(self._scope, p) for p in people if p in self._stale]
+        if not stale:
+            return
+        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
+        self._stale.difference_update(p for _, p in stale)
+
+    def accepted(self, updates: Iterable[PersonUpdate]) -> None:
+        """Record that the workspace answered 2xx to ``updates``.
+
+        Durable when it returns: a run killed afterwards does not send them again.
+        """
+        now = time.time()
+        rows = [(self._scope, u.key, digest(u.body), now) for u in updates]
+        if not rows:
+            return
+        self._write("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
+
+    def stamp_floor(self) -> int:
+        """The lowest ``_timestamp`` this run may send: above every stamp an earlier run using
+        this ledger may have sent, even one killed mid-request (0 when none is known)."""
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'stamp'").fetchone()
+        except sqlite3.Error:
+            return 0
+        try:
+            return int(row[0]) + 1 if row is not None else 0
+        except ValueError:
+            return 0
+
+    def stamped(self, stamp: int) -> None:
+        """Record, before it is sent, that a write stamped ``stamp`` may go: durable when it
+        returns; :class:`OutputLost` when the file cannot take it."""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", [(str(stamp),)])
+
+    def _write(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """``statement`` for every row, in one committed transaction; :class:`OutputLost` when
+        the file cannot take it (a full disk)."""
+        try:
+            with _Transaction(self._db):
+                self._db.executemany(statement, rows)
+        except sqlite3.Error as e:
+            raise OutputLost(f"--state {self.path}: the ledger could not be written ({e})") from None
+
+    def close(self) -> None:
+        """Close the file and release the run lock."""
+        self._db.close()
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN ... COMMIT around a few statements on an autocommit connection (ROLLBACK on error)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def _take_lock(path: str) -> int:
+    """An exclusive ``flock`` on the ledger file, held until the returned descriptor is closed.
+
+    The kernel drops it when the process dies, however it dies, so a killed run never leaves a
+    stale lock. SQLite's own locks are POSIX record locks, which ``flock`` does not touch.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except IsADirectoryError:
+        raise OutputError(f"--state {path}: is a directory") from None
+    except OSError as e:
+        raise OutputError(f"--state {path}: cannot open the ledger: {e.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LedgerInUse(f"--state {path}: another cio-sync run is using this ledger{_holder(path)}") from None
+    return fd
+
+
+def _holder(path: str) -> str:
+    """ ", pid N, started at T" for the run that holds the ledger, when it has said so."""
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'run'").fetchone()
+        finally:
+            db.close()
+        pid, started = str(row[0]).split()
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(started)))
+    except (sqlite3.Error, TypeError, ValueError):
+        return " (it has not said which yet); wait for it to finish"
+    return f" (pid {pid}, started {when}); wait for it to finish"
+
+
+# The tables of a ledger and their columns. A database holding anything else is not one, and is
+# left untouched: it may be some other program's.
+_SHAPE = {"synced": ["scope", "person", "digest", "synced_at"], "meta": ["key", "value"]}
+
+
+def _check_shape(db: sqlite3.Connection, path: str) -> None:
+    tables = [str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    shape = {table: [str(c[1]) for c in db.execute(f'PRAGMA table_info("{table}")')] for table in tables}
+    if shape and shape != _SHAPE:
+        db.close()
+        raise OutputError(
+            f"--state {path}: an SQLite database, but not a cio-sync ledger (its tables are "
+            f"{', '.join(sorted(shape))}); give a new path"
+        )
+
+
+def _open_for_writing(path: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level=None)
+        _check_shape(db, path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+    return db
+
+
+def _open_read_only(path: str) -> sqlite3.Connection:
+    # A dry run must not create the ledger; an empty in-memory one answers "not known".
+    if not Path(path).exists():
+        db = sqlite3.connect(":memory:")
+        db.executescript(_SCHEMA)
+        return db
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        return _open_uri(uri, path)
+    except sqlite3.OperationalError:
+        # A WAL ledger needs its shared-memory file, which a read-only filesystem cannot hold.
+        # Nothing can be writing the ledger there, so it is read as it stands on disk.
+        pass
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+    try:
+        return _open_uri(uri + "&immutable=1", path)
+    except sqlite3.DatabaseError as e:
+        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+
+
+def _open_uri(uri: str, path: str) -> sqlite3.Connection:
+    """The ledger at ``uri``, checked to be one (:class:`OutputError` when it is something else)."""
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        _check_shape(db, path)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db

@@ -1,0 +1,224 @@
+"""One pace for all workers: a shared pause after 429, an optional rate cap, and a learned rate.
+
+The workspace's rate limit applies to the workspace as a whole, so the workers share one gate.
+When the workspace answers 429 every worker holds back until the pause is over, and from then on
+the gate paces all workers together at a rate it learns from the workspace's answers, the way TCP
+finds the capacity of a link: it starts from what the workspace accepted so far, doubles while
+nothing is refused ("slow start"), then creeps upwards and backs off slightly at each refusal.
+Each 429 costs every worker a whole ``Retry-After`` pause, so after a refusal the gate holds its
+rate for a while before probing again.
+
+Only a refusal that follows accepted requests says anything about the rate. When the workspace
+refuses everything (a burst of 429s at the start of a run, or an outage answered with 429) the
+gate pauses everyone but learns nothing: a rate measured from nothing accepted would start at the
+floor, and every further refusal would push it down again, long after the burst is over.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..clock import SYSTEM_CLOCK, Clock
+
+# The learned rate never falls below this many requests per second.
+MIN_RATE = 1.0
+# Slow start: the rate doubles every SLOW_START_PERIOD seconds without a refusal. Later growth
+# steps come every GROWTH_PERIOD.
+SLOW_START_FACTOR = 2.0
+SLOW_START_PERIOD = 0.5
+GROWTH_PERIOD = 1.0
+# After slow start: +5% a period, or after a refusal first a hold, then +0.5% a period.
+CREEP_FACTOR = 1.05
+CAREFUL_FACTOR = 1.005
+HOLD_AFTER_REFUSAL = 30.0
+# A refusal while creeping takes the rate down by this factor.
+BACK_OFF_FACTOR = 0.97
+
+
+# The longest a wait goes without looking at the clock for a stall.
+_SLICE = 1.0
+
+
+class Cancelled(Exception):
+    """Raised in a worker waiting for its turn when the run is being stopped."""
+
+
+class LearnedRate:
+    """The rate the workspace allows, learned from its refusals: none until the first refusal that
+    follows accepted requests, then slow start, creeping upwards, and backing off at refusals.
+
+    Not locked: the :class:`Gate` that holds it calls it under its own lock.
+    """
+
+    def __init__(self, now: float) -> None:
+        # None until the first refusal, when there is nothing to learn from.
+        self.value: float | None = None
+        # Whether pacing made anyone wait since the rate last grew: an idle limit is not raised.
+        self.constrained = False
+        self._started_at = now
+        self._successes = 0
+        # Requests accepted when the rate was last set (or when the first rate began to be
+        # measured): a refusal with none accepted since then carries no news about the rate.
+        self._successes_at_cut = 0
+        self._last_good: float | None = None
+        self._slow_start = True
+        self._grow_at = 0.0
+        self._growth = SLOW_START_FACTOR
+        self._period = SLOW_START_PERIOD
+        self._last_cut = float("-inf")
+
+    def accepted(self) -> None:
+        """Count one request the workspace accepted."""
+        self._successes += 1
+
+    def refused(self, now: float, seconds: float, resume_at: float) -> None:
+        """A refusal at ``now`` asking for a pause of ``seconds``; everyone resumes at ``resume_at``."""
+        # Requests already in flight are refused together: that is one signal, not many.
+        if now - self._last_cut < max(seconds, GROWTH_PERIOD):
+            return
+        accepted = self._successes - self._successes_at_cut
+        if accepted == 0:
+            # Refused whatever the pace: wait, and measure the first rate from the end of
+            # this pause, not from a time when nothing could get through.
+            if self.value is None:
+                self._started_at = resume_at
+            return
+        self._last_cut = now
+        self._successes_at_cut = self._successes
+        if self.value is None:
+            elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
+            self.value = max(MIN_RATE, accepted / elapsed)
+            self._growth = SLOW_START_FACTOR
+            self._period = SLOW_START_PERIOD
+            self._grow_at = now + seconds + SLOW_START_PERIOD
+        elif self._slow_start:
+            # Doubling overshot: go back to the last rate that was not refused and creep.
+            self._slow_start = False
+            self.value = max(MIN_RATE, self._last_good or self.value / SLOW_START_FACTOR)
+            self._growth = CREEP_FACTOR
+            self._period = GROWTH_PERIOD
+            self._grow_at = now + seconds + GROWTH_PERIOD
+        else:
+            self.value = max(MIN_RATE, self.value * BACK_OFF_FACTOR)
+            self._growth = CAREFUL_FACTOR
+            self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
+        self.constrained = False
+
+    def grow(self, now: float) -> None:
+        """Raise the rate for every growth period up to ``now`` in which pacing made anyone wait."""
+        while self.value is not None and now >= self._grow_at:
+            if self.constrained:
+                self._last_good = self.value
+                self.value *= self._growth
+                self.constrained = False
+            self._grow_at += self._period
+
+
+class Gate:
+    """Where every request attempt waits for its turn.
+
+    ``rate`` caps attempts per second for all workers together (the user's ``rateLimit``).
+    :meth:`throttled` pauses everyone and lowers the learned rate; :meth:`succeeded` counts what
+    the workspace accepted. Waiting ends early, with :class:`Cancelled`, when ``stop`` is set.
+    Every reading of time and every wait goes through ``clock``.
+    """
+
+    def __init__(
+        self,
+        rate: float | None = None,
+        stop: threading.Event | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        patience: float | None = None,
+        on_stall: Callable[[], None] | None = None,
+    ) -> None:
+        self._cap = rate
+        # With ``patience``: when no request has made progress (a 2xx, or an answer that is not
+        # 429 or 5xx) for that long, ``on_stall`` is called once, from a waiting worker.
+        self._patience = patience
+        self._on_stall = on_stall
+        self._progress_at = clock.monotonic()
+        self._stalled = False
+        self._stop = stop if stop is not None else threading.Event()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._resume_at = 0.0
+        self._next_slot = 0.0
+        self._learned = LearnedRate(clock.monotonic())
+        # Resends made: attempts after a request's first, by any worker.
+        self.resends = 0
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every wait at this gate goes by."""
+        return self._clock
+
+    @property
+    def rate(self) -> float | None:
+        """The attempts per second now allowed, or None when nothing limits them."""
+        with self._lock:
+            return self._limit()
+
+    def _limit(self) -> float | None:
+        limits = [r for r in (self._cap, self._learned.value) if r]
+        return min(limits) if limits else None
+
+    def succeeded(self) -> None:
+        """Count one request the workspace accepted."""
+        with self._lock:
+            self._learned.accepted()
+            self._progress_at = self._clock.monotonic()
+
+    def resending(self) -> None:
+        """A resend is about to go (its wait is over)."""
+        with self._lock:
+            self.resends += 1
+
+    def answered(self) -> None:
+        """A request got an answer that settles it, though not a 2xx (a 400, say): progress."""
+        with self._lock:
+            self._progress_at = self._clock.monotonic()
+
+    def _check_progress(self, now: float) -> None:
+        if self._patience is None or self._stalled or now - self._progress_at <= self._patience:
+            return
+        self._stalled = True
+        if self._on_stall is not None:
+            self._on_stall()
+
+    def throttled(self, seconds: float) -> None:
+        """The workspace refused a request for its rate: pause everyone and lower the rate."""
+        with self._lock:
+            now = self._clock.monotonic()
+            self._resume_at = max(self._resume_at, now + seconds)
+            self._learned.refused(now, seconds, self._resume_at)
+
+    def wait_turn(self) -> None:
+        """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
+        while True:
+            with self._lock:
+                now = self._clock.monotonic()
+                self._check_progress(now)
+                self._learned.grow(now)
+                limit = self._limit()
+                start = max(self._resume_at, self._next_slot if limit else now)
+                if start <= now:
+                    if limit:
+                        self._next_slot = max(self._next_slot, now) + 1.0 / limit
+                    break
+                if limit and self._next_slot > now:
+                    self._learned.constrained = True
+            # In slices, so that a long pause still notices a stall.
+            if self._clock.wait(self._stop, min(start - now, _SLICE)):
+                raise Cancelled
+        if self._stop.is_set():
+            raise Cancelled
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds`` unless the run stops first (then raise :class:`Cancelled`)."""
+        until = self._clock.monotonic() + seconds
+        while (left := until - self._clock.monotonic()) > 0:
+            if self._clock.wait(self._stop, min(left, _SLICE)):
+                raise Cancelled
+            with self._lock:
+                self._check_progress(self._clock.monotonic())
