@@ -6,7 +6,7 @@ import codecs
 import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 from .errors import DataFileError
 
@@ -19,6 +19,16 @@ MAX_CELL = 16 * 1024 * 1024
 # A line is gathered whole before the csv module sees it: without a bound, a file with no line
 # break would be held whole, and a few times over. Room for the longest cell and more besides.
 MAX_LINE = 2 * MAX_CELL
+
+
+class Readable(Protocol):
+    """What a CSV file is read from: a binary stream that can tell and change its position."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, /) -> int: ...
 
 
 class CsvRow(dict[str, "str | None"]):
@@ -53,7 +63,7 @@ class CsvRecords:
     ``ValueError`` (from ``rows``: the file changed in between).
     """
 
-    def __init__(self, stream: IO[bytes], name: str) -> None:
+    def __init__(self, stream: Readable, name: str) -> None:
         # A process-wide setting: only ever raised, never lowered below what someone else set.
         csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
         self._stream = stream
@@ -91,9 +101,10 @@ class CsvRecords:
             raise DataFileError(f"{self._name}: cannot read the data file: {e.strerror}") from None
         return count
 
-    def rows(self) -> CsvRows:
-        """Each row after the header, in file order; blank lines are skipped."""
-        return CsvRows(self._stream, self.header, self.body_start)
+    def rows(self, stream: Readable | None = None) -> CsvRows:
+        """Each row after the header, in file order; blank lines are skipped. Read from
+        ``stream`` (the same file, read anew) when given."""
+        return CsvRows(stream if stream is not None else self._stream, self.header, self.body_start)
 
 
 class CsvRows(Iterator[CsvRow | RaggedRow]):
@@ -107,7 +118,7 @@ class CsvRows(Iterator[CsvRow | RaggedRow]):
     (the file changed): then no place can be vouched for.
     """
 
-    def __init__(self, stream: IO[bytes], header: tuple[str, ...], body_start: int) -> None:
+    def __init__(self, stream: Readable, header: tuple[str, ...], body_start: int) -> None:
         self.end: int | None = body_start
         self._rows = self._read(stream, header)
 
@@ -117,7 +128,7 @@ class CsvRows(Iterator[CsvRow | RaggedRow]):
     def __next__(self) -> CsvRow | RaggedRow:
         return next(self._rows)
 
-    def _read(self, stream: IO[bytes], header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow]:
+    def _read(self, stream: Readable, header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow]:
         try:
             stream.seek(0)
             width = len(header)
@@ -149,7 +160,7 @@ class _Lines:
     wrapper reads ahead and cannot tell this).
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self.end = stream.tell()
         # Read ahead and not yet handed out: what was read to look for a byte order mark (when it
@@ -204,7 +215,7 @@ class _Lines:
         return chunk
 
 
-def _undecodable_line(stream: IO[bytes]) -> int:
+def _undecodable_line(stream: Readable) -> int:
     """The number of the first line of ``stream`` that is not UTF-8 (lines end with LF)."""
     stream.seek(0)
     line = 1
