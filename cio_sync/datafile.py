@@ -638,8 +638,12 @@ class _Elements:
             except (StopIteration, ValueError, ArithmeticError, RecursionError):
                 # Cut short by the end of what was read, or a value Python will not read.
                 return self._slow(start)
-            # A number at the end of what was read may go on in the next read.
-            if end < len(self._text) or not self._more():
+            # A number at the end of what was read may go on in the next read ("12" of "12.5e3",
+            # read as far as "12." or "12e"); an object, an array or a string cannot.
+            text = self._text
+            if text[start] in "{[" or (text[start] == '"' and end < len(text)):
+                break
+            if _SCALAR_END.search(text, end) is not None or not self._more():
                 break
         return self._checked(start, end, value, None)
 

@@ -214,10 +214,12 @@ DATA_CASES: list[tuple[str, bytes, str]] = [
     ("not null", b"nope", "must be a JSON array of objects, but the file is not JSON"),
     ("not true", b"trux", "must be a JSON array of objects, but the file is not JSON"),
     ("not false", b"falsey", "must be a JSON array of objects, but the file is not JSON"),
-    ("truncated", b'[{"id": 1}, {"id": 2', "not valid JSON after 1 complete record: parse error: premature EOF"),
-    ("trailing", b'[{"id": 1}] [{"id": 2}]', "not valid JSON after 1 complete record: parse error: trailing garbage"),
+    ("truncated", b'[{"id": 1}, {"id": 2', "not valid JSON after 1 complete record: the file ends inside a record"),
+    ("unclosed", b'[{"id": 1}, ', "not valid JSON after 1 complete record: the file ends before the array is closed"),
+    ("trailing", b'[{"id": 1}] [{"id": 2}]', "after 1 complete record: more follows the array's closing bracket"),
+    ("unbalanced", b'[{"id": 1}, {"id": 2]}]', "not valid JSON after 1 complete record:"),
+    ("not utf-8 between records", b'[{"id": 1}, \xff{"id": 2}]', "not valid JSON after 1 complete record:"),
     ("bad token", b'[{"id": 1}, {id: 2}]', "not valid JSON after 1 complete record:"),
-    ("invalid utf-8", b'[{"id": "\xff"}]', "invalid bytes in UTF8 string"),
     ("trailing comma", b'[{"id": 1},]', "not valid JSON after 1 complete record:"),
 ]
 
