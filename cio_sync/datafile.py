@@ -186,12 +186,14 @@ class UnreadTail:
     stream: IO[bytes]
     start: int
     end: int
+    csv: bool = False
 
     def chunks(self) -> Iterator[str]:
-        """The tail's text, a piece at a time. A JSON string may hold bytes that are not UTF-8
-        (its record is then invalid): they are written as the escapes they are read as, so the
-        record is invalid again when read back (a CSV file was checked to be UTF-8)."""
-        decoder = codecs.getincrementaldecoder("utf-8")(_ESCAPE_BYTES)
+        """The tail's text, a piece at a time. A record may hold bytes that are not UTF-8 (it is
+        then invalid), and must be invalid again when read back: in JSON they are written as the
+        escapes they are read as; in CSV as lone surrogates, which the CSV writer writes as the
+        bytes they were."""
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape" if self.csv else _ESCAPE_BYTES)
         at = self.start
         while at < self.end:
             data = os.pread(self.stream.fileno(), min(_CHUNK * 16, self.end - at), at)
@@ -260,7 +262,8 @@ class Records(Iterator[object]):
             # The CSV reader holds no row it has not handed out: the tail starts after the last.
             if self._rows.end is None:
                 return self, None
-            return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, self._rows.end, size)
+            left = data_file.count - self.handed
+            return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size, csv=True)
         assert self._elements is not None
         # The parser reads no record ahead: the next one begins after the last handed out.
         after = self._elements.offset() if self.handed else data_file.start

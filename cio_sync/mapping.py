@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport, listing
 from .convert import CASTS, MAX_INTEGER_BITS, CastError
-from .csvfile import CsvRow, RaggedRow
+from .csvfile import CsvRow, RaggedRow, UnreadableRow
 from .datafile import UnreadableRecord
 from .errors import ConfigError, DataFileError
 from .schema import article
@@ -153,7 +153,7 @@ class RecordMapper:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
         kind = type(record)
         if kind is not dict and kind is not CsvRow:
-            if isinstance(record, (RaggedRow, UnreadableRecord)):
+            if isinstance(record, (RaggedRow, UnreadableRow, UnreadableRecord)):
                 return InvalidRecord(index, None, record.reason(), record)
             return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
         assert isinstance(record, dict)

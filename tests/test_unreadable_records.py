@@ -71,6 +71,55 @@ def test_a_record_that_cannot_be_read_is_invalid_and_the_others_sync(
     assert len(emulator.people()) == 2
 
 
+def test_a_csv_row_that_is_not_utf8_is_invalid_and_written_back_as_it_was(emulator: Emulator, files: Files) -> None:
+    # Latin-1 far into the file, in a quoted cell across lines, and an overlong sequence.
+    rows = [b"%d,n%d\n" % (i, i) for i in range(30_000)]
+    rows[1] = b'1,"Ren\xe9\r\nline two"\n'
+    rows[29_000] = b"29000,\xc0\xaf\n"
+    data = files.data(b"id,name\n" + b"".join(rows), "data.csv")
+    failed = files.root / "failed.csv"
+    config = files.config(config_dict(emulator.url, mappings=[{"from": "name", "to": "name"}]))
+    run = run_process(["--config", config, "--data", data, "--failed", str(failed)])
+    assert run.code == 1, run.stderr
+    reason = "holds bytes that are not UTF-8 (save the export as UTF-8)"
+    lines = [line for line in run.stderr.splitlines() if line.startswith("cio-sync: record ")]
+    assert lines == [
+        f"cio-sync: record 1: invalid: the row on line 3 {reason}",
+        f"cio-sync: record 29000: invalid: the row on line 29003 {reason}",
+    ]
+    assert len(emulator.people()) == 29_998
+    assert "1" not in emulator.people() and "29000" not in emulator.people()
+    # The rows' bytes, as they were: a rerun finds them invalid for the same reason.
+    assert failed.read_bytes() == b'id,name\r\n1,"Ren\xe9\r\nline two"\r\n29000,\xc0\xaf\r\n'
+    again = run_process(["--config", config, "--data", str(failed)])
+    assert again.code == 1
+    assert f"record 0: invalid: the row on line 2 {reason}" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "tail"),
+    [
+        ("d.json", b'[{"id": 0}, {"id": 1, "x": "\xc0"}, {"id": 2}]', '{"id": 1, "x": "\\udcc0"}, {"id": 2}'),
+        ("d.ndjson", b'{"id": 0}\n{"id": 1, "x": "\xe9"}\n', '{"id": 1, "x": "\\udce9"}\n'),
+        ("d.csv", b"id,x\n0,a\n1,\xe9\n", "1,\udce9\n"),
+    ],
+)
+def test_an_unread_tail_with_bytes_that_are_not_utf8_is_copied_so_it_reads_invalid_again(
+    files: Files, name: str, content: bytes, tail: str
+) -> None:
+    from cio_sync.datafile import open_data_file
+
+    with open_data_file(files.data(content, name)) as data:
+        records = data.records()
+        next(records)
+        held, unread = records.unread()
+        assert list(held) == []
+        assert unread is not None and unread.count == data.count - 1
+        # JSON as the escapes the bytes are read as; CSV as lone surrogates, which its writer
+        # writes back as the bytes they were.
+        assert "".join(unread.chunks()) == tail
+
+
 def test_a_record_longer_than_the_limit_is_invalid_and_not_held(emulator: Emulator, files: Files) -> None:
     data = '[{"id": 0}, {"id": 1, "unmapped": "' + "a" * 12_000_000 + '"}, {"id": 2, "name": "Grace"}]'
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data)])
