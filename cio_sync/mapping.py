@@ -56,7 +56,7 @@ class InvalidRecord:
 
 
 def _number(value: object) -> float:
-    # ijson reads non-integers as Decimal to keep big integers exact; the API takes JSON numbers.
+    # The data file's non-integers are read as Decimal, to keep their digits; the API takes JSON numbers.
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
