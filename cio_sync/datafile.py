@@ -305,25 +305,7 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     :class:`UnreadableRecord`.
     """
     kind = data_format(path, format)
-    if path == "-":
-        name = "<stdin>"
-        if stdin is None and sys.stdin is None:
-            raise DataFileError("<stdin>: standard input is closed")
-        stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer, name)
-    else:
-        name = path
-        try:
-            stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
-        except FileNotFoundError:
-            raise DataFileError(f"{name}: no such data file") from None
-        except IsADirectoryError:
-            raise DataFileError(f"{name}: is a directory, not a data file") from None
-        except OSError as e:
-            raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
-        if not stream.seekable():
-            # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
-            with stream:
-                stream = _spool(stream, name)
+    name, stream = _open_stream(path, stdin)
     # Taken before the check: a change made while it reads must not pass for the file it checked.
     checked_as = _identity(stream)
     digests = _Digests()
@@ -345,6 +327,27 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     except BaseException:
         stream.close()
         raise
+
+
+def _open_stream(path: str, stdin: IO[bytes] | None) -> tuple[str, IO[bytes]]:
+    """The data file's name in messages, and the file, open at its start and seekable."""
+    if path == "-":
+        if stdin is None and sys.stdin is None:
+            raise DataFileError("<stdin>: standard input is closed")
+        return "<stdin>", _spool(stdin if stdin is not None else sys.stdin.buffer, "<stdin>")
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such data file") from None
+    except IsADirectoryError:
+        raise DataFileError(f"{path}: is a directory, not a data file") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot read the data file: {e.strerror}") from None
+    if not stream.seekable():
+        # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
+        with stream:
+            return path, _spool(stream, path)
+    return path, stream
 
 
 def _spool(source: IO[bytes], name: str) -> IO[bytes]:
@@ -505,13 +508,162 @@ def _refuse_constant(name: str) -> object:
     raise _NotJson(f"{name} is not a JSON number")
 
 
-# Every record is read with this: C speed, and one that it cannot read is read again by the
-# slower, more forgiving decoder of its _Elements, which tells why.
+class _Text:
+    """The text of a JSON array or NDJSON file as read so far from a :class:`_BlockReader`, held
+    from the record being read on, and the byte offset of any place in it."""
+
+    def __init__(self, reader: _BlockReader) -> None:
+        self._read = reader.read
+        # Bytes that are not UTF-8 are decoded as lone surrogates, one per byte: the record that
+        # holds them is then told apart from the others, and their offsets found again.
+        self._decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
+        self._text = ""
+        self._pos = 0
+        self._base = 0  # the byte offset of _text[0]
+        self._eof = False
+        # Nothing that may parse as a lone surrogate before this index of _text.
+        self._clean_to = 0
+
+    def offset(self) -> int:
+        """The byte offset where the last record read ends."""
+        return self._offset(self._pos)
+
+    def _offset(self, index: int) -> int:
+        return self._base + len(self._text[:index].encode("utf-8", "surrogateescape"))
+
+    def _more(self) -> bool:
+        """Read on; False at the end of the file."""
+        if self._eof:
+            return False
+        data = self._read(_CHUNK)
+        if not data:
+            self._eof = True
+            rest = self._decode(b"", True)
+            self._text += rest
+            return bool(rest)
+        self._text += self._decode(data)
+        return True
+
+    def _drop(self) -> None:
+        """Forget the text before the read position."""
+        done = self._text[: self._pos]
+        self._base += len(done.encode("utf-8", "surrogateescape"))
+        self._text = self._text[self._pos :]
+        self._clean_to = max(0, self._clean_to - self._pos)
+        self._pos = 0
+
+    def _skip(self) -> bool:
+        """Move past whitespace; False at the end of the file."""
+        while True:
+            match = _WHITESPACE.match(self._text, self._pos)
+            assert match is not None  # the pattern matches the empty string
+            self._pos = match.end()
+            if self._pos < len(self._text):
+                return True
+            if self._pos > _CHUNK:
+                self._drop()
+            if not self._more():
+                return False
+
+    def _find_end(self, start: int) -> int | None:
+        """Where the record at ``start`` ends, reading on as needed: past its closing bracket or
+        quote, or where a number or literal stops; the end of the file if that comes first. None
+        for a record longer than MAX_RECORD_LENGTH: it is skipped, and the read position is left
+        after it."""
+        first = self._text[start]
+        at, depth, in_string = start + (first == '"'), 0, first == '"'
+        scalar = first not in '[{"'
+        skipping = False
+        while True:
+            at, depth, in_string, done = _scan(self._text, at, depth, in_string, scalar)
+            if done:
+                break
+            if at - start > MAX_RECORD_LENGTH:
+                # Only the scan's place is kept from here: what was scanned is let go.
+                skipping = True
+                self._pos = at
+                self._drop()
+                at = start = 0
+            if not self._more():
+                if skipping:
+                    raise self._syntax(len(self._text), "the file ends inside a record")
+                return len(self._text)
+        if skipping:
+            self._pos = at
+            return None
+        return at
+
+    def _suspect(self, start: int, end: int) -> bool:
+        """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
+        per read, at the speed of the regular expression engine, not once per record."""
+        if self._clean_to < end:
+            text = self._text
+            found = _SURROGATE_ESCAPE.search(text, start)
+            self._clean_to = found.start() if found else len(text)
+            if not text.isascii():
+                raw = _SURROGATE.search(text, start, self._clean_to)
+                self._clean_to = raw.start() if raw else self._clean_to
+        return self._clean_to < end
+
+    def _lone_surrogate(self, start: int, end: int, value: object) -> str | None:
+        """Why ``value``, read from ``_text[start:end]``, cannot be sent, if it holds a lone surrogate."""
+        lone = _lone_surrogate(value)
+        if lone is None:
+            return None
+        raw = _SURROGATE.search(self._text, start, end)
+        if raw is not None:
+            where = self._offset(raw.start())
+            return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
+        return (
+            f"holds the escape \\u{ord(lone):04x}: half of a UTF-16 surrogate pair without its other half, "
+            "which is not a character; it cannot be sent without changing it"
+        )
+
+    def _syntax(self, index: int, message: str, record: int | None = None) -> _Syntax:
+        if index >= len(self._text) and self._eof:
+            message = "the file ends inside a record" if record is not None else message
+        offset = self._offset(min(index, len(self._text)))
+        return _Syntax(self._offset(record) if record is not None else offset, offset, message)
+
+
+def _scan(text: str, at: int, depth: int, in_string: bool, scalar: bool) -> tuple[int, int, bool, bool]:
+    """Scan ``text`` from ``at`` for the end of a record (``depth`` brackets open, maybe in a
+    string, or in a number or literal): where the scan stands, the depth, whether in a string,
+    and whether the record ended there."""
+    while True:
+        if in_string:
+            match = _STRING_REST.match(text, at)
+            assert match is not None  # the pattern matches the empty string
+            at = match.end()
+            if at >= len(text) or text[at] != '"':
+                return at, depth, True, False  # before a backslash the text ends on, if any
+            at += 1
+            in_string = False
+            if depth == 0:
+                return at, depth, False, True
+        elif scalar:
+            found = _SCALAR_END.search(text, at)
+            return (found.start(), depth, False, True) if found else (len(text), depth, False, False)
+        else:
+            found = _STRUCTURE.search(text, at)
+            if found is None:
+                return len(text), depth, False, False
+            at = found.end()
+            mark = found.group()
+            if mark == '"':
+                in_string = True
+            elif mark in "[{":
+                depth += 1
+            else:
+                depth -= 1
+                if depth <= 0:
+                    return at, depth, False, True
+
+
 _Scan = Callable[[str, int], tuple[object, int]]
-_SCAN: _Scan = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant).scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
 
 
-class _Elements:
+class _Elements(_Text):
     """The records of a JSON array or NDJSON file, read one at a time from a :class:`_BlockReader`.
 
     Each record is parsed on its own by Python's JSON decoder, from text held only until it is
@@ -522,30 +674,18 @@ class _Elements:
     """
 
     def __init__(self, reader: _BlockReader, kind: str) -> None:
-        self._read = reader.read
+        super().__init__(reader)
         self._array = kind == JSON
-        # Bytes that are not UTF-8 are decoded as lone surrogates, one per byte: the record that
-        # holds them is then told apart from the others, and their offsets found again.
-        self._decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
-        self._text = ""
-        self._pos = 0
-        self._base = 0  # the byte offset of _text[0]
-        self._eof = False
-        # Nothing that may parse as a lone surrogate before this index of _text.
-        self._clean_to = 0
         self.count = 0
         # Where the records begin (after a JSON array's opening bracket).
         self.first = 0
         self._problems: list[str] = []
-        scanner = json.JSONDecoder(parse_float=self._float, parse_int=self._int, parse_constant=_refuse_constant)
-        self._tolerant: _Scan = scanner.scan_once  # type: ignore[attr-defined]  # set by the constructor
-
-    def offset(self) -> int:
-        """The byte offset where the last record read ends."""
-        return self._offset(self._pos)
-
-    def _offset(self, index: int) -> int:
-        return self._base + len(self._text[:index].encode("utf-8", "surrogateescape"))
+        # Every record is read with the first, at C speed; one it cannot read is read again with
+        # the second, slower and more forgiving, which tells why.
+        fast = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+        tolerant = json.JSONDecoder(parse_float=self._float, parse_int=self._int, parse_constant=_refuse_constant)
+        self._scan: _Scan = fast.scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
+        self._tolerant: _Scan = tolerant.scan_once  # type: ignore[attr-defined]
 
     def __iter__(self) -> Iterator[object]:
         while not self._text and self._more():
@@ -597,47 +737,13 @@ class _Elements:
         if self._skip():
             raise self._syntax(self._pos, "more follows the array's closing bracket")
 
-    def _more(self) -> bool:
-        """Read on; False at the end of the file."""
-        if self._eof:
-            return False
-        data = self._read(_CHUNK)
-        if not data:
-            self._eof = True
-            rest = self._decode(b"", True)
-            self._text += rest
-            return bool(rest)
-        self._text += self._decode(data)
-        return True
-
-    def _drop(self) -> None:
-        """Forget the text before the read position."""
-        done = self._text[: self._pos]
-        self._base += len(done.encode("utf-8", "surrogateescape"))
-        self._text = self._text[self._pos :]
-        self._clean_to = max(0, self._clean_to - self._pos)
-        self._pos = 0
-
-    def _skip(self) -> bool:
-        """Move past whitespace; False at the end of the file."""
-        while True:
-            match = _WHITESPACE.match(self._text, self._pos)
-            assert match is not None  # the pattern matches the empty string
-            self._pos = match.end()
-            if self._pos < len(self._text):
-                return True
-            if self._pos > _CHUNK:
-                self._drop()
-            if not self._more():
-                return False
-
     def _element(self) -> object:
         if self._pos > _CHUNK:
             self._drop()
         start = self._pos
         while True:
             try:
-                value, end = _SCAN(self._text, start)
+                value, end = self._scan(self._text, start)
             except (StopIteration, ValueError, ArithmeticError, RecursionError):
                 # Cut short by the end of what was read, or a value Python will not read.
                 return self._slow(start)
@@ -688,91 +794,6 @@ class _Elements:
         raw = text[start:end]
         return UnreadableRecord(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem)
 
-    def _suspect(self, start: int, end: int) -> bool:
-        """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
-        per read, at the speed of the regular expression engine, not once per record."""
-        if self._clean_to < end:
-            text = self._text
-            found = _SURROGATE_ESCAPE.search(text, start)
-            self._clean_to = found.start() if found else len(text)
-            if not text.isascii():
-                raw = _SURROGATE.search(text, start, self._clean_to)
-                self._clean_to = raw.start() if raw else self._clean_to
-        return self._clean_to < end
-
-    def _lone_surrogate(self, start: int, end: int, value: object) -> str | None:
-        lone = _lone_surrogate(value)
-        if lone is None:
-            return None
-        raw = _SURROGATE.search(self._text, start, end)
-        if raw is not None:
-            where = self._offset(raw.start())
-            return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
-        return (
-            f"holds the escape \\u{ord(lone):04x}: half of a UTF-16 surrogate pair without its other half, "
-            "which is not a character; it cannot be sent without changing it"
-        )
-
-    def _find_end(self, start: int) -> int | None:
-        """Where the record at ``start`` ends, reading on as needed: past its closing bracket or
-        quote, or where a number or literal stops; the end of the file if that comes first. None
-        for a record longer than MAX_RECORD_LENGTH: it is skipped, and the read position is left
-        after it."""
-        at, depth = start, 0
-        in_string = self._text[start] == '"'
-        scalar = not in_string and self._text[start] not in "[{"
-        if in_string:
-            at += 1
-        skipping = False
-        while True:
-            text = self._text
-            if in_string:
-                match = _STRING_REST.match(text, at)
-                assert match is not None
-                at = match.end()
-                if at < len(text) and text[at] == '"':
-                    at += 1
-                    in_string = False
-                    if depth == 0:
-                        break
-                    continue
-            elif scalar:
-                found = _SCALAR_END.search(text, at)
-                if found is not None:
-                    at = found.start()
-                    break
-                at = len(text)
-            else:
-                found = _STRUCTURE.search(text, at)
-                if found is not None:
-                    at = found.end()
-                    mark = found.group()
-                    if mark == '"':
-                        in_string = True
-                    elif mark in "[{":
-                        depth += 1
-                    else:
-                        depth -= 1
-                        if depth <= 0:
-                            break
-                    continue
-                at = len(text)
-            # The text ran out before the record did.
-            if at - start > MAX_RECORD_LENGTH:
-                # Only the scan's place is kept from here: what was scanned is let go.
-                skipping = True
-                self._pos = at
-                self._drop()
-                at = start = 0
-            if not self._more():
-                if skipping:
-                    raise self._syntax(len(self._text), "the file ends inside a record")
-                return len(self._text)
-        if skipping:
-            self._pos = at
-            return None
-        return at
-
     def _int(self, text: str) -> object:
         if len(text) - text.startswith("-") > MAX_INTEGER_DIGITS:
             self._problems.append(
@@ -787,12 +808,6 @@ class _Elements:
         except ArithmeticError:  # the decimal module's InvalidOperation: an exponent beyond its range
             self._problems.append("holds a number whose exponent is out of range (no attribute can hold it)")
             return None
-
-    def _syntax(self, index: int, message: str, record: int | None = None) -> _Syntax:
-        if index >= len(self._text) and self._eof:
-            message = "the file ends inside a record" if record is not None else message
-        offset = self._offset(min(index, len(self._text)))
-        return _Syntax(self._offset(record) if record is not None else offset, offset, message)
 
 
 def _depth(value: object) -> int:
