@@ -578,7 +578,7 @@ class _Text:
             at, depth, in_string, done = _scan(self._text, at, depth, in_string, scalar)
             if done:
                 break
-            if at - start > MAX_RECORD_LENGTH:
+            if skipping or at - start > MAX_RECORD_LENGTH:
                 # Only the scan's place is kept from here: what was scanned is let go.
                 skipping = True
                 self._pos = at
