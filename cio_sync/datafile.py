@@ -316,7 +316,7 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
             count = table.check()
             return DataFile(name, stream, 0, count, kind, table, checked_as=checked_as, digests=digests)
         elements = _Elements(reader, kind)
-        count = _check_elements(elements, stream, name, kind)
+        count = _check_elements(elements, name)
         return DataFile(name, stream, elements.first, count, kind, checked_as=checked_as, digests=digests)
     except _Changed:
         stream.close()
@@ -365,16 +365,14 @@ def _spool(source: IO[bytes], name: str) -> IO[bytes]:
     return spooled
 
 
-def _check_elements(elements: _Elements, stream: IO[bytes], name: str, kind: str) -> int:
-    """Count the records of a JSON array or NDJSON file, refusing one that is not JSON."""
+def _check_elements(elements: _Elements, name: str) -> int:
+    """Count the records of a JSON array or NDJSON file, refusing an array that is not JSON (an
+    NDJSON line that is not is an unreadable record: its bounds are known)."""
     try:
         return _count_elements(elements)
     except _Syntax as e:
         complete = f"{elements.count:,} complete record" + ("" if elements.count == 1 else "s")
         where = f" at byte offset {e.offset:,}" if e.offset is not None else ""
-        if kind == NDJSON:
-            line = f"line {_line_at(stream, e.record):,}"
-            raise DataFileError(f"{name}: {line}: not valid JSON (after {complete}): {e.message}{where}") from None
         if e.whole is not None:
             raise DataFileError(f"{name}: {e.whole}") from None
         raise DataFileError(f"{name}: not valid JSON after {complete}: {e.message}{where}") from None
@@ -385,19 +383,6 @@ def _count_elements(elements: _Elements) -> int:
     for _ in elements:
         count += 1
     return count
-
-
-def _line_at(stream: IO[bytes], offset: int) -> int:
-    """The line (from 1) that byte ``offset`` is on. Read only once the parser has failed."""
-    line = 1
-    at = 0
-    while at < offset:
-        data = os.pread(stream.fileno(), min(_CHUNK, offset - at), at)
-        if not data:
-            break
-        line += data.count(b"\n")
-        at += len(data)
-    return line
 
 
 class _Digests:
@@ -520,6 +505,7 @@ class _Text:
         self._text = ""
         self._pos = 0
         self._base = 0  # the byte offset of _text[0]
+        self._lines = 0  # the line breaks before _text[0]
         self._eof = False
         # Nothing that may parse as a lone surrogate before this index of _text.
         self._clean_to = 0
@@ -530,6 +516,10 @@ class _Text:
 
     def _offset(self, index: int) -> int:
         return self._base + len(self._text[:index].encode("utf-8", "surrogateescape"))
+
+    def _line(self, index: int) -> int:
+        """The line (from 1) that ``_text[index]`` is on."""
+        return self._lines + self._text.count("\n", 0, index) + 1
 
     def _more(self) -> bool:
         """Read on; False at the end of the file."""
@@ -548,6 +538,7 @@ class _Text:
         """Forget the text before the read position."""
         done = self._text[: self._pos]
         self._base += len(done.encode("utf-8", "surrogateescape"))
+        self._lines += done.count("\n")
         self._text = self._text[self._pos :]
         self._clean_to = max(0, self._clean_to - self._pos)
         self._pos = 0
@@ -593,31 +584,25 @@ class _Text:
             return None
         return at
 
-    def _suspect(self, start: int, end: int) -> bool:
-        """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
-        per read, at the speed of the regular expression engine, not once per record."""
-        if self._clean_to < end:
-            text = self._text
-            found = _SURROGATE_ESCAPE.search(text, start)
-            self._clean_to = found.start() if found else len(text)
-            if not text.isascii():
-                raw = _SURROGATE.search(text, start, self._clean_to)
-                self._clean_to = raw.start() if raw else self._clean_to
-        return self._clean_to < end
-
-    def _lone_surrogate(self, start: int, end: int, value: object) -> str | None:
-        """Why ``value``, read from ``_text[start:end]``, cannot be sent, if it holds a lone surrogate."""
-        lone = _lone_surrogate(value)
-        if lone is None:
+    def _line_end(self, start: int) -> int | None:
+        """Where the line from ``start`` ends (its line break, or the end of the file), reading
+        on as needed. None for a line longer than MAX_RECORD_LENGTH: it is skipped, and the
+        read position is left at its end."""
+        at, skipping = start, False
+        while (end := self._text.find("\n", at)) == -1:
+            at = len(self._text)
+            if skipping or at - start > MAX_RECORD_LENGTH:
+                skipping = True
+                self._pos = at
+                self._drop()
+                at = start = 0
+            if not self._more():
+                end = len(self._text)
+                break
+        if skipping:
+            self._pos = end
             return None
-        raw = _SURROGATE.search(self._text, start, end)
-        if raw is not None:
-            where = self._offset(raw.start())
-            return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
-        return (
-            f"holds the escape \\u{ord(lone):04x}: half of a UTF-16 surrogate pair without its other half, "
-            "which is not a character; it cannot be sent without changing it"
-        )
+        return end
 
     def _syntax(self, index: int, message: str, record: int | None = None) -> _Syntax:
         if index >= len(self._text) and self._eof:
@@ -663,19 +648,12 @@ def _scan(text: str, at: int, depth: int, in_string: bool, scalar: bool) -> tupl
 _Scan = Callable[[str, int], tuple[object, int]]
 
 
-class _Elements(_Text):
-    """The records of a JSON array or NDJSON file, read one at a time from a :class:`_BlockReader`.
+class _Values(_Text):
+    """Records read from a :class:`_Text`, and what makes one unreadable: a value no attribute
+    can carry, a lone surrogate, bytes that are not UTF-8, nesting too deep."""
 
-    Each record is parsed on its own by Python's JSON decoder, from text held only until it is
-    read. Where that fails, the record's end is found by a scan of its strings and brackets (so
-    the bounds of a record are known whatever its values hold), and the record is read again to
-    tell why: a value no attribute can carry makes it an :class:`UnreadableRecord`, a break in
-    the syntax (where the bounds of records are lost) makes the file not JSON.
-    """
-
-    def __init__(self, reader: _BlockReader, kind: str) -> None:
+    def __init__(self, reader: _BlockReader) -> None:
         super().__init__(reader)
-        self._array = kind == JSON
         self.count = 0
         # Where the records begin (after a JSON array's opening bracket).
         self.first = 0
@@ -687,100 +665,35 @@ class _Elements(_Text):
         self._scan: _Scan = fast.scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
         self._tolerant: _Scan = tolerant.scan_once  # type: ignore[attr-defined]
 
-    def __iter__(self) -> Iterator[object]:
-        while not self._text and self._more():
-            pass
-        if self._text.startswith("\ufeff"):  # a byte order mark, not part of the document
-            self._pos = 1
-        if self._array:
-            self._open()
-        else:
-            self.first = self._offset(self._pos)
-        while True:
-            if not self._skip():
-                if self._array:
-                    raise self._syntax(self._pos, "the file ends before the array is closed")
-                return
-            if self._array and self.count:
-                if self._text[self._pos] == "]":
-                    self._close()
-                    return
-                if self._text[self._pos] != ",":
-                    raise self._syntax(self._pos, f"expected a comma or ] after record {self.count - 1}")
-                self._pos += 1
-                if not self._skip():
-                    raise self._syntax(self._pos, "the file ends before the array is closed")
-            elif self._array and self._text[self._pos] == "]":
-                self._close()
-                return
-            yield self._element()
-
-    def _open(self) -> None:
-        if not self._skip():
-            raise _Syntax(0, None, "", "the data file is empty; it must be a JSON array of objects")
-        body = self._text[self._pos : self._pos + 8]
-        if body[:1] != "[":
-            kind = {"{": "an object", '"': "a string"}.get(body[:1], "a number" if body[:1] in "-0123456789" else "")
-            for word, named in (("null", "null"), ("true", "a boolean"), ("false", "a boolean")):
-                # Only the whole word: "nope" or "trux" is not null or a boolean, but not JSON at all.
-                if body.startswith(word) and body[len(word) : len(word) + 1] in ("", *_SPACE):
-                    kind = named
-            kind = kind or "not JSON"
-            detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
-            hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
-            raise _Syntax(0, None, "", f"must be a JSON array of objects, but the file {detail}{hint}")
-        self._pos += 1
-        self.first = self._offset(self._pos)
-
-    def _close(self) -> None:
-        self._pos += 1
-        if self._skip():
-            raise self._syntax(self._pos, "more follows the array's closing bracket")
-
-    def _element(self) -> object:
-        if self._pos > _CHUNK:
-            self._drop()
-        start = self._pos
-        while True:
-            try:
-                value, end = self._scan(self._text, start)
-            except (StopIteration, ValueError, ArithmeticError, RecursionError):
-                # Cut short by the end of what was read, or a value Python will not read.
-                return self._slow(start)
-            # A number at the end of what was read may go on in the next read ("12" of "12.5e3",
-            # read as far as "12." or "12e"); an object, an array or a string cannot.
+    def _suspect(self, start: int, end: int) -> bool:
+        """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
+        per read, at the speed of the regular expression engine, not once per record."""
+        if self._clean_to < end:
             text = self._text
-            if text[start] in "{[" or (text[start] == '"' and end < len(text)):
-                break
-            if _SCALAR_END.search(text, end) is not None or not self._more():
-                break
-        return self._checked(start, end, value, None)
+            found = _SURROGATE_ESCAPE.search(text, start)
+            self._clean_to = found.start() if found else len(text)
+            if not text.isascii():
+                raw = _SURROGATE.search(text, start, self._clean_to)
+                self._clean_to = raw.start() if raw else self._clean_to
+        return self._clean_to < end
 
-    def _slow(self, start: int) -> object:
-        offset = self._offset(start)
-        end = self._find_end(start)
-        if end is None:
-            self.count += 1
-            too_long = f"is longer than {MAX_RECORD_LENGTH:,} characters (at byte offset {offset:,})"
-            return UnreadableRecord(None, too_long)
-        self._problems.clear()
-        try:
-            value, end = self._tolerant(self._text, start)
-        except RecursionError:
-            return self._checked(start, end, None, f"is nested more than {MAX_DEPTH} levels deep")
-        except StopIteration as e:
-            raise self._syntax(int(e.value), "expected a value", start) from None
-        except json.JSONDecodeError as e:
-            raise self._syntax(e.pos, e.msg, start) from None
-        except _NotJson as e:
-            raise self._syntax(start, str(e), start) from None
-        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+    def _lone_surrogate(self, start: int, end: int, value: object) -> str | None:
+        """Why ``value``, read from ``_text[start:end]``, cannot be sent, if it holds a lone surrogate."""
+        lone = _lone_surrogate(value)
+        if lone is None:
+            return None
+        raw = _SURROGATE.search(self._text, start, end)
+        if raw is not None:
+            where = self._offset(raw.start())
+            return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
+        return (
+            f"holds the escape \\u{ord(lone):04x}: half of a UTF-16 surrogate pair without its other half, "
+            "which is not a character; it cannot be sent without changing it"
+        )
 
     def _checked(self, start: int, end: int, value: object, problem: str | None) -> object:
         """``value``, read from ``_text[start:end]``, or the record made unreadable by what it holds."""
         text = self._text
-        if not self._array and end < len(text) and text[end] not in _SPACE:
-            raise self._syntax(end, "expected a line break after the record", start)
         # Counting brackets (those in strings too) is quick, and rules out nearly every record.
         brackets = text.count("[", start, end) + text.count("{", start, end)
         if problem is None and brackets > MAX_DEPTH and _depth(value) > MAX_DEPTH:
@@ -808,6 +721,165 @@ class _Elements(_Text):
         except ArithmeticError:  # the decimal module's InvalidOperation: an exponent beyond its range
             self._problems.append("holds a number whose exponent is out of range (no attribute can hold it)")
             return None
+
+
+class _Elements(_Values):
+    """The records of a JSON array or NDJSON file, read one at a time from a :class:`_BlockReader`.
+
+    Each record is parsed on its own by Python's JSON decoder, from text held only until it is
+    read. Where that fails, the record's end is found (for an array element, by a scan of its
+    strings and brackets; for NDJSON, its line break), so the bounds of a record are known
+    whatever its values hold, and the record is read again to tell why: a value no attribute can
+    carry makes it an :class:`UnreadableRecord`, and so does an NDJSON line that is not JSON; a
+    break in an array's syntax (where the bounds of its elements are lost) makes the file not JSON.
+    """
+
+    def __init__(self, reader: _BlockReader, kind: str) -> None:
+        super().__init__(reader)
+        self._array = kind == JSON
+
+    def __iter__(self) -> Iterator[object]:
+        while not self._text and self._more():
+            pass
+        if self._text.startswith("\ufeff"):  # a byte order mark, not part of the document
+            self._pos = 1
+        if self._array:
+            self._open()
+        else:
+            self.first = self._offset(self._pos)
+        while True:
+            if not self._skip():
+                if self._array:
+                    raise self._syntax(self._pos, "the file ends before the array is closed")
+                return
+            if self._array and self.count:
+                if self._text[self._pos] == "]":
+                    self._close()
+                    return
+                if self._text[self._pos] != ",":
+                    raise self._syntax(self._pos, f"expected a comma or ] after record {self.count - 1}")
+                self._pos += 1
+                if not self._skip():
+                    raise self._syntax(self._pos, "the file ends before the array is closed")
+            elif self._array and self._text[self._pos] == "]":
+                self._close()
+                return
+            yield self._element() if self._array else self._line_element()
+
+    def _open(self) -> None:
+        if not self._skip():
+            raise _Syntax(0, None, "", "the data file is empty; it must be a JSON array of objects")
+        body = self._text[self._pos : self._pos + 8]
+        if body[:1] != "[":
+            raise _Syntax(0, None, "", _not_an_array(body))
+        self._pos += 1
+        self.first = self._offset(self._pos)
+
+    def _close(self) -> None:
+        self._pos += 1
+        if self._skip():
+            raise self._syntax(self._pos, "more follows the array's closing bracket")
+
+    def _element(self) -> object:
+        if self._pos > _CHUNK:
+            self._drop()
+        start = self._pos
+        while True:
+            try:
+                value, end = self._scan(self._text, start)
+            except (StopIteration, ValueError, ArithmeticError, RecursionError):
+                # Cut short by the end of what was read, or a value Python will not read.
+                return self._slow(start)
+            # A number at the end of what was read may go on in the next read ("12" of "12.5e3",
+            # read as far as "12." or "12e"); an object, an array or a string cannot.
+            text = self._text
+            if text[start] in "{[" or (text[start] == '"' and end < len(text)):
+                break
+            if _SCALAR_END.search(text, end) is not None or not self._more():
+                break
+        return self._checked(start, end, value, None)
+
+    def _line_element(self) -> object:
+        """The NDJSON record at the read position: the value its line holds, or the line as an
+        unreadable record. A line break always ends a record (JSON strings cannot hold one), so
+        a line that is not JSON leaves the bounds of the others known."""
+        if self._pos > _CHUNK:
+            self._drop()
+        start = self._pos
+        while True:
+            try:
+                value, end = self._scan(self._text, start)
+            except (StopIteration, ValueError, ArithmeticError, RecursionError):
+                break
+            text = self._text
+            newline = text.find("\n", end)
+            if newline == -1 and self._more():
+                continue  # a number may go on, and the line must end with nothing more on it
+            newline = len(text) if newline == -1 else newline
+            if text.find("\n", start, end) == -1 and not text[end:newline].strip(" \t\r"):
+                return self._checked(start, end, value, None)
+            break
+        return self._bad_line(start)
+
+    def _bad_line(self, start: int) -> object:
+        """The NDJSON line from ``start``, which the fast decoder could not read as one value."""
+        line = self._line(start)
+        end = self._line_end(start)
+        if end is None:
+            self.count += 1
+            return UnreadableRecord(None, f"line {line:,} is longer than {MAX_RECORD_LENGTH:,} characters")
+        text = self._text[start:end]
+        self._problems.clear()
+        value: object = None
+        try:
+            value, stop = self._tolerant(text, 0)
+            after = None if not text[stop:].strip(" \t\r") else (stop, "more follows the value on its line")
+        except RecursionError:
+            after = None
+            self._problems.append(f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            after = (int(e.value), "expected a value")
+        except json.JSONDecodeError as e:
+            after = (e.pos, e.msg)
+        except _NotJson as e:
+            after = (0, str(e))
+        if after is not None:
+            where = self._offset(start + min(after[0], len(text)))
+            self._problems.insert(0, f"line {line:,} is not valid JSON: {after[1]} at byte offset {where:,}")
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+
+    def _slow(self, start: int) -> object:
+        offset = self._offset(start)
+        end = self._find_end(start)
+        if end is None:
+            self.count += 1
+            too_long = f"is longer than {MAX_RECORD_LENGTH:,} characters (at byte offset {offset:,})"
+            return UnreadableRecord(None, too_long)
+        self._problems.clear()
+        try:
+            value, end = self._tolerant(self._text, start)
+        except RecursionError:
+            return self._checked(start, end, None, f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            raise self._syntax(int(e.value), "expected a value", start) from None
+        except json.JSONDecodeError as e:
+            raise self._syntax(e.pos, e.msg, start) from None
+        except _NotJson as e:
+            raise self._syntax(start, str(e), start) from None
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+
+
+def _not_an_array(body: str) -> str:
+    """What a data file that should be a JSON array holds instead, from its first characters."""
+    kind = {"{": "an object", '"': "a string"}.get(body[:1], "a number" if body[:1] in "-0123456789" else "")
+    for word, named in (("null", "null"), ("true", "a boolean"), ("false", "a boolean")):
+        # Only the whole word: "nope" or "trux" is not null or a boolean, but not JSON at all.
+        if body.startswith(word) and body[len(word) : len(word) + 1] in ("", *_SPACE):
+            kind = named
+    kind = kind or "not JSON"
+    detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
+    hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
+    return f"must be a JSON array of objects, but the file {detail}{hint}"
 
 
 def _depth(value: object) -> int:

@@ -231,21 +231,6 @@ def test_data_file_refusals(emulator: Emulator, files: Files, data: bytes, messa
     assert message in stderr
 
 
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        (b'{"id": 1}\n{"id": 2}\n{"id": 3\n{"id": 4}\n', "line 3: not valid JSON (after 2 complete records)"),
-        (b'\n{"id": 1}\n\n\n{"id": oops}\n', "line 5: not valid JSON (after 1 complete record)"),
-        (b"{oops}\n", "line 1: not valid JSON (after 0 complete records)"),
-    ],
-)
-def test_ndjson_syntax_errors_name_their_line(emulator: Emulator, files: Files, data: bytes, message: str) -> None:
-    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data, "data.ndjson")])
-    assert run.code == 2
-    assert f"data.ndjson: {message}: " in run.stderr
-    assert emulator.requests() == []
-
-
 def test_a_late_syntax_error_stops_the_run_before_anything_is_sent(emulator: Emulator, files: Files) -> None:
     body = b"[" + b",".join(b'{"id": %d, "name": "n"}' % i for i in range(5000)) + b", oops]"
     stderr = refused(emulator, files, config_dict(emulator.url), body)

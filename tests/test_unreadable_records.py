@@ -23,7 +23,7 @@ UNREADABLE: list[tuple[str, bytes, str]] = [
     ("mapped huge integer", b'{"id": 1, "name": ' + DIGITS.encode() + b"}", "integer of more than 4,300 digits"),
     ("unmapped huge integer", b'{"id": 1, "x": -' + DIGITS.encode() + b"}", "integer of more than 4,300 digits"),
     ("huge integer id", b'{"id": ' + DIGITS.encode() + b"}", "integer of more than 4,300 digits"),
-    ("nested huge integer", b'{"id": 1, "x": [1,\n   ' + DIGITS.encode() + b"]}", "integer of more than 4,300"),
+    ("nested huge integer", b'{"id": 1, "x": [1,\t   ' + DIGITS.encode() + b"]}", "integer of more than 4,300"),
     ("huge exponent", b'{"id": 1, "x": 1e' + DIGITS.encode() + b"}", "number whose exponent is out of range"),
     ("exponent", b'{"id": 1, "x": 1e99999999999999999999}', "number whose exponent is out of range"),
     ("low surrogate", b'{"id": 1, "name": "\\udc00"}', "holds the escape \\udc00: half of a UTF-16 surrogate"),
@@ -118,6 +118,35 @@ def test_an_unread_tail_with_bytes_that_are_not_utf8_is_copied_so_it_reads_inval
         # JSON as the escapes the bytes are read as; CSV as lone surrogates, which its writer
         # writes back as the bytes they were.
         assert "".join(unread.chunks()) == tail
+
+
+NOT_JSON_LINES: list[tuple[bytes, list[tuple[int, int, str]], list[str]]] = [
+    (
+        b'{"id": 1}\n{"id": 2}\n{"id": 3\n{"id": 4}\n',
+        [(2, 3, "Expecting ',' delimiter at byte")],
+        ["1", "2", "4"],
+    ),
+    (b'\n{"id": 1}\n\n\n{"id": oops}\n{"id": 2}', [(1, 5, "expected a value at byte offset 20")], ["1", "2"]),
+    (b'{oops}\n{"id": 1}\n{"id": 2}\n', [(0, 1, "Expecting property name enclosed in double quotes")], ["1", "2"]),
+    (b'{"id": 1} {"id": 9}\n{"id": 2}\n', [(0, 1, "more follows the value on its line at byte offset 9")], ["2"]),
+    (b'{"id": 1,\n "name": "x"}\n{"id": 2}\n', [(0, 1, "Expecting property name"), (1, 2, "more follows")], ["2"]),
+    (b'{"id": 1}\n{"id": 2}\n{"id": 9, "name": "cut', [(2, 3, "Unterminated string")], ["1", "2"]),
+]
+
+
+@pytest.mark.parametrize(("data", "invalid", "synced"), NOT_JSON_LINES)
+def test_an_ndjson_line_that_is_not_json_is_an_invalid_record(
+    emulator: Emulator, files: Files, data: bytes, invalid: list[tuple[int, int, str]], synced: list[str]
+) -> None:
+    # A line break always ends a record (a JSON string cannot hold one): the bounds are known.
+    run = run_process(["--config", files.config(config_dict(emulator.url)), "--data", files.data(data, "d.ndjson")])
+    assert run.code == 1, run.stderr
+    lines = [line for line in run.stderr.splitlines() if line.startswith("cio-sync: record ")]
+    assert len(lines) == len(invalid)
+    for line, (index, number, reason) in zip(lines, invalid, strict=True):
+        assert line.startswith(f"cio-sync: record {index}: invalid: line {number} is not valid JSON: "), line
+        assert reason in line, line
+    assert sorted(emulator.people()) == synced
 
 
 def test_a_record_longer_than_the_limit_is_invalid_and_not_held(emulator: Emulator, files: Files) -> None:
