@@ -185,9 +185,9 @@ def test_a_mapped_column_missing_from_the_header_is_refused(
         ("\n\r\n", "the data file is empty; a CSV file needs a header row"),
         ('id,name\n1,"unterminated\n', "not valid CSV in the row from line 2: unexpected end of data"),
         ('id,name\n1,"a"b\n', "not valid CSV in the row from line 2: ',' expected after '\"'"),
-        (b"id,name\n1,\xff\n", "not UTF-8 text: line 2 holds bytes that are not UTF-8"),
-        # Latin-1 far into the file: the line is the one that holds it, not where decoding began.
-        (b"id,name\n" + b"1,a\n" * 30_000 + b"2,Ren\xe9\n", "not UTF-8 text: line 30002 holds"),
+        # Column names must be text: a row that is not is an invalid record, but a header is the file.
+        (b"id,n\xffame\n1,a\n", "not UTF-8 text: the header row on line 1 holds bytes that are not UTF-8"),
+        (b'\n\nid,"na\r\nm\xe9"\n1,a\n', "not UTF-8 text: the header row on line 4 holds bytes"),
         ("id,name,id\n1,2,3\n", 'the header row names the column "id" twice'),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from cio_sync import sync
 from cio_sync.emulator import Emulator
-from cio_sync.errors import DataFileChanged, DataFileError
-from cio_sync.input.datafile import open_data_file
+from cio_sync.errors import DataFileChanged
+from cio_sync.input import datafile
+from cio_sync.input.datafile import UnreadableRecord, open_data_file
 from cio_sync.outcome import StopReason
 
 from .conftest import FAST, make_config
@@ -66,11 +68,14 @@ def test_a_file_that_changes_between_the_passes_is_reported(tmp_path: Path) -> N
     assert caught.value.exit_code == 1
 
 
-def test_deeply_nested_records_are_refused_without_exhausting_memory(tmp_path: Path) -> None:
+def test_a_deeply_nested_record_is_invalid_and_the_others_read(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
-    path.write_text('[{"id": 1}, {"id": 2, "v": ' + "[" * 100_000 + "]" * 100_000 + "}]")
-    with pytest.raises(DataFileError, match="record 1 is nested more than 500 levels deep"):
-        open_data_file(str(path))
+    path.write_text('[{"id": 1}, {"id": 2, "v": ' + "[" * 100_000 + "]" * 100_000 + '}, {"id": 3}]')
+    with open_data_file(str(path)) as data:
+        first, deep, last = data.records()
+    assert (first, last) == ({"id": 1}, {"id": 3})
+    assert isinstance(deep, UnreadableRecord)
+    assert deep.reason() == "is nested more than 500 levels deep"
 
 
 def test_nesting_up_to_the_limit_is_fine(tmp_path: Path) -> None:
@@ -91,8 +96,8 @@ def test_records_added_after_the_check_are_not_read_as_records(tmp_path: Path, n
         with path.open("a") as f:
             f.write(more)
         records = data.records()
-        assert len([next(records), next(records)]) == 2
-        with pytest.raises(DataFileChanged, match=r"holds more than the 2 records its check counted"):
+        # The block the records are in is no longer the one checked: none is read from it.
+        with pytest.raises(DataFileChanged, match=r"its bytes differ from those its check read"):
             next(records)
         assert list(records) == []
 
@@ -107,13 +112,56 @@ def test_a_file_cut_short_after_the_check_is_reported(tmp_path: Path, name: str,
         with path.open("r+") as f:
             f.truncate(cut)
         records = data.records()
-        assert len([next(records)]) == 1
-        with pytest.raises(DataFileChanged, match=r"it now holds 1 of the 2 records its check counted"):
+        with pytest.raises(DataFileChanged, match=r"its bytes differ from those its check read"):
             next(records)
         assert list(records) == []
 
 
-def test_a_run_reads_no_more_records_than_checked_and_says_the_file_grew(tmp_path: Path, emulator: Emulator) -> None:
+def test_records_are_read_up_to_the_block_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datafile, "_CHUNK", 64)
+    path = tmp_path / "d.ndjson"
+    text = "".join(f'{{"id": {i}, "v": "old"}}\n' for i in range(20))
+    path.write_text(text)
+    with open_data_file(str(path)) as data:
+        with path.open("r+") as f:
+            f.seek(64 * 3 + 5)  # in the fourth block
+            f.write("X")
+        records = data.records()
+        # Each record whose line break comes before the changed block, and not one more.
+        whole = text.count("\n", 0, 64 * 3)
+        read = [next(records) for _ in range(whole)]
+        with pytest.raises(DataFileChanged, match="changed while being read"):
+            next(records)
+    assert read == [{"id": i, "v": "old"} for i in range(whole)]
+
+
+def test_a_change_the_size_and_time_do_not_show_is_found(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text('[{"id": 1, "v": "old"}, {"id": 2, "v": "old"}]')
+    before = os.stat(path)
+    with open_data_file(str(path)) as data:
+        path.write_text('[{"id": 1, "v": "new"}, {"id": 2, "v": "new"}]')
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        with pytest.raises(DataFileChanged, match="its bytes differ from those its check read"):
+            next(data.records())
+
+
+def test_a_file_that_grew_at_its_end_is_reported_once_its_records_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "d.ndjson"
+    path.write_text('{"id": 1}\n{"id": 2}\n')
+    with open_data_file(str(path)) as data:
+        records = data.records()
+        assert next(records) == {"id": 1}
+        with path.open("a") as f:
+            f.write('{"id": 3}\n')
+        assert next(records) == {"id": 2}  # from the block as checked, read before the change
+        with pytest.raises(DataFileChanged, match="its bytes differ from those its check read"):
+            next(records)
+
+
+def test_a_run_reads_nothing_from_a_block_that_grew_and_says_the_file_changed(
+    tmp_path: Path, emulator: Emulator
+) -> None:
     path = tmp_path / "d.ndjson"
     path.write_text("".join(f'{{"id": {i}, "name": "n{i}"}}\n' for i in range(5)))
     with open_data_file(str(path)) as data:
@@ -121,8 +169,7 @@ def test_a_run_reads_no_more_records_than_checked_and_says_the_file_grew(tmp_pat
             f.write('{"id": 99, "name": "appended"}\n')
         result = sync(make_config(emulator.url), data.records(), http=FAST)
     assert result.stopped is StopReason.DATA_FILE_CHANGED
-    assert result.error is not None and "holds more than the 5 records" in result.error
-    # What was sent before the stop is counted; the appended record is never read as one.
-    assert result.total == result.synced + result.not_attempted == 5
-    assert "99" not in emulator.people()
-    assert len(emulator.people()) == result.synced
+    assert result.error is not None and "changed while being read" in result.error
+    # The records share their block with the appended one: none is read from bytes since changed.
+    assert result.total == 0
+    assert emulator.people() == {}

@@ -6,7 +6,7 @@ import codecs
 import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 from ..errors import DataFileError
 
@@ -19,6 +19,16 @@ MAX_CELL = 16 * 1024 * 1024
 # A line is gathered whole before the csv module sees it: without a bound, a file with no line
 # break would be held whole, and a few times over. Room for the longest cell and more besides.
 MAX_LINE = 2 * MAX_CELL
+
+
+class Readable(Protocol):
+    """What a CSV file is read from: a binary stream that can tell and change its position."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, /) -> int: ...
 
 
 class CsvRow(dict[str, "str | None"]):
@@ -45,6 +55,22 @@ class RaggedRow:
         return f"the row on line {self.line} has {cells}; the header has {self.expected}"
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A CSV row holding bytes that are not UTF-8: an invalid record, its bounds known all the same.
+
+    Its cells hold each such byte as a lone surrogate (U+DC80 to U+DCFF), which a
+    :class:`CsvWriter` writes back as the byte it was: a rerun finds the row as it was.
+    """
+
+    line: int
+    cells: tuple[str, ...]
+
+    def reason(self) -> str:
+        """Why the row cannot be used, with its line number."""
+        return f"the row on line {self.line} holds bytes that are not UTF-8 (save the export as UTF-8)"
+
+
 class CsvRecords:
     """The header and rows of a CSV file read from ``stream`` (binary, at its start).
 
@@ -53,7 +79,7 @@ class CsvRecords:
     ``ValueError`` (from ``rows``: the file changed in between).
     """
 
-    def __init__(self, stream: IO[bytes], name: str) -> None:
+    def __init__(self, stream: Readable, name: str) -> None:
         # A process-wide setting: only ever raised, never lowered below what someone else set.
         csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
         self._stream = stream
@@ -72,6 +98,13 @@ class CsvRecords:
             header = _first_row(reader)
             if header is None:
                 raise DataFileError(f"{self._name}: the data file is empty; a CSV file needs a header row")
+            if lines.undecodable:
+                # Column names are matched against the configuration and shown: they must be text.
+                where = _undecodable_line(self._stream)
+                raise DataFileError(
+                    f"{self._name}: not UTF-8 text: the header row on line {where} holds bytes that are not UTF-8 "
+                    "(save the export as UTF-8)"
+                )
             self.header = _header(header, self._name)
             self.body_start = lines.end
             line = reader.line_num
@@ -81,22 +114,17 @@ class CsvRecords:
                     count += 1
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
-        except UnicodeDecodeError:
-            # Lines are decoded as the reader asks for them, but look again to name the line.
-            where = _undecodable_line(self._stream)
-            raise DataFileError(
-                f"{self._name}: not UTF-8 text: line {where} holds bytes that are not UTF-8 (save the export as UTF-8)"
-            ) from None
         except OSError as e:
             raise DataFileError(f"{self._name}: cannot read the data file: {e.strerror}") from None
         return count
 
-    def rows(self) -> CsvRows:
-        """Each row after the header, in file order; blank lines are skipped."""
-        return CsvRows(self._stream, self.header, self.body_start)
+    def rows(self, stream: Readable | None = None) -> CsvRows:
+        """Each row after the header, in file order; blank lines are skipped. Read from
+        ``stream`` (the same file, read anew) when given."""
+        return CsvRows(stream if stream is not None else self._stream, self.header, self.body_start)
 
 
-class CsvRows(Iterator[CsvRow | RaggedRow]):
+class CsvRows(Iterator[CsvRow | RaggedRow | UnreadableRow]):
     """The rows of a CSV file after its header, read from the start of ``stream`` when first
     asked for, and where the rows not yet handed out begin.
 
@@ -107,17 +135,17 @@ class CsvRows(Iterator[CsvRow | RaggedRow]):
     (the file changed): then no place can be vouched for.
     """
 
-    def __init__(self, stream: IO[bytes], header: tuple[str, ...], body_start: int) -> None:
+    def __init__(self, stream: Readable, header: tuple[str, ...], body_start: int) -> None:
         self.end: int | None = body_start
         self._rows = self._read(stream, header)
 
     def __iter__(self) -> CsvRows:
         return self
 
-    def __next__(self) -> CsvRow | RaggedRow:
+    def __next__(self) -> CsvRow | RaggedRow | UnreadableRow:
         return next(self._rows)
 
-    def _read(self, stream: IO[bytes], header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow]:
+    def _read(self, stream: Readable, header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow | UnreadableRow]:
         try:
             stream.seek(0)
             width = len(header)
@@ -126,12 +154,16 @@ class CsvRows(Iterator[CsvRow | RaggedRow]):
             if _first_row(reader) is None:
                 raise ValueError("the header row is gone")
             line = reader.line_num
+            undecodable = lines.undecodable
             for row in reader:
                 start, line = line + 1, reader.line_num
                 if not row:
                     continue
                 self.end = lines.end
-                if len(row) != width:
+                if lines.undecodable != undecodable:
+                    undecodable = lines.undecodable
+                    yield UnreadableRow(start, tuple(row))
+                elif len(row) != width:
                     yield RaggedRow(start, tuple(row), width)
                 else:
                     yield CsvRow(zip(header, [cell or None for cell in row], strict=True))
@@ -149,9 +181,11 @@ class _Lines:
     wrapper reads ahead and cannot tell this).
     """
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self.end = stream.tell()
+        # How many lines handed out held bytes that are not UTF-8.
+        self.undecodable = 0
         # Read ahead and not yet handed out: what was read to look for a byte order mark (when it
         # was something else), or for the LF after a chunk's last CR (when it was not one).
         self._head = b""
@@ -182,12 +216,20 @@ class _Lines:
             held = len(pending[0]) if pending else 0
             for raw in lines:
                 self.end += len(raw)
-                # A line ends at an ASCII byte, never inside a UTF-8 sequence: each decodes alone.
-                yield raw.decode("utf-8")
+                yield self._decode(raw)
         if pending:
             raw = b"".join(pending)
             self.end += len(raw)
-            yield raw.decode("utf-8")
+            yield self._decode(raw)
+
+    def _decode(self, raw: bytes) -> str:
+        # A line ends at an ASCII byte, never inside a UTF-8 sequence: each decodes alone.
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Its row is invalid, not the file: the bytes are kept, as lone surrogates.
+            self.undecodable += 1
+            return raw.decode("utf-8", "surrogateescape")
 
     def _chunk(self) -> bytes:
         """The next piece of the stream, never ending between the CR and LF of a CRLF."""
@@ -204,7 +246,7 @@ class _Lines:
         return chunk
 
 
-def _undecodable_line(stream: IO[bytes]) -> int:
+def _undecodable_line(stream: Readable) -> int:
     """The number of the first line of ``stream`` that is not UTF-8 (lines end with LF)."""
     stream.seek(0)
     line = 1
@@ -245,13 +287,18 @@ class CsvWriter:
     """
 
     def __init__(self, stream: IO[str], header: Sequence[str]) -> None:
+        # A row read with bytes that are not UTF-8 holds them as lone surrogates: they are
+        # written back as those bytes, and nothing else can hold a lone surrogate.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
         # RFC 4180 ends lines with CRLF; cells with commas, quotes or line breaks are quoted.
         self._writer = csv.writer(stream, lineterminator="\r\n")
         self._writer.writerow(header)
 
     def write(self, record: object) -> None:
         """Write one record read from a CSV file."""
-        if isinstance(record, RaggedRow):
+        if isinstance(record, (RaggedRow, UnreadableRow)):
             self._writer.writerow(record.cells)
         elif isinstance(record, dict):
             self._writer.writerow(["" if cell is None else str(cell) for cell in record.values()])

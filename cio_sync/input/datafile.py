@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import codecs
 import csv
-import itertools
+import hashlib
+import json
 import os
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from types import TracebackType
 from typing import IO
-
-import ijson
 
 from ..errors import DataFileChanged, DataFileError
 from .convert import MAX_INTEGER_DIGITS
@@ -26,34 +26,67 @@ NDJSON = "ndjson"
 CSV = "csv"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 CSV_SUFFIXES = (".csv",)
-_BOM = b"\xef\xbb\xbf"
-# Records nested deeper than this are refused with the file: no real data comes close.
+# Records nested deeper than this are invalid: no real data comes close, and writing one back
+# to --failed must not exhaust the stack.
 MAX_DEPTH = 500
-_OPENS = frozenset({"start_map", "start_array"})
-_CLOSES = frozenset({"end_map", "end_array"})
-# The parser is fed this much at a time. It re-reads a value split across reads from its start,
-# so a value costs time quadratic in its length (bounded by MAX_VALUE_BYTES: under a second).
+# The file is read, and its digests taken, this much at a time.
 _CHUNK = 1 << 16
-# A single value (string, number or key) longer than this is refused with the file. No id or
-# attribute value can be a thousandth of it, and it bounds the time the parser spends on one.
-MAX_VALUE_BYTES = 10_000_000
-# Digits as "0" and everything else as ".", to find long runs of digits at the speed of bytes.find.
-_DIGIT_MASK = bytes(48 if 48 <= b <= 57 else 46 for b in range(256))
-_LONG_DIGITS = b"0" * (MAX_INTEGER_DIGITS + 1)
-_SPACE = b" \t\r\n"
-# \u escapes of UTF-16 surrogates: high halves, low halves, pairs; one with the low half after it.
-_HIGH_SURROGATE = re.compile(rb"\\u[dD][89abAB]")
-_LOW_SURROGATE = re.compile(rb"\\u[dD][c-fC-F]")
-_SURROGATE_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F]")
-_SURROGATE_ESCAPE = re.compile(rb"\\u([dD][89a-fA-F][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?")
+# A record longer than this (in characters) is invalid and skipped without being held, so that
+# one enormous record cannot exhaust memory. No request can carry a thousandth of it.
+MAX_RECORD_LENGTH = 10_000_000
+_DIGEST_SIZE = 16
+_SPACE = " \t\r\n"
+_WHITESPACE = re.compile(r"[ \t\r\n]*")
+# What the scan for a record's end stops at: structure outside strings, the rest of a string, the
+# end of a number or literal.
+_STRUCTURE = re.compile(r'["\[\]{}]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*')
+_SCALAR_END = re.compile(r'[\s\[\]{},:"]')
+# What may turn into a lone surrogate once parsed: a \u escape of one, or a byte that is not
+# UTF-8 (decoded as U+DC80 to U+DCFF, so that every record can still be read and told apart).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Bytes that are not UTF-8, written back as the escapes they are read as: the record stays invalid.
+_ESCAPE_BYTES = "cio-sync-escape-bytes"
+
+
+def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)
+    return "".join(f"\\udc{b:02x}" for b in error.object[error.start : error.end]), error.end
+
+
+codecs.register_error(_ESCAPE_BYTES, _escape_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRecord:
+    """A record of a JSON array or NDJSON file whose bounds are known but whose content cannot be
+    read as it stands (bytes that are not UTF-8, a lone surrogate escape, an integer too long to
+    read, nesting too deep): an invalid record, not a broken file.
+
+    ``text`` is the record as it stands in the file, bytes that are not UTF-8 written as the
+    ``\\udcXX`` escapes they are read as (None when too long to keep); ``problem`` says why.
+    """
+
+    text: str | None
+    problem: str
+
+    def reason(self) -> str:
+        """Why the record cannot be used."""
+        return self.problem
+
+    def __str__(self) -> str:
+        return self.text if self.text is not None else ""
 
 
 class DataFile:
     """An open data file whose structure has been checked, ready to stream its records.
 
     The whole file is parsed once up front (without keeping it in memory) so that a file that is
-    not JSON, not an array, or truncated is refused before a single request is sent. Reading the
-    records then parses it a second time, one record at a time. Standard input is spooled to a
+    not JSON, not an array, or truncated is refused before a single request is sent. That pass
+    takes a digest of each block of the file; reading the records parses it a second time, one
+    record at a time, and checks each block against its digest before parsing anything in it, so
+    that nothing is read from bytes other than those checked. Standard input is spooled to a
     temporary file first, because it can be read only once.
     """
 
@@ -67,16 +100,19 @@ class DataFile:
         table: CsvRecords | None = None,
         *,
         checked_as: tuple[int, int] | None,
+        digests: _Digests | None = None,
     ) -> None:
         self.name = name
         self.count = count
         self.format = format
         self._stream = stream
+        # Where the records begin: after a JSON array's opening bracket, or a byte order mark.
         self._start = start
         self._table = table
         # The file as it was when its check began: a stop copies its unread records by position
         # only while it is so.
         self._checked_as = checked_as
+        self._digests = digests
 
     @property
     def header(self) -> tuple[str, ...] | None:
@@ -84,30 +120,36 @@ class DataFile:
         return self._table.header if self._table is not None else None
 
     def records(self) -> Records:
-        """Each record in file order: parsed JSON (non-integers as ``Decimal``), or for CSV a
-        :class:`~cio_sync.csvfile.CsvRow` of text (None for an empty cell) or a ragged row."""
-        # Checked again, as the file may have changed since: the parser must never see what it
-        # mishandles.
-        reader = _CheckedReader(self._stream, self.name, self._start, self.format, limit_values=False)
-        rows = self._table.rows() if self._table is not None else None
-        return Records(self, reader, self._parse(reader, rows), rows)
+        """Each record in file order: parsed JSON (non-integers as ``Decimal``), an
+        :class:`UnreadableRecord`, or for CSV a :class:`~cio_sync.csvfile.CsvRow` of text (None
+        for an empty cell) or a ragged row."""
+        reader = _BlockReader(self._stream, self._digests, verify=True)
+        if self._table is not None:
+            rows = self._table.rows(reader)
+            return Records(self, None, self._parse(rows), rows)
+        elements = _Elements(reader, self.format)
+        return Records(self, elements, self._parse(elements), None)
 
-    def _parse(self, reader: _CheckedReader, rows: CsvRows | None) -> Iterator[object]:
+    def _parse(self, records: Iterable[object]) -> Iterator[object]:
         if self.count == 0:
             return
-        self._stream.seek(self._start)
         try:
-            if rows is not None:
-                yield from rows
-            else:
-                yield from _elements(reader, self.format)
-        except (ijson.JSONError, csv.Error, OSError, ValueError, ArithmeticError, DataFileError, _IntegerTooLong) as e:
-            checked = isinstance(e, (DataFileError, _IntegerTooLong))
-            raise self.changed("it no longer reads as it did" if checked else _first_line(e)) from None
+            yield from records
+        except _Changed:
+            raise self.changed("its bytes differ from those its check read") from None
+        except _Syntax:
+            raise self.changed("it no longer reads as it did") from None
+        except (csv.Error, OSError, ValueError, DataFileError) as e:
+            raise self.changed(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
     def changed(self, what: str) -> DataFileChanged:
         """The error for a file that no longer reads as its check found it, ``what`` saying how."""
         return DataFileChanged(f"{self.name}: changed while being read ({what}); records up to there were processed")
+
+    @property
+    def start(self) -> int:
+        """Where the records begin in the file."""
+        return self._start
 
     @property
     def stream_for_tail(self) -> IO[bytes]:
@@ -144,10 +186,14 @@ class UnreadTail:
     stream: IO[bytes]
     start: int
     end: int
+    csv: bool = False
 
     def chunks(self) -> Iterator[str]:
-        """The tail's text, a piece at a time (the file was checked to be UTF-8)."""
-        decoder = codecs.getincrementaldecoder("utf-8")()
+        """The tail's text, a piece at a time. A record may hold bytes that are not UTF-8 (it is
+        then invalid), and must be invalid again when read back: in JSON they are written as the
+        escapes they are read as; in CSV as lone surrogates, which the CSV writer writes as the
+        bytes they were."""
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape" if self.csv else _ESCAPE_BYTES)
         at = self.start
         while at < self.end:
             data = os.pread(self.stream.fileno(), min(_CHUNK * 16, self.end - at), at)
@@ -162,10 +208,10 @@ class Records(Iterator[object]):
     """The records of a :class:`DataFile`, in file order, counting those handed out."""
 
     def __init__(
-        self, data_file: DataFile, reader: _CheckedReader, parsed: Iterator[object], rows: CsvRows | None
+        self, data_file: DataFile, elements: _Elements | None, parsed: Iterator[object], rows: CsvRows | None
     ) -> None:
         self._file = data_file
-        self._reader = reader
+        self._elements = elements
         self._parsed = parsed
         self._rows = rows
         self.handed = 0
@@ -200,15 +246,15 @@ class Records(Iterator[object]):
         return record
 
     def unread(self) -> tuple[Iterator[object], UnreadTail | None]:
-        """After a stop: the records the parser holds already, then the rest of the file unread.
+        """After a stop: the records not handed out, as the rest of the file unread.
 
         Reading every remaining record one by one takes time in proportion to the file; this
-        takes the time of one record, so a stop is quick however large the file is. None for
-        the tail when nothing is left, or when its place cannot be told (the file changed since
-        its check): then read on.
+        takes no time at all, so a stop is quick however large the file is. None for the tail
+        when nothing is left, or when its place cannot be told (the file changed since its
+        check): then read on.
         """
         data_file = self._file
-        size = data_file.unchanged_size() if self.handed < data_file.count else None
+        size = data_file.unchanged_size() if self.handed < data_file.count and not self._ended else None
         if size is None:
             return self, None
         stream = data_file.stream_for_tail
@@ -216,26 +262,17 @@ class Records(Iterator[object]):
             # The CSV reader holds no row it has not handed out: the tail starts after the last.
             if self._rows.end is None:
                 return self, None
-            return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, self._rows.end, size)
-        self._reader.stopping = True
-        held: list[object] = []
-        try:
-            while True:
-                held.append(next(self))
-        except StopIteration:
-            return iter(held), None
-        except _Stopped:
-            pass
-        left = data_file.count - self.handed
-        start = self._reader.unread_start(data_file.format) if left > 0 else None
+            left = data_file.count - self.handed
+            return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size, csv=True)
+        assert self._elements is not None
+        # The parser reads no record ahead: the next one begins after the last handed out.
+        after = self._elements.offset() if self.handed else data_file.start
+        top = 0 if data_file.format == NDJSON else 1
+        start = _next_start(stream.fileno(), after, top)
         if start is None:
-            # Read on from a fresh parse: slow, and only for a place the lexer cannot tell.
-            rest = data_file.records()
-            for _ in range(self.handed):
-                next(rest)
-            return itertools.chain(held, rest), None
+            return self, None
         end = _elements_end(stream, data_file.format, size)
-        return iter(held), UnreadTail(self.handed, left, stream, start, end)
+        return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, start, end)
 
 
 def _identity(stream: IO[bytes]) -> tuple[int, int] | None:
@@ -263,49 +300,58 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     ``format`` is ``json`` (one array of objects), ``ndjson`` (one object per line) or ``csv``
     (RFC 4180 with a header row); by default it follows the suffix: ``.ndjson`` and ``.jsonl``
     are NDJSON, ``.csv`` is CSV. Raises :class:`DataFileError` when the file cannot be read, is
-    not JSON (or CSV), is not an array (for ``json``), or is truncated.
+    not JSON (or CSV), is not an array (for ``json``), or is truncated. A record that cannot be
+    read although its bounds are known is not an error here: it is read as an
+    :class:`UnreadableRecord`.
     """
     kind = data_format(path, format)
-    if path == "-":
-        name = "<stdin>"
-        if stdin is None and sys.stdin is None:
-            raise DataFileError("<stdin>: standard input is closed")
-        stream: IO[bytes] = _spool(stdin if stdin is not None else sys.stdin.buffer, name)
-    else:
-        name = path
-        try:
-            stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
-        except FileNotFoundError:
-            raise DataFileError(f"{name}: no such data file") from None
-        except IsADirectoryError:
-            raise DataFileError(f"{name}: is a directory, not a data file") from None
-        except OSError as e:
-            raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
-        if not stream.seekable():
-            # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
-            with stream:
-                stream = _spool(stream, name)
+    name, stream = _open_stream(path, stdin)
     # Taken before the check: a change made while it reads must not pass for the file it checked.
     checked_as = _identity(stream)
-    if kind == CSV:
-        table = CsvRecords(stream, name)
-        try:
-            count = table.check()
-        except BaseException:
-            stream.close()
-            raise
-        return DataFile(name, stream, 0, count, kind, table, checked_as=checked_as)
+    digests = _Digests()
+    reader = _BlockReader(stream, digests, verify=False)
     try:
-        start = _array_start(stream, name) if kind == JSON else _skip_bom(stream)
-        # NDJSON with no lines at all is an empty data set, not a broken file.
-        count = 0 if kind == NDJSON and _blank(stream, start) else _count_elements(stream, name, start, kind)
+        if kind == CSV:
+            table = CsvRecords(reader, name)
+            count = table.check()
+            return DataFile(name, stream, 0, count, kind, table, checked_as=checked_as, digests=digests)
+        elements = _Elements(reader, kind)
+        count = _check_elements(elements, name)
+        return DataFile(name, stream, elements.first, count, kind, checked_as=checked_as, digests=digests)
+    except _Changed:
+        stream.close()
+        raise DataFileError(f"{name}: changed while being checked; run again once it is written") from None
+    except OSError as e:
+        stream.close()
+        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
     except BaseException:
         stream.close()
         raise
-    return DataFile(name, stream, start, count, kind, checked_as=checked_as)
+
+
+def _open_stream(path: str, stdin: IO[bytes] | None) -> tuple[str, IO[bytes]]:
+    """The data file's name in messages, and the file, open at its start and seekable."""
+    if path == "-":
+        if stdin is None and sys.stdin is None:
+            raise DataFileError("<stdin>: standard input is closed")
+        return "<stdin>", _spool(stdin if stdin is not None else sys.stdin.buffer, "<stdin>")
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: no such data file") from None
+    except IsADirectoryError:
+        raise DataFileError(f"{path}: is a directory, not a data file") from None
+    except OSError as e:
+        raise DataFileError(f"{path}: cannot read the data file: {e.strerror}") from None
+    if not stream.seekable():
+        # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
+        with stream:
+            return path, _spool(stream, path)
+    return path, stream
 
 
 def _spool(source: IO[bytes], name: str) -> IO[bytes]:
+    # A private, unlinked file: nothing else can change it between the check and the records.
     spooled = tempfile.TemporaryFile(prefix="cio-sync-stdin-")  # noqa: SIM115 - DataFile closes it
     try:
         shutil.copyfileobj(source, spooled, _CHUNK)
@@ -319,249 +365,552 @@ def _spool(source: IO[bytes], name: str) -> IO[bytes]:
     return spooled
 
 
-def _array_start(stream: IO[bytes], name: str) -> int:
-    """Skip a UTF-8 byte order mark and check that the document opens an array."""
+def _check_elements(elements: _Elements, name: str) -> int:
+    """Count the records of a JSON array or NDJSON file, refusing an array that is not JSON (an
+    NDJSON line that is not is an unreadable record: its bounds are known)."""
     try:
-        head = stream.read(_CHUNK)
-    except OSError as e:
-        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
-    start = len(_BOM) if head.startswith(_BOM) else 0
-    body = head[start:].lstrip(b" \t\r\n")
-    if not body:
-        raise DataFileError(f"{name}: the data file is empty; it must be a JSON array of objects")
-    if body[:1] != b"[":
-        kind = {b"{": "an object", b'"': "a string"}.get(body[:1], "a number" if body[:1] in b"-0123456789" else "")
-        for word, named in ((b"null", "null"), (b"true", "a boolean"), (b"false", "a boolean")):
-            # Only the whole word: "nope" or "trux" is not null or a boolean, but not JSON at all.
-            if body.startswith(word) and body[len(word) : len(word) + 1] in (b"", b" ", b"\t", b"\r", b"\n"):
-                kind = named
-        kind = kind or "not JSON"
-        detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
-        hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
-        raise DataFileError(f"{name}: must be a JSON array of objects, but the file {detail}{hint}")
-    return start
+        return _count_elements(elements)
+    except _Syntax as e:
+        complete = f"{elements.count:,} complete record" + ("" if elements.count == 1 else "s")
+        where = f" at byte offset {e.offset:,}" if e.offset is not None else ""
+        if e.whole is not None:
+            raise DataFileError(f"{name}: {e.whole}") from None
+        raise DataFileError(f"{name}: not valid JSON after {complete}: {e.message}{where}") from None
 
 
-def _skip_bom(stream: IO[bytes]) -> int:
-    return len(_BOM) if stream.read(len(_BOM)) == _BOM else 0
+def _count_elements(elements: _Elements) -> int:
+    count = 0
+    for _ in elements:
+        count += 1
+    return count
 
 
-def _blank(stream: IO[bytes], start: int) -> bool:
-    stream.seek(start)
-    while chunk := stream.read(_CHUNK):
-        if chunk.strip(b" \t\r\n"):
-            return False
-    return True
+class _Digests:
+    """A digest of each block of a file as its check read it: 16 bytes per block, however large
+    the file, so the records pass can tell any block that changed since."""
+
+    def __init__(self) -> None:
+        self.block = _CHUNK
+        self.table = bytearray()
 
 
-def _elements(stream: IO[bytes] | _CheckedReader, kind: str) -> Iterator[object]:
-    if kind == NDJSON:
-        # Any run of whitespace separates values, so this reads NDJSON and JSON Lines alike.
-        return ijson.items(stream, "", multiple_values=True, buf_size=_CHUNK)  # type: ignore[no-any-return]  # ijson ships no type hints
-    return ijson.items(stream, "item", buf_size=_CHUNK)  # type: ignore[no-any-return]  # ijson ships no type hints
+class _BlockReader:
+    """A data file read from its start in whole blocks, each digested (the check pass) or checked
+    against the digest the check took of it before any of it is handed out (the records pass).
 
-
-class _CheckedReader:
-    """The data file as the check pass reads it, watching for what the parser would mishandle.
-
-    The parser turns a lone surrogate escape (``"\\ud800"``, half of a UTF-16 pair) into another
-    character or fails on it, so such escapes are looked for in the raw bytes. And it spends time
-    quadratic in a value's length, so a value that keeps it reading for too long without producing
-    anything is refused: the check pass resets ``unparsed`` at each parser event.
+    A change to the file, in place or not, with its modification time kept or not, then stops the
+    records where it begins, instead of records being read from bytes the check never saw.
     """
 
-    def __init__(self, stream: IO[bytes], name: str, start: int, kind: str, limit_values: bool = True) -> None:
+    def __init__(self, stream: IO[bytes], digests: _Digests | None, verify: bool) -> None:
         self._stream = stream
-        self._name = name
-        self._ndjson = kind == NDJSON
-        self._limit_values = limit_values
-        self._start = start
-        # Once set, a read raises _Stopped instead: the records the parser holds are drained.
-        self.stopping = False
-        # Where each piece handed to the parser starts, with the nesting depth and whether a
-        # string is open there: where a stopped run's unread records begin is found from these.
-        self.marks: list[tuple[int, int, bool]] = []
-        self._depth = 0
-        self._in_string = False
-        self.unparsed = 0
-        # The last bytes handed to the parser, the context of a run of digits at the start of a read.
-        self._previous = b""
-        # Bytes kept from the last read that might begin an escape, and where they start.
-        self._tail = b""
-        self._tail_at = start
+        self._digests = digests if digests is not None else _Digests()
+        self._verify = verify and digests is not None
+        self._size = self._digests.block
+        self._block = b""
+        self._at = 0  # the read position within _block
+        self._index = 0  # the number of _block (its offset is _index * _size)
+        self._loaded = False
+        self._ended = False
 
     def read(self, size: int = -1) -> bytes:
-        if size == 0:
-            return b""
-        if self.stopping:
-            raise _Stopped
-        while True:
-            chunk = self._stream.read(size if size > 0 else _CHUNK)
-            data = self._tail + chunk
-            keep = self._checked_end(data, final=not chunk)
-            if keep or not chunk:
+        """Up to ``size`` bytes (the rest of a block at most); empty at the end of the file."""
+        if not self._loaded or self._at >= len(self._block):
+            if self._loaded and len(self._block) < self._size:
+                if self._verify and not self._ended:
+                    # The last block ends where the check found the file's end: bytes added
+                    # to it since are a change too, though no record is read from them.
+                    self._ended = True
+                    self._stream.seek(self.tell())
+                    if self._stream.read(1):
+                        raise _Changed
+                return b""  # the last block, read to its end
+            self._load(self._index + 1 if self._loaded else self._index)
+            if not self._block:
+                return b""
+        end = len(self._block) if size < 0 else min(len(self._block), self._at + size)
+        piece = self._block[self._at : end]
+        self._at = end
+        return piece
+
+    def tell(self) -> int:
+        """The offset of the next byte :meth:`read` hands out."""
+        return self._index * self._size + self._at
+
+    def seek(self, offset: int) -> int:
+        """Move to ``offset``; the block there is read (and checked) again."""
+        self._load(offset // self._size)
+        self._at = offset % self._size
+        return offset
+
+    def _load(self, index: int) -> None:
+        offset = index * self._size
+        self._stream.seek(offset)
+        parts: list[bytes] = []
+        got = 0
+        while got < self._size:
+            part = self._stream.read(self._size - got)
+            if not part:
                 break
-            if len(data) > MAX_VALUE_BYTES and self._limit_values:
-                raise _ValueTooLong
-            self._tail = data
-        self._check_integers(data, keep)
-        if not self._limit_values and keep:
-            self.marks.append((self._tail_at, self._depth, self._in_string))
-            self._depth, self._in_string = _advance(data[:keep], self._depth, self._in_string)
-        self._tail_at += keep
-        self._tail = data[keep:]
-        self.unparsed += keep
-        if self.unparsed > MAX_VALUE_BYTES and self._limit_values:
-            raise _ValueTooLong
-        return data[:keep]
+            parts.append(part)
+            got += len(part)
+        data = b"".join(parts)
+        table = self._digests.table
+        at = index * _DIGEST_SIZE
+        if data or at < len(table):
+            digest = hashlib.blake2b(data, digest_size=_DIGEST_SIZE).digest()
+            if at < len(table):
+                if table[at : at + _DIGEST_SIZE] != digest:
+                    raise _Changed
+            elif self._verify or at != len(table):
+                raise _Changed  # a block the check never read: the file grew
+            else:
+                table += digest
+        self._block, self._at, self._index, self._loaded = data, 0, index, True
 
-    def _checked_end(self, data: bytes, final: bool) -> int:
-        """How much of ``data`` the parser may have, having checked its surrogate escapes.
 
-        The parser gets only bytes checked already, up to a point where no escape (nor pair of
-        them) and no run of backslashes or digits is cut in two; the rest waits for the next read.
-        ``data`` starts where no escape is under way, so replacing its backslashes two by two from
-        the left leaves exactly those that start an escape.
-        """
-        # A backslash is rare in exports: looking for one is far quicker than a replace that finds none.
-        plain = data.replace(b"\\\\", b"__") if b"\\" in data else data
-        end = len(data)
-        if not final:
-            end = len(data[: max(0, end - 16)].rstrip(b"\\0123456789"))
-            near = plain.find(b"\\u", max(0, end - 12), end)
-            if near != -1:
-                pair = near >= 6 and _HIGH_SURROGATE.match(plain, near - 6) and _LOW_SURROGATE.match(plain, near)
-                end = near - 6 if pair else near
-        checked = plain[:end]
-        if b"\\u" not in checked:
-            return end
-        pairs = len(_SURROGATE_PAIR.findall(checked))
-        if len(_HIGH_SURROGATE.findall(checked)) == pairs == len(_LOW_SURROGATE.findall(checked)):
-            return end
-        for match in _SURROGATE_ESCAPE.finditer(checked):
-            if match.group(1)[:1].lower() in b"cdef" or match.group(2) is None:
-                raise DataFileError(
-                    f"{self._name}: holds the escape \\u{match.group(1).decode().lower()} at byte offset "
-                    f"{self._tail_at + match.start():,}: half of a UTF-16 surrogate pair without its other "
-                    "half, which is not a character; it cannot be sent without changing it"
-                )
+class _Changed(Exception):
+    """A block of the data file differs from the one its check read."""
+
+
+class _Syntax(Exception):
+    """The data file is not JSON: bounds of records are lost from ``offset`` on (None: at the end)."""
+
+    def __init__(self, record: int, offset: int | None, message: str, whole: str | None = None) -> None:
+        super().__init__(message)
+        self.record = record
+        self.offset = offset
+        self.message = message
+        # The message for a file that is not a JSON array at all.
+        self.whole = whole
+
+
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python reads them, JSON has no such values."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _NotJson(f"{name} is not a JSON number")
+
+
+class _Text:
+    """The text of a JSON array or NDJSON file as read so far from a :class:`_BlockReader`, held
+    from the record being read on, and the byte offset of any place in it."""
+
+    def __init__(self, reader: _BlockReader) -> None:
+        self._read = reader.read
+        # Bytes that are not UTF-8 are decoded as lone surrogates, one per byte: the record that
+        # holds them is then told apart from the others, and their offsets found again.
+        self._decode = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode
+        self._text = ""
+        self._pos = 0
+        self._base = 0  # the byte offset of _text[0]
+        self._lines = 0  # the line breaks before _text[0]
+        self._eof = False
+        # Nothing that may parse as a lone surrogate before this index of _text.
+        self._clean_to = 0
+
+    def offset(self) -> int:
+        """The byte offset where the last record read ends."""
+        return self._offset(self._pos)
+
+    def _offset(self, index: int) -> int:
+        return self._base + len(self._text[:index].encode("utf-8", "surrogateescape"))
+
+    def _line(self, index: int) -> int:
+        """The line (from 1) that ``_text[index]`` is on."""
+        return self._lines + self._text.count("\n", 0, index) + 1
+
+    def _more(self) -> bool:
+        """Read on; False at the end of the file."""
+        if self._eof:
+            return False
+        data = self._read(_CHUNK)
+        if not data:
+            self._eof = True
+            rest = self._decode(b"", True)
+            self._text += rest
+            return bool(rest)
+        self._text += self._decode(data)
+        return True
+
+    def _drop(self) -> None:
+        """Forget the text before the read position."""
+        done = self._text[: self._pos]
+        self._base += len(done.encode("utf-8", "surrogateescape"))
+        self._lines += done.count("\n")
+        self._text = self._text[self._pos :]
+        self._clean_to = max(0, self._clean_to - self._pos)
+        self._pos = 0
+
+    def _skip(self) -> bool:
+        """Move past whitespace; False at the end of the file."""
+        while True:
+            match = _WHITESPACE.match(self._text, self._pos)
+            assert match is not None  # the pattern matches the empty string
+            self._pos = match.end()
+            if self._pos < len(self._text):
+                return True
+            if self._pos > _CHUNK:
+                self._drop()
+            if not self._more():
+                return False
+
+    def _find_end(self, start: int) -> int | None:
+        """Where the record at ``start`` ends, reading on as needed: past its closing bracket or
+        quote, or where a number or literal stops; the end of the file if that comes first. None
+        for a record longer than MAX_RECORD_LENGTH: it is skipped, and the read position is left
+        after it."""
+        first = self._text[start]
+        at, depth, in_string = start + (first == '"'), 0, first == '"'
+        scalar = first not in '[{"'
+        skipping = False
+        while True:
+            at, depth, in_string, done = _scan(self._text, at, depth, in_string, scalar)
+            if done:
+                break
+            if skipping or at - start > MAX_RECORD_LENGTH:
+                # Only the scan's place is kept from here: what was scanned is let go.
+                skipping = True
+                self._pos = at
+                self._drop()
+                at = start = 0
+            if not self._more():
+                if skipping:
+                    raise self._syntax(len(self._text), "the file ends inside a record")
+                return len(self._text)
+        if skipping:
+            self._pos = at
+            return None
+        return at
+
+    def _line_end(self, start: int) -> int | None:
+        """Where the line from ``start`` ends (its line break, or the end of the file), reading
+        on as needed. None for a line longer than MAX_RECORD_LENGTH: it is skipped, and the
+        read position is left at its end."""
+        at, skipping = start, False
+        while (end := self._text.find("\n", at)) == -1:
+            at = len(self._text)
+            if skipping or at - start > MAX_RECORD_LENGTH:
+                skipping = True
+                self._pos = at
+                self._drop()
+                at = start = 0
+            if not self._more():
+                end = len(self._text)
+                break
+        if skipping:
+            self._pos = end
+            return None
         return end
 
-    def _check_integers(self, data: bytes, end: int) -> None:
-        """Refuse an integer of more digits than Python reads, before the parser sees its end.
-
-        The C parser mishandles Python's refusal to read one (up to a crash), so such a run of
-        digits must never reach it as a number. A run inside a string is harmless: the parser turns
-        a run into a number only where JSON allows a value, after ``[``, ``,`` or ``:`` (in NDJSON
-        also at the top level), so a run after any other byte is text.
-        """
-        digits = data[:end].translate(_DIGIT_MASK)
-        at = digits.find(_LONG_DIGITS)
-        while at != -1:
-            after = digits.find(b".", at)
-            if after == -1:  # the run ends the checked part; what follows it is in ``data``
-                after = end
-            if data[after : after + 1] not in (b".", b"e", b"E"):  # those make it a decimal, read exactly
-                # What precedes the run, past a minus sign and up to 64 bytes of whitespace;
-                # nothing at all (the start, or more whitespace) counts as a value's place.
-                context = (self._previous + data[max(0, at - 66) : at])[-66:]
-                before = context.removesuffix(b"-").rstrip(_SPACE)[-1:]
-                value_ends = b'"]}el' if self._ndjson else b""
-                if before in (b"", b"[", b",", b":") or before in value_ends:
-                    raise _IntegerTooLong
-            at = digits.find(_LONG_DIGITS, after)
-        self._previous = (self._previous + data[:end])[-66:] if end < 66 else data[end - 66 : end]
-
-    def unread_start(self, kind: str) -> int | None:
-        """Where the first record the parser did not complete begins: the one it was reading
-        when reads stopped, or the next one. None when that cannot be told."""
-        top = 0 if kind == NDJSON else 1
-        handed = self._tail_at
-        fd = self._stream.fileno()
-        for offset, depth, in_string in reversed(self.marks):
-            piece = os.pread(fd, handed - offset, offset)
-            before = os.pread(fd, 1, offset - 1) if offset > self._start else b""
-            starts = _element_starts(piece, depth, in_string, top, continues=_is_scalar(before))
-            if starts:
-                last = offset + starts[-1]
-                if not _complete(os.pread(fd, handed - last, last), top):
-                    return last
-                return _next_start(fd, handed, top)
-        return None
+    def _syntax(self, index: int, message: str, record: int | None = None) -> _Syntax:
+        if index >= len(self._text) and self._eof:
+            message = "the file ends inside a record" if record is not None else message
+        offset = self._offset(min(index, len(self._text)))
+        return _Syntax(self._offset(record) if record is not None else offset, offset, message)
 
 
-def _is_scalar(byte: bytes) -> bool:
-    return bool(byte) and byte not in b' \t\r\n[]{},:"'
+def _scan(text: str, at: int, depth: int, in_string: bool, scalar: bool) -> tuple[int, int, bool, bool]:
+    """Scan ``text`` from ``at`` for the end of a record (``depth`` brackets open, maybe in a
+    string, or in a number or literal): where the scan stands, the depth, whether in a string,
+    and whether the record ended there."""
+    while True:
+        if in_string:
+            match = _STRING_REST.match(text, at)
+            assert match is not None  # the pattern matches the empty string
+            at = match.end()
+            if at >= len(text) or text[at] != '"':
+                return at, depth, True, False  # before a backslash the text ends on, if any
+            at += 1
+            in_string = False
+            if depth == 0:
+                return at, depth, False, True
+        elif scalar:
+            found = _SCALAR_END.search(text, at)
+            return (found.start(), depth, False, True) if found else (len(text), depth, False, False)
+        else:
+            found = _STRUCTURE.search(text, at)
+            if found is None:
+                return len(text), depth, False, False
+            at = found.end()
+            mark = found.group()
+            if mark == '"':
+                in_string = True
+            elif mark in "[{":
+                depth += 1
+            else:
+                depth -= 1
+                if depth <= 0:
+                    return at, depth, False, True
 
 
-# JSON tokens, for finding where records begin: a string (maybe cut short), a bracket, a
-# separator, a run of scalar characters (a number, true, false, null), whitespace.
-_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*("?)|[\[{]|[\]}]|[,:]|[^\s\[\]{},:"]+|\s+')
-_REST_OF_STRING = re.compile(rb'(?:[^"\\]|\\.)*"')
-_LITERALS = (b"null", b"true", b"false")
-# Every byte but quotes and brackets, deleted to follow the nesting at the speed of bytes.translate.
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_Scan = Callable[[str, int], tuple[object, int]]
 
 
-def _advance(data: bytes, depth: int, in_string: bool) -> tuple[int, bool]:
-    """The nesting depth and open string after ``data``, without a loop in Python."""
-    # With escaped quotes blanked, every quote opens or closes a string. Only quotes and brackets
-    # matter, and two quotes side by side (a string with no bracket in it, or the space between
-    # two strings) change nothing: what remains is split at its quotes into pieces that alternate
-    # between outside and inside a string. An open string is a quote before the first piece.
-    plain = data.replace(b"\\\\", b"__").replace(b'\\"', b"__") if b"\\" in data else data
-    marks = ((b'"' if in_string else b"") + plain.translate(None, _NOT_STRUCTURE)).replace(b'""', b"")
-    pieces = marks.split(b'"')
-    outside = b"".join(pieces[::2])
-    depth += outside.count(b"[") + outside.count(b"{") - outside.count(b"]") - outside.count(b"}")
-    # An odd number of quotes (an even number of pieces) leaves a string open.
-    return depth, len(pieces) % 2 == 0
+class _Values(_Text):
+    """Records read from a :class:`_Text`, and what makes one unreadable: a value no attribute
+    can carry, a lone surrogate, bytes that are not UTF-8, nesting too deep."""
+
+    def __init__(self, reader: _BlockReader) -> None:
+        super().__init__(reader)
+        self.count = 0
+        # Where the records begin (after a JSON array's opening bracket).
+        self.first = 0
+        self._problems: list[str] = []
+        # Every record is read with the first, at C speed; one it cannot read is read again with
+        # the second, slower and more forgiving, which tells why.
+        fast = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
+        tolerant = json.JSONDecoder(parse_float=self._float, parse_int=self._int, parse_constant=_refuse_constant)
+        self._scan: _Scan = fast.scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
+        self._tolerant: _Scan = tolerant.scan_once  # type: ignore[attr-defined]
+
+    def _suspect(self, start: int, end: int) -> bool:
+        """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
+        per read, at the speed of the regular expression engine, not once per record."""
+        if self._clean_to < end:
+            text = self._text
+            found = _SURROGATE_ESCAPE.search(text, start)
+            self._clean_to = found.start() if found else len(text)
+            if not text.isascii():
+                raw = _SURROGATE.search(text, start, self._clean_to)
+                self._clean_to = raw.start() if raw else self._clean_to
+        return self._clean_to < end
+
+    def _lone_surrogate(self, start: int, end: int, value: object) -> str | None:
+        """Why ``value``, read from ``_text[start:end]``, cannot be sent, if it holds a lone surrogate."""
+        lone = _lone_surrogate(value)
+        if lone is None:
+            return None
+        raw = _SURROGATE.search(self._text, start, end)
+        if raw is not None:
+            where = self._offset(raw.start())
+            return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
+        return (
+            f"holds the escape \\u{ord(lone):04x}: half of a UTF-16 surrogate pair without its other half, "
+            "which is not a character; it cannot be sent without changing it"
+        )
+
+    def _checked(self, start: int, end: int, value: object, problem: str | None) -> object:
+        """``value``, read from ``_text[start:end]``, or the record made unreadable by what it holds."""
+        text = self._text
+        # Counting brackets (those in strings too) is quick, and rules out nearly every record.
+        brackets = text.count("[", start, end) + text.count("{", start, end)
+        if problem is None and brackets > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+            problem = f"is nested more than {MAX_DEPTH} levels deep"
+        if problem is None and self._suspect(start, end):
+            problem = self._lone_surrogate(start, end, value)
+        self._pos = end
+        self.count += 1
+        if problem is None:
+            return value
+        raw = text[start:end]
+        return UnreadableRecord(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem)
+
+    def _int(self, text: str) -> object:
+        if len(text) - text.startswith("-") > MAX_INTEGER_DIGITS:
+            self._problems.append(
+                f"holds an integer of more than {MAX_INTEGER_DIGITS:,} digits (no attribute can hold one)"
+            )
+            return None
+        return int(text)
+
+    def _float(self, text: str) -> object:
+        try:
+            return Decimal(text)
+        except ArithmeticError:  # the decimal module's InvalidOperation: an exponent beyond its range
+            self._problems.append("holds a number whose exponent is out of range (no attribute can hold it)")
+            return None
 
 
-def _element_starts(data: bytes, depth: int, in_string: bool, top: int, continues: bool) -> list[int]:
-    """Where records begin in ``data``, which starts at ``depth`` (in a string if ``in_string``;
-    inside a scalar if ``continues``)."""
-    starts: list[int] = []
-    at = 0
-    if in_string:
-        rest = _REST_OF_STRING.match(data)
-        if rest is None:
-            return starts
-        at = rest.end()
-    for token in _TOKEN.finditer(data, at):
-        first = token.group()[:1]
-        if first in b"[{":
-            if depth == top:
-                starts.append(token.start())
-            depth += 1
-        elif first in b"]}":
-            depth -= 1
-        elif first in b",: \t\r\n":
+class _Elements(_Values):
+    """The records of a JSON array or NDJSON file, read one at a time from a :class:`_BlockReader`.
+
+    Each record is parsed on its own by Python's JSON decoder, from text held only until it is
+    read. Where that fails, the record's end is found (for an array element, by a scan of its
+    strings and brackets; for NDJSON, its line break), so the bounds of a record are known
+    whatever its values hold, and the record is read again to tell why: a value no attribute can
+    carry makes it an :class:`UnreadableRecord`, and so does an NDJSON line that is not JSON; a
+    break in an array's syntax (where the bounds of its elements are lost) makes the file not JSON.
+    """
+
+    def __init__(self, reader: _BlockReader, kind: str) -> None:
+        super().__init__(reader)
+        self._array = kind == JSON
+
+    def __iter__(self) -> Iterator[object]:
+        while not self._text and self._more():
             pass
-        elif depth == top and not (continues and token.start() == 0):
-            starts.append(token.start())
-    return starts
+        if self._text.startswith("\ufeff"):  # a byte order mark, not part of the document
+            self._pos = 1
+        if self._array:
+            self._open()
+        else:
+            self.first = self._offset(self._pos)
+        while True:
+            if not self._skip():
+                if self._array:
+                    raise self._syntax(self._pos, "the file ends before the array is closed")
+                return
+            if self._array and self.count:
+                if self._text[self._pos] == "]":
+                    self._close()
+                    return
+                if self._text[self._pos] != ",":
+                    raise self._syntax(self._pos, f"expected a comma or ] after record {self.count - 1}")
+                self._pos += 1
+                if not self._skip():
+                    raise self._syntax(self._pos, "the file ends before the array is closed")
+            elif self._array and self._text[self._pos] == "]":
+                self._close()
+                return
+            yield self._element() if self._array else self._line_element()
+
+    def _open(self) -> None:
+        if not self._skip():
+            raise _Syntax(0, None, "", "the data file is empty; it must be a JSON array of objects")
+        body = self._text[self._pos : self._pos + 8]
+        if body[:1] != "[":
+            raise _Syntax(0, None, "", _not_an_array(body))
+        self._pos += 1
+        self.first = self._offset(self._pos)
+
+    def _close(self) -> None:
+        self._pos += 1
+        if self._skip():
+            raise self._syntax(self._pos, "more follows the array's closing bracket")
+
+    def _element(self) -> object:
+        if self._pos > _CHUNK:
+            self._drop()
+        start = self._pos
+        while True:
+            try:
+                value, end = self._scan(self._text, start)
+            except (StopIteration, ValueError, ArithmeticError, RecursionError):
+                # Cut short by the end of what was read, or a value Python will not read.
+                return self._slow(start)
+            # A number at the end of what was read may go on in the next read ("12" of "12.5e3",
+            # read as far as "12." or "12e"); an object, an array or a string cannot.
+            text = self._text
+            if text[start] in "{[" or (text[start] == '"' and end < len(text)):
+                break
+            if _SCALAR_END.search(text, end) is not None or not self._more():
+                break
+        return self._checked(start, end, value, None)
+
+    def _line_element(self) -> object:
+        """The NDJSON record at the read position: the value its line holds, or the line as an
+        unreadable record. A line break always ends a record (JSON strings cannot hold one), so
+        a line that is not JSON leaves the bounds of the others known."""
+        if self._pos > _CHUNK:
+            self._drop()
+        start = self._pos
+        while True:
+            try:
+                value, end = self._scan(self._text, start)
+            except (StopIteration, ValueError, ArithmeticError, RecursionError):
+                break
+            text = self._text
+            newline = text.find("\n", end)
+            if newline == -1 and self._more():
+                continue  # a number may go on, and the line must end with nothing more on it
+            newline = len(text) if newline == -1 else newline
+            if text.find("\n", start, end) == -1 and not text[end:newline].strip(" \t\r"):
+                return self._checked(start, end, value, None)
+            break
+        return self._bad_line(start)
+
+    def _bad_line(self, start: int) -> object:
+        """The NDJSON line from ``start``, which the fast decoder could not read as one value."""
+        line = self._line(start)
+        end = self._line_end(start)
+        if end is None:
+            self.count += 1
+            return UnreadableRecord(None, f"line {line:,} is longer than {MAX_RECORD_LENGTH:,} characters")
+        text = self._text[start:end]
+        self._problems.clear()
+        value: object = None
+        try:
+            value, stop = self._tolerant(text, 0)
+            after = None if not text[stop:].strip(" \t\r") else (stop, "more follows the value on its line")
+        except RecursionError:
+            after = None
+            self._problems.append(f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            after = (int(e.value), "expected a value")
+        except json.JSONDecodeError as e:
+            after = (e.pos, e.msg)
+        except _NotJson as e:
+            after = (0, str(e))
+        if after is not None:
+            where = self._offset(start + min(after[0], len(text)))
+            self._problems.insert(0, f"line {line:,} is not valid JSON: {after[1]} at byte offset {where:,}")
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+
+    def _slow(self, start: int) -> object:
+        offset = self._offset(start)
+        end = self._find_end(start)
+        if end is None:
+            self.count += 1
+            too_long = f"is longer than {MAX_RECORD_LENGTH:,} characters (at byte offset {offset:,})"
+            return UnreadableRecord(None, too_long)
+        self._problems.clear()
+        try:
+            value, end = self._tolerant(self._text, start)
+        except RecursionError:
+            return self._checked(start, end, None, f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            raise self._syntax(int(e.value), "expected a value", start) from None
+        except json.JSONDecodeError as e:
+            raise self._syntax(e.pos, e.msg, start) from None
+        except _NotJson as e:
+            raise self._syntax(start, str(e), start) from None
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
 
 
-def _complete(data: bytes, top: int) -> bool:
-    """Whether the record that ``data`` starts with ends within it."""
-    depth = top
-    for token in _TOKEN.finditer(data):
-        first = token.group()[:1]
-        if first in b"[{":
-            depth += 1
-        elif first in b"]}":
-            depth -= 1
-        elif first == b'"':
-            if depth == top:
-                return bool(token.group(1))
-        elif first not in b",: \t\r\n" and depth == top:
-            # A number may go on in the next read, so the parser holds it back; a literal is
-            # whole once its last letter is read, and the parser hands it out at once.
-            return token.end() < len(data) or token.group() in _LITERALS
-        if depth == top:
-            return True
-    return False
+def _not_an_array(body: str) -> str:
+    """What a data file that should be a JSON array holds instead, from its first characters."""
+    kind = {"{": "an object", '"': "a string"}.get(body[:1], "a number" if body[:1] in "-0123456789" else "")
+    for word, named in (("null", "null"), ("true", "a boolean"), ("false", "a boolean")):
+        # Only the whole word: "nope" or "trux" is not null or a boolean, but not JSON at all.
+        if body.startswith(word) and body[len(word) : len(word) + 1] in ("", *_SPACE):
+            kind = named
+    kind = kind or "not JSON"
+    detail = "is not JSON" if kind == "not JSON" else f"holds {kind}"
+    hint = " (for one object per line, use --format ndjson)" if kind == "an object" else ""
+    return f"must be a JSON array of objects, but the file {detail}{hint}"
+
+
+def _depth(value: object) -> int:
+    """How deeply ``value`` nests (1 for an object or array of scalars), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """The first lone surrogate in a string or key of ``value``, if any."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found is not None:
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _next_start(fd: int, at: int, top: int) -> int | None:
@@ -590,85 +939,3 @@ def _elements_end(stream: IO[bytes], kind: str, size: int) -> int:
             return at - len(data) + len(stripped) - 1
         at -= len(data)
     return 0
-
-
-class _Stopped(BaseException):
-    """Raised by a read once a stopped run has asked for no more records."""
-
-
-class _IntegerTooLong(Exception):
-    """The file holds an integer longer than Python reads."""
-
-
-class _ValueTooLong(Exception):
-    """The parser read more than MAX_VALUE_BYTES without producing a single event."""
-
-
-def _count_elements(stream: IO[bytes], name: str, start: int, kind: str) -> int:
-    # Counted from raw parser events rather than built records: building a record costs memory
-    # quadratic in its nesting depth, so a hostile file could exhaust memory before any check.
-    stream.seek(start)
-    reader = _CheckedReader(stream, name, start, kind)
-    count = 0
-    depth = 0
-    top = 1 if kind == JSON else 0
-    try:
-        for event, _ in ijson.basic_parse(reader, multiple_values=kind == NDJSON, buf_size=_CHUNK):
-            reader.unparsed = 0
-            if event in _OPENS:
-                depth += 1
-                if depth - top > MAX_DEPTH:
-                    raise DataFileError(f"{name}: record {count} is nested more than {MAX_DEPTH} levels deep")
-                continue
-            if event in _CLOSES:
-                depth -= 1
-            elif event == "map_key":
-                continue
-            if depth == top:
-                count += 1
-    except ijson.JSONError as e:
-        complete = f"{count:,} complete record" + ("" if count == 1 else "s")
-        if kind == NDJSON:
-            line = _line_of_value(stream, start, count)
-            raise DataFileError(f"{name}: line {line:,}: not valid JSON (after {complete}): {_first_line(e)}") from None
-        raise DataFileError(f"{name}: not valid JSON after {complete}: {_first_line(e)}") from None
-    except OSError as e:
-        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
-    except _ValueTooLong:
-        raise DataFileError(
-            f"{name}: record {count} holds a single value longer than {MAX_VALUE_BYTES:,} bytes, "
-            "the most cio-sync reads (no id or attribute can hold one)"
-        ) from None
-    except ArithmeticError:  # the decimal module's InvalidOperation
-        raise DataFileError(
-            f"{name}: record {count} holds a number whose exponent is out of range (no attribute can hold it)"
-        ) from None
-    except _IntegerTooLong:
-        raise DataFileError(
-            f"{name}: record {count} holds an integer of more than {MAX_INTEGER_DIGITS:,} digits, "
-            "more than Python reads (no id or attribute can hold one)"
-        ) from None
-    return count
-
-
-def _line_of_value(stream: IO[bytes], start: int, index: int) -> int:
-    """The line (from 1) where NDJSON value ``index`` (from 0) starts: the index-th line not blank.
-
-    Read again only once the parser has failed, so that a good file costs nothing for it.
-    """
-    stream.seek(start)
-    seen = 0
-    for number, line in enumerate(stream, start=1):
-        if line.strip(b" \t\r\n"):
-            if seen == index:
-                return number
-            seen += 1
-    return number if seen else 1
-
-
-def _first_line(error: Exception) -> str:
-    # The C parser's messages are multi-line (a caret under the text), sometimes as bytes.
-    message = error.args[0] if error.args else ""
-    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -13,7 +13,8 @@ from urllib.parse import quote
 from ..errors import ConfigError, DataFileError
 from .config import UPDATE_ONLY, Config, FieldMapping, IdType, Mode, RecordPath, Transport, listing
 from .convert import CASTS, MAX_INTEGER_BITS, CastError
-from .csvfile import CsvRow, RaggedRow
+from .csvfile import CsvRow, RaggedRow, UnreadableRow
+from .datafile import UnreadableRecord
 from .schema import article
 
 # Limits the Track API enforces with a 400; checking them here names the record and the reason.
@@ -59,7 +60,7 @@ class InvalidRecord:
 
 
 def _number(value: object) -> float:
-    # ijson reads non-integers as Decimal to keep big integers exact; the API takes JSON numbers.
+    # The data file's non-integers are read as Decimal, to keep their digits; the API takes JSON numbers.
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON")
@@ -156,7 +157,7 @@ class RecordMapper:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
         kind = type(record)
         if kind is not dict and kind is not CsvRow:
-            if isinstance(record, RaggedRow):
+            if isinstance(record, (RaggedRow, UnreadableRow, UnreadableRecord)):
                 return InvalidRecord(index, None, record.reason(), record)
             return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
         assert isinstance(record, dict)
