@@ -133,15 +133,15 @@ def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
     """
     out = _Out(stream if stream is not None else sys.stderr)
     stop = _SignalStop()
+    told = _SignalLine(out, o)
     try:
-        # Quiet: the one line a signal gets is written when the run has ended, with its outcome.
-        with stop_on_signals(stop, TextConsole(quiet=True, stream=out.stream)) as signals:
+        with stop_on_signals(stop, told) as signals:
             return _execute(o, out, stop, signals)
     except KeyboardInterrupt:  # no handler of our own (run from a thread other than the main one)
         stop(StopReason.INTERRUPTED)
-        return _interrupted(out, o, stop)
+        return told.ended(stop.reason)
     except Interrupted:
-        return _interrupted(out, o, stop)
+        return told.ended(stop.reason)
     except CioSyncError as e:
         out.say(f"error: {e}")
         return e.exit_code
@@ -150,14 +150,35 @@ def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
         return ExitCode.INTERNAL_ERROR
 
 
-def _interrupted(out: _Out, o: VerifyOptions, stop: Stop) -> ExitCode:
-    """The one line a signal gets, and its exit status."""
-    terminated = stop.reason is StopReason.TERMINATED
-    outputs = " and ".join(f"{name} {path}" for name, path in (("--failed", o.failed), ("--report", o.report)) if path)
-    left = f"; {outputs} not written" if outputs else ""
-    what = "terminated (SIGTERM)" if terminated else "interrupted"
-    out.say(f"{what}: stopped before every person was read back{left}")
-    return ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+class _SignalLine(TextConsole):
+    """What the signal handlers tell: one line a signal, when it comes (the read-back then ends
+    within seconds) or, when it ended the run at once (before the first request), as it ends."""
+
+    def __init__(self, out: _Out, o: VerifyOptions) -> None:
+        super().__init__(quiet=True, stream=out.stream)
+        self._out = out
+        self._outputs = " and ".join(
+            f"{flag} {path}" for flag, path in (("--failed", o.failed), ("--report", o.report)) if path
+        )
+        self._said = False
+
+    def stopping(self, reason: StopReason) -> None:
+        """A signal came while reading back: it stops, and another quits at once."""
+        again = "Ctrl-C again" if reason is StopReason.INTERRUPTED else "send it again"
+        self._line(reason, f" ({again} to quit at once)")
+
+    def ended(self, reason: StopReason | None) -> ExitCode:
+        """The run ended for a signal: its line, unless said already, and its exit status."""
+        self._line(reason or StopReason.INTERRUPTED, "")
+        return ExitCode.TERMINATED if reason is StopReason.TERMINATED else ExitCode.INTERRUPTED
+
+    def _line(self, reason: StopReason, then: str) -> None:
+        if self._said:
+            return
+        self._said = True
+        what = "SIGTERM received" if reason is StopReason.TERMINATED else "interrupted"
+        left = f"; {self._outputs} will not be written" if self._outputs else ""
+        self._out.say(f"{what}: stopping before every person is read back{left}{then}")
 
 
 class _SignalStop(Stop):
@@ -324,7 +345,7 @@ class _Out:
         try:
             self.stream.write(f"cio-sync: {visible(self.redact(message))}\n")
             self.stream.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a signal's line, written mid-write
             pass
 
 

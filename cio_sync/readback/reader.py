@@ -3,6 +3,7 @@ second for all threads together, 429 and 5xx resent, a deadline on every attempt
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import threading
@@ -13,13 +14,22 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError, InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from ..client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
 from ..clock import SYSTEM_CLOCK, Clock
-from ..deadline import Attempt, Watchdog, attempt, watched_pools
+from ..deadline import (
+    Attempt,
+    Watchdog,
+    WatchedHTTPConnection,
+    WatchedHTTPConnectionPool,
+    WatchedHTTPSConnection,
+    WatchedHTTPSConnectionPool,
+    attempt,
+)
 from ..redact import NO_SECRETS
 from ..retry import backoff
 from ..version import __version__
@@ -37,6 +47,9 @@ PEOPLE_PATH = "/v1/customers/attributes"
 MAX_ANSWER_BYTES = 32_000_000
 # How much of an error answer a message quotes.
 _QUOTED = 300
+# Interim answers read past before the final one; more is a server playing games (the deadline
+# would cut it anyway).
+_MAX_INTERIM = 20
 # Statuses urllib3 resends for us; the read changes nothing, so resending is always safe.
 RETRY_STATUSES = frozenset(
     {
@@ -139,18 +152,55 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
     )
 
 
+class _FinalAnswer(http.client.HTTPResponse):
+    """http.client's response, read past every interim 1xx answer (``103 Early Hints``) to the final
+    one. http.client skips only ``100 Continue``: it would take a 103 for the answer, and leave
+    the real one on the connection to be read as the next request's answer."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(_MAX_INTERIM):
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # private, not in the stubs
+            # 100 is http.client's own to skip; 101 switches protocols, so it is final.
+            if not 102 <= status < 200:
+                break
+            http.client.parse_headers(self.fp)  # the interim answer's headers, which say nothing needed
+        return version, status, reason
+
+
+class _HTTPConnection(WatchedHTTPConnection):
+    response_class = _FinalAnswer
+
+
+class _HTTPSConnection(WatchedHTTPSConnection):
+    response_class = _FinalAnswer
+
+
+class _HTTPPool(WatchedHTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(WatchedHTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _pools() -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)
+    and read past interim answers."""
+    return {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)."""
+    """An HTTPAdapter whose connections are watched for their deadline and read past interim answers."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """The PoolManager, building watched connections."""
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = watched_pools()
+        self.poolmanager.pool_classes_by_scheme = _pools()
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The ProxyManager for ``proxy``, building watched connections."""
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = watched_pools()
+        manager.pool_classes_by_scheme = _pools()
         return manager
 
 
