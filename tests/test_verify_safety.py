@@ -312,3 +312,13 @@ def test_a_report_on_standard_output_is_whole_or_not_there(
     child.proc.send_signal(signal.SIGINT)
     run = child.finish()
     assert run.code == 130 and run.stdout == ""
+
+
+def test_a_key_quoted_before_the_configuration_is_read_is_masked(files: Files) -> None:
+    # A key pasted where a URL belongs: the error that says so quotes it.
+    config, data = files.config(document("http://127.0.0.1:1")), files.data(people(1))
+    run = run_verify(["--config", config, "--data", data, "--app-base-url", APP_KEY], env={"CIO_APP_API_KEY": APP_KEY})
+    assert run.code == 2, run.stderr
+    assert lines_of(run) == [
+        "cio-sync: error: --app-base-url must be an absolute http:// or https:// URL, got '[redacted]'"
+    ]

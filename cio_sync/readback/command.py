@@ -7,6 +7,7 @@ Registered in the ``cio-sync`` command family as ``app.command("verify", epilog=
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import typer
 
 from ..cli.signals import Signals, stop_on_signals
 from ..client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from ..config import load_config
+from ..config import API_KEY_ENV, APP_API_KEY_ENV, SITE_ID_ENV, load_config
 from ..console import TextConsole
 from ..datafile import NDJSON, DataFile, open_data_file
 from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode, Interrupted
@@ -132,6 +133,9 @@ def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
     within seconds, no ``--failed`` or ``--report`` file is written; a second signal quits at once.
     """
     out = _Out(stream if stream is not None else sys.stderr)
+    # Until the configuration is read, the keys the environment holds are masked (a key pasted
+    # where the configuration wanted a URL is quoted back by the error that says so).
+    out.redact = Redactor(tuple(os.environ.get(name) for name in (SITE_ID_ENV, API_KEY_ENV, APP_API_KEY_ENV)))
     stop = _SignalStop()
     told = _SignalLine(out, o)
     try:
