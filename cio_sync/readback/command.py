@@ -236,6 +236,8 @@ def _execute(o: VerifyOptions, out: _Out, stop: _SignalStop, signals: Signals) -
                 on_reading=lambda: setattr(signals, "interruptible", False),
             )
             result = verify(config, source.records(), options)
+        # Nothing is left to stop gracefully: a signal from here on ends the run at once.
+        signals.interruptible = True
         if stop.requested:  # a signal: the outputs are discarded on the way out
             raise Interrupted("stopped", ExitCode.INTERRUPTED)
         return _finish(o, out, result, shown, failed_file, report)

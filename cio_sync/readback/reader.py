@@ -310,7 +310,8 @@ class AppReader:
             if current.cut and self.stop.is_set():
                 return Fetched(ReadStatus.STOPPED)
             if current.cut:
-                return Fetched(ReadStatus.UNREACHABLE, message=f"no complete answer within {self._timeout[1]:g} s")
+                message = f"the App API at {self._base} gave no complete answer within {self._timeout[1]:g} s"
+                return Fetched(ReadStatus.UNREACHABLE, message=self._redact(message))
             if isinstance(e, requests.RequestException):
                 raise
             raise requests.exceptions.ConnectionError(e) from e
@@ -365,8 +366,7 @@ def _not_read(response: requests.Response, body: bytes, base: str, redact: Calla
     elif 300 <= status < 400:
         target = redact(response.headers.get("Location", "nowhere"))[:200]
         message = (
-            f"{base} answered HTTP {status}, a redirect to {target}: not followed, so that the key goes nowhere "
-            "else (set appBaseUrl or --app-base-url to the App API's own URL)"
+            f"{base} answered HTTP {status}, a redirect to {target}: not followed, so that the key goes nowhere else"
         )
     elif status in RETRY_STATUSES:
         message = f"the App API at {base} still answered HTTP {status} after every resend"
