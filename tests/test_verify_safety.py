@@ -17,7 +17,9 @@ from typing import Any, cast
 
 import pytest
 
+from cio_sync.config import config_from_dict
 from cio_sync.emulator import Emulator
+from cio_sync.readback import Options, ReadStatus, verify
 
 from .conftest import API_KEY, SITE_ID, Files, Run, assert_no_secret, checked, cli_env, wait_until
 from .hostile import Behaviour, answer, drip_body, drip_status_line, hang_up, hostile, huge_body
@@ -322,3 +324,21 @@ def test_a_key_quoted_before_the_configuration_is_read_is_masked(files: Files) -
     assert lines_of(run) == [
         "cio-sync: error: --app-base-url must be an absolute http:// or https:// URL, got '[redacted]'"
     ]
+
+
+def test_failed_still_holds_the_people_found_when_the_key_is_refused_midway() -> None:
+    answers = iter([b'{"customers": []}'])
+
+    def first_then_refuse(conn: socket.socket, request: bytes, stop: threading.Event) -> bool | None:
+        body = next(answers, None)
+        return (ok(body) if body is not None else answer(b"401 Unauthorized", b""))(conn, request, stop)
+
+    written: list[object] = []
+    with hostile(first_then_refuse) as server:
+        config = config_from_dict(document(server.url), env={})
+        options = Options(workers=1, failed=written.append, records_again=lambda: people(150))
+        result = verify(config, people(150), options)
+    assert result.stopped is ReadStatus.KEY_REFUSED
+    assert (result.missing, result.unchecked) == (100, 50)
+    # Stopped by the App API, not by the caller: the people found so far still go to failed.
+    assert written == people(100)

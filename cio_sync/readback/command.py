@@ -234,10 +234,10 @@ def _execute(o: VerifyOptions, out: _Out, stop: _SignalStop, signals: Signals) -
                 stop=stop.halt,
                 # Until the first request, a signal ends the run at once (reading a file that stalls).
                 on_reading=lambda: setattr(signals, "interruptible", False),
+                # Then nothing is left to stop gracefully: a signal ends the run at once.
+                on_read_back=lambda: setattr(signals, "interruptible", True),
             )
             result = verify(config, source.records(), options)
-        # Nothing is left to stop gracefully: a signal from here on ends the run at once.
-        signals.interruptible = True
         if stop.requested:  # a signal: the outputs are discarded on the way out
             raise Interrupted("stopped", ExitCode.INTERRUPTED)
         return _finish(o, out, result, shown, failed_file, report)

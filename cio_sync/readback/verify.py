@@ -100,8 +100,10 @@ class Options:
     # Set (from any thread, or a signal handler) to stop: no new request starts, those in flight
     # end within seconds, and the result says ``stopped``.
     stop: threading.Event | None = None
-    # Called once the data file is read, just before the first request.
+    # Called once the data file is read, just before the first request; and once the read-back is
+    # over, before the file is read again for ``failed``.
     on_reading: Callable[[], None] | None = None
+    on_read_back: Callable[[], None] | None = None
 
 
 def verify(config: Config, records: Iterable[object], options: Options | None = None) -> VerifyResult:
@@ -134,9 +136,16 @@ def verify(config: Config, records: Iterable[object], options: Options | None = 
         if o.on_reading is not None:
             o.on_reading()
         _read_back(config, state, chosen, o, result)
+        if o.on_read_back is not None:
+            o.on_read_back()
+        # The read-back sets stop itself when it fails (a refused key); then the people found so
+        # far still go to failed. Only the caller's stop cuts that short.
+        asked, failed_itself = o.stop, result.stopped not in (None, ReadStatus.STOPPED)
         if o.failed is not None and o.records_again is not None and state.any_failed():
             try:
-                result.failed_records = _write_failed(mapper, state, o.records_again(), o.failed, o.stop)
+                result.failed_records = _write_failed(
+                    mapper, state, o.records_again(), o.failed, lambda: not failed_itself and asked.is_set()
+                )
             except DataFileError as e:
                 result.failed_lost = str(e)
         if result.stopped is None and o.stop.is_set():
@@ -304,12 +313,12 @@ def _write_failed(
     state: ExpectedState,
     records: Iterable[object],
     failed: Callable[[object], None],
-    stop: threading.Event,
+    stopped: Callable[[], bool],
 ) -> int:
     """Every valid record of each person who differs or is missing, in file order; how many (until ``stop``)."""
     written = 0
     for index, record in enumerate(records):
-        if stop.is_set():  # a file of millions takes a while to read again
+        if stopped():  # a file of millions takes a while to read again
             break
         mapped = mapper.map(index, record)
         if isinstance(mapped, PersonUpdate) and state.verdict(mapped.key) in (Verdict.DIFFERS, Verdict.MISSING):
