@@ -96,6 +96,7 @@ def test_values_holding_a_key_are_masked_except_in_failed(emu: Emulator, files: 
         {"id": "1", "name": "one", "plan": "pro"},
         {"id": "2", "name": f"pasted {API_KEY} here", "plan": "pro"},
         {"id": "3", "name": "three", "plan": "pro", "v": {"nested": [APP_KEY]}},
+        {"id": APP_KEY, "name": "an id pasted from the wrong place"},
     ]
     emu.add_person(id="1", attributes={"name": "one", "plan": f"Bearer {APP_KEY}"})
     emu.add_person(id="2", attributes={"name": "two", "plan": "pro"})
@@ -109,7 +110,10 @@ def test_values_holding_a_key_are_masked_except_in_failed(emu: Emulator, files: 
     assert 'cio-sync:   1: "plan" is "pro" in the file, "Bearer [redacted]" in the workspace' in run.stderr
     assert 'cio-sync:   2: "name" is "pasted [redacted] here" in the file, "two" in the workspace' in run.stderr
     assert 'cio-sync:   3: "v" is {"nested":["[redacted]"]} in the file, nothing in the workspace' in run.stderr
-    differences = [d for person in json.loads(written)["people"] for d in person["differences"]]
+    assert "cio-sync:   [redacted]: missing from the workspace" in run.stderr
+    found = json.loads(written)["people"]
+    assert {"person": "[redacted]", "verdict": "missing"} in found
+    differences = [d for person in found for d in person.get("differences", [])]
     assert {"attribute": "v", "file": {"nested": ["[redacted]"]}, "workspace": None} in differences
     # --failed is the user's data to feed back: byte for byte, keys and all.
     assert json.loads(failed.read_text(encoding="utf-8")) == records
