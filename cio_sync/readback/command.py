@@ -7,7 +7,9 @@ Registered in the ``cio-sync`` command family as ``app.command("verify", epilog=
 from __future__ import annotations
 
 import math
+import os
 import sys
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -16,18 +18,21 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode
-from ..input.config import load_config
+from ..cli.signals import Signals, stop_on_signals
+from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode, Interrupted
+from ..input.config import API_KEY_ENV, APP_API_KEY_ENV, SITE_ID_ENV, load_config
 from ..input.datafile import NDJSON, DataFile, open_data_file
 from ..input.mapping import check_columns
-from ..outcome import RecordOutcome, Status
+from ..outcome import RecordOutcome, Status, Stop, StopReason
+from ..outputs.console import TextConsole
 from ..outputs.failed import FailedRecordsFile, check_failed_format
 from ..outputs.files import check_output_paths
 from ..outputs.terminal import visible
+from ..redact import NO_SECRETS, Redactor
 from ..transport.client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from .expected import Verdict
 from .reader import ReadStatus
-from .report import ReportFile, count, finding, summary
+from .report import ReportFile, count, finding, redacted, summary
 from .verify import NO_KEY, Difference, Options, VerifyResult, verify
 
 EXAMPLES = """\
@@ -122,62 +127,148 @@ def verify_command(
 
 
 def run(o: VerifyOptions, stream: IO[str] | None = None) -> ExitCode:
-    """Run the command; every error ends here, as one message and its exit code."""
-    err = stream if stream is not None else sys.stderr
+    """Run the command; every error ends here, as one message and its exit code.
+
+    SIGINT and SIGTERM stop it (exit 130 and 143): no new request starts, those in flight end
+    within seconds, no ``--failed`` or ``--report`` file is written; a second signal quits at once.
+    """
+    out = _Out(stream if stream is not None else sys.stderr)
+    # Until the configuration is read, the keys the environment holds are masked (a key pasted
+    # where the configuration wanted a URL is quoted back by the error that says so).
+    out.redact = Redactor(tuple(os.environ.get(name) for name in (SITE_ID_ENV, API_KEY_ENV, APP_API_KEY_ENV)))
+    stop = _SignalStop()
+    told = _SignalLine(out, o)
     try:
-        return _execute(o, err)
-    except KeyboardInterrupt:
-        _say(err, "interrupted: nothing was written to the workspace, and no --failed or --report file")
-        return ExitCode.INTERRUPTED
+        with stop_on_signals(stop, told) as signals:
+            return _execute(o, out, stop, signals)
+    except KeyboardInterrupt:  # no handler of our own (run from a thread other than the main one)
+        stop(StopReason.INTERRUPTED)
+        return told.ended(stop.reason)
+    except Interrupted:
+        return told.ended(stop.reason)
     except CioSyncError as e:
-        _say(err, f"error: {e}")
+        out.say(f"error: {e}")
         return e.exit_code
     except Exception as e:  # a bug: one line rather than a traceback (locals could hold the key)
-        _say(err, f"internal error: {type(e).__name__}: {e} (please report this)")
+        out.say(f"internal error: {type(e).__name__}: {e} (please report this)")
         return ExitCode.INTERNAL_ERROR
 
 
-def _execute(o: VerifyOptions, err: IO[str]) -> ExitCode:
+class _SignalLine(TextConsole):
+    """What the signal handlers tell: one line a signal, when it comes (the read-back then ends
+    within seconds) or, when it ended the run at once (before the first request), as it ends."""
+
+    def __init__(self, out: _Out, o: VerifyOptions) -> None:
+        super().__init__(quiet=True, stream=out.stream)
+        self._out = out
+        self._outputs = " and ".join(
+            f"{flag} {path}" for flag, path in (("--failed", o.failed), ("--report", o.report)) if path
+        )
+        self._said = False
+
+    def stopping(self, reason: StopReason) -> None:
+        """A signal came while reading back: it stops, and another quits at once."""
+        again = "Ctrl-C again" if reason is StopReason.INTERRUPTED else "send it again"
+        self._line(reason, f" ({again} to quit at once)")
+
+    def ended(self, reason: StopReason | None) -> ExitCode:
+        """The run ended for a signal: its line, unless said already, and its exit status."""
+        self._line(reason or StopReason.INTERRUPTED, "")
+        return ExitCode.TERMINATED if reason is StopReason.TERMINATED else ExitCode.INTERRUPTED
+
+    def _line(self, reason: StopReason, then: str) -> None:
+        if self._said:
+            return
+        self._said = True
+        what = "SIGTERM received" if reason is StopReason.TERMINATED else "interrupted"
+        left = f"; {self._outputs} will not be written" if self._outputs else ""
+        self._out.say(f"{what}: stopping before every person is read back{left}{then}")
+
+
+class _SignalStop(Stop):
+    """What a signal sets (``requested`` then means a signal came), and the read-back's own stop,
+    which it sets too: the read-back also stops itself (a refused key), and that is no signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.halt = threading.Event()
+
+    def __call__(self, reason: StopReason | str = StopReason.STOPPED) -> None:
+        """Stop for ``reason``: no new request starts, those in flight end within seconds."""
+        super().__call__(reason)
+        self.halt.set()
+
+
+def _execute(o: VerifyOptions, out: _Out, stop: _SignalStop, signals: Signals) -> ExitCode:
     if o.seed is not None and o.sample is None:
         raise ConfigError("--seed goes with --sample: it repeats a sample's choice")
     check_output_paths(data=o.data, config=o.config, state=None, failed=o.failed, report=o.report)
     config = load_config(o.config, app_base_url=o.app_base_url, track_credentials=False)
     if not config.app_api_key:
         raise ConfigError(NO_KEY)
+    # From here on, whatever a server or the data file says is shown with every credential masked.
+    out.redact = Redactor(config.secrets)
     with ExitStack() as stack:
         source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
         if source.header is not None:
             check_columns(config, source.header, source.name)
         failed_file = _open_failed(o, source, stack)
-        report = ReportFile(o.report) if o.report is not None else None
+        report = ReportFile(o.report, out.redact) if o.report is not None else None
         if report is not None:
             stack.callback(report.discard)
+        signals.before_exit = lambda: _abandon(failed_file, report)
         shown: list[str] = []
-        on_person = _collector(shown, report)
         if not o.quiet:
-            _say(err, f"reading back the people of {source.name} from {config.app_base_url}")
-        with _progress(err, o.quiet) as on_progress:
+            out.say(f"reading back the people of {source.name} from {config.app_base_url}")
+        with _progress(out.stream, o.quiet) as on_progress:
             options = Options(
                 http=HttpSettings(read_timeout=o.timeout, retries=o.retries),
                 sample=o.sample,
                 seed=o.seed,
-                on_person=on_person,
+                on_person=_collector(shown, report, out.redact),
                 on_progress=on_progress,
                 failed=(lambda record: failed_file.add(RecordOutcome(0, Status.FAILED, record=record)))
                 if failed_file is not None
                 else None,
                 records_again=source.records,
+                stop=stop.halt,
+                # Until the first request, a signal ends the run at once (reading a file that stalls).
+                on_reading=lambda: setattr(signals, "interruptible", False),
+                # Then nothing is left to stop gracefully: a signal ends the run at once.
+                on_read_back=lambda: setattr(signals, "interruptible", True),
             )
             result = verify(config, source.records(), options)
-        code = exit_code(result)
-        _tell(err, o, result, shown, code)
-        if result.failed_lost is not None:
-            raise DataFileChanged(f"--failed {o.failed} not written: {result.failed_lost}")
-        if failed_file is not None:
-            failed_file.commit()
-        if report is not None:
-            report.commit(result, int(code))
+        if stop.requested:  # a signal: the outputs are discarded on the way out
+            raise Interrupted("stopped", ExitCode.INTERRUPTED)
+        return _finish(o, out, result, shown, failed_file, report)
+
+
+def _finish(
+    o: VerifyOptions,
+    out: _Out,
+    result: VerifyResult,
+    shown: list[str],
+    failed_file: FailedRecordsFile | None,
+    report: ReportFile | None,
+) -> ExitCode:
+    """Tell the outcome, then put the outputs in place."""
+    code = exit_code(result)
+    _tell(out, o, result, shown, code)
+    if result.failed_lost is not None:
+        raise DataFileChanged(f"--failed {o.failed} not written: {result.failed_lost}")
+    if failed_file is not None:
+        failed_file.commit()
+    if report is not None:
+        report.commit(result, int(code))
     return code
+
+
+def _abandon(failed_file: FailedRecordsFile | None, report: ReportFile | None) -> None:
+    """A second signal quits at once: no unfinished output is left behind."""
+    if failed_file is not None:
+        failed_file.abandon()
+    if report is not None:
+        report.abandon()
 
 
 def _open_failed(o: VerifyOptions, source: DataFile, stack: ExitStack) -> FailedRecordsFile | None:
@@ -191,14 +282,16 @@ def _open_failed(o: VerifyOptions, source: DataFile, stack: ExitStack) -> Failed
     return failed_file
 
 
-def _collector(shown: list[str], report: ReportFile | None) -> Callable[[str, Verdict, list[Difference]], None]:
-    """Keeps the first findings to print, and hands every one to the report."""
+def _collector(
+    shown: list[str], report: ReportFile | None, redact: Callable[[str], str]
+) -> Callable[[str, Verdict, list[Difference]], None]:
+    """Keeps the first findings to print (credentials masked), and hands every one to the report."""
 
     def collect(person: str, verdict: Verdict, differences: list[Difference]) -> None:
-        found: list[Difference | None] = list(differences) or [None]
+        found: list[Difference | None] = [redacted(d, redact) for d in differences] or [None]
         for difference in found:
             if len(shown) < SHOWN + 1:
-                shown.append(finding(person, verdict, difference))
+                shown.append(finding(redact(person), verdict, difference))
         if report is not None:
             report.add(person, verdict, differences)
 
@@ -227,32 +320,39 @@ _HINTS = {
 }
 
 
-def _tell(err: IO[str], o: VerifyOptions, result: VerifyResult, shown: list[str], code: ExitCode) -> None:
+def _tell(out: _Out, o: VerifyOptions, result: VerifyResult, shown: list[str], code: ExitCode) -> None:
     """The summary, the first findings, and why the read-back stopped, if it did."""
     if result.stopped is not None:
         hint = _HINTS.get(result.stopped)
-        _say(err, f"error: {result.error or result.stopped.value}" + (f" ({hint})" if hint else ""))
+        out.say(f"error: {result.error or result.stopped.value}" + (f" ({hint})" if hint else ""))
     if o.quiet and code is ExitCode.OK:
         return
     for line in shown[:SHOWN]:
-        _say(err, "  " + line)
+        out.say("  " + line)
     if len(shown) > SHOWN:
-        _say(err, "  ... and more" + (f": every one is in {o.report}" if o.report not in (None, "-") else ""))
+        out.say("  ... and more" + (f": every one is in {o.report}" if o.report not in (None, "-") else ""))
     if result.invalid:
-        _say(err, f"{result.invalid:,} invalid records were not compared (cio-sync refuses them too)")
-    _say(err, summary(result))
+        out.say(f"{result.invalid:,} invalid records were not compared (cio-sync refuses them too)")
+    out.say(summary(result))
     if o.failed is not None and result.failed_records:
         written = count(result.failed_records, "record")
-        _say(err, f"wrote {written} to {o.failed}: cio-sync --data {o.failed} sends them again")
+        out.say(f"wrote {written} to {o.failed}: cio-sync --data {o.failed} sends them again")
 
 
-def _say(err: IO[str], message: str) -> None:
-    # Ids and values reach this line: none may drive the terminal.
-    try:
-        err.write(f"cio-sync: {visible(message)}\n")
-        err.flush()
-    except (OSError, ValueError):
-        pass
+class _Out:
+    """Standard error, or what stands for it: one line a message, credentials masked, never failing."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.redact: Callable[[str], str] = NO_SECRETS
+
+    def say(self, message: str) -> None:
+        """``cio-sync: message``, masked, and made harmless to a terminal (ids and values reach it)."""
+        try:
+            self.stream.write(f"cio-sync: {visible(self.redact(message))}\n")
+            self.stream.flush()
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a signal's line, written mid-write
+            pass
 
 
 class _progress:  # noqa: N801 - used as a function: `with _progress(...) as on_progress`

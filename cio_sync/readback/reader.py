@@ -3,22 +3,34 @@ second for all threads together, 429 and 5xx resent, a deadline on every attempt
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import InvalidHeader
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import HTTPError, InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..transport.client import AUTH_STATUSES, Answer, HttpSettings, api_message, describe_error, proxies_for
-from ..transport.deadline import Watchdog, attempt, watched_pools
+from ..redact import NO_SECRETS
+from ..transport.client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
+from ..transport.deadline import (
+    Attempt,
+    Watchdog,
+    WatchedHTTPConnection,
+    WatchedHTTPConnectionPool,
+    WatchedHTTPSConnection,
+    WatchedHTTPSConnectionPool,
+    attempt,
+)
 from ..transport.retry import backoff
 from ..version import __version__
 
@@ -30,6 +42,14 @@ RATE_LIMIT = 10.0
 # next on time) still arrive at most 10 in any second, as a strict limiter counts them.
 PACE = RATE_LIMIT * 0.95
 PEOPLE_PATH = "/v1/customers/attributes"
+# The most of an answer read. 100 people's attributes fit many times over; a server that sends
+# more (or never stops) is cut off here rather than filling memory, and its answer is not used.
+MAX_ANSWER_BYTES = 32_000_000
+# How much of an error answer a message quotes.
+_QUOTED = 300
+# Interim answers read past before the final one; more is a server playing games (the deadline
+# would cut it anyway).
+_MAX_INTERIM = 20
 # Statuses urllib3 resends for us; the read changes nothing, so resending is always safe.
 RETRY_STATUSES = frozenset(
     {
@@ -132,18 +152,55 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
     )
 
 
+class _FinalAnswer(http.client.HTTPResponse):
+    """http.client's response, read past every interim 1xx answer (``103 Early Hints``) to the final
+    one. http.client skips only ``100 Continue``: it would take a 103 for the answer, and leave
+    the real one on the connection to be read as the next request's answer."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        for _ in range(_MAX_INTERIM):
+            version, status, reason = super()._read_status()  # type: ignore[misc]  # private, not in the stubs
+            # 100 is http.client's own to skip; 101 switches protocols, so it is final.
+            if not 102 <= status < 200:
+                break
+            http.client.parse_headers(self.fp)  # the interim answer's headers, which say nothing needed
+        return version, status, reason
+
+
+class _HTTPConnection(WatchedHTTPConnection):
+    response_class = _FinalAnswer
+
+
+class _HTTPSConnection(WatchedHTTPSConnection):
+    response_class = _FinalAnswer
+
+
+class _HTTPPool(WatchedHTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(WatchedHTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _pools() -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)
+    and read past interim answers."""
+    return {"http": _HTTPPool, "https": _HTTPSPool}
+
+
 class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections are watched for their deadline (see :mod:`cio_sync.transport.deadline`)."""
+    """An HTTPAdapter whose connections are watched for their deadline and read past interim answers."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """The PoolManager, building watched connections."""
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = watched_pools()
+        self.poolmanager.pool_classes_by_scheme = _pools()
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The ProxyManager for ``proxy``, building watched connections."""
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = watched_pools()
+        manager.pool_classes_by_scheme = _pools()
         return manager
 
 
@@ -168,7 +225,11 @@ class Fetched:
 
 
 class AppReader:
-    """Reads people through the App API with one pooled Session; safe to share between ``pool_size`` threads."""
+    """Reads people through the App API with one pooled Session; safe to share between ``pool_size`` threads.
+
+    Every message it gives passes through ``redact``: an App API (or anything answering in its
+    place) may quote the request, its ``Authorization`` header included.
+    """
 
     def __init__(
         self,
@@ -180,9 +241,11 @@ class AppReader:
         rate: float = PACE,
         clock: Clock = SYSTEM_CLOCK,
         stop: threading.Event | None = None,
+        redact: Callable[[str], str] = NO_SECRETS,
     ) -> None:
         self._url = base_url + PEOPLE_PATH
         self._base = base_url
+        self._redact = redact
         self.stop = stop if stop is not None else threading.Event()
         self.pacer = Pacer(rate, clock, self.stop)
         self._timeout = (settings.connect_timeout, settings.read_timeout)
@@ -212,29 +275,47 @@ class AppReader:
         try:
             self.pacer.wait_turn()
             with attempt(self._watchdog) as current:
-                try:
-                    response = self._session.post(
-                        self._url,
-                        params={"id_type": id_type},
-                        json={"ids": list(ids)},
-                        timeout=self._timeout,
-                        proxies=self._proxies,
-                        verify=self._verify,
-                    )
-                except requests.RequestException:
-                    current.end()
-                    if current.cut:
-                        return Fetched(
-                            ReadStatus.UNREACHABLE, message=f"no complete answer within {self._timeout[1]:g} s"
-                        )
-                    raise
+                answered = self._post(id_type, ids, current)
         except Cancelled:
             return Fetched(ReadStatus.STOPPED)
         except requests.RequestException as e:
-            return Fetched(
-                ReadStatus.UNREACHABLE, message=f"cannot reach the App API at {self._base}: {describe_error(e)}"
+            message = f"cannot reach the App API at {self._base}: {describe_error(e)}"
+            return Fetched(ReadStatus.UNREACHABLE, message=self._redact(message))
+        if isinstance(answered, Fetched):
+            return answered
+        response, body = answered
+        return _classify(response, body, self._base, self._redact)
+
+    def _post(self, id_type: str, ids: Sequence[str], current: Attempt) -> tuple[requests.Response, bytes] | Fetched:
+        """One request and its whole answer (at most MAX_ANSWER_BYTES + 1 of it), within the deadline."""
+        try:
+            response = self._session.post(
+                self._url,
+                params={"id_type": id_type},
+                json={"ids": list(ids)},
+                timeout=self._timeout,
+                proxies=self._proxies,
+                verify=self._verify,
+                # A redirect is never followed: the key would go along to wherever it points.
+                allow_redirects=False,
+                stream=True,
             )
-        return _classify(response, self._base)
+            body = _read_body(response)
+            if current.last_cut:
+                # Cut while the headers came: http.client reads the end of the stream as the end
+                # of the headers, and a cut status line could pass for a whole answer.
+                raise requests.exceptions.ConnectionError("the answer was cut off")
+        except (requests.RequestException, HTTPError, OSError) as e:
+            current.end()
+            if current.cut and self.stop.is_set():
+                return Fetched(ReadStatus.STOPPED)
+            if current.cut:
+                message = f"the App API at {self._base} gave no complete answer within {self._timeout[1]:g} s"
+                return Fetched(ReadStatus.UNREACHABLE, message=self._redact(message))
+            if isinstance(e, requests.RequestException):
+                raise
+            raise requests.exceptions.ConnectionError(e) from e
+        return response, body
 
     @property
     def traffic_sent(self) -> int:
@@ -247,28 +328,99 @@ class AppReader:
         self._watchdog.close()
 
 
-def _classify(response: requests.Response, base: str) -> Fetched:
+def _read_body(response: requests.Response) -> bytes:
+    """At most MAX_ANSWER_BYTES + 1 bytes of the body (one more tells an answer too long)."""
+    raw = response.raw
+    body: bytes = raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+    if len(body) > MAX_ANSWER_BYTES or response.status_code < 200:
+        # Not reused: the rest of a long answer, or whatever follows an interim 1xx answer taken
+        # for the answer, would be read as the next request's answer on this connection.
+        raw.close()
+    raw.release_conn()
+    return body
+
+
+def _classify(response: requests.Response, body: bytes, base: str, redact: Callable[[str], str]) -> Fetched:
     status = response.status_code
     if status in AUTH_STATUSES:
         return Fetched(
             ReadStatus.KEY_REFUSED, message=f"the App API refused the key (HTTP {status})", http_status=status
         )
-    if status in RETRY_STATUSES:
-        message = f"the App API at {base} still answered HTTP {status} after every resend"
-        return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
-    if status != 200:
-        answer = Answer(status, response.reason or "", response.content)
-        message = f"the App API refused the request (HTTP {status}): {api_message(answer)}"
-        kind = ReadStatus.REFUSED if 400 <= status < 500 else ReadStatus.UNREACHABLE
-        return Fetched(kind, message=message, http_status=status)
-    try:
-        document = response.json()
-    except ValueError:
-        document = None
-    customers = document.get("customers") if isinstance(document, dict) else None
-    if not isinstance(customers, list):
+    if status != 200 or len(body) > MAX_ANSWER_BYTES:
+        return _not_read(response, body, base, redact)
+    customers = _customers(body)
+    if customers is None:
         message = f"{base} answered 200 without a list of customers: is it the App API?"
         return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=status)
-    # Each item is {"customer": {...}}; an item that is the person itself is read as one too.
-    found = [c.get("customer", c) for c in customers if isinstance(c, dict)]
-    return Fetched(ReadStatus.READ, [c for c in found if isinstance(c, dict)], http_status=status)
+    return Fetched(ReadStatus.READ, customers, http_status=status)
+
+
+def _not_read(response: requests.Response, body: bytes, base: str, redact: Callable[[str], str]) -> Fetched:
+    """Any answer but a 200 of a sensible size, and what it means."""
+    status = response.status_code
+    kind = ReadStatus.UNREACHABLE
+    if len(body) > MAX_ANSWER_BYTES:
+        message = f"{base} answered more than {MAX_ANSWER_BYTES // 1_000_000} MB: not an answer of the App API"
+    elif status < 200:
+        message = f"{base} answered HTTP {status}, an informational answer, instead of the answer: is it the App API?"
+    elif 300 <= status < 400:
+        target = redact(response.headers.get("Location", "nowhere"))[:200]
+        message = (
+            f"{base} answered HTTP {status}, a redirect to {target}: not followed, so that the key goes nowhere else"
+        )
+    elif status in RETRY_STATUSES:
+        message = f"the App API at {base} still answered HTTP {status} after every resend"
+    else:
+        message = f"the App API refused the request (HTTP {status}): {_quote(body, redact)}"
+        kind = ReadStatus.REFUSED if 400 <= status < 500 else ReadStatus.UNREACHABLE
+    return Fetched(kind, message=redact(message), http_status=status)
+
+
+def _customers(body: bytes) -> list[dict[str, Any]] | None:
+    """The people of a 200 answer (``{"customers": [{"customer": {...}}, ...]}``); None when it is not one."""
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than any answer is
+        return None
+    customers = document.get("customers") if isinstance(document, dict) else None
+    if not isinstance(customers, list):
+        return None
+    found = []
+    for item in customers:
+        # Each item is {"customer": {...}}; an item that is the person itself is read as one too.
+        person = item.get("customer", item) if isinstance(item, dict) else None
+        if not isinstance(person, dict):
+            return None
+        if not all(isinstance(person.get(part, {}), dict) for part in ("attributes", "identifiers")):
+            return None
+        found.append(person)
+    return found
+
+
+def _quote(body: bytes, redact: Callable[[str], str]) -> str:
+    """An error answer's own words in one line, its credentials masked before it is cut short."""
+    text = body.decode("utf-8", "replace")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        document = None
+    try:
+        words = _words(document) if isinstance(document, dict) else text
+    except RecursionError:  # a message nested deeper than str() goes
+        words = text
+    return " ".join(redact(words).split())[:_QUOTED] or "no message"
+
+
+def _words(document: dict[str, Any]) -> str:
+    """The messages of an App API error document (``meta.error``, ``meta.errors``, ``errors``)."""
+    meta = document.get("meta")
+    meta = meta if isinstance(meta, dict) else {}
+    items: list[Any] = [meta.get("error")]
+    for listed in (meta.get("errors"), document.get("errors")):
+        items.extend(listed if isinstance(listed, list) else [])
+    words = [
+        str(item.get("detail") or item.get("message") or item) if isinstance(item, dict) else str(item)
+        for item in items
+        if item is not None
+    ]
+    return "; ".join(words) if words else json.dumps(document, ensure_ascii=False)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
+from collections.abc import Callable
 from typing import IO, Any
 
 from ..errors import OutputLost
 from ..outputs.atomic import AtomicFile
+from ..redact import NO_SECRETS
+from .compare import shown
 from .expected import Verdict
 from .verify import Difference, VerifyResult
+
+Redact = Callable[[str], str]
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:
@@ -44,28 +51,72 @@ def finding(person: str, verdict: Verdict, difference: Difference | None) -> str
     return f'{person}: "{difference.attribute}" is {difference.file_value} in the file, {held} in the workspace'
 
 
+def redacted(difference: Difference, redact: Redact) -> Difference:
+    """``difference`` with every credential masked: a key pasted into the wrong column of the data
+    file, or held by the workspace, is a value like any other until it is shown."""
+    held = difference.workspace_value
+    return Difference(
+        redact(difference.person),
+        redact(difference.attribute),
+        _redacted_json(difference.file_value, redact),
+        None if held is None else redact(held),
+    )
+
+
+def _redacted_json(text: str, redact: Redact) -> str:
+    """JSON text with every credential in it masked, still JSON (the report parses it)."""
+    try:
+        value = json.loads(text)
+        masked = _masked(value, redact)
+        return text if masked == value else shown(masked)
+    except (ValueError, RecursionError):  # not expected of the file's values: mask the whole text
+        return json.dumps(redact(text), ensure_ascii=False)
+
+
+def _masked(value: Any, redact: Redact) -> Any:
+    """A JSON value with its credentials masked, strings inside objects and arrays (keys too) included."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_masked(item, redact) for item in value]
+    if isinstance(value, dict):
+        return {redact(key): _masked(item, redact) for key, item in value.items()}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        # A site id can be all digits, and a column of numbers can hold it.
+        text = json.dumps(value)
+        return value if redact(text) == text else redact(text)
+    return value
+
+
 class ReportFile:
     """``--report PATH``: a JSON document of every person who differs or is missing, then the summary.
 
     Written as findings arrive (memory stays flat however many there are) beside its path, and moved
-    into place when complete; ``-`` writes to standard output.
+    into place when complete; ``-`` is written to a temporary file, and copied to standard output
+    when complete, so that a run that stops leaves no half a document there either. Every text
+    from the data file or a server passes through ``redact``.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, redact: Redact = NO_SECRETS) -> None:
         self.path = path
+        self._redact = redact
         self._file = AtomicFile(path, "--report") if path != "-" else None
-        self._stream: IO[str] = self._file.stream if self._file is not None else sys.stdout
+        if self._file is not None:
+            self._stream: IO[str] = self._file.stream
+        else:
+            self._stream = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by commit() or discard()
         self._first = True
         self._lost: str | None = None
         self._write('{\n  "people": [')
 
     def add(self, person: str, verdict: Verdict, differences: list[Difference]) -> None:
         """One person who differs or is missing."""
-        entry: dict[str, Any] = {"person": person, "verdict": verdict.value}
+        entry: dict[str, Any] = {"person": self._redact(person), "verdict": verdict.value}
         if verdict is Verdict.DIFFERS:
+            masked = [redacted(d, self._redact) for d in differences]
             entry["differences"] = [
                 {"attribute": d.attribute, "file": json.loads(d.file_value), "workspace": d.workspace_value}
-                for d in differences
+                for d in masked
             ]
         self._write(("\n    " if self._first else ",\n    ") + json.dumps(entry, ensure_ascii=False))
         self._first = False
@@ -84,7 +135,7 @@ class ReportFile:
             "sample": result.sample,
             "seed": result.seed,
             "stopped": result.stopped.value if result.stopped is not None else None,
-            "error": result.error,
+            "error": None if result.error is None else self._redact(result.error),
             "requests": result.requests,
             "seconds": round(result.seconds, 3),
             "exitCode": exit_code,
@@ -100,12 +151,29 @@ class ReportFile:
                 self.discard()
                 raise OutputLost(f"--report {self.path}: could not be written ({e.strerror})") from None
         else:
-            self._stream.flush()
+            self._copy_out()
+
+    def _copy_out(self) -> None:
+        try:
+            self._stream.seek(0)
+            shutil.copyfileobj(self._stream, sys.stdout)
+            sys.stdout.flush()
+        except OSError as e:  # a closed pipe, a full disk
+            raise OutputLost(f"--report -: could not be written ({e.strerror or type(e).__name__})") from None
+        finally:
+            self._stream.close()
 
     def discard(self) -> None:
         """Remove the unfinished file."""
         if self._file is not None:
             self._file.discard()
+        else:
+            self._stream.close()
+
+    def abandon(self) -> None:
+        """Remove the unfinished file, and nothing else: safe from a signal handler about to exit."""
+        if self._file is not None:
+            self._file.abandon()
 
     def _write(self, text: str) -> None:
         if self._lost is not None:

@@ -14,13 +14,14 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigError, DataFileError
 from ..input.config import APP_API_KEY_ENV, Config, IdType
 from ..input.mapping import PersonUpdate, RecordMapper
+from ..redact import Redactor
 from ..transport.client import HttpSettings
 from .compare import matches, shown
 from .expected import ExpectedPerson, ExpectedState, Verdict
@@ -96,7 +97,13 @@ class Options:
     # With both: the records are read again, and every record of each failed person goes to failed.
     failed: Callable[[object], None] | None = None
     records_again: Callable[[], Iterable[object]] | None = None
+    # Set (from any thread, or a signal handler) to stop: no new request starts, those in flight
+    # end within seconds, and the result says ``stopped``.
     stop: threading.Event | None = None
+    # Called once the data file is read, just before the first request; and once the read-back is
+    # over, before the file is read again for ``failed``.
+    on_reading: Callable[[], None] | None = None
+    on_read_back: Callable[[], None] | None = None
 
 
 def verify(config: Config, records: Iterable[object], options: Options | None = None) -> VerifyResult:
@@ -108,6 +115,9 @@ def verify(config: Config, records: Iterable[object], options: Options | None = 
     o = options or Options()
     if not config.app_api_key:
         raise ConfigError(NO_KEY)
+    if o.stop is None:
+        o = replace(o, stop=threading.Event())
+    assert o.stop is not None
     started = time.monotonic()
     mapper = RecordMapper.for_config(config)
     state = ExpectedState()
@@ -123,12 +133,23 @@ def verify(config: Config, records: Iterable[object], options: Options | None = 
         state.flush()
         result.people = state.count
         chosen = _choose(state.count, o, result)
+        if o.on_reading is not None:
+            o.on_reading()
         _read_back(config, state, chosen, o, result)
+        if o.on_read_back is not None:
+            o.on_read_back()
+        # The read-back sets stop itself when it fails (a refused key); then the people found so
+        # far still go to failed. Only the caller's stop cuts that short.
+        asked, failed_itself = o.stop, result.stopped not in (None, ReadStatus.STOPPED)
         if o.failed is not None and o.records_again is not None and state.any_failed():
             try:
-                result.failed_records = _write_failed(mapper, state, o.records_again(), o.failed)
+                result.failed_records = _write_failed(
+                    mapper, state, o.records_again(), o.failed, lambda: not failed_itself and asked.is_set()
+                )
             except DataFileError as e:
                 result.failed_lost = str(e)
+        if result.stopped is None and o.stop.is_set():
+            result.stopped, result.error = ReadStatus.STOPPED, "stopped before every person was read back"
         result.seconds = time.monotonic() - started
         return result
     finally:
@@ -163,8 +184,8 @@ def _batches(people: Iterator[ExpectedPerson]) -> Iterator[list[ExpectedPerson]]
 def _read_back(
     config: Config, state: ExpectedState, chosen: list[int] | None, o: Options, result: VerifyResult
 ) -> None:
-    assert config.app_api_key is not None
-    stop = o.stop if o.stop is not None else threading.Event()
+    assert config.app_api_key is not None and o.stop is not None
+    stop = o.stop
     reader = AppReader(
         config.app_base_url,
         config.app_api_key,
@@ -173,6 +194,7 @@ def _read_back(
         clock=o.clock,
         stop=stop,
         rate=o.rate or PACE,
+        redact=Redactor(config.secrets),
     )
     in_flight: deque[tuple[list[ExpectedPerson], Future[Fetched]]] = deque()
 
@@ -200,8 +222,6 @@ def _read_back(
     finally:
         result.requests = reader.traffic_sent
         reader.close()
-    if result.stopped is None and stop.is_set():
-        result.stopped, result.error = ReadStatus.STOPPED, "stopped before every person was read back"
 
 
 @contextmanager
@@ -289,11 +309,17 @@ def _by_identifier(customers: list[dict[str, Any]], kind: IdType) -> dict[str, d
 
 
 def _write_failed(
-    mapper: RecordMapper, state: ExpectedState, records: Iterable[object], failed: Callable[[object], None]
+    mapper: RecordMapper,
+    state: ExpectedState,
+    records: Iterable[object],
+    failed: Callable[[object], None],
+    stopped: Callable[[], bool],
 ) -> int:
-    """Every valid record of each person who differs or is missing, in file order; how many."""
+    """Every valid record of each person who differs or is missing, in file order; how many (until ``stop``)."""
     written = 0
     for index, record in enumerate(records):
+        if stopped():  # a file of millions takes a while to read again
+            break
         mapped = mapper.map(index, record)
         if isinstance(mapped, PersonUpdate) and state.verdict(mapped.key) in (Verdict.DIFFERS, Verdict.MISSING):
             failed(record)
