@@ -3,7 +3,6 @@ second for all threads together, 429 and 5xx resent, a deadline on every attempt
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import threading
@@ -14,7 +13,6 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError, InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
@@ -22,15 +20,7 @@ from urllib3.util.retry import Retry
 from ..clock import SYSTEM_CLOCK, Clock
 from ..redact import NO_SECRETS
 from ..transport.client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
-from ..transport.deadline import (
-    Attempt,
-    Watchdog,
-    WatchedHTTPConnection,
-    WatchedHTTPConnectionPool,
-    WatchedHTTPSConnection,
-    WatchedHTTPSConnectionPool,
-    attempt,
-)
+from ..transport.deadline import Attempt, Watchdog, attempt, watched_pools
 from ..transport.retry import backoff
 from ..version import __version__
 
@@ -47,9 +37,6 @@ PEOPLE_PATH = "/v1/customers/attributes"
 MAX_ANSWER_BYTES = 32_000_000
 # How much of an error answer a message quotes.
 _QUOTED = 300
-# Interim answers read past before the final one; more is a server playing games (the deadline
-# would cut it anyway).
-_MAX_INTERIM = 20
 # Statuses urllib3 resends for us; the read changes nothing, so resending is always safe.
 RETRY_STATUSES = frozenset(
     {
@@ -152,55 +139,19 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
     )
 
 
-class _FinalAnswer(http.client.HTTPResponse):
-    """http.client's response, read past every interim 1xx answer (``103 Early Hints``) to the final
-    one. http.client skips only ``100 Continue``: it would take a 103 for the answer, and leave
-    the real one on the connection to be read as the next request's answer."""
-
-    def _read_status(self) -> tuple[str, int, str]:
-        for _ in range(_MAX_INTERIM):
-            version, status, reason = super()._read_status()  # type: ignore[misc]  # private, not in the stubs
-            # 100 is http.client's own to skip; 101 switches protocols, so it is final.
-            if not 102 <= status < 200:
-                break
-            http.client.parse_headers(self.fp)  # the interim answer's headers, which say nothing needed
-        return version, status, reason
-
-
-class _HTTPConnection(WatchedHTTPConnection):
-    response_class = _FinalAnswer
-
-
-class _HTTPSConnection(WatchedHTTPSConnection):
-    response_class = _FinalAnswer
-
-
-class _HTTPPool(WatchedHTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(WatchedHTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def _pools() -> dict[str, type[HTTPConnectionPool]]:
-    """Pool classes whose connections are watched for their deadline (see :mod:`cio_sync.deadline`)
-    and read past interim answers."""
-    return {"http": _HTTPPool, "https": _HTTPSPool}
-
-
 class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections are watched for their deadline and read past interim answers."""
+    """An HTTPAdapter whose connections are watched for their deadline and read past interim
+    answers (see :mod:`cio_sync.transport.deadline`)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         """The PoolManager, building watched connections."""
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pools()
+        self.poolmanager.pool_classes_by_scheme = watched_pools()
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         """The ProxyManager for ``proxy``, building watched connections."""
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _pools()
+        manager.pool_classes_by_scheme = watched_pools()
         return manager
 
 
@@ -361,8 +312,6 @@ def _not_read(response: requests.Response, body: bytes, base: str, redact: Calla
     kind = ReadStatus.UNREACHABLE
     if len(body) > MAX_ANSWER_BYTES:
         message = f"{base} answered more than {MAX_ANSWER_BYTES // 1_000_000} MB: not an answer of the App API"
-    elif status < 200:
-        message = f"{base} answered HTTP {status}, an informational answer, instead of the answer: is it the App API?"
     elif 300 <= status < 400:
         target = redact(response.headers.get("Location", "nowhere"))[:200]
         message = (
