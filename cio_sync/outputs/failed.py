@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from ..errors import OutputError, OutputLost
 from ..input.csvfile import CsvWriter
-from ..input.datafile import CSV, JSON, NDJSON, UnreadTail
+from ..input.datafile import CSV, JSON, NDJSON, UnreadableRecord, UnreadTail
 from ..input.datafile import data_format as format_of
 from ..outcome import RecordOutcome, Status
 from .atomic import AtomicFile
@@ -20,7 +20,7 @@ _DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 def _record_json(value: object) -> str:
     """A record as JSON text, its numbers exactly as they were read.
 
-    The data file's non-integers arrive as ``Decimal`` (ijson): they are written in their own
+    The data file's non-integers arrive as ``Decimal``: they are written in their own
     digits, so ``1e400`` stays a JSON number and ``0.1000000000000000000001`` keeps every digit,
     where a float would overflow to a string or round.
     """
@@ -110,7 +110,13 @@ class FailedRecordsFile:
         if self._csv is not None:
             self._csv.write(outcome.record)
             return
-        text = _record_json(outcome.record)
+        record = outcome.record
+        if isinstance(record, UnreadableRecord) and record.text is not None:
+            # As it stands in the data file (bytes that are not UTF-8 as the escapes they were read
+            # as), so that a rerun finds it invalid for the same reason.
+            text = record.text.strip()
+        else:
+            text = _record_json(record)
         if self._ndjson:
             self._file.stream.write(text + "\n")
         else:
