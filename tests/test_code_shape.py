@@ -7,6 +7,7 @@ Lines are counted from ``def``/``class`` to the last line of the body, docstring
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +106,44 @@ def test_no_module_of_the_package_imports_itself_back() -> None:
     for name in sorted(graph):
         visit(name, [], done)
     assert cycles == []
+
+
+# How far from the user each part is: a part imports only parts below it (or itself). The shared
+# vocabulary imports nothing of the packages; the emulator imports nothing of the client's side.
+LEVELS = {
+    "cli": 6,
+    "readback": 5,
+    "outputs": 4,
+    "engine": 3,
+    "transport": 2,
+    "state": 2,
+    "input": 1,
+    **dict.fromkeys(("errors", "outcome", "clock", "redact", "version"), 0),
+}
+
+
+def test_imports_run_downwards_only() -> None:
+    upwards: list[str] = []
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts in (("__init__",), ("__main__",)):
+            continue  # the facade and the entry point sit above everything
+        part = parts[0]
+        for target in _imports(path):
+            pieces = target.split(".")
+            if len(pieces) < 2 or pieces[0] != "cio_sync" or pieces[1] == part:
+                continue
+            other = pieces[1]
+            if part == "emulator" or other == "emulator":
+                if part != "cli":  # the command line runs the emulator's command
+                    upwards.append(f"{'/'.join(parts)} -> {other}")
+            elif other in LEVELS and LEVELS[other] >= LEVELS.get(part, 0):
+                upwards.append(f"{'/'.join(parts)} -> {other}")
+    assert sorted(set(upwards)) == []
+
+
+def test_every_module_path_the_docs_name_exists() -> None:
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {m for page in docs for m in re.findall(r"`(cio_sync/[\w/]+(?:\.py|/))`", page.read_text(encoding="utf-8"))}
+    assert len(named) > 20
+    assert sorted(m for m in named if not (ROOT / m).exists()) == []

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cio_sync.cli.verify import VerifyOptions, run
 from cio_sync.emulator import Emulator
 from cio_sync.emulator.rules import path_identifier
 from cio_sync.emulator.workspace import edit
@@ -23,7 +24,6 @@ from cio_sync.errors import ExitCode
 from cio_sync.input.config import config_from_dict
 from cio_sync.readback import Options, ReadStatus, Verdict, verify
 from cio_sync.readback import reader as reader_module
-from cio_sync.readback.command import VerifyOptions, run
 from cio_sync.transport.client import HttpSettings
 
 from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_process
@@ -374,7 +374,7 @@ def test_a_retry_after_that_comes_is_honoured_and_capped() -> None:
 def test_every_option_of_the_command_is_on_the_verify_page() -> None:
     from typer.main import get_command
 
-    from cio_sync.readback.command import app
+    from cio_sync.cli.verify import app
 
     options = {name for param in get_command(app).params for name in [*param.opts, *param.secondary_opts]}
     assert {"--config", "-config", "--data", "--sample", "--seed", "--failed", "--report"} <= options

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         init(args=words[1:], prog_name="cio-sync init")
         return
     if words[:1] == ["verify"]:
-        from ..readback.command import app as verify
+        from .verify import app as verify
 
         verify(args=words[1:], prog_name="cio-sync verify")
         return

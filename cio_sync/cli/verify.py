@@ -18,7 +18,6 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from ..cli.signals import Signals, stop_on_signals
 from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode, Interrupted
 from ..input.config import API_KEY_ENV, APP_API_KEY_ENV, SITE_ID_ENV, load_config
 from ..input.datafile import NDJSON, DataFile, open_data_file
@@ -28,12 +27,13 @@ from ..outputs.console import TextConsole
 from ..outputs.failed import FailedRecordsFile, check_failed_format
 from ..outputs.files import check_output_paths
 from ..outputs.terminal import visible
+from ..readback.expected import Verdict
+from ..readback.reader import ReadStatus
+from ..readback.report import ReportFile, count, finding, redacted, summary
+from ..readback.verify import NO_KEY, Difference, Options, VerifyResult, verify
 from ..redact import NO_SECRETS, Redactor
 from ..transport.client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from .expected import Verdict
-from .reader import ReadStatus
-from .report import ReportFile, count, finding, redacted, summary
-from .verify import NO_KEY, Difference, Options, VerifyResult, verify
+from .signals import Signals, stop_on_signals
 
 EXAMPLES = """\
 Examples:
