@@ -3,7 +3,6 @@ and the outputs out. Exit codes live here."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -26,6 +25,7 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from ..version import __version__
+from .options import ConfigOption, DataFormat, DataOption, finite
 from .signals import Signals, stop_on_signals
 
 # \b keeps click from rewrapping the paragraph after it: a command broken mid-way cannot be pasted.
@@ -70,14 +70,6 @@ class LogFormat(str, Enum):
     json = "json"
 
 
-class DataFormat(str, Enum):
-    """How the data file is laid out."""
-
-    json = "json"
-    ndjson = "ndjson"
-    csv = "csv"
-
-
 app = typer.Typer(
     add_completion=False,
     # Tracebacks with local variables could show the API key.
@@ -86,13 +78,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-
-
-def _finite(value: float | None) -> float | None:
-    # Not every click's FloatRange refuses nan, which compares false with both of its bounds.
-    if value is not None and math.isnan(value):
-        raise typer.BadParameter("nan is not a number")
-    return value
 
 
 def _max_invalid(value: str) -> MaxInvalid:
@@ -109,12 +94,6 @@ def _show_version(value: bool) -> None:
 
 
 # The options, declared once here so that the command's signature stays a list of names.
-ConfigOption = Annotated[
-    str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")
-]
-DataOption = Annotated[
-    str, typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input.")
-]
 FormatOption = Annotated[
     DataFormat | None,
     typer.Option(
@@ -134,7 +113,7 @@ RateLimitOption = Annotated[
     typer.Option(
         min=0.1,
         max=1e6,
-        callback=_finite,
+        callback=finite,
         metavar="PER_SECOND",
         help="At most this many requests per second (all workers).",
     ),
@@ -160,7 +139,7 @@ GiveUpAfterOption = Annotated[
     typer.Option(
         min=1,
         max=86400,
-        callback=_finite,
+        callback=finite,
         metavar="SECONDS",
         help="Stop starting requests when none has made progress for this long (only 429, 5xx, no answer).",
     ),
@@ -168,7 +147,7 @@ GiveUpAfterOption = Annotated[
 TimeoutOption = Annotated[
     float,
     typer.Option(
-        min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="How long to wait for each answer."
+        min=0.1, max=MAX_TIMEOUT, callback=finite, metavar="SECONDS", help="How long to wait for each answer."
     ),
 ]
 FailedOption = Annotated[

@@ -6,14 +6,12 @@ Registered in the ``cio-sync`` command family as ``app.command("verify", epilog=
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from enum import Enum
 from typing import IO, Annotated, Any
 
 import typer
@@ -33,6 +31,7 @@ from ..readback.report import ReportFile, count, finding, redacted, summary
 from ..readback.verify import NO_KEY, Difference, Options, VerifyResult, verify
 from ..redact import NO_SECRETS, Redactor
 from ..transport.client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
+from .options import ConfigOption, DataFormat, DataOption, finite
 from .signals import Signals, stop_on_signals
 
 EXAMPLES = """\
@@ -55,14 +54,6 @@ the key; 4 the App API could not be reached; 70 a bug in cio-sync.
 SHOWN = 10
 
 
-class DataFormat(str, Enum):
-    """How the data file is laid out."""
-
-    json = "json"
-    ndjson = "ndjson"
-    csv = "csv"
-
-
 @dataclass(frozen=True)
 class VerifyOptions:
     """What the command was asked to do."""
@@ -80,17 +71,9 @@ class VerifyOptions:
     quiet: bool
 
 
-def _finite(value: float | None) -> float | None:
-    if value is not None and math.isnan(value):
-        raise typer.BadParameter("nan is not a number")
-    return value
-
-
 def verify_command(
-    config: Annotated[str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")],
-    data: Annotated[
-        str, typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input.")
-    ],
+    config: ConfigOption,
+    data: DataOption,
     data_format: Annotated[
         DataFormat | None,
         typer.Option("--format", help="json, ndjson or csv. Default: by suffix (.ndjson/.jsonl, .csv), else json."),
@@ -112,7 +95,7 @@ def verify_command(
     ] = None,
     timeout: Annotated[
         float,
-        typer.Option(min=0.1, max=MAX_TIMEOUT, callback=_finite, metavar="SECONDS", help="Deadline of each attempt."),
+        typer.Option(min=0.1, max=MAX_TIMEOUT, callback=finite, metavar="SECONDS", help="Deadline of each attempt."),
     ] = DEFAULT_READ_TIMEOUT,
     retries: Annotated[
         int, typer.Option(min=0, max=20, metavar="N", help="Resends after a transient failure (429/5xx: 10 more).")

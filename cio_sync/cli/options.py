@@ -1,0 +1,34 @@
+"""What the commands of the family take alike: the inputs' options, the data file's layout, and a
+check that a number is one."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+
+class DataFormat(str, Enum):
+    """How the data file is laid out."""
+
+    json = "json"
+    ndjson = "ndjson"
+    csv = "csv"
+
+
+def finite(value: float | None) -> float | None:
+    """``value``, refused when it is NaN."""
+    # Not every click's FloatRange refuses nan, which compares false with both of its bounds.
+    if value is not None and math.isnan(value):
+        raise typer.BadParameter("nan is not a number")
+    return value
+
+
+ConfigOption = Annotated[
+    str, typer.Option("--config", "-config", metavar="PATH", help="The configuration file (JSON).")
+]
+DataOption = Annotated[
+    str, typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input.")
+]
