@@ -58,14 +58,14 @@ def test_a_record_that_cannot_be_read_is_invalid_and_the_others_sync(
 ) -> None:
     failed = files.root / ("failed.ndjson" if ndjson else "failed.json")
     config = files.config(config_dict(emulator.url))
-    run = run_process(["--config", config, "--data", data_file(files, middle, ndjson), "--failed", str(failed)])
+    run = run_cli(["--config", config, "--data", data_file(files, middle, ndjson), "--failed", str(failed)])
     assert run.code == 1, run.stderr
     (line,) = [line for line in run.stderr.splitlines() if line.startswith("cio-sync: record ")]
     assert line.startswith("cio-sync: record 1: invalid: ") and reason in line, line
     assert emulator.people() == {"0": {"name": "Ada"}, "2": {"name": "Grace"}}
     # Written back as it stands, so that a run of --failed finds it invalid again for the same
     # reason; bytes that are not UTF-8 come back as the escapes they were read as.
-    again = run_process(["--config", config, "--data", str(failed)])
+    again = run_cli(["--config", config, "--data", str(failed)])
     assert again.code == 1, again.stderr
     (line,) = [line for line in again.stderr.splitlines() if line.startswith("cio-sync: record ")]
     expected = "holds the escape \\udc" if "not UTF-8" in reason else reason
