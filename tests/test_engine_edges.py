@@ -186,3 +186,13 @@ def test_a_dry_run_reads_a_ledger_on_a_read_only_filesystem(emulator: Emulator, 
     )
     assert proc.returncode == 0, proc.stderr
     assert "0 new, 0 changed, 1 unchanged" in proc.stderr
+
+
+def test_one_batch_left_unanswered_is_one_request_not_one_per_person(emulator: Emulator) -> None:
+    # The run stops when requests in a row get no answer; a batch of 25 people is one request.
+    # The batch that carries person 3000: thousands of people, in the middle of the run.
+    emulator.add_fault(drop="before", endpoint="batch", person="3000", times=1)
+    config = make_config(emulator.url, transport="batch", parallelism=2)
+    result = sync(config, [{"id": n, "name": "x"} for n in range(6000)], http=NO_RESENDS)
+    assert result.stopped is None
+    assert result.failed >= 100 and result.synced == 6000 - result.failed > 0

@@ -25,8 +25,8 @@ def _admit(queue: People, update: PersonUpdate) -> PersonUpdate | None:
     return admitted
 
 
-def _finish(queue: People, update: PersonUpdate) -> PersonUpdate | None:
-    following = queue.finish(update.key, 0.0)
+def _finish(queue: People, update: PersonUpdate, now: float = 0.0) -> PersonUpdate | None:
+    following = queue.finish(update.key, now)
     assert following is None or isinstance(following, PersonUpdate)
     return following
 
@@ -173,3 +173,34 @@ def test_failed_people_are_remembered_in_memory_or_spilled(spill_after: int) -> 
     assert failed.get("nobody") is None
     assert len(failed._memory) == min(spill_after, 20)
     failed.close()
+
+
+def test_an_unclear_write_is_remembered_until_the_stamps_have_passed_it() -> None:
+    # Stamps can run ahead of the wall clock (a ledger's floor, a clock set back): the person's
+    # next write, however much later it comes, must still be stamped above the unclear one.
+    from cio_sync.engine.stamps import Stamps
+
+    from .fakeclock import FakeClock
+
+    clock = FakeClock(wall=2_000_000.5, monotonic=10.0)
+    stamps = Stamps(clock, enabled=True, floor=2_000_100)
+    queue = People(limit=10, floor=stamps.floor)
+    first = update(0, "A")
+    _admit(queue, first)
+    sent = stamps.issue(queue.take_unclear(first.key))
+    mark = stamps.unclear()
+    assert mark is not None
+    queue.unclear(first.key, *mark)
+    clock.advance(5.0)  # well past the one second the next write waits
+    _finish(queue, first, clock.monotonic())
+    queue.due(clock.monotonic())
+    assert first.key in queue._people  # kept: the run's stamps are not past theirs yet
+    later = update(1, "A")
+    assert _admit(queue, later) is later
+    assert not queue.hold(later, clock.monotonic())
+    stamp = stamps.issue(queue.take_unclear(later.key))
+    assert sent is not None and stamp is not None and stamp > sent
+    # Once the run's stamps are past it, the person is forgotten.
+    assert queue.finish(later.key, clock.monotonic()) is None
+    queue.due(clock.monotonic())
+    assert queue._people == {}

@@ -34,7 +34,7 @@ class Engine:
         self.mapper = RecordMapper.for_config(config)
         # Cap the records waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
-        self.people = People(limit=max(1000, 10 * config.parallelism))
+        self.people = People(limit=max(1000, 10 * config.parallelism), floor=stamps.floor)
         self.adapter = adapter_for(config, client)
         # Requests made and not yet handed to the workers.
         self.outbox: list[Job] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import sqlite3
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..input.mapping import InvalidRecord, PersonUpdate
@@ -40,7 +41,9 @@ class People:
     that decides what follows it. Memory is bounded by the caller, who stops admitting while
     :attr:`full`, and by :class:`FailedPeople` for the people whose records did not sync."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, floor: Callable[[], int | None] = lambda: None) -> None:
+        # The lowest stamp a write made now would carry (None: stamps are off).
+        self._floor = floor
         self._people: dict[str, Person] = {}
         # Records waiting behind their person's, counted for :attr:`full`.
         self.waiting = 0
@@ -48,8 +51,12 @@ class People:
         self.failed = FailedPeople()
         # Updates held for their person's next second: (ready_at, file index, update), soonest first.
         self._held: list[tuple[float, int, PersonUpdate]] = []
-        # People kept only for their ready_at, oldest first: forgotten once it has passed.
+        # People kept only for what their next write must wait for, forgotten once neither holds:
+        # their ready_at (oldest first), and the stamp of their unclear write (lowest first),
+        # which the run's stamps must have passed. Time alone is not enough: with a ledger's
+        # floor or a wall clock set back, stamps run ahead of the clock.
         self._lingering: deque[tuple[float, str]] = deque()
+        self._unclear_kept: list[tuple[int, str]] = []
 
     @property
     def full(self) -> bool:
@@ -75,10 +82,13 @@ class People:
             self.waiting -= 1
             return person.waiting.popleft()
         person.busy = False
+        if _done_with(person, now, self._floor()):
+            del self._people[key]
+            return None
         if person.ready_at > now:
             self._lingering.append((person.ready_at, key))
-        else:
-            del self._people[key]
+        if person.unclear is not None:
+            heapq.heappush(self._unclear_kept, (person.unclear, key))
         return None
 
     def unclear(self, key: str, stamp: int, ready_at: float) -> None:
@@ -97,8 +107,9 @@ class People:
         return True
 
     def due(self, now: float) -> PersonUpdate | None:
-        """A held update whose time has come (taken out), or None."""
-        self._forget_lingering(now)
+        """A held update whose time has come (taken out), or None; people kept for nothing more
+        are forgotten on the way."""
+        self._forget(now, self._floor())
         if self._held and self._held[0][0] <= now:
             return heapq.heappop(self._held)[2]
         return None
@@ -120,6 +131,7 @@ class People:
         self._held.clear()
         self._people.clear()
         self._lingering.clear()
+        self._unclear_kept.clear()
         self.waiting = 0
         return [*held, *waiting]
 
@@ -127,12 +139,26 @@ class People:
         """Let go of the spill file, if any."""
         self.failed.close()
 
-    def _forget_lingering(self, now: float) -> None:
+    def _forget(self, now: float, floor: int | None) -> None:
         while self._lingering and self._lingering[0][0] <= now:
-            _, key = self._lingering.popleft()
-            person = self._people.get(key)
-            if person is not None and not person.busy and person.ready_at <= now:
-                del self._people[key]
+            self._drop_if_done(self._lingering.popleft()[1], now, floor)
+        while self._unclear_kept and (floor is None or self._unclear_kept[0][0] < floor):
+            self._drop_if_done(heapq.heappop(self._unclear_kept)[1], now, floor)
+
+    def _drop_if_done(self, key: str, now: float, floor: int | None) -> None:
+        person = self._people.get(key)
+        if person is not None and _done_with(person, now, floor):
+            del self._people[key]
+
+
+def _done_with(person: Person, now: float, floor: int | None) -> bool:
+    """True when nothing of ``person`` needs remembering: nothing out, their second begun, and any
+    write made now stamped later than their unclear one."""
+    return (
+        not person.busy
+        and person.ready_at <= now
+        and (person.unclear is None or floor is None or person.unclear < floor)
+    )
 
 
 # People remembered in memory before the rest go to a temporary file: about 10 MB of them.

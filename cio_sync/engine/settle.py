@@ -71,15 +71,10 @@ class Settle:
         """A request is back: settle each of its ``updates`` by its delivery, then record in the
         ledger those the workspace accepted (before any person's next update is routed: its own
         entry must be in place for that update to withdraw it)."""
+        self._count_answer(deliveries)
         for update, delivery in zip(updates, deliveries, strict=True):
             if delivery.stop is not None:
                 self.stop(delivery.stop)
-            if delivery.http_status is not None:
-                self._unanswered = 0
-            elif delivery.status is Status.FAILED:
-                self._unanswered += 1
-                if self._unanswered >= self._max_unanswered:
-                    self.stop(StopReason.UNREACHABLE)
             self._emit(
                 RecordOutcome(
                     update.index,
@@ -97,6 +92,16 @@ class Settle:
                 self._ledger.accepted(accepted)
             except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
                 self.lose_ledger(e)
+
+    def _count_answer(self, deliveries: Sequence[Delivery]) -> None:
+        """Count one request, however many updates it carried, towards the requests in a row that
+        got no HTTP answer: a batch left unanswered is one request, not one per person in it."""
+        if any(d.http_status is not None for d in deliveries):
+            self._unanswered = 0
+        elif any(d.status is Status.FAILED for d in deliveries):
+            self._unanswered += 1
+            if self._unanswered >= self._max_unanswered:
+                self.stop(StopReason.UNREACHABLE)
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""

@@ -63,6 +63,13 @@ class Stamps:
         self._high = stamp
         return stamp
 
+    def floor(self) -> int | None:
+        """The lowest stamp a write made now would carry (None when stamps are off): a person whose
+        unclear write was stamped below it needs nothing more to be stamped later."""
+        if not self.enabled:
+            return None
+        return max(int(self._clock.wall()), self._high)
+
     @property
     def high(self) -> int | None:
         """The highest stamp issued so far (None while disabled)."""
