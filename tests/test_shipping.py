@@ -149,8 +149,7 @@ def test_every_library_the_package_imports_is_declared_with_a_floor() -> None:
                 imported |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 imported.add(node.module.split(".")[0])
-    # _typeshed exists only for type checkers, imported under TYPE_CHECKING: never at run time.
-    third_party = imported - set(sys.stdlib_module_names) - {"cio_sync", "_typeshed"}
+    third_party = imported - set(sys.stdlib_module_names) - {"cio_sync"}
     assert "rich" in third_party  # the scan sees imports inside functions too
     declared = set()
     for floor in floors(requires("cio-sync") or []):

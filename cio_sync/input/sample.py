@@ -7,16 +7,13 @@ import io
 import sys
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, Any
 
 import ijson
 
 from ..errors import DataFileError
 from .csvfile import MAX_CELL, MAX_LINE
 from .datafile import CSV, NDJSON, data_format
-
-if TYPE_CHECKING:
-    from _typeshed import WriteableBuffer
 
 # Enough to see every key of a regular export, few enough to take a moment on any file.
 DEFAULT_SAMPLE = 1000
@@ -228,7 +225,9 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: WriteableBuffer) -> int:
+    # Any: the stubs name this parameter's type in _typeshed, which exists for type checkers only
+    # and is no package a user could install.
+    def readinto(self, buffer: Any) -> int:
         target = memoryview(buffer).cast("B")
         if self._head:
             size = min(len(target), len(self._head))
