@@ -12,7 +12,6 @@ from enum import Enum
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError, InvalidHeader
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
@@ -20,7 +19,7 @@ from urllib3.util.retry import Retry
 from ..clock import SYSTEM_CLOCK, Clock
 from ..redact import NO_SECRETS
 from ..transport.client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
-from ..transport.deadline import Attempt, Watchdog, attempt, watched_pools
+from ..transport.deadline import Attempt, Watchdog, WatchedAdapter, attempt
 from ..transport.retry import backoff
 from ..version import __version__
 
@@ -139,22 +138,6 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
     )
 
 
-class _WatchedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections are watched for their deadline and read past interim
-    answers (see :mod:`cio_sync.transport.deadline`)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        """The PoolManager, building watched connections."""
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = watched_pools()
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """The ProxyManager for ``proxy``, building watched connections."""
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = watched_pools()
-        return manager
-
-
 class ReadStatus(str, Enum):
     """How one request for a batch of people ended."""
 
@@ -203,7 +186,7 @@ class AppReader:
         self._watchdog = Watchdog(settings.read_timeout, self.stop)
         retry = _retry_policy(settings, self.pacer)
         self._session = requests.Session()
-        adapter = _WatchedAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=retry)
+        adapter = WatchedAdapter(pool_connections=1, pool_maxsize=max(1, pool_size), max_retries=retry)
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         # The environment's proxy and CA settings, resolved once; then no longer consulted, so a

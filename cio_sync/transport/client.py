@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 from urllib3.exceptions import (
@@ -30,7 +29,7 @@ from ..input.config import Config, is_loopback
 from ..outcome import NOT_SENT, Delivery, Status, StopReason
 from ..redact import NO_SECRETS, Redactor
 from ..version import __version__
-from .deadline import Attempt, ConnectCut, SwitchedProtocols, Traffic, Watchdog, attempt, watched_pools
+from .deadline import Attempt, ConnectCut, SwitchedProtocols, Traffic, Watchdog, WatchedAdapter, attempt
 from .pacing import Cancelled, Gate
 from .retry import PacedRetry
 
@@ -116,27 +115,14 @@ def retry_policy(settings: HttpSettings, gate: Gate, clock: Clock | None = None)
     )
 
 
-class _LeanAdapter(HTTPAdapter):
+class _LeanAdapter(WatchedAdapter):
     """An HTTPAdapter whose responses skip cookie extraction and charset sniffing, and whose
     connections are watched for their deadline (see :mod:`cio_sync.transport.deadline`).
 
     The Track API sets no cookies that matter and answers JSON, which is UTF-8 by definition;
-    both steps cost more CPU per request than building the response itself. All three methods
-    are the extension points requests documents for subclasses of HTTPAdapter.
+    both steps cost more CPU per request than building the response itself. ``build_response`` is
+    an extension point requests documents for subclasses of HTTPAdapter.
     """
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        """The PoolManager, building watched connections."""
-        super().init_poolmanager(*args, **kwargs)
-        # ``pool_classes_by_scheme`` is a public attribute of urllib3's PoolManager, read each
-        # time it builds a pool; tests/test_retry.py checks that it still is.
-        self.poolmanager.pool_classes_by_scheme = watched_pools()
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        """The ProxyManager for ``proxy``, building watched connections."""
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = watched_pools()
-        return manager
 
     def build_response(self, req: requests.PreparedRequest, resp: Any) -> requests.Response:
         """A Response carrying the status, headers and body, and nothing else."""

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
@@ -347,3 +348,22 @@ class WatchedHTTPSConnectionPool(HTTPSConnectionPool):
 def watched_pools() -> dict[str, type[HTTPConnectionPool]]:
     """Pool classes for a urllib3 PoolManager (or ProxyManager) whose connections are watched."""
     return {"http": WatchedHTTPConnectionPool, "https": WatchedHTTPSConnectionPool}
+
+
+class WatchedAdapter(HTTPAdapter):
+    """A requests adapter whose connections, direct or through a proxy, are watched for their
+    deadline and read past interim answers: the extension points requests documents for
+    subclasses of HTTPAdapter."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """The PoolManager, building watched connections."""
+        super().init_poolmanager(*args, **kwargs)
+        # ``pool_classes_by_scheme`` is a public attribute of urllib3's PoolManager, read each
+        # time it builds a pool; tests/test_retry.py checks that it still is.
+        self.poolmanager.pool_classes_by_scheme = watched_pools()
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """The ProxyManager for ``proxy``, building watched connections."""
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = watched_pools()
+        return manager
