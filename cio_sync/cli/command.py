@@ -25,7 +25,7 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from ..version import __version__
-from .options import ConfigOption, DataFormat, DataOption, finite
+from .options import ConfigOption, DataFormat, DataOption, FormatOption, command_app, finite
 from .signals import Signals, stop_on_signals
 
 # \b keeps click from rewrapping the paragraph after it: a command broken mid-way cannot be pasted.
@@ -70,14 +70,7 @@ class LogFormat(str, Enum):
     json = "json"
 
 
-app = typer.Typer(
-    add_completion=False,
-    # Tracebacks with local variables could show the API key.
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+app = command_app()
 
 
 def _max_invalid(value: str) -> MaxInvalid:
@@ -94,16 +87,6 @@ def _show_version(value: bool) -> None:
 
 
 # The options, declared once here so that the command's signature stays a list of names.
-FormatOption = Annotated[
-    DataFormat | None,
-    typer.Option(
-        "--format",
-        help=(
-            "json: one array of objects; ndjson: one object per line; csv: a header row, then a row per "
-            "record. Default: by suffix (.ndjson/.jsonl, .csv), else json."
-        ),
-    ),
-]
 BaseUrlOption = Annotated[
     str | None,
     typer.Option("--base-url", metavar="URL", help="Send to this Track API URL instead of the configured one."),

@@ -1,12 +1,8 @@
-"""``cio-sync init``: a first configuration for a data file, on standard output.
-
-``python -m cio_sync.propose_command`` runs the same command on its own.
-"""
+"""``cio-sync init``: a first configuration for a data file, on standard output."""
 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from typing import Annotated
 
 import typer
@@ -18,6 +14,7 @@ from ..input.mapping import MAX_VALUE_BYTES, describe_path
 from ..input.propose import NothingToMap, Proposal, propose
 from ..input.sample import DEFAULT_SAMPLE, Sample
 from ..outputs.terminal import json_line, one_line
+from .options import DataOption, FormatOption, command_app
 
 EXAMPLES = """\
 Examples:
@@ -34,29 +31,9 @@ error. Exit codes: 0 proposed; 2 nothing proposed (the data file is missing, emp
 _CASTS_SHOWN = 4
 
 
-class ProposeFormat(str, Enum):
-    """How the data file is laid out."""
-
-    json = "json"
-    ndjson = "ndjson"
-    csv = "csv"
-
-
 def init_command(
-    data: Annotated[
-        str,
-        typer.Option("--data", "-data", metavar="PATH", help="The data file; - reads standard input."),
-    ],
-    data_format: Annotated[
-        ProposeFormat | None,
-        typer.Option(
-            "--format",
-            help=(
-                "json: one array of objects; ndjson: one object per line; csv: a header row, then a row per "
-                "record. Default: by suffix (.ndjson/.jsonl, .csv), else json."
-            ),
-        ),
-    ] = None,
+    data: DataOption,
+    data_format: FormatOption = None,
     sample: Annotated[
         int,
         typer.Option(
@@ -212,19 +189,5 @@ def _say(message: str) -> None:
     typer.echo(f"cio-sync: {one_line(message)}", err=True)
 
 
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+app = command_app()
 app.command("init", epilog=EXAMPLES)(init_command)
-
-
-def main() -> None:
-    """Entry point of ``python -m cio_sync.propose_command``: the ``init`` command alone."""
-    app(prog_name="cio-sync init")
-
-
-if __name__ == "__main__":
-    main()

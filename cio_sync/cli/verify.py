@@ -31,7 +31,7 @@ from ..readback.report import ReportFile, count, finding, redacted, summary
 from ..readback.verify import NO_KEY, Difference, Options, VerifyResult, verify
 from ..redact import NO_SECRETS, Redactor
 from ..transport.client import DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
-from .options import ConfigOption, DataFormat, DataOption, finite
+from .options import ConfigOption, DataFormat, DataOption, command_app, finite
 from .signals import Signals, stop_on_signals
 
 EXAMPLES = """\
@@ -376,12 +376,5 @@ def _isatty(stream: IO[str]) -> bool:
         return False
 
 
-app = typer.Typer(
-    add_completion=False,
-    # Tracebacks with local variables could show the API key.
-    pretty_exceptions_enable=False,
-    pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+app = command_app()
 app.command("verify", epilog=EXAMPLES)(verify_command)
