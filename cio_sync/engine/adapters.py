@@ -14,7 +14,7 @@ from ..input.config import Config, Transport
 from ..input.mapping import PersonUpdate, batch_item, stamped
 from ..outcome import Delivery
 from ..transport.client import TrackClient
-from .packer import BatchPacker, Job, oversized
+from .packer import Batches, Job, oversized
 
 
 class Adapter(Protocol):
@@ -22,6 +22,10 @@ class Adapter(Protocol):
 
     # Jobs kept ready beyond those in flight, so that a worker that finishes takes its next at once.
     ready: int
+
+    @property
+    def room(self) -> bool:
+        """True while the adapter may take another update: the engine reads no further while False."""
 
     def add(self, update: PersonUpdate, stamp: int | None) -> Job | str | None:
         """Take ``update``: a request now ready to send, None when none is yet, or why the
@@ -36,9 +40,15 @@ class Adapter(Protocol):
     def send(self, job: Job) -> list[Delivery]:
         """Send ``job``: one delivery per update, in order."""
 
+    def settled(self, job: Job) -> None:
+        """``job``'s answer is in, to be settled at once (called from the engine's thread)."""
+
 
 class V1Adapter:
     """``PUT /api/v1/customers/{id}``: every update is a request of its own."""
+
+    # Memory is bounded by the requests in flight and ready: nothing else is held.
+    room = True
 
     def __init__(self, client: TrackClient, parallelism: int) -> None:
         self._client = client
@@ -60,6 +70,9 @@ class V1Adapter:
         (update,) = job.updates
         return [self._client.put_person(update.path, job.body)]
 
+    def settled(self, job: Job) -> None:
+        """Nothing is counted."""
+
 
 class BatchAdapter:
     """``POST /api/v2/batch``: updates packed into batches under the endpoint's byte limits."""
@@ -69,7 +82,14 @@ class BatchAdapter:
 
     def __init__(self, client: TrackClient, parallelism: int) -> None:
         self._client = client
-        self._packer = BatchPacker.for_workers(parallelism)
+        # Batches fill to the byte limit while the gate finds requests scarce.
+        gate = client.gate
+        self._packer = Batches(parallelism, lambda: gate.scarce)
+
+    @property
+    def room(self) -> bool:
+        """True while the records out are under the packer's bound."""
+        return self._packer.room
 
     def add(self, update: PersonUpdate, stamp: int | None) -> Job | str | None:
         """The batch that closed to make room for ``update``, if any; or why it fits in none."""
@@ -81,7 +101,7 @@ class BatchAdapter:
 
     def take(self) -> Job | None:
         """The batch filled so far, if it holds anything."""
-        return self._packer.take() if self._packer else None
+        return self._packer.take()
 
     def drain(self) -> list[PersonUpdate]:
         """The updates of the batch being filled."""
@@ -90,6 +110,10 @@ class BatchAdapter:
     def send(self, job: Job) -> list[Delivery]:
         """One POST of the whole batch."""
         return self._client.post_batch(job.body, len(job.updates))
+
+    def settled(self, job: Job) -> None:
+        """``job`` is settled: its records leave the packer's count."""
+        self._packer.settled(job)
 
 
 def adapter_for(config: Config, client: TrackClient) -> Adapter:

@@ -84,6 +84,7 @@ class Engine:
         """
         while (
             workers.busy + len(self.outbox) < self.max_jobs
+            and self.adapter.room
             and not self.people.full
             and not self.stop.requested
             and (self.checked or not self.outbox)

@@ -1,7 +1,22 @@
-"""Packing person updates into requests: one PUT each, or v2 batches under the endpoint's byte limits."""
+"""Packing person updates into requests: one PUT each, or v2 batches under the endpoint's byte limits.
+
+How full a batch gets depends on what is scarce. Memory is bounded by the records out (in batches
+sent and not yet answered, ready, or being filled): at most :data:`ITEMS_IN_FLIGHT`, since each
+record held costs about 2 KB whatever its size on the wire (its record, mapped body, item and
+person; ~150 bytes of them go on the wire for a small person), so records, not wire bytes,
+measure memory; the byte limit of each batch bounds the large ones. Within that bound:
+
+- while requests are plentiful, the records are shared among ``parallelism`` batches, so that
+  every worker has one to send (small batches, as many requests in flight as workers);
+- while they are scarce (the workspace's rate binds: :attr:`~cio_sync.transport.pacing.Gate.scarce`),
+  a request spent on a small batch is one a full batch could have used: batches fill to the byte
+  limit, as many as the bound holds (two or three of small people), and a part-filled one goes
+  only when nothing else is out.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..input.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body
@@ -34,21 +49,19 @@ class BatchPacker:
 
     def __init__(self, limit: int = MAX_BATCH_BYTES, max_items: int | None = None) -> None:
         self._limit = limit
-        self._max_items = max_items
+        # The most items a batch holds, besides the byte limit; it may change between batches.
+        self.max_items = max_items
         self._updates: list[PersonUpdate] = []
         self._items: list[bytes] = []
         self._size = _ENVELOPE_BYTES
 
-    @classmethod
-    def for_workers(cls, parallelism: int) -> BatchPacker:
-        """A packer for ``parallelism`` workers: each batch in flight holds its records until its
-        answer, so all of them together (and the one being filled, and one ready) hold at most
-        :data:`ITEMS_IN_FLIGHT`; memory does not grow with parallelism, batches get smaller."""
-        return cls(max_items=max(100, ITEMS_IN_FLIGHT // (parallelism + 2)))
-
     def __bool__(self) -> bool:
         """True while a batch is being filled."""
         return bool(self._items)
+
+    def __len__(self) -> int:
+        """The items of the batch being filled."""
+        return len(self._items)
 
     def add(self, update: PersonUpdate, item: bytes) -> Job | None:
         """Add ``update``, encoded as ``item``; returns the batch that had to close to make room
@@ -57,7 +70,7 @@ class BatchPacker:
         A body stays *smaller than* the limit, as the endpoint words it: never equal to it.
         """
         closed = None
-        full = self._max_items is not None and len(self._items) >= self._max_items
+        full = self.max_items is not None and len(self._items) >= self.max_items
         if self._items and (full or self._size + 1 + len(item) >= self._limit):
             closed = self.take()
         self._size += len(item) + (1 if self._items else 0)
@@ -75,3 +88,70 @@ class BatchPacker:
         """The updates of the batch being filled, unsent, for a run that stops."""
         left, self._updates, self._items, self._size = self._updates, [], [], _ENVELOPE_BYTES
         return left
+
+
+class Batches:
+    """One run's batches: the one being filled, and the count of records out in the others.
+
+    Used from the run's thread alone. ``scarce`` says whether requests are what is scarce now (the
+    gate's :attr:`~cio_sync.transport.pacing.Gate.scarce`); it is asked once a batch, as it begins.
+    """
+
+    def __init__(
+        self,
+        parallelism: int,
+        scarce: Callable[[], bool],
+        budget: int = ITEMS_IN_FLIGHT,
+        limit: int = MAX_BATCH_BYTES,
+    ) -> None:
+        # While requests are plentiful: the budget shared among the batches in flight, the one
+        # ready and the one being filled (at least 100 a batch, so a large parallelism may hold more).
+        self._shared = max(100, budget // (parallelism + 2))
+        self._budget = max(budget, self._shared * (parallelism + 2))
+        self._scarce = scarce
+        self._packer = BatchPacker(limit, self._shared)
+        # Records in batches made and not yet settled. Not at the answer: an answer waits for the
+        # run's thread to settle it, its records held all the while.
+        self._out = 0
+        # Whether the batch being filled is one of scarce requests, to be filled to the byte limit.
+        self.filling = False
+
+    def __bool__(self) -> bool:
+        """True while a batch is being filled."""
+        return bool(self._packer)
+
+    @property
+    def room(self) -> bool:
+        """True while another record may be taken: those out and being filled are under the budget."""
+        return self._out + len(self._packer) < self._budget
+
+    def add(self, update: PersonUpdate, item: bytes) -> Job | None:
+        """Add ``update``, encoded as ``item``; the batch that closed to make room, if any."""
+        closed = self._packer.add(update, item)
+        if closed is not None:
+            self._made(closed)
+        if len(self._packer) == 1:
+            # A batch begins: how full it is to get.
+            self.filling = self._scarce()
+            self._packer.max_items = None if self.filling else self._shared
+        return closed
+
+    def take(self) -> Job | None:
+        """The batch being filled, to send although not full; None when it is empty, or when
+        requests are scarce and other batches are out: their answers make room to fill it on."""
+        if not self._packer or (self.filling and self._out > 0):
+            return None
+        job = self._packer.take()
+        self._made(job)
+        return job
+
+    def drain(self) -> list[PersonUpdate]:
+        """The updates of the batch being filled, unsent, for a run that stops."""
+        return self._packer.drain()
+
+    def settled(self, job: Job) -> None:
+        """``job``'s answer is in and settled: its records are no longer out."""
+        self._out -= len(job.updates)
+
+    def _made(self, job: Job) -> None:
+        self._out += len(job.updates)

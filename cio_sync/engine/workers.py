@@ -60,11 +60,16 @@ class Workers:
                     return None
                 continue
             self.busy -= 1
+            # Settled by the caller before it reads on: the adapter no longer counts its records.
+            self._adapter.settled(done[0])
             return done
 
     def _work(self) -> None:
         while (job := self._ready.get()) is not None:
             self._done.put((job, self._send(job)))
+            # Not kept while this worker waits for its next job: every idle worker would hold
+            # its last batch's records alive, outside any bound on the records out.
+            del job
             self._answered.set()
 
     def _send(self, job: Job) -> list[Delivery]:

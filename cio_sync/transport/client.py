@@ -179,7 +179,8 @@ class TrackClient:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._settings = settings
-        self._gate = gate
+        # Public: the batch transport asks it whether requests are scarce.
+        self.gate = gate
         # Every attempt ends within the read timeout of being sent, body included; and soon
         # after ``stop`` is set.
         self._stop = stop if stop is not None else threading.Event()
@@ -211,7 +212,7 @@ class TrackClient:
         :class:`CredentialsRejected` on 401/403 and :class:`ApiUnreachable` when no answer came.
         """
         try:
-            self._gate.wait_turn()
+            self.gate.wait_turn()
             answer = self._send("GET", self._base + "/api/v1/accounts/region", None)
         except Cancelled:
             return None
@@ -240,7 +241,7 @@ class TrackClient:
         if isinstance(answer, Delivery):
             return [answer] * count
         if answer.status == 207:
-            self._gate.succeeded()
+            self.gate.succeeded()
             return partial_deliveries(answer, count, self._redact)
         return [self._classify(answer)] * count
 
@@ -248,7 +249,7 @@ class TrackClient:
         """A write's answer once its turn came, or the delivery that stands for the answer that
         did not come (not sent when the run stopped first)."""
         try:
-            self._gate.wait_turn()
+            self.gate.wait_turn()
         except Cancelled:
             return NOT_SENT
         try:
@@ -266,9 +267,9 @@ class TrackClient:
         # its rate; then the answer is classified.
         status = answer.status
         if 200 <= status < 300:
-            self._gate.succeeded()
+            self.gate.succeeded()
         elif status not in AUTH_STATUSES and status not in RETRY_STATUSES:
-            self._gate.answered()
+            self.gate.answered()
         return delivery_of(answer, self._redact)
 
     @property

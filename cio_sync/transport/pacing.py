@@ -34,6 +34,15 @@ CAREFUL_FACTOR = 1.005
 HOLD_AFTER_REFUSAL = 30.0
 # A refusal while creeping takes the rate down by this factor.
 BACK_OFF_FACTOR = 0.97
+# Requests are scarce once the gate let this share of its rate's worth through within one second,
+# or the workspace refused one for its rate. Half, not all: requests do not come evenly (a batch
+# transport sends one each time an answer frees room), so at half the rate some already wait for
+# their slot, and a faster machine or a burst would find the rate binding. A batch transport then
+# fills its batches rather than spend requests on small ones (see :mod:`cio_sync.engine.packer`).
+# Full batches need fewer requests, so the rate stops binding because of them: the sign holds this
+# long after it was last seen, before small batches are tried again.
+SCARCE_SHARE = 0.5
+SCARCE_HOLD = 30.0
 
 
 # The longest a wait goes without looking at the clock for a stall.
@@ -145,6 +154,11 @@ class Gate:
         self._resume_at = 0.0
         self._next_slot = 0.0
         self._learned = LearnedRate(clock.monotonic())
+        # Attempts let through in the one-second window ending at ``_window_end``, and when
+        # requests were last seen to be scarce.
+        self._window_end = float("-inf")
+        self._window_count = 0
+        self._scarce_at = float("-inf")
         # Resends made: attempts after a request's first, by any worker.
         self.resends = 0
 
@@ -192,6 +206,23 @@ class Gate:
             now = self._clock.monotonic()
             self._resume_at = max(self._resume_at, now + seconds)
             self._learned.refused(now, seconds, self._resume_at)
+            self._scarce_at = now
+
+    @property
+    def scarce(self) -> bool:
+        """True when requests are what is scarce: the rate bound, or the workspace refused one for
+        its rate, within the last :data:`SCARCE_HOLD` seconds."""
+        with self._lock:
+            return self._clock.monotonic() - self._scarce_at < SCARCE_HOLD
+
+    def _count_through(self, now: float, limit: float) -> None:
+        """One attempt let through at ``now`` under ``limit``: near the limit's worth in one second
+        means the rate binds."""
+        if now >= self._window_end:
+            self._window_end, self._window_count = now + 1.0, 0
+        self._window_count += 1
+        if self._window_count >= SCARCE_SHARE * limit:
+            self._scarce_at = now
 
     def wait_turn(self) -> None:
         """Block until this attempt may start; raise :class:`Cancelled` if the run stops first."""
@@ -205,6 +236,7 @@ class Gate:
                 if start <= now:
                     if limit:
                         self._next_slot = max(self._next_slot, now) + 1.0 / limit
+                        self._count_through(now, limit)
                     break
                 if limit and self._next_slot > now:
                     self._learned.constrained = True
