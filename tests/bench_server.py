@@ -1,4 +1,5 @@
-"""A fast stand-in for the Track API's batch endpoint, for the benchmark: it is never the bottleneck.
+"""A fast stand-in for the Track API's batch endpoint, for the benchmark (it is never the
+bottleneck) and for tests that count batches by the hundred thousand records.
 
 The emulator applies every item of a batch to its workspace, which for a million people costs more
 CPU than the client being measured (on a 2-core machine the two share the cores). This server
@@ -9,7 +10,8 @@ reads each body, answers at once, and counts; it enforces a rate as the workspac
 
 It writes its port to PORT_FILE once it listens. ``GET /_stats`` returns the counters:
 ``requests`` (every request), ``batches`` (accepted batches), ``statuses``, ``items`` (commas
-counted, not parsed: an estimate) and ``largest`` (the largest body, in bytes).
+counted, not parsed: an estimate), ``largest`` (the largest body, in bytes) and ``sizes`` (each
+accepted body's, in bytes, in the order they came).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Stats:
         self.statuses: Counter[int] = Counter()
         self.items = 0
         self.largest = 0
+        self.sizes: list[int] = []
 
     def count(self, status: int, body: bytes) -> None:
         """One answer given, to a request carrying ``body``."""
@@ -65,8 +68,9 @@ class Stats:
             self.statuses[status] += 1
             self.largest = max(self.largest, len(body))
             if status == 200 and body:
-                # Items are joined by "}," at the top level of the list; an estimate is enough here.
+                # Every item begins so; a count of the pattern is enough here.
                 self.items += body.count(b'{"type"')
+                self.sizes.append(len(body))
 
     def document(self) -> dict[str, Any]:
         """The counters as JSON."""
@@ -77,6 +81,7 @@ class Stats:
                 "statuses": {str(k): v for k, v in self.statuses.items()},
                 "items": self.items,
                 "largest": self.largest,
+                "sizes": self.sizes,
             }
 
 
@@ -99,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """A batch: read whole, then accepted, or refused for the rate."""
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        wait = self.server.bucket.retry_after()
+        wait = self.server.bucket.retry_after() or self.server.refusal()
         if wait is None:
             self.server.stats.count(200, body)
             self._answer(200, b"{}")
@@ -127,10 +132,26 @@ class Server(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, refuse: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.bucket = Bucket(rate)
         self.stats = Stats()
+        # The first ``refuse`` batches are answered 429 whatever the rate, with Retry-After: 1.
+        self._refusals = refuse
+        self._lock = threading.Lock()
+
+    def refusal(self) -> int | None:
+        """1 (the seconds to wait) while batches are still to be refused, else None."""
+        with self._lock:
+            if self._refusals <= 0:
+                return None
+            self._refusals -= 1
+            return 1
+
+    @property
+    def url(self) -> str:
+        """Where it listens."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
 
 
 def main() -> None:
