@@ -69,6 +69,8 @@ lint: $(STAMP)
 image-check: $(STAMP)
 	$(BIN)/python -m tests.image_check
 
+# The side-by-side figures of docs/performance.md, N=1,000,000 people (about 3 minutes);
+# BENCH_N=100000 for a quick look. `$(BIN)/python -m tests.bench --all` adds every other scenario.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 

@@ -1,11 +1,13 @@
-"""The benchmark behind ``make bench``: the installed CLI against the emulator, both as processes.
+"""The benchmark behind ``make bench``: the installed CLI against a server, both as processes.
 
-Not a test: it prints figures and asserts nothing. Each scenario starts the emulator in its own
+Not a test: it prints figures and asserts nothing. Each scenario starts its server in its own
 process (so its CPU is measured apart), generates a data file, runs ``cio-sync`` and reads the
 client's CPU time and peak RSS from its own rusage.
 
-    python -m tests.bench              # every scenario at full size
-    python -m tests.bench --quick      # smaller N, for a look while developing
+    python -m tests.bench              # the side-by-side table (tests/bench_wire.py), N=1,000,000
+    BENCH_N=100000 python -m tests.bench   # the same table for a smaller file
+    python -m tests.bench --all        # the table, then every other scenario at full size
+    python -m tests.bench --all --quick    # everything at a tenth of the size
 """
 
 from __future__ import annotations
@@ -323,12 +325,25 @@ def verify_memory(n: int, sample: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    parser.add_argument("--all", action="store_true", help="every scenario, not only the table")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     print(f"cio-sync benchmark on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print()
+    # Imported here: bench_wire takes its helpers from this module.
+    from tests import bench_wire
+
+    n = bench_wire.bench_n() // scale
+    bench_wire.main(n, v1_n=max(2_000, min(20_000, n // 50)))
+    if args.all:
+        print()
+        others(scale)
+
+
+def others(scale: int) -> None:
+    """Every scenario beyond the table, at full size divided by ``scale``."""
     throughput(20_000 // scale, 25, 0.05)
     print()
     rate_limited(10_000 // scale, 25, 100, 100)
