@@ -88,3 +88,17 @@ def test_a_batch_closes_at_its_item_cap() -> None:
     packer = BatchPacker(max_items=3)
     jobs = pack(packer, [update(i) for i in range(7)])
     assert [len(job.updates) for job in jobs] == [3, 3, 1]
+
+
+@given(identifier=st.text(), kind=st.sampled_from(list(IdType)))
+def test_an_items_identifiers_are_the_bytes_the_json_encoder_gives(identifier: str, kind: IdType) -> None:
+    """The identifiers are spelt out by hand for speed: the same bytes, and the same refusal of a
+    lone surrogate, as encoding them as a JSON object."""
+    u = PersonUpdate(0, identifier, identifier, b"{}", None, kind, identifier, identifier)
+    try:
+        expected = json.dumps({kind.value: identifier}, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            batch_item(u)
+        return
+    assert batch_item(u) == b'{"type":"person","action":"identify","identifiers":' + expected + b',"attributes":{}}'

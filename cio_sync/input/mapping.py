@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from json.encoder import encode_basestring
 from urllib.parse import quote
 
 from ..errors import ConfigError, DataFileError
@@ -67,6 +68,8 @@ def _number(value: object) -> float:
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_number).encode
+# What ``_encode`` does with a string (without ``ensure_ascii``): escape it, quotes included.
+_encode_string = encode_basestring
 
 
 class _Absent:
@@ -425,10 +428,15 @@ def stamped(body: bytes, stamp: int | None) -> bytes:
 def batch_item(update: PersonUpdate, stamp: int | None = None) -> bytes:
     """``update`` as one item of a v2 batch: identify this person with these attributes (as of
     ``stamp``, when given)."""
+    # The identifiers object spelt out: the same bytes as encoding {kind: identifier} (the kinds
+    # are plain ASCII names; the identifier goes through the encoder's own string escaping), at a
+    # twentieth of the cost, which was three quarters of an item's.
     return (
-        b'{"type":"person","action":"identify","identifiers":'
-        + _encode({update.kind.value: update.identifier}).encode("utf-8")
-        + b',"attributes":'
+        b'{"type":"person","action":"identify","identifiers":{"'
+        + update.kind.value.encode("ascii")
+        + b'":'
+        + _encode_string(update.identifier).encode("utf-8")
+        + b'},"attributes":'
         + update.body
         + (b',"timestamp":%d}' % stamp if stamp is not None else b"}")
     )
