@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..engine.merge import PersonIndex, person_index
 from ..engine.plan import Plan, plan
 from ..engine.sync import sync
 from ..engine.tally import SyncResult
@@ -252,8 +253,13 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
     settings = load_config(o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode)
     redact = Redactor(settings.secrets)
     console.redact = redact
+    # The people named more than once are counted as the data file's check reads it.
+    index = person_index(settings)
     with ExitStack() as stack:
-        source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
+        data_format = o.data_format.value if o.data_format else None
+        source = stack.enter_context(open_data_file(o.data, data_format, note=index.note if index else None))
+        if index is not None:
+            index.finish()
         outputs = stack.enter_context(
             Outputs(o.failed, o.report, dry_run=o.dry_run, inputs=o.inputs(), note=console.note)
         )
@@ -267,7 +273,7 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
             # The command line's tolerance wins over the configuration's.
             if o.max_invalid is not None:
                 settings = replace(settings, max_invalid=o.max_invalid)
-            return _go(o.dry_run, settings, source, ledger, outputs, console, stop, signals, http)
+            return _go(o.dry_run, settings, source, index, ledger, outputs, console, stop, signals, http)
         except CioSyncError as e:
             outputs.fail(str(e), e.exit_code)
             raise
@@ -280,6 +286,7 @@ def _go(
     dry_run: bool,
     config: Config,
     source: DataFile,
+    index: PersonIndex | None,
     ledger: Ledger | None,
     outputs: Outputs,
     console: Console,
@@ -291,7 +298,8 @@ def _go(
     on_outcome = _fan_out([console.outcome, *outputs.sinks()])
     if dry_run:
         console.planning(source.name, source.count)
-        planned = plan(config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES)
+        records = source.records()
+        planned = plan(config, records, ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES, index=index)
         code = plan_exit_code(planned, config.max_invalid)
         if planned.invalid and code is ExitCode.OK:
             console.note(_tolerated(planned.invalid, config.max_invalid))
@@ -301,7 +309,8 @@ def _go(
         # From here records may be sent: a signal stops the run gracefully instead.
         signals.interruptible = False
         console.started(source.name, source.count, config.base_url, config.parallelism)
-        result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+        records = source.records()
+        result = sync(config, records, http=http, ledger=ledger, stop=stop, on_outcome=on_outcome, index=index)
         code = exit_code(result, config.max_invalid)
         if result.invalid and code is ExitCode.OK:
             console.note(_tolerated(result.invalid, config.max_invalid))

@@ -34,6 +34,7 @@ from ..state.ledger import Ledger
 from ..transport.client import HttpSettings, TrackClient
 from ..transport.pacing import Gate
 from .loop import Engine
+from .merge import PersonIndex, Works, merger_for
 from .settle import OutcomeHandler, Settle
 from .stamps import Stamps
 from .tally import SyncResult
@@ -50,6 +51,7 @@ def sync(
     stop: Stop | None = None,
     keep_problems: int = 20,
     clock: Clock = SYSTEM_CLOCK,
+    index: PersonIndex | None = None,
 ) -> SyncResult:
     """Upsert every record into the workspace ``config`` names, and count what happened.
 
@@ -61,17 +63,20 @@ def sync(
     a ``ledger``, records whose body was already accepted are not sent (they count as unchanged)
     and accepted ones are recorded. Every record's outcome is passed to ``on_outcome`` from the
     calling thread. ``stop`` stops the run early; the remaining records count as not attempted.
+    A person named in several records is written once, their records merged (see
+    :mod:`~cio_sync.engine.merge`); ``index``, when the caller counted the records' people as
+    it checked them, spares reading them an extra time.
     """
     stop = stop or Stop()
     redact = Redactor(config.secrets)
-    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact)
+    merger = merger_for(config, records, index)
+    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact, merger.covered)
     http = http or HttpSettings()
     on_stall = functools.partial(stop, StopReason.NO_PROGRESS)
     gate = Gate(config.rate_limit, stop=stop.event, clock=clock, patience=http.give_up_after, on_stall=on_stall)
     client = TrackClient(config, http, gate, config.parallelism, stop=stop.event, clock=clock)
-    source = Source(records)
     stamps = _stamps(config, ledger, clock)
-    run = Engine(config, source, client, settle, stamps, clock)
+    run = Engine(config, Works(merger), client, settle, stamps, clock)
     started = clock.monotonic()
     try:
         with Workers(run.adapter, config.parallelism, clock) as workers:
@@ -83,8 +88,9 @@ def sync(
     finally:
         client.close()
         run.people.close()
+        merger.close()
     stamps.finish()
-    return _result(settle, source, stop, run.region, clock.monotonic() - started, client, gate)
+    return _result(settle, run.works.source, stop, run.region, clock.monotonic() - started, client, gate)
 
 
 def _stamps(config: Config, ledger: Ledger | None, clock: Clock) -> Stamps:

@@ -1,0 +1,484 @@
+"""One write per person: the records of a person the file names more than once, merged.
+
+A person's records are merged in file order into one update, each attribute taking the value of
+the last record that sets it: what applying them one after another would leave in the workspace.
+It is sent in place of the person's last record; the earlier ones wait for it in a temporary
+SQLite database (so memory stays flat however many people repeat, and however far apart), and
+share its outcome. To know which record is a person's last, the data file's check pass counts
+the records of each person (:class:`PersonIndex`) before anything is sent.
+
+A person's invalid record ends their merge: the records before it are merged and sent, and it
+and their later records follow in their turn (held back behind it, as ever). Where a mapping sets
+``_timestamp`` nothing is merged: the API orders each record's update by its own stamp, which one
+merged write cannot carry.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import heapq
+import pickle
+import sqlite3
+import tempfile
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
+
+from ..errors import DataFileChanged
+from ..input.config import Config, IdType
+from ..input.datafile import Records
+from ..input.mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
+from ..input.source import Source
+
+# A person's record on its way: to be sent, or to be settled as invalid in its turn.
+Work = PersonUpdate | InvalidRecord
+
+
+def _temporary_database() -> sqlite3.Connection:
+    # An empty name is SQLite's private temporary database: kept in memory while small, then in a
+    # file it unlinks at once, so that nothing is left behind however the run ends.
+    db = sqlite3.connect("", isolation_level=None)
+    db.execute("PRAGMA cache_size=-4000")
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    return db
+
+
+class PersonIndex:
+    """How many records each person named more than once has in the data file, counted down as
+    the run reads them: :meth:`note` each record once, :meth:`finish`, then :meth:`take`.
+
+    People are told apart by the hash of their key (8 bytes). The hashes are sorted a run of
+    :data:`_RUN` at a time into a temporary file, and the runs merged to count them, so memory
+    stays flat however long the file; the repeated people are kept in two arrays, 16 bytes a
+    person. Two people whose keys share a hash only cost a merge that ends later: correctness
+    never rests on the index.
+    """
+
+    def __init__(self, key_of: Callable[[object], str | None]) -> None:
+        self._key_of = key_of
+        self._run = array("q")
+        self._runs = _SortedRuns()
+        self._hashes = array("q")
+        self._left = array("q")
+
+    @classmethod
+    def of(cls, records: Iterable[object], key_of: Callable[[object], str | None]) -> PersonIndex:
+        """The index of ``records``, read once through."""
+        index = cls(key_of)
+        for record in records:
+            index.note(record)
+        index.finish()
+        return index
+
+    def note(self, record: object) -> None:
+        """Count ``record`` (every record of the file, once, before :meth:`finish`)."""
+        key = self._key_of(record)
+        if key is not None:
+            self._run.append(hash(key))
+            if len(self._run) >= _RUN:
+                self._runs.add(self._run)
+                self._run = array("q")
+
+    def finish(self) -> None:
+        """Every record was noted: keep the people named more than once, and how often."""
+        self._runs.add(self._run)
+        self._run = array("q")
+        last, count = 0, 0
+        for hashed in self._runs.merged():
+            if hashed == last and count:
+                count += 1
+                continue
+            if count > 1:
+                self._hashes.append(last)
+                self._left.append(count)
+            last, count = hashed, 1
+        if count > 1:
+            self._hashes.append(last)
+            self._left.append(count)
+
+    @property
+    def repeats(self) -> bool:
+        """True when some person is named more than once."""
+        return bool(self._hashes)
+
+    def take(self, key: str) -> int | None:
+        """One record of ``key``'s person was read: how many more the file names them in, or None
+        when it names them once."""
+        hashes = self._hashes
+        hashed = hash(key)
+        at = bisect.bisect_left(hashes, hashed)
+        if at == len(hashes) or hashes[at] != hashed:
+            return None
+        left = self._left[at] - 1
+        self._left[at] = left
+        return max(left, 0)
+
+
+# Hashes sorted at a time (256 KB of them; sorting takes a list of about 1.3 MB), and read back
+# from each sorted run at a time.
+_RUN = 1 << 15
+_READ = 1 << 10
+
+
+class _SortedRuns:
+    """Runs of hashes, each sorted, in an unlinked temporary file; merged into one sorted stream."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._runs: list[tuple[int, int]] = []  # where each run starts in the file, and its length
+
+    def add(self, hashes: array[int]) -> None:
+        if not hashes:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
+        self._runs.append((self._file.tell(), len(hashes)))
+        array("q", sorted(hashes)).tofile(self._file)
+
+    def merged(self) -> Iterator[int]:
+        """Every hash added, in order; the file is closed once they were all read."""
+        if self._file is None:
+            return
+        try:
+            yield from heapq.merge(*(self._read(start, length) for start, length in self._runs))
+        finally:
+            self._file.close()
+            self._file = None
+
+    def _read(self, start: int, length: int) -> Iterator[int]:
+        assert self._file is not None
+        done = 0
+        while done < length:
+            block = array("q")
+            self._file.seek(start + done * block.itemsize)
+            block.fromfile(self._file, min(_READ, length - done))
+            done += len(block)
+            yield from block
+
+
+def merges(config: Config) -> bool:
+    """True when a run merges the records of each person: unless a mapping sets ``_timestamp``
+    (the API orders each record's update by its own stamp, which one merged write cannot carry)."""
+    return all(m.target != TIMESTAMP for m in config.mappings)
+
+
+def person_index(config: Config) -> PersonIndex | None:
+    """An empty index to :meth:`~PersonIndex.note` a run's records in, or None when the run
+    merges nothing."""
+    return PersonIndex(RecordMapper.for_config(config).person_key) if merges(config) else None
+
+
+def merger_for(config: Config, records: Iterable[object], index: PersonIndex | None) -> Merger:
+    """The :class:`Merger` of a run of ``config`` over ``records``, whose people ``index`` counted
+    (they are counted now when it is None)."""
+    mapper = RecordMapper.for_config(config)
+    if not merges(config):
+        return Merger(mapper, None, records)
+    if index is None:
+        records, index = index_records(records, mapper)
+    return Merger(mapper, index, records)
+
+
+def index_records(records: Iterable[object], mapper: RecordMapper) -> tuple[Iterable[object], PersonIndex]:
+    """``records`` ready to be read for a run, and their :class:`PersonIndex`, for a caller that
+    brought none: a data file's records are read once more from its start, a sequence is read
+    twice, and records that can be read only once are first kept in a temporary file."""
+    if isinstance(records, Records):
+        try:
+            return records, PersonIndex.of(records.again(), mapper.person_key)
+        except DataFileChanged:
+            # The run will find the change where it reads it, and stop there; until then its
+            # records are written one by one.
+            return records, PersonIndex.of((), mapper.person_key)
+    if isinstance(records, Sequence):
+        return records, PersonIndex.of(records, mapper.person_key)
+    spool = _Spool()
+    index = PersonIndex.of(spool.keep(records), mapper.person_key)
+    return spool.read(), index
+
+
+class _Spool:
+    """Records that can be read only once, kept in a temporary database to be read again."""
+
+    def __init__(self) -> None:
+        self._db = _temporary_database()
+        self._db.execute("CREATE TABLE records (record BLOB NOT NULL)")
+
+    def keep(self, records: Iterable[object]) -> Iterator[object]:
+        for record in records:
+            self._db.execute("INSERT INTO records VALUES (?)", (_dump(record),))
+            yield record
+
+    def read(self) -> Iterator[object]:
+        try:
+            for (blob,) in self._db.execute("SELECT record FROM records ORDER BY rowid"):
+                yield _load(blob)
+        finally:
+            self._db.close()
+
+
+# Records held for merges in memory before the rest go to the temporary database: about 10 MB.
+HOLD_IN_MEMORY = 10_000
+
+
+class Merger:
+    """Turns each record into work for its person, merging the records of people named more
+    than once (see the module's docstring). The earlier records of a merged update are kept until
+    its outcome is settled: :meth:`covered` hands them out, once.
+
+    Records waiting for their person's last are held in memory up to ``hold_in_memory`` of them,
+    the rest in a temporary database (:class:`_Spill`); one person's are all in one place.
+    """
+
+    def __init__(
+        self,
+        mapper: RecordMapper,
+        index: PersonIndex | None,
+        records: Iterable[object] = (),
+        hold_in_memory: int | None = None,
+    ) -> None:
+        self.mapper = mapper
+        # The records to read: those the index was taken of.
+        self.records = records
+        self._index = index if index is not None and index.repeats else None
+        self._limit = HOLD_IN_MEMORY if hold_in_memory is None else hold_in_memory
+        # Records waiting for their person's last, and those a merged update stands for, until
+        # it is settled; how many of both are held.
+        self._waiting: dict[str, list[PersonUpdate]] = {}
+        self._merged: dict[tuple[str, int], list[PersonUpdate]] = {}
+        self._held = 0
+        self._spill: _Spill | None = None
+        # Work made ready with the last that :meth:`feed` returned, to follow it.
+        self.after: deque[Work] = deque()
+
+    def feed(self, index: int, record: object) -> Work | None:
+        """Record ``index`` was read: the work it makes ready now, if any (none while a merge waits
+        for the person's later records); more that follows it in file order is in :attr:`after`."""
+        work = self.mapper.map(index, record)
+        key = work.key
+        if key is None or self._index is None:
+            return work
+        left = self._index.take(key)
+        if left is None:
+            return work
+        if isinstance(work, InvalidRecord):
+            merged = self._flush(key, None)
+            if merged is None:
+                return work
+            self.after.append(work)
+            return merged
+        if left > 0:
+            self._keep(work)
+            return None
+        return self._flush(key, work)
+
+    def rest(self) -> Iterator[Work]:
+        """Once every record was read: the merges still waiting (people whose key shares its hash
+        with another's), each person's in file order."""
+        while self._waiting:
+            merged = self._flush(next(iter(self._waiting)), None)
+            assert merged is not None
+            yield merged
+        while self._spill is not None and (key := self._spill.first()) is not None:
+            merged = self._flush(key, None)
+            assert merged is not None
+            yield merged
+
+    def drain(self) -> Iterator[PersonUpdate]:
+        """For a run that stops: the records waiting for a merge, each person's in file order,
+        taken out."""
+        waiting, self._waiting = self._waiting, {}
+        for updates in waiting.values():
+            self._held -= len(updates)
+            yield from updates
+        if self._spill is not None:
+            yield from self._spill.drain()
+
+    def covered(self, update: PersonUpdate) -> Iterator[PersonUpdate]:
+        """The earlier records merged into ``update``, in file order; forgotten once handed out."""
+        if update.covers is None:
+            return
+        held = self._merged.pop((update.key, update.index), None)
+        if held is not None:
+            self._held -= len(held)
+            yield from held
+        elif self._spill is not None:
+            yield from self._spill.covered(update)
+
+    def close(self) -> None:
+        """Let go of the temporary database."""
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+    def _keep(self, update: PersonUpdate) -> None:
+        key = update.key
+        waiting = self._waiting.get(key)
+        if self._held < self._limit and (waiting is not None or self._spill is None or not self._spill.has(key)):
+            if waiting is None:
+                self._waiting[key] = [update]
+            else:
+                waiting.append(update)
+            self._held += 1
+            return
+        spill = self._spill = self._spill or _Spill()
+        if waiting is not None:  # memory is full: this person's records all go to the database
+            del self._waiting[key]
+            self._held -= len(waiting)
+            spill.keep(waiting)
+        spill.keep((update,))
+
+    def _flush(self, key: str, last: PersonUpdate | None) -> PersonUpdate | None:
+        """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait."""
+        waiting = self._waiting.pop(key, None)
+        if waiting is None and self._spill is not None:
+            # Up to a thousand of the person's records come back to memory, where there is room.
+            merged, waiting = self._spill.flush(key, last, min(1000, self._limit - self._held))
+            if waiting:
+                assert merged is not None
+                self._merged[(key, merged.index)] = waiting
+                self._held += len(waiting)
+            return merged
+        if waiting is None:
+            return last
+        if last is None:
+            last = waiting.pop()
+            self._held -= 1
+            if not waiting:
+                return last
+        self._merged[(key, last.index)] = waiting
+        return merge(waiting[0], merged_body(u.body for u in (*waiting, last)), last)
+
+
+def merge(first: PersonUpdate, body: bytes, last: PersonUpdate) -> PersonUpdate:
+    """The update standing for a person's records from ``first`` to ``last``, whose bodies
+    merged are ``body``. They are named as ``first`` names them, as a write of each record would
+    leave them: an email address keeps the case the person was first written with."""
+    return PersonUpdate(
+        last.index, last.person_id, first.path, body, last.record, first.kind, first.identifier, last.key, first.index
+    )
+
+
+_COLUMNS = "key TEXT, idx INTEGER, person_id TEXT, kind TEXT, identifier TEXT, path TEXT, body BLOB, record BLOB"
+
+
+class _Spill:
+    """The records waiting for a merge that memory did not hold, in a temporary database: those
+    waiting for their person's last (``waiting``), and those a merged update stands for until it
+    is settled (``merged``). Each person's are read one at a time: a person named a million times
+    takes no more memory than one named twice."""
+
+    def __init__(self) -> None:
+        self._db = _temporary_database()
+        for table in ("waiting", "merged"):
+            self._db.execute(f"CREATE TABLE {table} ({_COLUMNS}, PRIMARY KEY (key, idx)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX waiting_order ON waiting (idx)")
+
+    def keep(self, updates: Iterable[PersonUpdate]) -> None:
+        rows = (
+            (u.key, u.index, u.person_id, u.kind.value, u.identifier, u.path, u.body, _dump(u.record)) for u in updates
+        )
+        self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def has(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM waiting WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+
+    def first(self) -> str | None:
+        row = self._db.execute("SELECT key FROM waiting ORDER BY idx LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def flush(self, key: str, last: PersonUpdate | None, room: int) -> tuple[PersonUpdate | None, list[PersonUpdate]]:
+        """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait;
+        and the records it stands for when there are at most ``room`` of them, taken out of the
+        database (more stay in it until :meth:`covered` hands them out)."""
+        db = self._db
+        loaded: list[PersonUpdate] = []
+        ends: list[PersonUpdate] = []  # the first waiting record, and the last one read
+
+        def bodies() -> Iterator[bytes]:
+            for row in db.execute("SELECT * FROM waiting WHERE key = ? ORDER BY idx", (key,)):
+                if len(loaded) <= room:
+                    loaded.append(_update(row))
+                ends[1 if ends else 0 :] = [loaded[-1] if len(loaded) <= room else _update(row, load=False)]
+                yield row[6]
+            if last is not None:
+                yield last.body
+
+        body = merged_body(bodies())
+        if not ends:
+            return last, []
+        if len(loaded) <= room:
+            db.execute("DELETE FROM waiting WHERE key = ?", (key,))
+            last = last or loaded.pop()
+            return (merge(loaded[0], body, last) if loaded else last), loaded
+        if last is None:
+            final = ends[-1]
+            (record,) = db.execute(
+                "SELECT record FROM waiting WHERE key = ? AND idx = ?", (key, final.index)
+            ).fetchone()
+            last = dataclasses.replace(final, record=_load(record))
+        db.execute("INSERT INTO merged SELECT * FROM waiting WHERE key = ?", (key,))
+        db.execute("DELETE FROM waiting WHERE key = ?", (key,))
+        return merge(ends[0], body, last), []
+
+    def drain(self) -> Iterator[PersonUpdate]:
+        for row in self._db.execute("SELECT * FROM waiting ORDER BY key, idx"):
+            yield _update(row)
+        self._db.execute("DELETE FROM waiting")
+
+    def covered(self, update: PersonUpdate) -> Iterator[PersonUpdate]:
+        span = (update.key, update.covers, update.index)
+        for row in self._db.execute("SELECT * FROM merged WHERE key = ? AND idx >= ? AND idx < ? ORDER BY idx", span):
+            yield _update(row)
+        self._db.execute("DELETE FROM merged WHERE key = ? AND idx >= ? AND idx <= ?", span)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _update(row: tuple[Any, ...], load: bool = True) -> PersonUpdate:
+    key, index, person_id, kind, identifier, path, body, record = row
+    return PersonUpdate(index, person_id, path, body, _load(record) if load else None, IdType(kind), identifier, key)
+
+
+def _dump(record: object) -> bytes:
+    return pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+
+
+def _load(blob: bytes) -> object:
+    return pickle.loads(blob)  # noqa: S301 - our own private database, written by this run
+
+
+class Works:
+    """A run's records as work for their people, in file order: read from the ``merger``'s
+    records, mapped and merged by it; once the records ran out, the merges still waiting."""
+
+    def __init__(self, merger: Merger) -> None:
+        self.source = Source(merger.records)
+        self.merger = merger
+        self._rest: Iterator[Work] | None = None
+        self.exhausted = False
+
+    def next(self) -> Work | None:
+        """The next work, or None when there is none (the records ran out, or stopped parsing:
+        ``source.broken`` then says how)."""
+        merger = self.merger
+        while True:
+            if merger.after:
+                return merger.after.popleft()
+            if self._rest is not None:
+                work = next(self._rest, None)
+                self.exhausted = work is None
+                return work
+            numbered = self.source.next()
+            if numbered is not None:
+                work = merger.feed(*numbered)
+                if work is not None:
+                    return work
+            elif self.source.broken is not None:
+                return None
+            else:
+                self._rest = merger.rest()
