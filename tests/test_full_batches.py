@@ -34,25 +34,25 @@ def update(index: int, size: int = 10) -> PersonUpdate:
 # The gate's sign
 
 
-def test_requests_become_scarce_when_half_the_rate_goes_through_within_a_second() -> None:
+def test_requests_become_scarce_when_half_the_rate_goes_through_within_a_window() -> None:
     clock = FakeClock(monotonic=0.0)
-    gate = Gate(rate=10, clock=clock)
+    gate = Gate(rate=40, clock=clock)
     for _ in range(4):
         gate.wait_turn()
     assert not gate.scarce
     gate.wait_turn()
-    assert gate.scarce, "five attempts at 10 a second, within one second"
+    assert gate.scarce, "five attempts at 40 a second, within a quarter of a second"
     clock.advance(SCARCE_HOLD)
     assert not gate.scarce, "the sign fades once the rate no longer binds"
 
 
 def test_a_rate_far_above_the_pace_of_requests_is_not_scarce() -> None:
     clock = FakeClock(monotonic=0.0)
-    gate = Gate(rate=10, clock=clock)
+    gate = Gate(rate=40, clock=clock)
     for _ in range(20):
         gate.wait_turn()
-        clock.advance(1.0)
-    assert not gate.scarce
+        clock.advance(0.1)
+    assert not gate.scarce, "ten a second, where forty are allowed"
 
 
 def test_without_a_rate_requests_are_scarce_only_once_refused() -> None:
@@ -189,13 +189,13 @@ def test_after_a_429_batches_fill_towards_the_byte_limit(refusing: Server) -> No
 
 def test_a_binding_rate_limit_fills_the_batches(stand_in: Server) -> None:
     records = [{"id": i} for i in range(60_000)]
-    config = make_config(stand_in.url, transport="batch", parallelism=1, rateLimit=10)
+    config = make_config(stand_in.url, transport="batch", parallelism=1, rateLimit=20)
     result = sync(config, records, http=FAST, clock=FakeClock())
     assert result.synced == 60_000
     sizes = stand_in.stats.sizes
     full = [n for n, size in enumerate(sizes) if size > MAX_BATCH_BYTES - 200]
-    # Until the rate is seen to bind (five attempts within a second, the credentials check among
-    # them), a batch holds 3,333 people (350 KB): 19 batches if it never did. Once they fill,
-    # every batch but the last is full.
+    # Until the rate is seen to bind (three attempts within a quarter of a second, the credentials
+    # check among them), a batch holds 3,333 people (350 KB): 19 batches if it never did. Once
+    # they fill, every batch but the last is full.
     assert full == list(range(full[0], len(sizes) - 1))
     assert full[0] <= 6

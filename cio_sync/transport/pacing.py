@@ -34,14 +34,17 @@ CAREFUL_FACTOR = 1.005
 HOLD_AFTER_REFUSAL = 30.0
 # A refusal while creeping takes the rate down by this factor.
 BACK_OFF_FACTOR = 0.97
-# Requests are scarce once the gate let this share of its rate's worth through within one second,
-# or the workspace refused one for its rate. Half, not all: requests do not come evenly (a batch
-# transport sends one each time an answer frees room), so at half the rate some already wait for
-# their slot, and a faster machine or a burst would find the rate binding. A batch transport then
-# fills its batches rather than spend requests on small ones (see :mod:`cio_sync.engine.packer`).
-# Full batches need fewer requests, so the rate stops binding because of them: the sign holds this
-# long after it was last seen, before small batches are tried again.
+# Requests are scarce once the gate let this share of its rate's worth through within a window of
+# SCARCE_WINDOW seconds, or the workspace refused one for its rate. Half, not all: requests do not
+# come evenly (a batch transport sends one each time an answer frees room), so at half the rate
+# some already wait for their slot, and a faster machine or a burst would find the rate binding.
+# A short window, so that the sign comes after a handful of requests rather than a second's worth
+# (a hundred small batches at 100 a second). A batch transport then fills its batches rather than
+# spend requests on small ones (see :mod:`cio_sync.engine.packer`). Full batches need fewer
+# requests, so the rate stops binding because of them: the sign holds SCARCE_HOLD seconds after
+# it was last seen, before small batches are tried again.
 SCARCE_SHARE = 0.5
+SCARCE_WINDOW = 0.25
 SCARCE_HOLD = 30.0
 
 
@@ -154,8 +157,8 @@ class Gate:
         self._resume_at = 0.0
         self._next_slot = 0.0
         self._learned = LearnedRate(clock.monotonic())
-        # Attempts let through in the one-second window ending at ``_window_end``, and when
-        # requests were last seen to be scarce.
+        # Attempts let through in the window ending at ``_window_end``, and when requests were
+        # last seen to be scarce.
         self._window_end = float("-inf")
         self._window_count = 0
         self._scarce_at = float("-inf")
@@ -216,12 +219,12 @@ class Gate:
             return self._clock.monotonic() - self._scarce_at < SCARCE_HOLD
 
     def _count_through(self, now: float, limit: float) -> None:
-        """One attempt let through at ``now`` under ``limit``: near the limit's worth in one second
-        means the rate binds."""
+        """One attempt let through at ``now`` under ``limit``: half the limit's worth within a
+        window means the rate binds."""
         if now >= self._window_end:
-            self._window_end, self._window_count = now + 1.0, 0
+            self._window_end, self._window_count = now + SCARCE_WINDOW, 0
         self._window_count += 1
-        if self._window_count >= SCARCE_SHARE * limit:
+        if self._window_count >= SCARCE_SHARE * limit * SCARCE_WINDOW:
             self._scarce_at = now
 
     def wait_turn(self) -> None:
