@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..input.config import Config
@@ -10,6 +10,7 @@ from ..input.mapping import InvalidRecord, PersonUpdate, RecordMapper
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
+from .mirror import MirrorResult
 from .settle import OutcomeHandler
 from .tally import Tally
 
@@ -32,6 +33,9 @@ class Plan:
     unchanged: int | None = None
     # The invalid records grouped by cause, the most frequent first.
     causes: tuple[CauseCount, ...] = ()
+    # With whenRemoved other than keep: who would be removed; and who would be unsuppressed.
+    mirror: MirrorResult | None = None
+    unsuppressed: tuple[str, ...] = ()
 
 
 def plan(
@@ -42,13 +46,14 @@ def plan(
     on_outcome: OutcomeHandler | None = None,
     samples: int = 3,
     keep_problems: int = 20,
+    named: Callable[[PersonUpdate | InvalidRecord], None] | None = None,
 ) -> Plan:
     """Validate and map every record as :func:`~cio_sync.sync` would, without any network traffic.
 
     Invalid records are passed to ``on_outcome``; valid ones are only counted. With a ``ledger``
     each valid record is also classed as new (not in the ledger), changed or unchanged; a person
     repeated in the file is compared with the ledger each time, not with the file's earlier
-    record.
+    record. ``named`` is told of every record mapped, valid or not (for mirroring).
     """
     mapper = RecordMapper.for_config(config)
     tally = Tally(keep_problems)
@@ -58,6 +63,8 @@ def plan(
     for index, record in enumerate(records):
         total += 1
         update = mapper.map(index, record)
+        if named is not None:
+            named(update)
         if isinstance(update, InvalidRecord):
             outcome = RecordOutcome(
                 index, Status.INVALID, update.person_id, update.reason, record=record, cause=update.cause
