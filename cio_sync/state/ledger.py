@@ -36,7 +36,7 @@ from types import TracebackType
 from ..errors import LedgerInUse, OutputError, OutputLost
 from ..input.config import Config, IdType
 from ..input.mapping import PersonUpdate
-from .roster import PEOPLE_COLUMNS, PEOPLE_SCHEMA, WRITTEN, Roster, workspace_fingerprint
+from .roster import PEOPLE_COLUMNS, PEOPLE_SCHEMA, SENDING, WRITTEN, Roster, workspace_fingerprint
 
 
 def fingerprint(config: Config) -> str:
@@ -166,11 +166,12 @@ class Ledger:
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
-        people = (update.key for update in updates)
-        stale = [(self._scope, p) for p in people if p in self._stale]
-        if not stale:
-            return
-        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
+        sent = list(updates)
+        stale = [(self._scope, u.key) for u in sent if u.key in self._stale]
+        # Whoever a write may reach joins the workspace's roster first, so that a write that
+        # lands without its answer still counts them in (see cio_sync.state.roster).
+        people = [(self._workspace, u.key, u.kind.value, u.identifier, u.path, u.person_id) for u in sent]
+        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale, (SENDING, people))
         self._stale.difference_update(p for _, p in stale)
 
     def accepted(self, updates: Iterable[PersonUpdate]) -> None:

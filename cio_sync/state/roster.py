@@ -3,8 +3,9 @@
 The ``synced`` table of the ledger is scoped by the fingerprint of the mappings: a changed mapping
 makes it trust nothing. Membership must not change with a mapping, so the people written to a
 workspace are kept apart, in ``people``, scoped by the workspace alone (site id and base URL).
-A row is written in the same transaction as the person's ``synced`` entry (see
-:meth:`~cio_sync.state.ledger.Ledger.accepted`).
+A row is written before any write to the person leaves (see
+:meth:`~cio_sync.state.ledger.Ledger.sending`): a write whose answer is lost, or a run killed
+with it in flight, still leaves the person counted, so a later run can remove them.
 
 A removal follows the ledger's write-ahead rule:
 
@@ -50,6 +51,12 @@ PEOPLE_COLUMNS = ["workspace", "person", "kind", "identifier", "path", "person_i
 # A person written (again): nothing pending, nothing removed, not suppressed (a comeback was
 # unsuppressed before this write could succeed).
 WRITTEN = "INSERT OR REPLACE INTO people VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 0)"
+# A person about to be written: a member, no longer removed nor pending; still suppressed if they
+# were (until a write succeeds, after their unsuppress).
+SENDING = (
+    "INSERT INTO people VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 0) ON CONFLICT (workspace, person) "
+    "DO UPDATE SET removal = NULL, removed = 0 WHERE removal IS NOT NULL OR removed = 1"
+)
 # How many seen people are held in memory before they go to the TEMP table.
 _SEEN_BUFFER = 2000
 
@@ -122,7 +129,7 @@ class Roster:
             rows = self._db.execute(
                 "SELECT person FROM people WHERE workspace = ? AND suppressed = 1", (self._workspace,)
             ).fetchall()
-        except sqlite3.OperationalError:
+        except sqlite3.DatabaseError:  # unreadable (no table yet, a disk error): none known
             return set()
         return {str(r[0]) for r in rows}
 
