@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..errors import OutputLost
 from ..input.config import Config, Transport, WhenRemoved
 from ..input.mapping import TIMESTAMP, batch_body
-from ..outcome import Delivery, Status, Stop
+from ..outcome import Delivery, Status, Stop, StopReason
 from ..state.roster import Leaver, Roster
 from ..transport.client import TrackClient
 
@@ -154,6 +154,11 @@ class Sender:
                 _skip(chunk, on_done)
                 return e
         answers = list(pool.map(lambda r: send(self._client, r), chunk))
+        flat = [d for deliveries in answers for d in deliveries]
+        if all(d.status is Status.FAILED and d.http_status is None for d in flat):
+            # A whole round without one HTTP answer, each past its resends: the API went away,
+            # and the rest would only fail as slowly.
+            self._stop(StopReason.UNREACHABLE)
         done = []
         for removal, deliveries in zip(chunk, answers, strict=True):
             for person, delivery in zip(removal.people, deliveries, strict=True):

@@ -35,7 +35,9 @@ def removal_lines(mirror: MirrorResult | None, unsuppressed: Sequence[str], dry_
         )
         return lines
     counts = [f"{mirror.count(o):,} {o.value.replace('_', ' ')}" for o in Removed if mirror.count(o)]
-    if mirror.allowed:
+    if mirror.allowed and not mirror.leaving:
+        lines.append(f"whenRemoved {mode}: no one left the data file")
+    elif mirror.allowed:
         left = f"{_people(mirror.leaving)} left the data file"
         lines.append(f"whenRemoved {mode}: {left}" + (f": {', '.join(counts)}" if counts else ""))
     return lines
