@@ -50,7 +50,13 @@ CREATE TABLE IF NOT EXISTS people (
 PEOPLE_COLUMNS = ["workspace", "person", "kind", "identifier", "path", "person_id", "removal", "removed", "suppressed"]
 # A person written (again): nothing pending, nothing removed, not suppressed (a comeback was
 # unsuppressed before this write could succeed).
-WRITTEN = "INSERT OR REPLACE INTO people VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 0)"
+# Written only when it changes something: the row is nearly always in place since the person's
+# write left (SENDING), and a write per record would double the ledger's cost.
+WRITTEN = (
+    "INSERT INTO people VALUES (?, ?, ?, ?, ?, ?, NULL, 0, 0) ON CONFLICT (workspace, person) "
+    "DO UPDATE SET removal = NULL, removed = 0, suppressed = 0 "
+    "WHERE suppressed = 1 OR removal IS NOT NULL OR removed = 1"
+)
 # A person about to be written: a member, no longer removed nor pending; still suppressed if they
 # were (until a write succeeds, after their unsuppress).
 SENDING = (
