@@ -332,7 +332,7 @@ def test_a_quiet_dry_run_still_shows_invalid_records_on_prefixed_lines(emulator:
             'cio-sync: record 1: invalid: "id" must be a string or an integer, got the number 1.5 '
             "(a float id would name another person)",
             "cio-sync: record 2: invalid: not a JSON object (got a string)",
-            "cio-sync: dry run: 3 records: 1 valid, 2 invalid; nothing sent",
+            "cio-sync: dry run: 3 records: 1 valid, 2 invalid; 1 person to write; nothing sent",
         ]
         # Every line is cio-sync's; only a sample request's own lines are indented under it.
         assert all(line.startswith(("cio-sync: ", "  ")) for line in run.stderr.splitlines())

@@ -21,7 +21,7 @@ from cio_sync.outcome import RecordOutcome, Status
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import FAST, Files, config_dict, make_config, run_cli
+from .conftest import FAST, Files, config_dict, make_config, one_by_one, run_cli
 from .fakeclock import FakeClock
 
 AGE = [{"from": "age", "to": "age", "as": "integer"}]
@@ -113,7 +113,14 @@ def test_a_wall_clock_stepped_back_mid_run_stamps_later_and_costs_at_most_a_seco
 
     records = [{"id": "Y", "name": "old"}, {"id": "Y", "name": "new"}]
     http = HttpSettings(connect_timeout=2.0, read_timeout=5.0, retries=2, backoff_factor=0.0)
-    result = sync(make_config(emulator.url, parallelism=1), records, http=http, clock=clock, on_outcome=step_back)
+    result = sync(
+        make_config(emulator.url, parallelism=1),
+        records,
+        http=http,
+        clock=clock,
+        on_outcome=step_back,
+        index=one_by_one(),
+    )
     assert result.synced == 2
     stamps = stamps_of(emulator, "Y")
     assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
@@ -156,7 +163,7 @@ def test_every_write_failing_for_many_people_spills_and_still_holds_back(
     emulator.add_fault("status=400,times=forever")
     records: list[dict[str, Any]] = [{"id": n % 40, "name": str(n)} for n in range(80)]
     seen: list[RecordOutcome] = []
-    result = sync(make_config(emulator.url), records, http=FAST, on_outcome=seen.append)
+    result = sync(make_config(emulator.url), records, http=FAST, on_outcome=seen.append, index=one_by_one())
     assert result.failed == 40 and result.not_attempted == 40
     held = [o for o in seen if o.status is Status.NOT_ATTEMPTED]
     assert all(o.index >= 40 and f"record {o.index - 40} " in (o.reason or "") for o in held)

@@ -108,8 +108,9 @@ def test_dry_run_shows_the_plan(emulator: Emulator, files: Files) -> None:
     run = run_cli([*sync_args(files, emulator.url, data), "--dry-run", "--report", str(report)])
     assert run.code == 1
     assert emulator.requests() == []
-    assert "dry run: 7 records: 1 new, 1 changed, 4 unchanged, 1 invalid; nothing sent" in run.stderr
-    assert json.loads(report.read_text())["counts"] == {"new": 1, "changed": 1, "unchanged": 4, "invalid": 1}
+    assert "dry run: 7 records: 6 valid, 1 invalid; 6 people: 1 new, 1 changed, 4 unchanged; nothing sent" in run.stderr
+    counts = {"new": 1, "changed": 1, "unchanged": 4, "invalid": 1, "valid": 6, "held_back": 0}
+    assert json.loads(report.read_text())["counts"] == {**counts, "people": 6, "to_send": 2}
 
 
 def test_the_report_counts_unchanged(emulator: Emulator, files: Files) -> None:

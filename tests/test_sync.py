@@ -6,6 +6,7 @@ import importlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -15,11 +16,11 @@ from cio_sync import ConfigError, CredentialsRejected, HttpSettings, RecordOutco
 from cio_sync.emulator import Emulator
 from cio_sync.engine.packer import Job
 from cio_sync.engine.workers import Workers
-from cio_sync.input.config import config_from_dict
+from cio_sync.input.config import FieldMapping, config_from_dict
 from cio_sync.input.mapping import ordering_key
 from cio_sync.outcome import Delivery
 
-from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, people_puts, unstamped, wait_until
+from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, one_by_one, people_puts, unstamped, wait_until
 from .fakeclock import FakeClock
 
 # The module, which the package's sync() function shadows as an attribute.
@@ -78,7 +79,7 @@ def test_records_are_read_lazily(emulator: Emulator) -> None:
         if not at_first_outcome:
             at_first_outcome.append(consumed)
 
-    result = sync(make_config(emulator.url, parallelism=3), records(), http=FAST, on_outcome=first)
+    result = sync(make_config(emulator.url, parallelism=3), records(), http=FAST, on_outcome=first, index=one_by_one())
     assert result.synced == 200
     assert at_first_outcome[0] <= 2 * 3 + 1  # in flight, plus as many ready
 
@@ -108,10 +109,23 @@ def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:
         assert names == sorted(names, key=lambda v: int(str(v)[1:])), f"{person} updated out of order"
 
 
-def test_one_person_repeated_many_times_stays_bounded_and_ordered(emulator: Emulator) -> None:
+def test_one_person_repeated_many_times_is_written_once() -> None:
+    records = [{"id": "same", "name": f"v{n}", f"k{n % 7}": n} for n in range(400)]
+    records.insert(200, {"id": "other", "name": "x"})
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = make_config(emulator.url, parallelism=16)
+        config = replace(config, mappings=(*config.mappings, *(FieldMapping(f"k{k}", f"k{k}") for k in range(7))))
+        result = sync(config, records, http=FAST)
+        assert result.synced == 401
+        # Each attribute as the last record that set it left it.
+        assert emulator.people()["same"] == {"name": "v399", **{f"k{n % 7}": n for n in range(393, 400)}}
+        assert emulator.writes("same") == 1
+
+
+def test_one_person_written_many_times_stays_bounded_and_ordered(emulator: Emulator) -> None:
     records = [{"id": "same", "name": f"v{n}"} for n in range(400)]
     records.insert(200, {"id": "other", "name": "x"})
-    result = sync(make_config(emulator.url, parallelism=16), records, http=FAST)
+    result = sync(make_config(emulator.url, parallelism=16), records, http=FAST, index=one_by_one())
     assert result.synced == 401
     assert emulator.people()["same"] == {"name": "v399"}
     assert emulator.writes("same") == 400
@@ -134,7 +148,8 @@ def test_a_region_mismatch_is_refused(emulator: Emulator) -> None:
     assert people_puts(emulator) == []
 
 
-def test_stopping_accounts_for_every_record(emulator: Emulator) -> None:
+@pytest.mark.parametrize("merged", [True, False])
+def test_stopping_accounts_for_every_record(emulator: Emulator, merged: bool) -> None:
     emulator.latency = 0.01
     stop = Stop()
     outcomes: list[RecordOutcome] = []
@@ -144,14 +159,20 @@ def test_stopping_accounts_for_every_record(emulator: Emulator) -> None:
         if len(outcomes) == 20:
             stop("interrupted")
 
+    # Each person twice, 150 records apart: merged, every record waits for its person's second.
     records = [{"id": i % 150, "name": str(i)} for i in range(300)]
-    result = sync(make_config(emulator.url, parallelism=5), records, http=FAST, on_outcome=watch, stop=stop)
+    index = None if merged else one_by_one()
+    config = make_config(emulator.url, parallelism=5)
+    result = sync(config, records, http=FAST, on_outcome=watch, stop=stop, index=index)
     assert result.stopped == "interrupted"
     assert result.total == 300
     assert sorted(o.index for o in outcomes) == list(range(300))
-    assert result.synced == len(people_puts(emulator))
+    assert result.synced == len(people_puts(emulator)) * (2 if merged else 1)
     assert result.synced + result.not_attempted == 300
-    assert 20 <= result.synced <= 30
+    assert 20 <= result.synced <= 30 * (2 if merged else 1)
+    synced = {o.index for o in outcomes if o.status is Status.SYNCED}
+    if merged:  # a person's two records share their write's outcome
+        assert all((i + 150) % 300 in synced for i in synced)
 
 
 def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
@@ -219,7 +240,7 @@ def test_a_person_waiting_for_a_later_stamp_holds_back_no_one_else(emulator: Emu
     stop = Stop()
     clock = FakeClock(only_on=stop.event)
     config = make_config(emulator.url, transport=transport, parallelism=1)
-    result = sync(config, records, http=FAST, stop=stop, clock=clock)
+    result = sync(config, records, http=FAST, stop=stop, clock=clock, index=one_by_one())
     assert result.synced == 22
     assert emulator.people()["Y"] == {"name": "pro"}
     if transport == "batch":
@@ -248,7 +269,7 @@ def test_a_stop_settles_an_update_waiting_for_a_later_stamp_as_not_attempted(emu
     # Time passes only while nothing is in flight: Y's next update still waits when o0 is done.
     clock = FakeClock(only_on=stop.event)
     config = make_config(emulator.url, parallelism=1)
-    result = sync(config, records, http=FAST, on_outcome=stop_after_o0, stop=stop, clock=clock)
+    result = sync(config, records, http=FAST, on_outcome=stop_after_o0, stop=stop, clock=clock, index=one_by_one())
     assert result.stopped == "stopped"
     assert outcomes[1].status is Status.NOT_ATTEMPTED
     assert emulator.people()["Y"] == {"name": "free"}
@@ -265,7 +286,7 @@ def test_a_write_applied_after_the_timeout_never_overtakes_the_next_one(emulator
         emulator.add_fault(delay=2.0, person="Y", times=1)
     http = HttpSettings(read_timeout=0.5, retries=2, backoff_factor=0.0)
     records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}]
-    result = sync(make_config(emulator.url, transport=transport, parallelism=1), records, http=http)
+    result = sync(make_config(emulator.url, transport=transport, parallelism=1), records, http=http, index=one_by_one())
     assert result.synced == 2
     wait_until(lambda: emulator.stats()["in_flight"] == 0)
     assert emulator.people()["Y"] == {"name": "pro"}
@@ -304,7 +325,7 @@ def test_a_stop_with_an_update_waiting_for_a_later_stamp_does_not_spin(
         stop()
 
     monkeypatch.setattr(sync_module, "Workers", CountingWorkers)
-    result = sync(make_config(emulator.url, parallelism=1), records(), http=FAST, stop=stop)
+    result = sync(make_config(emulator.url, parallelism=1), records(), http=FAST, stop=stop, index=one_by_one())
     assert (result.synced, result.failed, result.not_attempted) == (1, 1, 1)
     assert emulator.people()["Y"] == {"name": "free"}
     assert empty_collects <= 2, f"{empty_collects} waits for an answer came back empty"

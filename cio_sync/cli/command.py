@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 
+from ..engine.merge import PersonIndex, person_index
+from ..engine.mirrored import check_mirroring
 from ..engine.plan import Plan, plan
-from ..engine.sync import check_mirroring, sync
+from ..engine.sync import sync
 from ..engine.tally import SyncResult
 from ..errors import CioSyncError, ConfigError, ExitCode
 from ..input.config import (
@@ -301,8 +303,13 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
     check_mirroring(settings, o.state is not None)
     redact = Redactor(settings.secrets)
     console.redact = redact
+    # The people named more than once are counted as the data file's check reads it.
+    index = person_index(settings)
     with ExitStack() as stack:
-        source = stack.enter_context(open_data_file(o.data, o.data_format.value if o.data_format else None))
+        data_format = o.data_format.value if o.data_format else None
+        source = stack.enter_context(open_data_file(o.data, data_format, note=index.note if index else None))
+        if index is not None:
+            index.finish()
         outputs = stack.enter_context(
             Outputs(o.failed, o.report, dry_run=o.dry_run, inputs=o.inputs(), note=console.note)
         )
@@ -313,7 +320,7 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
         ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, stack) if o.state is not None else None
         outputs.go_ahead()
         try:
-            return _go(o.dry_run, settings, source, ledger, outputs, console, stop, signals, http)
+            return _go(o.dry_run, settings, source, index, ledger, outputs, console, stop, signals, http)
         except CioSyncError as e:
             outputs.fail(str(e), e.exit_code)
             raise
@@ -337,6 +344,7 @@ def _go(
     dry_run: bool,
     config: Config,
     source: DataFile,
+    index: PersonIndex | None,
     ledger: Ledger | None,
     outputs: Outputs,
     console: Console,
@@ -349,8 +357,9 @@ def _go(
     if dry_run:
         console.planning(source.name, source.count)
         named = plan_mirror(config, ledger)
+        records = source.records()
         planned = plan(
-            config, source.records(), ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES, named=named
+            config, records, ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES, index=index, named=named
         )
         planned = named.finish(planned) if named is not None else planned
         code = mirror_exit_code(plan_exit_code(planned, config.max_invalid), planned.mirror)
@@ -363,7 +372,8 @@ def _go(
         # From here records may be sent: a signal stops the run gracefully instead.
         signals.interruptible = False
         console.started(source.name, source.count, config.base_url, config.parallelism)
-        result = sync(config, source.records(), http=http, ledger=ledger, stop=stop, on_outcome=on_outcome)
+        records = source.records()
+        result = sync(config, records, http=http, ledger=ledger, stop=stop, on_outcome=on_outcome, index=index)
         code = exit_code(result, config.max_invalid)
         if result.invalid and code is ExitCode.OK:
             console.note(_tolerated(result.invalid, config.max_invalid))

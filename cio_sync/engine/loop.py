@@ -3,14 +3,16 @@ of its own: reading is the source's, sending the workers', remembering the settl
 
 from __future__ import annotations
 
+import itertools
+
 from ..clock import Clock
 from ..errors import ConfigError, OutputLost
 from ..input.config import Config
-from ..input.mapping import InvalidRecord, PersonUpdate, RecordMapper
-from ..input.source import Source
+from ..input.mapping import InvalidRecord, PersonUpdate
 from ..outcome import Delivery, Status, Stop, StopReason
 from ..transport.client import TrackClient
 from .adapters import adapter_for
+from .merge import Works
 from .packer import Job
 from .people import People, Work
 from .settle import Settle
@@ -22,16 +24,15 @@ class Engine:
     """One run's loop; it holds what is between reading and settling."""
 
     def __init__(
-        self, config: Config, source: Source, client: TrackClient, settle: Settle, stamps: Stamps, clock: Clock
+        self, config: Config, works: Works, client: TrackClient, settle: Settle, stamps: Stamps, clock: Clock
     ) -> None:
         self.config = config
-        self.source = source
+        self.works = works
         self.client = client
         self.settle = settle
         self.stop: Stop = settle.stop
         self.stamps = stamps
         self.clock = clock
-        self.mapper = RecordMapper.for_config(config)
         # Cap the records waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
         self.people = People(limit=max(1000, 10 * config.parallelism), floor=stamps.floor)
@@ -47,7 +48,7 @@ class Engine:
         """Read, send and settle until every record has its outcome or the run stops."""
         while True:
             self._route_due()
-            if not self.source.exhausted:
+            if not self.works.exhausted:
                 self._read(workers)
             # A partly filled batch goes as soon as a worker would otherwise sit idle.
             if workers.busy < self.config.parallelism and not self.stop.requested and (job := self.adapter.take()):
@@ -88,12 +89,11 @@ class Engine:
             and not self.stop.requested
             and (self.checked or not self.outbox)
         ):
-            numbered = self.source.next()
-            if numbered is None:
-                if self.source.broken is not None:
+            work = self.works.next()
+            if work is None:
+                if self.works.source.broken is not None:
                     self.stop(StopReason.DATA_FILE_CHANGED)
                 return
-            work = self.mapper.map(*numbered)
             if work.key is None:  # invalid, and no person to hold it for
                 assert isinstance(work, InvalidRecord)
                 self.settle.invalid(work)
@@ -129,11 +129,11 @@ class Engine:
             stamp = self.stamps.issue(self.people.take_unclear(update.key))
         except OutputLost as e:
             self.settle.lose_ledger(e)
-            self.settle.not_attempted(update.index, update.person_id, update.record)
+            self.settle.not_sent(update)
             return True
         made = self.adapter.add(update, stamp)
         if isinstance(made, str):
-            self.settle.invalid(InvalidRecord(update.index, update.person_id, made, update.record, update.key))
+            self.settle.refused(update, made)
             self.people.failed.add(update.key, update.index)
             return True
         if made is not None:
@@ -166,7 +166,8 @@ class Engine:
 
     def _abandon(self) -> None:
         """The run stopped: settle every record not sent, each person's in file order."""
-        self.settle.abandoned([*self.adapter.drain(), *self.people.drain()], self.source, self.mapper.person_id)
+        works = itertools.chain(self.adapter.drain(), self.people.drain(), self.works.merger.drain())
+        self.settle.abandoned(works, self.works.source, self.works.merger.mapper.person_id)
 
 
 def _unclear(delivery: Delivery) -> bool:

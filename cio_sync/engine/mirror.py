@@ -18,6 +18,7 @@ from ..input.mapping import InvalidRecord, PersonUpdate, RecordMapper, ordering_
 from ..outcome import Delivery, Status, Stop
 from ..state.roster import Leaver, Roster
 from ..transport.client import TrackClient
+from .merge import Merger
 from .removal import Sender, requests_for
 from .stamps import Stamps
 
@@ -120,6 +121,14 @@ class NamingMapper(RecordMapper):
         if self.named is not None:
             self.named(work)
         return work
+
+
+def watch_names(merger: Merger, config: Config, named: Named) -> None:
+    """Have ``merger`` tell ``named`` of every record it maps."""
+    mapper = NamingMapper.for_config(config)
+    assert isinstance(mapper, NamingMapper)
+    mapper.named = named
+    merger.mapper = mapper
 
 
 def decide(config: Config, roster: Roster, total: int) -> tuple[list[Leaver], MirrorResult]:

@@ -1,23 +1,33 @@
-"""The dry-run plan: what a sync would do, worked out without sending anything."""
+"""The dry-run plan: what a sync would do, worked out the way the sync works it out, sending nothing."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ..input.config import Config
-from ..input.mapping import InvalidRecord, PersonUpdate, RecordMapper
+from ..input.config import Config, Transport
+from ..input.mapping import InvalidRecord, PersonUpdate, batch_item
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
-from .mirror import MirrorResult
+from .merge import Merger, PersonIndex, Works, merger_for
+from .mirror import MirrorResult, Named, watch_names
+from .packer import oversized
+from .people import FailedPeople
 from .settle import OutcomeHandler
 from .tally import Tally
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a sync would do, worked out without sending anything (``--dry-run``)."""
+    """What a sync would do, worked out without sending anything (``--dry-run``).
+
+    Records are counted as the run counts them; people as the writes it would make (one per
+    person, their records merged): ``to_send`` of the ``people`` are written, the rest found
+    unchanged in the ledger.
+    """
 
     total: int
     valid: int
@@ -27,15 +37,28 @@ class Plan:
     more_problems: int
     # The first few requests exactly as they would be sent.
     samples: tuple[PersonUpdate, ...]
-    # With a ledger: how the valid records compare with it.
+    # With a ledger: how the people's writes compare with it.
     new: int | None = None
     changed: int | None = None
     unchanged: int | None = None
     # The invalid records grouped by cause, the most frequent first.
     causes: tuple[CauseCount, ...] = ()
+    # The people a write is worked out for, and how many of those writes would be sent.
+    people: int = 0
+    to_send: int = 0
+    # Valid records not sent: held back behind an invalid record of the same person.
+    held_back: int = 0
     # With whenRemoved other than keep: who would be removed; and who would be unsuppressed.
     mirror: MirrorResult | None = None
     unsuppressed: tuple[str, ...] = ()
+
+
+@dataclass
+class _Counts:
+    records: int = 0
+    people: int = 0
+    to_send: int = 0
+    held_back: int = 0
 
 
 def plan(
@@ -46,43 +69,100 @@ def plan(
     on_outcome: OutcomeHandler | None = None,
     samples: int = 3,
     keep_problems: int = 20,
-    named: Callable[[PersonUpdate | InvalidRecord], None] | None = None,
+    index: PersonIndex | None = None,
+    named: Named | None = None,
 ) -> Plan:
-    """Validate and map every record as :func:`~cio_sync.sync` would, without any network traffic.
+    """Validate, map and merge every record as :func:`~cio_sync.sync` would, without any network
+    traffic: the plan counts the writes the run would send.
 
     Invalid records are passed to ``on_outcome``; valid ones are only counted. With a ``ledger``
-    each valid record is also classed as new (not in the ledger), changed or unchanged; a person
-    repeated in the file is compared with the ledger each time, not with the file's earlier
-    record. ``named`` is told of every record mapped, valid or not (for mirroring).
+    each person's write is also classed as new (not in the ledger), changed or unchanged.
+    ``index`` is as for :func:`~cio_sync.sync`. ``named`` hears of every record (for mirroring).
     """
-    mapper = RecordMapper.for_config(config)
+    merger = merger_for(config, records, index)
+    if named is not None:
+        watch_names(merger, config, named)
+    works = Works(merger)
     tally = Tally(keep_problems)
-    kept: list[PersonUpdate] = []
+    # People with an invalid record: the run holds their later records back, and so does the plan.
+    failed = FailedPeople()
     compared = dict.fromkeys(Known, 0)
-    total = 0
-    for index, record in enumerate(records):
-        total += 1
-        update = mapper.map(index, record)
-        if named is not None:
-            named(update)
-        if isinstance(update, InvalidRecord):
-            outcome = RecordOutcome(
-                index, Status.INVALID, update.person_id, update.reason, record=record, cause=update.cause
-            )
-            tally.add(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
-            continue
-        if ledger is not None:
-            known = ledger.compare(update)
-            compared[known] += 1
-            if known is Known.UNCHANGED:
+    counts = _Counts()
+    kept: list[PersonUpdate] = []
+    try:
+        while (work := works.next()) is not None:
+            if isinstance(work, InvalidRecord):
+                _invalid(tally, on_outcome, work)
+                if work.key is not None:
+                    failed.add(work.key, work.index)
                 continue
-        if len(kept) < samples:
-            kept.append(update)
-    invalid = tally.counts[Status.INVALID]
-    new, changed, unchanged = (
-        compared[k] if ledger is not None else None for k in (Known.NEW, Known.CHANGED, Known.UNCHANGED)
+            if not _sendable(
+                work, config.transport, merger, failed, counts, functools.partial(_invalid, tally, on_outcome)
+            ):
+                continue
+            counts.people += 1
+            known = ledger.compare(work) if ledger is not None else Known.NEW
+            compared[known] += 1
+            if known is not Known.UNCHANGED:
+                counts.to_send += 1
+                if len(kept) < samples:
+                    kept.append(work)
+    finally:
+        merger.close()
+        failed.close()
+    return _plan(tally, ledger is not None, compared, counts, tuple(kept))
+
+
+def _sendable(
+    work: PersonUpdate,
+    transport: Transport,
+    merger: Merger,
+    failed: FailedPeople,
+    counts: _Counts,
+    invalid: Callable[[InvalidRecord], None],
+) -> bool:
+    """True when the run would send ``work`` (unless the ledger has it): neither held back
+    behind an invalid record of its person nor too large for a batch. Its records are counted."""
+    if failed.get(work.key) is not None:
+        counts.held_back += 1 + sum(1 for _ in merger.covered(work))
+        return False
+    too_big = oversized(batch_item(work)) if transport is Transport.BATCH else None
+    if too_big is not None:
+        for each in itertools.chain(merger.covered(work), (work,)):
+            invalid(InvalidRecord(each.index, each.person_id, too_big, each.record))
+        failed.add(work.key, work.index)
+        return False
+    counts.records += 1 + sum(1 for _ in merger.covered(work))
+    return True
+
+
+def _invalid(tally: Tally, on_outcome: OutcomeHandler | None, work: InvalidRecord) -> None:
+    outcome = RecordOutcome(
+        work.index, Status.INVALID, work.person_id, work.reason, record=work.record, cause=work.cause
     )
-    problems = (tally.problems, tally.more_problems)
-    return Plan(total, total - invalid, invalid, *problems, tuple(kept), new, changed, unchanged, tally.causes.ranked())
+    tally.add(outcome)
+    if on_outcome is not None:
+        on_outcome(outcome)
+
+
+def _plan(
+    tally: Tally, ledger: bool, compared: dict[Known, int], counts: _Counts, kept: tuple[PersonUpdate, ...]
+) -> Plan:
+    invalid = tally.counts[Status.INVALID]
+    total = invalid + counts.held_back + counts.records
+    new, changed, unchanged = (compared[k] if ledger else None for k in (Known.NEW, Known.CHANGED, Known.UNCHANGED))
+    return Plan(
+        total,
+        total - invalid,
+        invalid,
+        tally.problems,
+        tally.more_problems,
+        kept,
+        new,
+        changed,
+        unchanged,
+        tally.causes.ranked(),
+        counts.people,
+        counts.to_send,
+        counts.held_back,
+    )

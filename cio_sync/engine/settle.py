@@ -4,7 +4,8 @@ where a run notices that the API went away."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputLost
 from ..input.datafile import UnreadTail
@@ -39,14 +40,16 @@ class Settle:
         on_outcome: OutcomeHandler | None,
         keep: int,
         redact: Redactor,
+        covered: Callable[[PersonUpdate], Iterator[PersonUpdate]] = lambda _: iter(()),
     ) -> None:
         self.tally = Tally(keep)
+        # The earlier records of a person merged into one update, which share its outcome.
+        self._covered = covered
         self.stop = stop
         self._redact = redact
         self._ledger = ledger
         self._on_outcome = on_outcome
-        self._unanswered = 0
-        self._max_unanswered = max(10, parallelism)
+        self._unanswered = _Unanswered(max(10, parallelism))
         self.lost: OutputLost | None = None
         # The invalid records that name a person: a record held back behind one of them is
         # counted as such (see cio_sync.causes), which a tolerance of invalid records relies on.
@@ -63,7 +66,7 @@ class Settle:
         except OutputLost as e:
             self.lose_ledger(e)
             for update in updates:
-                self.not_attempted(update.index, update.person_id, update.record)
+                self.not_sent(update)
             return False
         return True
 
@@ -71,37 +74,18 @@ class Settle:
         """A request is back: settle each of its ``updates`` by its delivery, then record in the
         ledger those the workspace accepted (before any person's next update is routed: its own
         entry must be in place for that update to withdraw it)."""
-        self._count_answer(deliveries)
+        if self._unanswered.count(deliveries):
+            self.stop(StopReason.UNREACHABLE)
         for update, delivery in zip(updates, deliveries, strict=True):
             if delivery.stop is not None:
                 self.stop(delivery.stop)
-            self._emit(
-                RecordOutcome(
-                    update.index,
-                    delivery.status,
-                    update.person_id,
-                    delivery.reason,
-                    delivery.http_status,
-                    delivery.retries,
-                    update.record,
-                )
-            )
+            self._each(update, delivery.status, delivery.reason, delivery.http_status, delivery.retries)
         if self._ledger is not None:
             accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
             try:
                 self._ledger.accepted(accepted)
             except OutputLost as e:  # counted and handed on; only the ledger did not learn of them
                 self.lose_ledger(e)
-
-    def _count_answer(self, deliveries: Sequence[Delivery]) -> None:
-        """Count one request, however many updates it carried, towards the requests in a row that
-        got no HTTP answer: a batch left unanswered is one request, not one per person in it."""
-        if any(d.http_status is not None for d in deliveries):
-            self._unanswered = 0
-        elif any(d.status is Status.FAILED for d in deliveries):
-            self._unanswered += 1
-            if self._unanswered >= self._max_unanswered:
-                self.stop(StopReason.UNREACHABLE)
 
     def invalid(self, record: InvalidRecord) -> None:
         """A record that cannot be sent."""
@@ -115,22 +99,24 @@ class Settle:
     def held_back(self, work: PersonUpdate, earlier: int) -> None:
         """``work`` is not sent: its person's record ``earlier`` did not sync, and it must not overtake it."""
         cause = HELD_BEHIND_INVALID if earlier in self._invalid else HELD_BEHIND_FAILED
-        reason = held_back_reason(earlier)
-        self._emit(
-            RecordOutcome(work.index, Status.NOT_ATTEMPTED, work.person_id, reason, record=work.record, cause=cause)
-        )
+        self._each(work, Status.NOT_ATTEMPTED, held_back_reason(earlier), cause=cause)
 
     def unchanged(self, update: PersonUpdate) -> bool:
         """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
         workspace holds its body already."""
         if self._ledger is None or self._ledger.compare(update) is not Known.UNCHANGED:
             return False
-        self._emit(RecordOutcome(update.index, Status.UNCHANGED, update.person_id, record=update.record))
+        self._each(update, Status.UNCHANGED)
         return True
 
-    def not_attempted(self, index: int, person_id: str | None, record: object, reason: str | None = None) -> None:
-        """A record not sent: the run stopped first, or (``reason``) it was held back."""
-        self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id, reason, record=record))
+    def refused(self, update: PersonUpdate, reason: str) -> None:
+        """``update`` cannot be carried (``reason``): each of its records is invalid."""
+        self._invalid.add(update.index)
+        self._each(update, Status.INVALID, reason)
+
+    def not_sent(self, update: PersonUpdate) -> None:
+        """``update`` was not sent: the run stopped first."""
+        self._each(update, Status.NOT_ATTEMPTED)
 
     def abandoned(
         self, works: Iterable[PersonUpdate | InvalidRecord], source: Source, person_id: Callable[[object], str | None]
@@ -141,23 +127,36 @@ class Settle:
             if isinstance(work, InvalidRecord):
                 self.invalid(work)
             else:
-                self.not_attempted(work.index, work.person_id, work.record)
+                self.not_sent(work)
         unsent, tail = source.rest()
         for index, record in unsent:
-            self.not_attempted(index, person_id(record), record)
+            self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id(record), record=record))
         if tail is not None:
-            self.unread(tail)
-
-    def unread(self, tail: UnreadTail) -> None:
-        """The records a stopped run never read, as one outcome standing for all of them."""
-        reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
-        self._emit(RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count))
+            self._emit(_unread(tail))
 
     def lose_ledger(self, error: OutputLost) -> None:
         """The ledger could not be written: the run stops, and :attr:`lost` says why."""
         if self.lost is None:
             self.lost = error
         self.stop(StopReason.LEDGER_LOST)
+
+    def _each(
+        self,
+        update: PersonUpdate,
+        status: Status,
+        reason: str | None = None,
+        http_status: int | None = None,
+        retries: int = 0,
+        cause: str | None = None,
+    ) -> None:
+        """Settle every record ``update`` stands for, in file order (the earlier ones merged into
+        it first), with the one outcome."""
+        merged = self._covered(update) if update.covers is not None else iter(())
+        for each in itertools.chain(merged, (update,)):
+            record = each.record
+            self._emit(
+                RecordOutcome(each.index, status, each.person_id, reason, http_status, retries, record, cause=cause)
+            )
 
     def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""
@@ -168,3 +167,26 @@ class Settle:
         self.tally.add(outcome)
         if self._on_outcome is not None:
             self._on_outcome(outcome)
+
+
+def _unread(tail: UnreadTail) -> RecordOutcome:
+    """The records a stopped run never read, as one outcome standing for all of them."""
+    reason = f"the run stopped before it was read (with the {tail.count - 1:,} records after it)"
+    return RecordOutcome(tail.first, Status.NOT_ATTEMPTED, None, reason, record=tail, span=tail.count)
+
+
+class _Unanswered:
+    """Counts the requests in a row that got no HTTP answer, up to ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._count = 0
+
+    def count(self, deliveries: Sequence[Delivery]) -> bool:
+        """Count one request, however many updates it carried (a batch left unanswered is one
+        request, not one per person in it); True once ``limit`` in a row went unanswered."""
+        if any(d.http_status is not None for d in deliveries):
+            self._count = 0
+        elif any(d.status is Status.FAILED for d in deliveries):
+            self._count += 1
+        return self._count >= self._limit

@@ -25,13 +25,11 @@ ends the reading; what was not sent is settled as not attempted, and the result 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Iterable
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..errors import ConfigError
-from ..input.config import Config, WhenRemoved
+from ..input.config import Config
 from ..input.mapping import TIMESTAMP
 from ..input.source import Source
 from ..outcome import Stop, StopReason
@@ -39,9 +37,8 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import HttpSettings, TrackClient
 from ..transport.pacing import Gate
-from .comeback import Comeback
-from .loop import Engine, check_workspace
-from .mirror import MirrorResult, Named, NamingMapper, remove
+from .merge import PersonIndex, Works, merger_for
+from .mirrored import MirroredEngine
 from .settle import OutcomeHandler, Settle
 from .stamps import Stamps
 from .tally import SyncResult
@@ -58,6 +55,7 @@ def sync(
     stop: Stop | None = None,
     keep_problems: int = 20,
     clock: Clock = SYSTEM_CLOCK,
+    index: PersonIndex | None = None,
 ) -> SyncResult:
     """Upsert every record into the workspace ``config`` names, and count what happened.
 
@@ -69,19 +67,20 @@ def sync(
     a ``ledger``, records whose body was already accepted are not sent (they count as unchanged)
     and accepted ones are recorded. Every record's outcome is passed to ``on_outcome`` from the
     calling thread. ``stop`` stops the run early; the remaining records count as not attempted.
+    A person named in several records is written once, their records merged (see
+    :mod:`~cio_sync.engine.merge`); ``index``, when the caller counted the records' people as
+    it checked them, spares reading them an extra time.
     """
-    check_mirroring(config, ledger is not None)
     stop = stop or Stop()
     redact = Redactor(config.secrets)
-    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact)
+    merger = merger_for(config, records, index)
+    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact, merger.covered)
     http = http or HttpSettings()
     on_stall = functools.partial(stop, StopReason.NO_PROGRESS)
     gate = Gate(config.rate_limit, stop=stop.event, clock=clock, patience=http.give_up_after, on_stall=on_stall)
     client = TrackClient(config, http, gate, config.parallelism, stop=stop.event, clock=clock)
-    source = Source(records)
     stamps = _stamps(config, ledger, clock)
-    run = Engine(config, source, client, settle, stamps, clock)
-    comeback, mirrored = _watch(config, ledger, run, client), None
+    run = MirroredEngine(config, Works(merger), client, settle, stamps, clock, ledger)
     started = clock.monotonic()
     try:
         with Workers(run.adapter, config.parallelism, clock) as workers:
@@ -90,56 +89,12 @@ def sync(
             except BaseException:
                 stop(StopReason.ERROR)
                 raise
-        if ledger is not None and config.when_removed is not WhenRemoved.KEEP:
-            mirrored = _mirror(config, ledger, run, stamps)
     finally:
         client.close()
         run.people.close()
+        merger.close()
     stamps.finish()
-    result = _result(settle, source, stop, run.region, clock.monotonic() - started, client, gate)
-    return dataclasses.replace(result, mirror=mirrored, unsuppressed=tuple(comeback.unsuppressed if comeback else ()))
-
-
-def check_mirroring(config: Config, has_ledger: bool) -> None:
-    """Refuse ``whenRemoved`` other than keep without a ledger, before anything is sent: only the
-    ledger knows who was written earlier."""
-    if not has_ledger and config.when_removed is not WhenRemoved.KEEP:
-        raise ConfigError(
-            f'whenRemoved "{config.when_removed.value}" needs --state: only the ledger knows who an earlier '
-            "run wrote, so without one no one can be found to have left the data file"
-        )
-
-
-def _watch(config: Config, ledger: Ledger | None, run: Engine, client: TrackClient) -> Comeback | None:
-    """Hook mirroring into ``run``: who each record names, and the unsuppressing of comebacks."""
-    if ledger is None:
-        return None
-    if config.when_removed is not WhenRemoved.KEEP:
-        mapper = NamingMapper.for_config(config)
-        assert isinstance(mapper, NamingMapper)
-        mapper.named = Named(config, ledger.roster, set(), record=True)
-        run.mapper = mapper
-    suppressed = ledger.roster.suppressed()
-    if not suppressed:
-        return None
-    comeback = Comeback(run.adapter, config, client, suppressed)
-    run.adapter = comeback
-    return comeback
-
-
-def _mirror(config: Config, ledger: Ledger, run: Engine, stamps: Stamps) -> MirrorResult:
-    """Remove the people who left the file, unless the run did not read and settle all of it."""
-    settle, source = run.settle, run.source
-    if run.stop.requested or not source.exhausted or source.broken is not None or settle.lost is not None:
-        skipped = "the run stopped before the end of the data file, so no one was removed"
-        return MirrorResult(config.when_removed, config.max_removals, skipped=skipped)
-    if not run.checked and ledger.roster.leavers():
-        run.checked = True
-        run.region = check_workspace(run.client, config)
-    result, lost = remove(config, ledger.roster, run.client, run.stop, stamps, settle.tally.done)
-    if lost is not None:
-        settle.lose_ledger(lost)
-    return result
+    return run.mirrored(_result(settle, run.works.source, stop, run.region, clock.monotonic() - started, client, gate))
 
 
 def _stamps(config: Config, ledger: Ledger | None, clock: Clock) -> Stamps:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
@@ -88,8 +88,9 @@ class CsvRecords:
         # Where the line after the header row begins (found by ``check``).
         self.body_start = 0
 
-    def check(self) -> int:
-        """Read the header and count the rows; raise :class:`DataFileError` if the file is broken."""
+    def check(self, note: Callable[[object], None] | None = None) -> int:
+        """Read the header and count the rows; raise :class:`DataFileError` if the file is broken.
+        ``note`` is shown each row of the header's width as a :class:`CsvRow`."""
         count = 0
         line = 0
         try:
@@ -108,10 +109,17 @@ class CsvRecords:
             self.header = _header(header, self._name)
             self.body_start = lines.end
             line = reader.line_num
+            width = len(self.header)
+            undecodable = lines.undecodable
             for row in reader:
                 line = reader.line_num
                 if row:
                     count += 1
+                    # As the records pass reads it: a row with bytes that are not UTF-8 names no one.
+                    readable = lines.undecodable == undecodable
+                    undecodable = lines.undecodable
+                    if note is not None and readable and len(row) == width:
+                        note(CsvRow(zip(self.header, [cell or None for cell in row], strict=True)))
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except OSError as e:

@@ -245,6 +245,10 @@ class Records(Iterator[object]):
         self.handed += 1
         return record
 
+    def again(self) -> Records:
+        """The same records, read anew from the start (checked against the same digests)."""
+        return self._file.records()
+
     def unread(self) -> tuple[Iterator[object], UnreadTail | None]:
         """After a stop: the records not handed out, as the rest of the file unread.
 
@@ -294,7 +298,13 @@ def data_format(path: str, format: str | None = None) -> str:  # noqa: A002 - th
     return NDJSON if lowered.endswith(NDJSON_SUFFIXES) else JSON
 
 
-def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None = None) -> DataFile:  # noqa: A002 - the keyword is named for the --format option
+def open_data_file(
+    path: str,
+    format: str | None = None,  # noqa: A002 - the keyword is named for the --format option
+    stdin: IO[bytes] | None = None,
+    *,
+    note: Callable[[object], None] | None = None,
+) -> DataFile:
     """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
 
     ``format`` is ``json`` (one array of objects), ``ndjson`` (one object per line) or ``csv``
@@ -302,7 +312,8 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     are NDJSON, ``.csv`` is CSV. Raises :class:`DataFileError` when the file cannot be read, is
     not JSON (or CSV), is not an array (for ``json``), or is truncated. A record that cannot be
     read although its bounds are known is not an error here: it is read as an
-    :class:`UnreadableRecord`.
+    :class:`UnreadableRecord`. ``note`` is shown each record the check reads (a CSV row of the
+    header's width only), so that a caller can learn about the records without reading them again.
     """
     kind = data_format(path, format)
     name, stream = _open_stream(path, stdin)
@@ -313,10 +324,10 @@ def open_data_file(path: str, format: str | None = None, stdin: IO[bytes] | None
     try:
         if kind == CSV:
             table = CsvRecords(reader, name)
-            count = table.check()
+            count = table.check(note)
             return DataFile(name, stream, 0, count, kind, table, checked_as=checked_as, digests=digests)
         elements = _Elements(reader, kind)
-        count = _check_elements(elements, name)
+        count = _check_elements(elements, name, note)
         return DataFile(name, stream, elements.first, count, kind, checked_as=checked_as, digests=digests)
     except _Changed:
         stream.close()
@@ -365,11 +376,11 @@ def _spool(source: IO[bytes], name: str) -> IO[bytes]:
     return spooled
 
 
-def _check_elements(elements: _Elements, name: str) -> int:
+def _check_elements(elements: _Elements, name: str, note: Callable[[object], None] | None) -> int:
     """Count the records of a JSON array or NDJSON file, refusing an array that is not JSON (an
     NDJSON line that is not is an unreadable record: its bounds are known)."""
     try:
-        return _count_elements(elements)
+        return _count_elements(elements, note)
     except _Syntax as e:
         complete = f"{elements.count:,} complete record" + ("" if elements.count == 1 else "s")
         where = f" at byte offset {e.offset:,}" if e.offset is not None else ""
@@ -378,9 +389,14 @@ def _check_elements(elements: _Elements, name: str) -> int:
         raise DataFileError(f"{name}: not valid JSON after {complete}: {e.message}{where}") from None
 
 
-def _count_elements(elements: _Elements) -> int:
+def _count_elements(elements: _Elements, note: Callable[[object], None] | None) -> int:
     count = 0
-    for _ in elements:
+    if note is None:
+        for _ in elements:
+            count += 1
+        return count
+    for record in elements:
+        note(record)
         count += 1
     return count
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import quote
@@ -43,6 +43,9 @@ class PersonUpdate:
     kind: IdType
     identifier: str
     key: str
+    # When earlier records of this person were merged into this update (see
+    # :mod:`cio_sync.engine.merge`): the index of the first of them. They share its outcome.
+    covers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,23 @@ class RecordMapper:
         """The person id text of ``record`` if it has a usable one (for records never mapped)."""
         value = follow(record, self._user_id)
         return None if value is ABSENT else person_id_of(value, self._id_label)[0]
+
+    def person_key(self, record: object) -> str | None:
+        """The key of the person ``record`` names, when its id is usable; as :meth:`map` finds it,
+        without the mapping's work (for telling which people a file names more than once)."""
+        if not isinstance(record, dict):
+            return None
+        user_id = self._user_id
+        raw = record.get(user_id, ABSENT) if isinstance(user_id, str) else follow(record, user_id)
+        if raw is ABSENT or raw is None:
+            return None
+        person_id, problem = person_id_of(raw, self._id_label)
+        if person_id is None or problem is not None:
+            return None
+        if self._id_type is IdType.AUTO:  # identify()'s reading, without building the request path
+            return person_id.lower() if "@" in person_id else person_id
+        ref, _ = identify(person_id, self._id_type, self._v1)
+        return None if ref is None else ref.key
 
     def map(self, index: int, record: object) -> PersonUpdate | InvalidRecord:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
@@ -420,6 +440,19 @@ def stamped(body: bytes, stamp: int | None) -> bytes:
     if stamp is None:
         return body
     return (body[:-1] + b"," if body != b"{}" else b"{") + b'"_timestamp":%d}' % stamp
+
+
+def merged_body(bodies: Iterable[bytes]) -> bytes:
+    """One body setting every attribute the ``bodies`` set, each to the value of the last body
+    that sets it: what applying them one after another leaves in the workspace.
+
+    Bodies are this module's own compact JSON, so decoding and encoding again gives each value
+    the same text it had (a float's shortest form reads back as the same float).
+    """
+    attributes: dict[str, object] = {}
+    for body in bodies:
+        attributes.update(json.loads(body))
+    return _encode(attributes).encode("utf-8")
 
 
 def batch_item(update: PersonUpdate, stamp: int | None = None) -> bytes:

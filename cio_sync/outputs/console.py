@@ -372,6 +372,9 @@ class JsonConsole:
             total=plan.total,
             valid=plan.valid,
             invalid=plan.invalid,
+            held_back=plan.held_back,
+            people=plan.people,
+            to_send=plan.to_send,
             new=plan.new,
             changed=plan.changed,
             unchanged=plan.unchanged,
@@ -478,9 +481,16 @@ def records(count: int) -> str:
 def dry_run_lines(plan: Plan) -> list[str]:
     """The close of a dry run: a line per invalid record, then the counts."""
     lines = problem_lines(plan.problems, plan.causes)
+    held = f", {plan.held_back:,} held back behind an invalid record" if plan.held_back else ""
+    counted = f"{records(plan.total)}: {plan.valid:,} valid, {plan.invalid:,} invalid{held}"
     if plan.new is not None:
-        counts = f"{plan.new:,} new, {plan.changed:,} changed, {plan.unchanged:,} unchanged"
+        compared = f"{plan.new:,} new, {plan.changed:,} changed, {plan.unchanged:,} unchanged"
+        people = f"{plan.people:,} {_people(plan.people)}: {compared}"
     else:
-        counts = f"{plan.valid:,} valid"
-    lines.append(f"dry run: {records(plan.total)}: {counts}, {plan.invalid:,} invalid; nothing sent")
+        people = f"{plan.to_send:,} {_people(plan.to_send)} to write"
+    lines.append(f"dry run: {counted}; {people}; nothing sent")
     return lines
+
+
+def _people(count: int) -> str:
+    return "person" if count == 1 else "people"

@@ -99,10 +99,10 @@ class ReportFile:
 
     def commit_plan(self, plan: Plan, exit_code: int) -> None:
         """Write the report of a dry run: with a ledger, how the valid records compare with it."""
-        counts: dict[str, int] = {"valid": plan.valid, "invalid": plan.invalid}
+        counts: dict[str, int] = {"valid": plan.valid, "invalid": plan.invalid, "held_back": plan.held_back}
+        counts |= {"people": plan.people, "to_send": plan.to_send}
         if plan.new is not None:
-            counts = {"new": plan.new, "changed": plan.changed or 0, "unchanged": plan.unchanged or 0}
-            counts["invalid"] = plan.invalid
+            counts |= {"new": plan.new, "changed": plan.changed or 0, "unchanged": plan.unchanged or 0}
         causes = cause_entries(plan.causes, self._redact)
         head = {"dry_run": True, "exit_code": exit_code, "total": plan.total, "counts": counts, "causes": causes}
         self._commit({**head, **_removals(plan.mirror, plan.unsuppressed, self._redact)})

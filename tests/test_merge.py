@@ -1,0 +1,240 @@
+"""One write per person: a repeated person's records merged in file order, with or without --state,
+and the dry run's plan held against the run that follows it."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cio_sync import Status, sync
+from cio_sync.emulator import Emulator
+from cio_sync.engine.merge import Merger, PersonIndex
+from cio_sync.input.mapping import PersonUpdate, RecordMapper, merged_body
+
+from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process
+
+ATTRIBUTES = ("name", "plan", "score")
+MAPPINGS = [{"from": a, "to": a} for a in ATTRIBUTES]
+
+
+def sequential(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What writing each valid record on its own, in file order, leaves in the workspace."""
+    people: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if isinstance(record.get("id"), str):
+            people.setdefault(record["id"], {}).update({a: record[a] for a in ATTRIBUTES if a in record})
+    return people
+
+
+def repeated(people: int, times: int, seed: int) -> list[dict[str, Any]]:
+    """``people`` people, each named ``times`` times, shuffled, each record setting some attributes."""
+    rng = random.Random(seed)
+    records = []
+    for n in range(people * times):
+        record: dict[str, Any] = {"id": f"p{n % people}"}
+        for attribute in rng.sample(ATTRIBUTES, rng.randint(0, len(ATTRIBUTES))):
+            record[attribute] = f"{attribute}{n}"
+        records.append(record)
+    rng.shuffle(records)
+    return records
+
+
+def person_writes(emulator: Emulator, since: int = 0) -> int:
+    """Person writes the emulator received after its first ``since`` requests: v1 PUTs, and the
+    items of v2 batches."""
+    count = 0
+    for request in emulator.requests()[since:]:
+        if request.method == "PUT":
+            count += 1
+        elif request.method == "POST" and isinstance(request.body, dict) and "batch" in request.body:
+            count += len(request.body["batch"])
+    return count
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_repeated_person_is_written_once_per_run_and_not_again_with_state(files: Files, transport: str) -> None:
+    records = repeated(100, 3, seed=1)
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = files.config(config_dict(emulator.url, mappings=MAPPINGS, transport=transport))
+        args = ["--config", config, "--data", files.data(records), "--state", str(files.root / "state.db")]
+        first = run_process(args)
+        assert first.code == 0, first.stderr
+        assert "300 records: 300 synced" in first.stderr
+        assert person_writes(emulator) == 100
+        assert emulator.people() == sequential(records)
+        before = len(emulator.requests())
+        second = run_process(args)
+        assert second.code == 0, second.stderr
+        assert "300 records: 0 synced, 300 unchanged" in second.stderr
+        assert len(emulator.requests()) == before
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_dry_run_counts_what_the_run_then_sends(files: Files, transport: str, seed: int) -> None:
+    rng = random.Random(seed)
+    records: list[Any] = repeated(40, 3, seed)
+    # Some records invalid (a bad id, a person's record that cannot be cast) amid the repeats.
+    for _ in range(6):
+        records.insert(rng.randrange(len(records)), {"id": f"p{rng.randrange(40)}", "score": "not a number"})
+    records.insert(rng.randrange(len(records)), {"id": 1.5})
+    mappings = [*MAPPINGS[:2], {"from": "score", "to": "score", "as": "integer"}]
+    for record in records:
+        if isinstance(record.get("score"), str) and record["score"].startswith("score"):
+            record["score"] = len(record["score"])
+    state = str(files.root / "state.db")
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = files.config(config_dict(emulator.url, mappings=mappings, transport=transport))
+        for ledger in ([], ["--state", state], ["--state", state]):
+            args = ["--config", config, "--data", files.data(records), *ledger]
+            plan_path = files.root / "plan.json"
+            planned = run_cli([*args, "--dry-run", "--report", str(plan_path)])
+            assert planned.code == 1
+            plan = json.loads(plan_path.read_text())["counts"]
+            before = len(emulator.requests())
+            report_path = files.root / "report.json"
+            run = run_cli([*args, "--report", str(report_path)])
+            assert run.code == 1
+            done = json.loads(report_path.read_text())["counts"]
+            assert person_writes(emulator, before) == plan["to_send"]
+            assert done["invalid"] == plan["invalid"]
+            assert done["not_attempted"] == plan["held_back"]
+            assert done["synced"] + done["unchanged"] == plan["valid"] - plan["held_back"]
+        assert plan["to_send"] == 0  # the third run found the second's work in the ledger
+
+
+def test_an_invalid_record_ends_its_persons_merge_and_holds_back_the_rest(files: Files) -> None:
+    records = [
+        {"id": "a", "name": "first"},
+        {"id": "b", "name": "b"},
+        {"id": "a", "plan": "pro"},
+        {"id": "a", "score": "high"},
+        {"id": "a", "name": "after"},
+    ]
+    mappings = [*MAPPINGS[:2], {"from": "score", "to": "score", "as": "integer"}]
+    failed = files.root / "failed.json"
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = files.config(config_dict(emulator.url, mappings=mappings))
+        run = run_cli(["--config", config, "--data", files.data(records), "--failed", str(failed)])
+        assert run.code == 1
+        # The records before the invalid one, merged, in one write; it and the later one held.
+        assert emulator.people() == {"a": {"name": "first", "plan": "pro"}, "b": {"name": "b"}}
+        assert emulator.writes("a") == 1
+        assert json.loads(failed.read_text()) == records[3:]
+        fixed = [{**records[3], "score": 9}, records[4]]
+        failed.write_text(json.dumps(fixed))
+        again = run_cli(["--config", config, "--data", str(failed)])
+        assert again.code == 0, again.stderr
+        assert emulator.people()["a"] == {"name": "after", "plan": "pro", "score": 9}
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_failed_merged_write_puts_every_record_of_its_person_in_failed(files: Files, transport: str) -> None:
+    records = [{"id": "x", "name": "1"}, {"id": "y", "name": "y"}, {"id": "x", "plan": "2"}, {"id": "x", "name": "3"}]
+    failed = files.root / "failed.json"
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        emulator.add_fault(status=400, person="x", times=None)
+        if transport == "batch":
+            emulator.add_fault(status=400, endpoint="batch", times=1)
+        config = files.config(config_dict(emulator.url, mappings=MAPPINGS, transport=transport, parallelism=1))
+        run = run_cli(["--config", config, "--data", files.data(records), "--failed", str(failed)])
+        assert run.code == 1
+        written = json.loads(failed.read_text())
+        assert [r for r in written if r["id"] == "x"] == [records[0], records[2], records[3]]
+        emulator.faults.clear()
+        again = run_cli(["--config", config, "--data", str(failed)])
+        assert again.code == 0, again.stderr
+        assert emulator.people()["x"] == {"name": "3", "plan": "2"}
+
+
+def test_a_mapping_that_sets_the_timestamp_writes_each_record(emulator: Emulator) -> None:
+    mappings = [{"from": "name", "to": "name"}, {"from": "at", "to": "_timestamp"}]
+    config = make_config(emulator.url, mappings=mappings, parallelism=1)
+    records = [{"id": "t", "name": "new", "at": 200}, {"id": "t", "name": "old", "at": 100}]
+    result = sync(config, records, http=FAST)
+    assert result.synced == 2
+    assert person_writes(emulator) == 2
+    # The API orders them by their stamps, not by the file: the older one is ignored.
+    assert emulator.people()["t"] == {"name": "new"}
+
+
+def test_records_that_can_be_read_once_are_merged_too(emulator: Emulator) -> None:
+    records = repeated(30, 4, seed=5)
+    result = sync(make_config(emulator.url, mappings=MAPPINGS), iter(records), http=FAST)
+    assert result.synced == 120
+    assert emulator.people() == sequential(records)
+    assert person_writes(emulator) == 30
+
+
+def test_people_whose_keys_count_together_are_merged_at_the_end(emulator: Emulator) -> None:
+    # As when two people's keys share a hash: "a" is counted with "b"'s records, so its count never
+    # runs out while the file is read; its merge is sent once every record was read.
+    records = [{"id": "a", "name": "1"}, {"id": "b", "name": "b"}, {"id": "a", "plan": "2"}, {"id": "c"}]
+    config = make_config(emulator.url, mappings=MAPPINGS)
+    index = PersonIndex(lambda r: "a" if isinstance(r, dict) and r.get("id") in ("a", "b") else None)
+    for record in records:
+        index.note(record)
+    index.finish()
+    outcomes: list[tuple[int, Status]] = []
+    result = sync(config, records, http=FAST, index=index, on_outcome=lambda o: outcomes.append((o.index, o.status)))
+    assert result.synced == 4
+    assert emulator.people() == sequential(records)
+    assert emulator.writes("a") == 1
+    assert sorted(outcomes) == [(i, Status.SYNCED) for i in range(4)]
+
+
+def test_a_stopped_run_lists_the_records_waiting_for_a_merge(files: Files) -> None:
+    # Every person twice, the second half after the first: at a stop, half the records wait.
+    records = [{"id": f"p{n % 500}", "name": str(n)} for n in range(1000)]
+    failed = files.root / "failed.json"
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        emulator.add_fault(status=401, times=None, person="p3")
+        config = files.config(config_dict(emulator.url, mappings=MAPPINGS, parallelism=1))
+        run = run_cli(["--config", config, "--data", files.data(records), "--failed", str(failed)])
+        assert run.code != 0
+        written = json.loads(failed.read_text())
+        synced = {p for p, attributes in emulator.people().items() if attributes}
+        assert sorted(written, key=lambda r: int(r["name"])) == [r for r in records if r["id"] not in synced]
+        for person in {r["id"] for r in written}:  # each person's records in file order
+            mine = [r for r in written if r["id"] == person]
+            assert mine == sorted(mine, key=lambda r: int(r["name"]))
+
+
+@settings(max_examples=60)
+@given(st.lists(st.dictionaries(st.sampled_from("abc"), st.integers(-3, 3) | st.text(max_size=3)), max_size=6))
+def test_a_merged_body_is_what_writing_each_body_in_turn_leaves(bodies: list[dict[str, Any]]) -> None:
+    encoded = [json.dumps(b, separators=(",", ":"), ensure_ascii=False).encode() for b in bodies]
+    expected: dict[str, Any] = {}
+    for body in bodies:
+        expected.update(body)
+    assert json.loads(merged_body(encoded)) == expected
+
+
+def test_a_merged_body_keeps_every_value_exactly() -> None:
+    bodies = [b'{"a":1e+300,"b":0.1,"c":-0.0}', b'{"d":12345678901234567890,"b":"\xc3\xbc"}', b'{"e":null}']
+    assert merged_body(bodies) == b'{"a":1e+300,"b":"\xc3\xbc","c":-0.0,"d":12345678901234567890,"e":null}'
+
+
+def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_path: Path) -> None:
+    config = make_config("http://127.0.0.1:9", mappings=MAPPINGS)
+    mapper = RecordMapper.for_config(config)
+    people = 20_000
+
+    def records() -> Iterator[dict[str, Any]]:
+        for n in range(2 * people):
+            yield {"id": f"p{n % people}", "name": str(n)}
+
+    index = PersonIndex.of(records(), mapper.person_key)
+    merger = Merger(mapper, index)
+    merged = [work for n, record in enumerate(records()) for work in merger.feed(n, record)]
+    merger.close()
+    # Each person's write came at their second record, with it the first's outcome to share.
+    assert len(merged) == people
+    assert all(isinstance(w, PersonUpdate) and w.covers == w.index - people for w in merged)
