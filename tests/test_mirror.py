@@ -20,6 +20,7 @@ from cio_sync.engine.mirror import Removed
 from cio_sync.engine.sync import sync
 from cio_sync.engine.tally import SyncResult
 from cio_sync.errors import ConfigError
+from cio_sync.input.schema import problems
 from cio_sync.outcome import Stop, StopReason
 from cio_sync.state.ledger import Ledger
 
@@ -194,7 +195,9 @@ def test_a_5xx_past_the_retries_fails_the_run_and_never_blocks_the_upserts(emula
     assert run.code == 1
     assert "1 of 1 removals did not succeed" in run.stderr
     assert all(emulator.people()[f"p{i}"]["name"] == "changed" for i in range(9))
-    removals = json.loads(report.read_text())["removals"]
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    removals = document["removals"]
     assert removals["counts"]["failed"] == 1 and removals["people"][0]["id"] == "p9"
     assert removals["people"][0]["status"] == 503
     emulator.faults.clear()
@@ -246,7 +249,8 @@ def test_a_suppressed_person_who_comes_back_is_unsuppressed_then_written(
         batches = [r.body["batch"] for r in sent if r.method == "POST"]
         actions = [[i["action"] for i in b if i["identifiers"] == {"id": "p9"}] for b in batches]
         assert [a for a in actions if a] == [["unsuppress"], ["identify"]]
-    assert json.loads(report.read_text())["removals"]["unsuppressed"] == ["p9"]
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == [] and document["removals"]["unsuppressed"] == ["p9"]
     assert people_rows(state)["p9"] == (None, 0, 0)
 
 
@@ -265,7 +269,9 @@ def test_the_dry_run_names_who_would_go_and_whether_the_guard_stops_it(emulator:
         f"25 people left the data file and would be removed (over --max-removals 10%): {names} and 5 more" in run.stderr
     )
     assert "--max-removals would stop the removals" in run.stderr
-    removals = json.loads(report.read_text())["removals"]
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    removals = document["removals"]
     assert removals["allowed"] is False and len(removals["people"]) == 25
     assert removals["counts"]["would_remove"] == 25
     allowed = run_cli([*args, "--max-removals", "all"])
@@ -281,3 +287,16 @@ def test_a_ledger_from_before_mirroring_is_still_a_ledger(emulator: Emulator, tm
     result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
     assert result.ok and result.mirror is not None and result.mirror.leaving == 0
     assert result.unchanged == 9
+
+
+def test_removals_start_only_once_every_upsert_was_answered(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    before = len(emulator.requests())
+    changed = [{**p, "name": "changed"} for p in PEOPLE[:5]]
+    result = library_run(emulator.url, state, changed, whenRemoved="delete", maxRemovals="all", parallelism=8)
+    assert result.synced == 5 and result.mirror is not None and result.mirror.count(Removed.REMOVED) == 5
+    sent = emulator.requests()[before:]
+    last_put = max(r.answered_at for r in sent if r.method == "PUT")
+    first_delete = min(r.started_at for r in sent if r.method == "DELETE")
+    assert last_put < first_delete
