@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from cio_sync.emulator import Drop, Emulator, Fault
-from cio_sync.emulator.rules import Choices, Identifier, IdKind
+from cio_sync.emulator.rules import Choices, Endpoint, Identifier, IdKind
 from cio_sync.emulator.workspace import edit, suppressed
 from cio_sync.engine.mirror import Removed
 from cio_sync.engine.sync import sync
@@ -300,3 +300,12 @@ def test_removals_start_only_once_every_upsert_was_answered(emulator: Emulator, 
     last_put = max(r.answered_at for r in sent if r.method == "PUT")
     first_delete = min(r.started_at for r in sent if r.method == "DELETE")
     assert last_put < first_delete
+
+
+def test_a_delete_answered_404_finds_nobody_to_remove_and_counts_as_done(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    emulator.add_fault(Fault(status=404, person="p9", endpoint=Endpoint.CUSTOMERS))
+    result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
+    assert result.mirror is not None and result.mirror.ok
+    assert people_rows(state)["p9"] == ("delete", 1, 0)

@@ -161,7 +161,8 @@ class Sender:
             self._stop(StopReason.UNREACHABLE)
         done = []
         for removal, deliveries in zip(chunk, answers, strict=True):
-            for person, delivery in zip(removal.people, deliveries, strict=True):
+            for person, answered in zip(removal.people, deliveries, strict=True):
+                delivery = _gone(removal, answered)
                 if delivery.stop is not None:
                     self._stop(delivery.stop)
                 if delivery.status is Status.SYNCED:
@@ -173,6 +174,14 @@ class Sender:
             except OutputLost as e:
                 return e
         return None
+
+
+def _gone(removal: Removal, delivery: Delivery) -> Delivery:
+    """``delivery``, or a success for a delete answered 404: the spec gives delete no 404, but an
+    API that answers one says nobody has the identifier, which is what the delete was for."""
+    if removal.method == "DELETE" and delivery.http_status == 404:
+        return Delivery(Status.SYNCED, 404)
+    return delivery
 
 
 _NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")
