@@ -19,10 +19,10 @@ from ..outcome import Delivery, Status, Stop, StopReason
 from ..state.roster import Leaver, Roster
 from ..transport.client import TrackClient
 
-# The Track API removes a person attribute sent as an empty string: Customer.io's documentation
-# says so for people, and the spec for objects ("Pass `null` or an empty string to remove an
-# attribute"). v1's identify lists attribute values as string, integer or boolean, so "" is within
-# the letter of the spec where null is not.
+# How the Track API removes an attribute: the spec says it for objects ("Pass `null` or an empty
+# string to remove an attribute") and relationships, and nothing for people. Of its two values ""
+# is the one within the letter of identify, whose attribute values are string, integer or boolean
+# (null is not), in v1 bodies and batch items alike.
 CLEARED = ""
 # Attributes a clear never sends: identifiers (clearing one would rename or split the person) and
 # reserved names (``_update``, ``_timestamp``), which are instructions, not attributes.
