@@ -309,3 +309,20 @@ def test_a_delete_answered_404_finds_nobody_to_remove_and_counts_as_done(emulato
     result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
     assert result.mirror is not None and result.mirror.ok
     assert people_rows(state)["p9"] == ("delete", 1, 0)
+
+
+def test_removals_stop_once_the_api_went_away_and_the_rest_wait_for_the_next_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    emulator.add_fault(Fault(drop=Drop.BEFORE, endpoint=Endpoint.CUSTOMERS, times=None))
+    result = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all", parallelism=1)
+    assert result.stopped is StopReason.UNREACHABLE
+    assert result.mirror is not None
+    assert [e.outcome for e in result.mirror.entries] == [Removed.FAILED, Removed.NOT_ATTEMPTED, Removed.NOT_ATTEMPTED]
+    assert len(emulator.people()) == 10
+    emulator.faults.clear()
+    again = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all")
+    assert again.mirror is not None and again.mirror.count(Removed.REMOVED) == 3
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(7)]
