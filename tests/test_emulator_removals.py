@@ -7,6 +7,7 @@ from typing import Any
 import requests
 
 from cio_sync.emulator import Emulator
+from cio_sync.emulator.command import summary
 from cio_sync.emulator.workspace import suppressed
 
 from .conftest import API_KEY, SITE_ID
@@ -80,3 +81,10 @@ def test_faults_apply_to_delete_suppress_and_unsuppress(emulator: Emulator) -> N
     emulator.add_fault("reject,person=p")
     answer = batch(emulator, item("delete", "p"))
     assert answer.status_code == 207 and "p" in emulator.people()
+
+
+def test_the_counters_and_show_name_the_suppressed_identifiers(emulator: Emulator) -> None:
+    v1(emulator, "POST", "p/suppress")
+    stats = emulator.stats()
+    assert stats["suppressed"] == ["p"]
+    assert summary(0, stats).endswith("; suppressed: p")
