@@ -104,9 +104,9 @@ class Named:
             return
         if self._record:
             self._roster.seen(key)
-        if key in self._suppressed:
+        # Only a valid record brings a person back: an invalid one is never written.
+        if isinstance(work, PersonUpdate) and key in self._suppressed:
             self._suppressed.discard(key)  # a person repeated in the file comes back once
-            assert work.person_id is not None
             self.back.append(work.person_id)
 
 
