@@ -15,12 +15,22 @@ from hypothesis import strategies as st
 
 from cio_sync import Status, sync
 from cio_sync.emulator import Emulator
+from cio_sync.engine import merge
 from cio_sync.engine.merge import Merger, PersonIndex
 from cio_sync.input.mapping import PersonUpdate, RecordMapper, merged_body
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process
 
 ATTRIBUTES = ("name", "plan", "score")
+
+
+@pytest.fixture(params=["memory", "spilled", "mixed"])
+def hold(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each in-process test three ways: the records waiting for a merge held in memory, all of
+    them in the temporary database, and a few in memory with the rest in the database."""
+    monkeypatch.setattr(merge, "HOLD_IN_MEMORY", {"memory": 10_000, "spilled": 0, "mixed": 3}[request.param])
+
+
 MAPPINGS = [{"from": a, "to": a} for a in ATTRIBUTES]
 
 
@@ -78,7 +88,7 @@ def test_a_repeated_person_is_written_once_per_run_and_not_again_with_state(file
 
 @pytest.mark.parametrize("transport", ["v1", "batch"])
 @pytest.mark.parametrize("seed", range(3))
-def test_the_dry_run_counts_what_the_run_then_sends(files: Files, transport: str, seed: int) -> None:
+def test_the_dry_run_counts_what_the_run_then_sends(files: Files, transport: str, seed: int, hold: None) -> None:
     rng = random.Random(seed)
     records: list[Any] = repeated(40, 3, seed)
     # Some records invalid (a bad id, a person's record that cannot be cast) amid the repeats.
@@ -110,7 +120,7 @@ def test_the_dry_run_counts_what_the_run_then_sends(files: Files, transport: str
         assert plan["to_send"] == 0  # the third run found the second's work in the ledger
 
 
-def test_an_invalid_record_ends_its_persons_merge_and_holds_back_the_rest(files: Files) -> None:
+def test_an_invalid_record_ends_its_persons_merge_and_holds_back_the_rest(files: Files, hold: None) -> None:
     records = [
         {"id": "a", "name": "first"},
         {"id": "b", "name": "b"},
@@ -136,7 +146,9 @@ def test_an_invalid_record_ends_its_persons_merge_and_holds_back_the_rest(files:
 
 
 @pytest.mark.parametrize("transport", ["v1", "batch"])
-def test_a_failed_merged_write_puts_every_record_of_its_person_in_failed(files: Files, transport: str) -> None:
+def test_a_failed_merged_write_puts_every_record_of_its_person_in_failed(
+    files: Files, transport: str, hold: None
+) -> None:
     records = [{"id": "x", "name": "1"}, {"id": "y", "name": "y"}, {"id": "x", "plan": "2"}, {"id": "x", "name": "3"}]
     failed = files.root / "failed.json"
     with Emulator(SITE_ID, API_KEY) as emulator:
@@ -165,7 +177,7 @@ def test_a_mapping_that_sets_the_timestamp_writes_each_record(emulator: Emulator
     assert emulator.people()["t"] == {"name": "new"}
 
 
-def test_records_that_can_be_read_once_are_merged_too(emulator: Emulator) -> None:
+def test_records_that_can_be_read_once_are_merged_too(emulator: Emulator, hold: None) -> None:
     records = repeated(30, 4, seed=5)
     result = sync(make_config(emulator.url, mappings=MAPPINGS), iter(records), http=FAST)
     assert result.synced == 120
@@ -173,7 +185,7 @@ def test_records_that_can_be_read_once_are_merged_too(emulator: Emulator) -> Non
     assert person_writes(emulator) == 30
 
 
-def test_people_whose_keys_count_together_are_merged_at_the_end(emulator: Emulator) -> None:
+def test_people_whose_keys_count_together_are_merged_at_the_end(emulator: Emulator, hold: None) -> None:
     # As when two people's keys share a hash: "a" is counted with "b"'s records, so its count never
     # runs out while the file is read; its merge is sent once every record was read.
     records = [{"id": "a", "name": "1"}, {"id": "b", "name": "b"}, {"id": "a", "plan": "2"}, {"id": "c"}]
@@ -190,7 +202,7 @@ def test_people_whose_keys_count_together_are_merged_at_the_end(emulator: Emulat
     assert sorted(outcomes) == [(i, Status.SYNCED) for i in range(4)]
 
 
-def test_a_stopped_run_lists_the_records_waiting_for_a_merge(files: Files) -> None:
+def test_a_stopped_run_lists_the_records_waiting_for_a_merge(files: Files, hold: None) -> None:
     # Every person twice, the second half after the first: at a stop, half the records wait.
     records = [{"id": f"p{n % 500}", "name": str(n)} for n in range(1000)]
     failed = files.root / "failed.json"
@@ -232,8 +244,8 @@ def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_p
             yield {"id": f"p{n % people}", "name": str(n)}
 
     index = PersonIndex.of(records(), mapper.person_key)
-    merger = Merger(mapper, index)
-    merged = [work for n, record in enumerate(records()) for work in merger.feed(n, record)]
+    merger = Merger(mapper, index, hold_in_memory=1000)
+    merged = [w for n, record in enumerate(records()) if (w := merger.feed(n, record)) is not None]
     merger.close()
     # Each person's write came at their second record, with it the first's outcome to share.
     assert len(merged) == people

@@ -17,22 +17,23 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import heapq
 import pickle
 import sqlite3
+import tempfile
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO, Any
 
 from ..errors import DataFileChanged
-from ..input.config import Config
+from ..input.config import Config, IdType
 from ..input.datafile import Records
 from ..input.mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
 from ..input.source import Source
 
 # A person's record on its way: to be sent, or to be settled as invalid in its turn.
 Work = PersonUpdate | InvalidRecord
-
-# Hashes written to the index's table at a time: few statements, little memory.
-_CHUNK = 8192
 
 
 def _temporary_database() -> sqlite3.Connection:
@@ -49,15 +50,17 @@ class PersonIndex:
     """How many records each person named more than once has in the data file, counted down as
     the run reads them: :meth:`note` each record once, :meth:`finish`, then :meth:`take`.
 
-    People are told apart by the hash of their key (8 bytes); the repeated ones are kept in two
-    arrays, 12 bytes a person, and the counting is done by SQLite. Two people whose keys share a
-    hash only cost a merge that ends later: correctness never rests on the index.
+    People are told apart by the hash of their key (8 bytes). The hashes are sorted a run of
+    :data:`_RUN` at a time into a temporary file, and the runs merged to count them, so memory
+    stays flat however long the file; the repeated people are kept in two arrays, 16 bytes a
+    person. Two people whose keys share a hash only cost a merge that ends later: correctness
+    never rests on the index.
     """
 
     def __init__(self, key_of: Callable[[object], str | None]) -> None:
         self._key_of = key_of
-        self._pending: list[tuple[int]] = []
-        self._db: sqlite3.Connection | None = None
+        self._run = array("q")
+        self._runs = _SortedRuns()
         self._hashes = array("q")
         self._left = array("q")
 
@@ -73,24 +76,28 @@ class PersonIndex:
     def note(self, record: object) -> None:
         """Count ``record`` (every record of the file, once, before :meth:`finish`)."""
         key = self._key_of(record)
-        if key is None:
-            return
-        self._pending.append((hash(key),))
-        if len(self._pending) >= _CHUNK:
-            self._write()
+        if key is not None:
+            self._run.append(hash(key))
+            if len(self._run) >= _RUN:
+                self._runs.add(self._run)
+                self._run = array("q")
 
     def finish(self) -> None:
         """Every record was noted: keep the people named more than once, and how often."""
-        if self._db is None and not self._pending:
-            return
-        self._write()
-        assert self._db is not None
-        rows = self._db.execute("SELECT h, count(*) FROM hashes GROUP BY h HAVING count(*) > 1 ORDER BY h")
-        for hashed, count in rows:
-            self._hashes.append(hashed)
+        self._runs.add(self._run)
+        self._run = array("q")
+        last, count = 0, 0
+        for hashed in self._runs.merged():
+            if hashed == last and count:
+                count += 1
+                continue
+            if count > 1:
+                self._hashes.append(last)
+                self._left.append(count)
+            last, count = hashed, 1
+        if count > 1:
+            self._hashes.append(last)
             self._left.append(count)
-        self._db.close()
-        self._db = None
 
     @property
     def repeats(self) -> bool:
@@ -109,12 +116,47 @@ class PersonIndex:
         self._left[at] = left
         return max(left, 0)
 
-    def _write(self) -> None:
-        if self._db is None:
-            self._db = _temporary_database()
-            self._db.execute("CREATE TABLE hashes (h INTEGER NOT NULL)")
-        self._db.executemany("INSERT INTO hashes VALUES (?)", self._pending)
-        self._pending.clear()
+
+# Hashes sorted at a time (256 KB of them; sorting takes a list of about 1.3 MB), and read back
+# from each sorted run at a time.
+_RUN = 1 << 15
+_READ = 1 << 10
+
+
+class _SortedRuns:
+    """Runs of hashes, each sorted, in an unlinked temporary file; merged into one sorted stream."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._runs: list[tuple[int, int]] = []  # where each run starts in the file, and its length
+
+    def add(self, hashes: array[int]) -> None:
+        if not hashes:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
+        self._runs.append((self._file.tell(), len(hashes)))
+        array("q", sorted(hashes)).tofile(self._file)
+
+    def merged(self) -> Iterator[int]:
+        """Every hash added, in order; the file is closed once they were all read."""
+        if self._file is None:
+            return
+        try:
+            yield from heapq.merge(*(self._read(start, length) for start, length in self._runs))
+        finally:
+            self._file.close()
+            self._file = None
+
+    def _read(self, start: int, length: int) -> Iterator[int]:
+        assert self._file is not None
+        done = 0
+        while done < length:
+            block = array("q")
+            self._file.seek(start + done * block.itemsize)
+            block.fromfile(self._file, min(_READ, length - done))
+            done += len(block)
+            yield from block
 
 
 def merges(config: Config) -> bool:
@@ -167,134 +209,247 @@ class _Spool:
 
     def keep(self, records: Iterable[object]) -> Iterator[object]:
         for record in records:
-            self._db.execute("INSERT INTO records VALUES (?)", (pickle.dumps(record, pickle.HIGHEST_PROTOCOL),))
+            self._db.execute("INSERT INTO records VALUES (?)", (_dump(record),))
             yield record
 
     def read(self) -> Iterator[object]:
         try:
             for (blob,) in self._db.execute("SELECT record FROM records ORDER BY rowid"):
-                yield pickle.loads(blob)  # noqa: S301 - our own private database, written just now
+                yield _load(blob)
         finally:
             self._db.close()
+
+
+# Records held for merges in memory before the rest go to the temporary database: about 10 MB.
+HOLD_IN_MEMORY = 10_000
 
 
 class Merger:
     """Turns each record into work for its person, merging the records of people named more
     than once (see the module's docstring). The earlier records of a merged update are kept until
-    its outcome is settled: :meth:`covered` hands them out, once."""
+    its outcome is settled: :meth:`covered` hands them out, once.
 
-    def __init__(self, mapper: RecordMapper, index: PersonIndex | None, records: Iterable[object] = ()) -> None:
+    Records waiting for their person's last are held in memory up to ``hold_in_memory`` of them,
+    the rest in a temporary database (:class:`_Spill`); one person's are all in one place.
+    """
+
+    def __init__(
+        self,
+        mapper: RecordMapper,
+        index: PersonIndex | None,
+        records: Iterable[object] = (),
+        hold_in_memory: int | None = None,
+    ) -> None:
         self.mapper = mapper
         # The records to read: those the index was taken of.
         self.records = records
         self._index = index if index is not None and index.repeats else None
-        self._db: sqlite3.Connection | None = None
+        self._limit = HOLD_IN_MEMORY if hold_in_memory is None else hold_in_memory
+        # Records waiting for their person's last, and those a merged update stands for, until
+        # it is settled; how many of both are held.
+        self._waiting: dict[str, list[PersonUpdate]] = {}
+        self._merged: dict[tuple[str, int], list[PersonUpdate]] = {}
+        self._held = 0
+        self._spill: _Spill | None = None
+        # Work made ready with the last that :meth:`feed` returned, to follow it.
+        self.after: deque[Work] = deque()
 
-    def feed(self, index: int, record: object) -> list[Work]:
-        """Record ``index`` was read: the work it makes ready now, in file order (none while a
-        merge waits for the person's later records)."""
+    def feed(self, index: int, record: object) -> Work | None:
+        """Record ``index`` was read: the work it makes ready now, if any (none while a merge waits
+        for the person's later records); more that follows it in file order is in :attr:`after`."""
         work = self.mapper.map(index, record)
         key = work.key
         if key is None or self._index is None:
-            return [work]
+            return work
         left = self._index.take(key)
         if left is None:
-            return [work]
+            return work
         if isinstance(work, InvalidRecord):
             merged = self._flush(key, None)
-            return [work] if merged is None else [merged, work]
+            if merged is None:
+                return work
+            self.after.append(work)
+            return merged
         if left > 0:
             self._keep(work)
-            return []
-        merged = self._flush(key, work)
-        assert merged is not None
-        return [merged]
+            return None
+        return self._flush(key, work)
 
     def rest(self) -> Iterator[Work]:
         """Once every record was read: the merges still waiting (people whose key shares its hash
         with another's), each person's in file order."""
-        while self._db is not None:
-            row = self._db.execute("SELECT key FROM pending ORDER BY idx LIMIT 1").fetchone()
-            if row is None:
-                return
-            merged = self._flush(row[0], None)
+        while self._waiting:
+            merged = self._flush(next(iter(self._waiting)), None)
+            assert merged is not None
+            yield merged
+        while self._spill is not None and (key := self._spill.first()) is not None:
+            merged = self._flush(key, None)
             assert merged is not None
             yield merged
 
     def drain(self) -> Iterator[PersonUpdate]:
-        """For a run that stops: the records waiting for a merge, in file order, taken out."""
-        if self._db is None:
-            return
-        for (blob,) in self._db.execute("SELECT work FROM pending ORDER BY idx"):
-            yield _load(blob)
-        self._db.execute("DELETE FROM pending")
+        """For a run that stops: the records waiting for a merge, each person's in file order,
+        taken out."""
+        waiting, self._waiting = self._waiting, {}
+        for updates in waiting.values():
+            self._held -= len(updates)
+            yield from updates
+        if self._spill is not None:
+            yield from self._spill.drain()
 
     def covered(self, update: PersonUpdate) -> Iterator[PersonUpdate]:
         """The earlier records merged into ``update``, in file order; forgotten once handed out."""
-        if update.covers is None or self._db is None:
+        if update.covers is None:
             return
-        span = (update.key, update.covers, update.index)
-        for (blob,) in self._db.execute(
-            "SELECT work FROM covered WHERE key = ? AND idx >= ? AND idx < ? ORDER BY idx", span
-        ):
-            yield _load(blob)
-        self._db.execute("DELETE FROM covered WHERE key = ? AND idx >= ? AND idx <= ?", span)
+        held = self._merged.pop((update.key, update.index), None)
+        if held is not None:
+            self._held -= len(held)
+            yield from held
+        elif self._spill is not None:
+            yield from self._spill.covered(update)
 
     def close(self) -> None:
         """Let go of the temporary database."""
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
 
     def _keep(self, update: PersonUpdate) -> None:
-        if self._db is None:
-            self._db = _temporary_database()
-            for table in ("pending", "covered"):
-                self._db.execute(
-                    f"CREATE TABLE {table} (key TEXT, idx INTEGER, work BLOB, PRIMARY KEY (key, idx)) WITHOUT ROWID"
-                )
-            self._db.execute("CREATE INDEX pending_order ON pending (idx)")
-        self._db.execute("INSERT INTO pending VALUES (?, ?, ?)", (update.key, update.index, _dump(update)))
+        key = update.key
+        waiting = self._waiting.get(key)
+        if self._held < self._limit and (waiting is not None or self._spill is None or not self._spill.has(key)):
+            if waiting is None:
+                self._waiting[key] = [update]
+            else:
+                waiting.append(update)
+            self._held += 1
+            return
+        spill = self._spill = self._spill or _Spill()
+        if waiting is not None:  # memory is full: this person's records all go to the database
+            del self._waiting[key]
+            self._held -= len(waiting)
+            spill.keep(waiting)
+        spill.keep((update,))
 
     def _flush(self, key: str, last: PersonUpdate | None) -> PersonUpdate | None:
-        """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait.
-        The records are read one at a time: a person named a million times takes no more memory
-        than one named twice."""
-        db = self._db
-        if db is None:
+        """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait."""
+        waiting = self._waiting.pop(key, None)
+        if waiting is None and self._spill is not None:
+            # Up to a thousand of the person's records come back to memory, where there is room.
+            merged, waiting = self._spill.flush(key, last, min(1000, self._limit - self._held))
+            if waiting:
+                assert merged is not None
+                self._merged[(key, merged.index)] = waiting
+                self._held += len(waiting)
+            return merged
+        if waiting is None:
             return last
+        if last is None:
+            last = waiting.pop()
+            self._held -= 1
+            if not waiting:
+                return last
+        self._merged[(key, last.index)] = waiting
+        return merge(waiting[0], merged_body(u.body for u in (*waiting, last)), last)
+
+
+def merge(first: PersonUpdate, body: bytes, last: PersonUpdate) -> PersonUpdate:
+    """The update standing for a person's records from ``first`` to ``last``, whose bodies
+    merged are ``body``. They are named as ``first`` names them, as a write of each record would
+    leave them: an email address keeps the case the person was first written with."""
+    return PersonUpdate(
+        last.index, last.person_id, first.path, body, last.record, first.kind, first.identifier, last.key, first.index
+    )
+
+
+_COLUMNS = "key TEXT, idx INTEGER, person_id TEXT, kind TEXT, identifier TEXT, path TEXT, body BLOB, record BLOB"
+
+
+class _Spill:
+    """The records waiting for a merge that memory did not hold, in a temporary database: those
+    waiting for their person's last (``waiting``), and those a merged update stands for until it
+    is settled (``merged``). Each person's are read one at a time: a person named a million times
+    takes no more memory than one named twice."""
+
+    def __init__(self) -> None:
+        self._db = _temporary_database()
+        for table in ("waiting", "merged"):
+            self._db.execute(f"CREATE TABLE {table} ({_COLUMNS}, PRIMARY KEY (key, idx)) WITHOUT ROWID")
+        self._db.execute("CREATE INDEX waiting_order ON waiting (idx)")
+
+    def keep(self, updates: Iterable[PersonUpdate]) -> None:
+        rows = (
+            (u.key, u.index, u.person_id, u.kind.value, u.identifier, u.path, u.body, _dump(u.record)) for u in updates
+        )
+        self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def has(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM waiting WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+
+    def first(self) -> str | None:
+        row = self._db.execute("SELECT key FROM waiting ORDER BY idx LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def flush(self, key: str, last: PersonUpdate | None, room: int) -> tuple[PersonUpdate | None, list[PersonUpdate]]:
+        """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait;
+        and the records it stands for when there are at most ``room`` of them, taken out of the
+        database (more stay in it until :meth:`covered` hands them out)."""
+        db = self._db
+        loaded: list[PersonUpdate] = []
         ends: list[PersonUpdate] = []  # the first waiting record, and the last one read
 
         def bodies() -> Iterator[bytes]:
-            for (blob,) in db.execute("SELECT work FROM pending WHERE key = ? ORDER BY idx", (key,)):
-                update = _load(blob)
-                ends[1 if ends else 0 :] = [update]
-                yield update.body
+            for row in db.execute("SELECT * FROM waiting WHERE key = ? ORDER BY idx", (key,)):
+                if len(loaded) <= room:
+                    loaded.append(_update(row))
+                ends[1 if ends else 0 :] = [loaded[-1] if len(loaded) <= room else _update(row, load=False)]
+                yield row[6]
             if last is not None:
                 yield last.body
 
         body = merged_body(bodies())
         if not ends:
-            return last
-        if last is None and len(ends) == 1:  # one record waited: nothing to merge it with
-            db.execute("DELETE FROM pending WHERE key = ?", (key,))
-            return ends[0]
-        db.execute("INSERT INTO covered SELECT * FROM pending WHERE key = ?", (key,))
-        db.execute("DELETE FROM pending WHERE key = ?", (key,))
-        final, first = last if last is not None else ends[-1], ends[0]
-        # Named as the first record names them, as a write of each record would leave it: an
-        # email address keeps the case the person was first written with.
-        return dataclasses.replace(final, body=body, covers=first.index, path=first.path, identifier=first.identifier)
+            return last, []
+        if len(loaded) <= room:
+            db.execute("DELETE FROM waiting WHERE key = ?", (key,))
+            last = last or loaded.pop()
+            return (merge(loaded[0], body, last) if loaded else last), loaded
+        if last is None:
+            final = ends[-1]
+            (record,) = db.execute(
+                "SELECT record FROM waiting WHERE key = ? AND idx = ?", (key, final.index)
+            ).fetchone()
+            last = dataclasses.replace(final, record=_load(record))
+        db.execute("INSERT INTO merged SELECT * FROM waiting WHERE key = ?", (key,))
+        db.execute("DELETE FROM waiting WHERE key = ?", (key,))
+        return merge(ends[0], body, last), []
+
+    def drain(self) -> Iterator[PersonUpdate]:
+        for row in self._db.execute("SELECT * FROM waiting ORDER BY key, idx"):
+            yield _update(row)
+        self._db.execute("DELETE FROM waiting")
+
+    def covered(self, update: PersonUpdate) -> Iterator[PersonUpdate]:
+        span = (update.key, update.covers, update.index)
+        for row in self._db.execute("SELECT * FROM merged WHERE key = ? AND idx >= ? AND idx < ? ORDER BY idx", span):
+            yield _update(row)
+        self._db.execute("DELETE FROM merged WHERE key = ? AND idx >= ? AND idx <= ?", span)
+
+    def close(self) -> None:
+        self._db.close()
 
 
-def _dump(update: PersonUpdate) -> bytes:
-    return pickle.dumps(update, pickle.HIGHEST_PROTOCOL)
+def _update(row: tuple[Any, ...], load: bool = True) -> PersonUpdate:
+    key, index, person_id, kind, identifier, path, body, record = row
+    return PersonUpdate(index, person_id, path, body, _load(record) if load else None, IdType(kind), identifier, key)
 
 
-def _load(blob: bytes) -> PersonUpdate:
-    update = pickle.loads(blob)  # noqa: S301 - our own private database, written by this run
-    assert isinstance(update, PersonUpdate)
-    return update
+def _dump(record: object) -> bytes:
+    return pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+
+
+def _load(blob: bytes) -> object:
+    return pickle.loads(blob)  # noqa: S301 - our own private database, written by this run
 
 
 class Works:
@@ -304,24 +459,26 @@ class Works:
     def __init__(self, merger: Merger) -> None:
         self.source = Source(merger.records)
         self.merger = merger
-        self._ready: Iterator[Work] = iter(())
         self._rest: Iterator[Work] | None = None
         self.exhausted = False
 
     def next(self) -> Work | None:
         """The next work, or None when there is none (the records ran out, or stopped parsing:
         ``source.broken`` then says how)."""
+        merger = self.merger
         while True:
-            work = next(self._ready, None)
-            if work is not None:
-                return work
+            if merger.after:
+                return merger.after.popleft()
             if self._rest is not None:
-                self.exhausted = True
-                return None
+                work = next(self._rest, None)
+                self.exhausted = work is None
+                return work
             numbered = self.source.next()
             if numbered is not None:
-                self._ready = iter(self.merger.feed(*numbered))
+                work = merger.feed(*numbered)
+                if work is not None:
+                    return work
             elif self.source.broken is not None:
                 return None
             else:
-                self._rest = self._ready = self.merger.rest()
+                self._rest = merger.rest()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..input.config import Config, Transport
-from ..input.mapping import InvalidRecord, PersonUpdate, batch_item
+from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_item
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
@@ -124,16 +124,23 @@ def _sendable(
     """True when the run would send ``work`` (unless the ledger has it): neither held back
     behind an invalid record of its person nor too large for a batch. Its records are counted."""
     if failed.get(work.key) is not None:
-        counts.held_back += 1 + sum(1 for _ in merger.covered(work))
+        counts.held_back += _records(work, merger)
         return False
-    too_big = oversized(batch_item(work)) if transport is Transport.BATCH else None
+    # What an item adds to its body is far less than this (an id is at most 150 bytes, 900 escaped).
+    near = transport is Transport.BATCH and len(work.body) > MAX_ITEM_BYTES - 2000
+    too_big = oversized(batch_item(work)) if near else None
     if too_big is not None:
         for each in itertools.chain(merger.covered(work), (work,)):
             invalid(InvalidRecord(each.index, each.person_id, too_big, each.record))
         failed.add(work.key, work.index)
         return False
-    counts.records += 1 + sum(1 for _ in merger.covered(work))
+    counts.records += _records(work, merger)
     return True
+
+
+def _records(work: PersonUpdate, merger: Merger) -> int:
+    """How many records ``work`` stands for (its earlier ones then forgotten)."""
+    return 1 if work.covers is None else 1 + sum(1 for _ in merger.covered(work))
 
 
 def _invalid(tally: Tally, on_outcome: OutcomeHandler | None, work: InvalidRecord) -> None:
