@@ -43,7 +43,7 @@ def per_record(ledger: Ledger, batch: list[PersonUpdate]) -> float:
 def main() -> None:
     """Print the CPU per record of each case, in microseconds."""
     cases: list[tuple[str, Callable[[], list[PersonUpdate]]]] = [
-        ("new people (compare, accepted)", lambda: updates("pro")),
+        ("new people (compare, sending, accepted)", lambda: updates("pro")),
         ("changed people (compare, sending, accepted)", lambda: updates("free")),
         ("unchanged people (compare only)", lambda: updates("free")),
     ]

@@ -9,7 +9,10 @@ this process through the library, on a clock whose wall time steps back mid-run.
 then either feeds back the ``--failed`` file of a run that ended with exit 1 (or a signal), or runs
 the data file again, which may have changed meanwhile. Some records cannot be cast (``n`` is an
 integer): the user fixes them in ``--failed`` before feeding it back. With or without ``--state``,
-through either transport.
+through either transport. With ``--state``, some scenarios mirror the file (``whenRemoved``
+delete, suppress or clear, with no guard): people leave and come back between versions of the
+file, and a run that exits 0 must leave the workspace equal to the file, removals included. A
+mirroring user runs the whole file again (fixed) rather than ``--failed``, which names only some.
 
 What must hold: a run that exits 0 leaves every person as the data file, applied record by record
 in file order, says; a run that ends otherwise leaves every person none of whose records is in
@@ -36,6 +39,7 @@ from typing import Any
 
 from cio_sync import load_config, open_data_file, sync
 from cio_sync.emulator import Drop, Emulator, Fault, Odd207
+from cio_sync.emulator.rules import Choices
 from cio_sync.errors import CioSyncError
 from cio_sync.outcome import RecordOutcome, Status
 from cio_sync.state.ledger import Ledger
@@ -115,6 +119,9 @@ class Scenario:
         self.people = [f"p{i}" for i in range(self.rng.randint(1, 6))]
         self.transport = self.rng.choice(["v1", "batch"])
         self.state = self.rng.random() < 0.7
+        self.mirror = (
+            self.rng.choice(["delete", "suppress", "clear"]) if self.state and self.rng.random() < 0.5 else None
+        )
         config = {
             "parallelism": self.rng.randint(1, 4),
             "userId": "id",
@@ -123,6 +130,7 @@ class Scenario:
             "apiKey": API_KEY,
             "baseUrl": emulator.url,
             "transport": self.transport,
+            **({"whenRemoved": self.mirror, "maxRemovals": "all"} if self.mirror else {}),
         }
         self.config = root / "configuration.json"
         self.config.write_text(json.dumps(config))
@@ -247,7 +255,7 @@ class Scenario:
         finally:
             if ledger is not None:
                 ledger.close()
-        if result.ok:
+        if result.ok and (result.mirror is None or result.mirror.ok):
             return 0
         failed.write_text(json.dumps(left))
         return 1
@@ -265,7 +273,7 @@ class Scenario:
         # A file with records that cannot be cast never ends in exit 0; --failed holds them.
         records = fixed(records)
         if code == 0:
-            wrong = differences(self.emulator, records)
+            wrong = differences(self.emulator, records) + self.left_over(records)
             assert not wrong, f"seed {self.seed}: exit 0 {when}, yet the workspace differs: {wrong}"
         elif code in (1, 130, 143) and failed is not None and failed.exists():
             # Everyone --failed does not name was synced to the end of their records.
@@ -273,6 +281,24 @@ class Scenario:
             done = {str(r["id"]) for r in records} - listed
             wrong = differences(self.emulator, records, only=done)
             assert not wrong, f"seed {self.seed}: exit {code} {when}, yet people it finished differ: {wrong}"
+
+    def left_over(self, records: list[Record]) -> list[str]:
+        """Mirroring: the people the workspace holds who left the file (deleted, suppressed) or
+        still hold an attribute (cleared); none without mirroring."""
+        if self.mirror is None:
+            return []
+        gone = set(self.emulator.people()) - set(expected(records))
+        if self.mirror == "clear":
+            return [f"{p}: not cleared: {self.emulator.people()[p]}" for p in sorted(gone) if self.emulator.people()[p]]
+        return [f"{p}: left the file, still in the workspace" for p in sorted(gone)]
+
+    def again(self, failed: Path, records: list[Record]) -> Path:
+        """What the user runs next: ``--failed`` fixed; or, mirroring, the whole file fixed."""
+        if self.mirror is None:
+            return self.fix(failed)
+        path = self.root / f"whole-{self.runs}.json"
+        path.write_text(json.dumps(fixed(records)))
+        return path
 
     def play(self) -> None:
         """The whole scenario: runs under faults, then the faults stop and it must converge."""
@@ -286,8 +312,9 @@ class Scenario:
                 data, records = self.data_file()
             kill = rng.choice([None, None, signal.SIGKILL, signal.SIGTERM])
             code, failed = self.run(feed or data, kill=kill)
-            self.check(code, records if feed is None else [], "under faults", None if feed else failed)
-            feed = self.fix(failed) if code in (1, 130, 143) and rng.random() < 0.6 else None
+            whole = feed is None or self.mirror is not None
+            self.check(code, records if whole else [], "under faults", failed if feed is None else None)
+            feed = self.again(failed, records) if code in (1, 130, 143) and rng.random() < 0.6 else None
         self.emulator.faults.clear()
         # Once the faults stop: feed back what the last run left, until a run ends with exit 0.
         for _ in range(3):
@@ -295,7 +322,7 @@ class Scenario:
             assert code in (0, 1), f"seed {self.seed}: exit {code} without faults"
             if code == 0:
                 break
-            feed = self.fix(failed)
+            feed = self.again(failed, records)
         assert code == 0, f"seed {self.seed}: no exit 0 three runs after the faults stopped"
         # What the user made of the file: its records, with those that could not be cast fixed.
         final = fixed(records)
@@ -320,7 +347,12 @@ class Scenario:
 
 def play(seed: int, tally: Tally) -> None:
     """Play the scenario of ``seed`` against a fresh emulator in a temporary directory."""
-    with tempfile.TemporaryDirectory(prefix="cio-sync-model-") as tmp, Emulator(SITE_ID, API_KEY) as emulator:
+    # An attribute sent as "" is removed, as the Track API does: a cleared person holds none.
+    choices = Choices(empty_removes=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="cio-sync-model-") as tmp,
+        Emulator(SITE_ID, API_KEY, choices=choices) as emulator,
+    ):
         Scenario(seed, emulator, Path(tmp), tally).play()
 
 

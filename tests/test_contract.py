@@ -17,6 +17,7 @@ import requests
 
 from cio_sync import sync
 from cio_sync.emulator import Emulator
+from cio_sync.state.ledger import Ledger
 
 from .conftest import API_KEY, FAST, SITE_ID, make_config
 from .contract.check import CONTRACT, KNOWN_DEVIATIONS, answer_problems, check, request_problems
@@ -49,7 +50,7 @@ def _prose_keys(node: Any, named: bool = False) -> list[str]:
 
 
 def test_the_contract_holds_the_facts_without_the_prose() -> None:
-    assert set(CONTRACT["operations"]) == {"getRegion", "identify", "batch"}
+    assert set(CONTRACT["operations"]) == {"getRegion", "identify", "delete", "suppress", "unsuppress", "batch"}
     assert _prose_keys(CONTRACT) == []
     identify = CONTRACT["paths"]["/api/v1/customers/{identifier}"]["put"]
     assert identify["requestBody"]["content"]["application/json"]["schema"]["properties"]["_update"] == {
@@ -117,3 +118,39 @@ def test_the_emulators_answers_meet_the_response_schemas() -> None:
         received = emu.requests()
     assert [a.status_code for a in answers] == [200, 401, 200, 400, 401, 200, 207, 400, 401]
     assert [answer_problems(r) for r in received] == [[]] * len(answers)
+
+
+@pytest.mark.parametrize("mode", ["delete", "suppress", "clear"])
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_every_removal_and_unsuppress_cio_sync_sends_meets_the_spec(tmp_path: Path, transport: str, mode: str) -> None:
+    people = [{"id": i, "name": "n", "computed_ltv": i} for i in range(4)]
+    with Emulator(SITE_ID, API_KEY) as emu:
+        config = make_config(emu.url, transport=transport, whenRemoved=mode, maxRemovals="all")
+        for records in (people, people[:2], people):
+            with Ledger(str(tmp_path / "state.db"), config) as ledger:
+                assert sync(config, records, http=FAST, ledger=ledger).mirror is not None
+        findings = check(emu.requests())
+    assert findings.problems == []
+    if transport == "batch":
+        assert set(findings.checked) == {"getRegion", "batch"}
+    else:
+        operation = {"delete": "delete", "suppress": "suppress", "clear": "identify"}[mode]
+        assert findings.checked[operation] >= 2
+        assert findings.checked.get("unsuppress", 0) == (2 if mode == "suppress" else 0)
+
+
+def test_the_emulators_answers_to_delete_suppress_and_unsuppress_meet_the_response_schemas() -> None:
+    with Emulator(SITE_ID, API_KEY) as emu:
+        people = f"{emu.url}/api/v1/customers"
+        answers = [
+            requests.delete(f"{people}/p", auth=AUTH, timeout=5),
+            requests.delete(f"{people}/{'x' * 151}", auth=AUTH, timeout=5),
+            requests.delete(f"{people}/p", timeout=5),
+            requests.post(f"{people}/p/suppress", auth=AUTH, timeout=5),
+            requests.post(f"{people}/p/unsuppress", auth=AUTH, timeout=5),
+            requests.post(f"{people}/p/suppress", timeout=5),
+        ]
+        received = emu.requests()
+    assert [a.status_code for a in answers] == [200, 400, 401, 200, 200, 401]
+    assert [answer_problems(r) for r in received] == [[]] * len(answers)
+    assert [request_problems(r) for r in received if r.authorization] == [[]] * 4

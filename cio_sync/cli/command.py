@@ -12,11 +12,22 @@ from typing import Annotated
 import typer
 
 from ..engine.merge import PersonIndex, person_index
+from ..engine.mirrored import check_mirroring
 from ..engine.plan import Plan, plan
 from ..engine.sync import sync
 from ..engine.tally import SyncResult
 from ..errors import CioSyncError, ConfigError, ExitCode
-from ..input.config import Config, MaxInvalid, Mode, Transport, load_config, parse_max_invalid
+from ..input.config import (
+    Config,
+    MaxInvalid,
+    MaxRemovals,
+    Mode,
+    Transport,
+    WhenRemoved,
+    load_config,
+    parse_max_invalid,
+    parse_max_removals,
+)
 from ..input.datafile import DataFile, open_data_file
 from ..input.mapping import check_columns
 from ..outcome import RecordOutcome, Stop, StopReason
@@ -26,6 +37,7 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import DEFAULT_GIVE_UP_AFTER, DEFAULT_READ_TIMEOUT, DEFAULT_RETRIES, MAX_TIMEOUT, HttpSettings
 from ..version import __version__
+from .mirroring import mirror_exit_code, plan_mirror, tell_removals
 from .options import ConfigOption, DataFormat, DataOption, FormatOption, command_app, finite
 from .signals import Signals, stop_on_signals
 
@@ -77,6 +89,13 @@ app = command_app()
 def _max_invalid(value: str) -> MaxInvalid:
     try:
         return parse_max_invalid(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _max_removals(value: str) -> MaxRemovals:
+    try:
+        return parse_max_removals(value)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
 
@@ -154,6 +173,27 @@ MaxInvalidOption = Annotated[
         ),
     ),
 ]
+WhenRemovedOption = Annotated[
+    WhenRemoved | None,
+    typer.Option(
+        case_sensitive=False,
+        help=(
+            "What becomes of a person the --state ledger holds who is in no record of the data file: "
+            "keep, clear (their mapped attributes), suppress or delete. Overrides whenRemoved."
+        ),
+    ),
+]
+MaxRemovalsOption = Annotated[
+    MaxRemovals | None,
+    typer.Option(
+        parser=_max_removals,
+        metavar="N|N%|all",
+        help=(
+            "Remove no one, and exit 1, when more than N people (or N% of those the ledger holds) "
+            "left the data file; all for no limit. Default 10%. Overrides maxRemovals."
+        ),
+    ),
+]
 LogFormatOption = Annotated[LogFormat, typer.Option(help="text for people, json for one JSON object per line.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless something went wrong.")]
 VersionOption = Annotated[
@@ -179,6 +219,8 @@ def run(
     report: ReportOption = None,
     dry_run: DryRunOption = False,
     max_invalid: MaxInvalidOption = None,
+    when_removed: WhenRemovedOption = None,
+    max_removals: MaxRemovalsOption = None,
     log_format: LogFormatOption = LogFormat.text,
     quiet: QuietOption = False,
     version: VersionOption = False,
@@ -199,6 +241,8 @@ def run(
         report,
         dry_run,
         max_invalid,
+        when_removed,
+        max_removals,
     )
     http = HttpSettings(read_timeout=timeout, retries=retries, give_up_after=give_up_after)
     raise typer.Exit(_run(options, http, console))
@@ -221,6 +265,8 @@ class _Options:
     report: str | None
     dry_run: bool
     max_invalid: MaxInvalid | None
+    when_removed: WhenRemoved | None = None
+    max_removals: MaxRemovals | None = None
 
     def inputs(self) -> tuple[str | None, ...]:
         """The files the run reads, which no output may replace."""
@@ -250,7 +296,11 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
     if o.full and o.state is None:
         raise ConfigError("--full needs --state: it resends everyone a ledger would skip, and there is none")
     check_output_paths(data=o.data, config=o.config, state=o.state, failed=o.failed, report=o.report)
-    settings = load_config(o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode)
+    settings = _overridden(
+        load_config(o.config, base_url=o.base_url, rate_limit=o.rate_limit, transport=o.transport, mode=o.mode), o
+    )
+    # Before anything is read or sent: without a ledger no one can be found to have left.
+    check_mirroring(settings, o.state is not None)
     redact = Redactor(settings.secrets)
     console.redact = redact
     # The people named more than once are counted as the data file's check reads it.
@@ -270,9 +320,6 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
         ledger = _open_ledger(o.state, settings, o.full, o.dry_run, console, stack) if o.state is not None else None
         outputs.go_ahead()
         try:
-            # The command line's tolerance wins over the configuration's.
-            if o.max_invalid is not None:
-                settings = replace(settings, max_invalid=o.max_invalid)
             return _go(o.dry_run, settings, source, index, ledger, outputs, console, stop, signals, http)
         except CioSyncError as e:
             outputs.fail(str(e), e.exit_code)
@@ -280,6 +327,17 @@ def _execute(o: _Options, http: HttpSettings, console: Console, stop: Stop, sign
         except Exception as e:
             outputs.fail(f"internal error: {type(e).__name__}: {e}", ExitCode.INTERNAL_ERROR)
             raise
+
+
+def _overridden(settings: Config, o: _Options) -> Config:
+    """``settings`` with the command line's tolerance, whenRemoved and guard, which win over the file's."""
+    if o.max_invalid is not None:
+        settings = replace(settings, max_invalid=o.max_invalid)
+    if o.when_removed is not None:
+        settings = replace(settings, when_removed=o.when_removed)
+    if o.max_removals is not None:
+        settings = replace(settings, max_removals=o.max_removals)
+    return settings
 
 
 def _go(
@@ -298,12 +356,17 @@ def _go(
     on_outcome = _fan_out([console.outcome, *outputs.sinks()])
     if dry_run:
         console.planning(source.name, source.count)
+        named = plan_mirror(config, ledger)
         records = source.records()
-        planned = plan(config, records, ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES, index=index)
-        code = plan_exit_code(planned, config.max_invalid)
+        planned = plan(
+            config, records, ledger=ledger, on_outcome=on_outcome, samples=DRY_RUN_SAMPLES, index=index, named=named
+        )
+        planned = named.finish(planned) if named is not None else planned
+        code = mirror_exit_code(plan_exit_code(planned, config.max_invalid), planned.mirror)
         if planned.invalid and code is ExitCode.OK:
             console.note(_tolerated(planned.invalid, config.max_invalid))
         console.planned(planned, config, code)
+        tell_removals(console, planned.mirror, planned.unsuppressed, planned.total, dry_run=True)
         problem = outputs.commit_plan(planned, code)
     else:
         # From here records may be sent: a signal stops the run gracefully instead.
@@ -315,6 +378,7 @@ def _go(
         if result.invalid and code is ExitCode.OK:
             console.note(_tolerated(result.invalid, config.max_invalid))
         console.finished(result, code)
+        tell_removals(console, result.mirror, result.unsuppressed, result.total, dry_run=False)
         problem = outputs.commit_run(result, code)
     if problem is None:
         return code
@@ -355,8 +419,8 @@ def exit_code(result: SyncResult, max_invalid: MaxInvalid | None = None) -> Exit
         return ExitCode.TERMINATED
     if result.failed or result.invalid or result.not_attempted:
         tolerated = result.only_invalid and max_invalid is not None and max_invalid.allows(result.invalid, result.total)
-        return ExitCode.OK if tolerated else ExitCode.RECORDS_FAILED
-    return ExitCode.OK
+        return mirror_exit_code(ExitCode.OK if tolerated else ExitCode.RECORDS_FAILED, result.mirror)
+    return mirror_exit_code(ExitCode.OK, result.mirror)
 
 
 def plan_exit_code(planned: Plan, max_invalid: MaxInvalid | None = None) -> ExitCode:

@@ -279,7 +279,9 @@ def summary(people: int, stats: dict[str, Any]) -> str:
     parts = [f"{count} answered {status}" for status, count in stats["statuses"].items()]
     if stats.get("dropped"):
         parts.append(f"{stats['dropped']} dropped")
-    return line + (": " + ", ".join(parts) if parts else "")
+    blocked = stats.get("suppressed") or []
+    held = f"; suppressed: {', '.join(blocked)}" if blocked else ""
+    return line + (": " + ", ".join(parts) if parts else "") + held
 
 
 def _count(n: int, noun: str) -> str:

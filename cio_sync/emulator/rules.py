@@ -20,6 +20,19 @@ from typing import Any
 REGION_PATH = "/api/v1/accounts/region"  # getRegion
 PEOPLE_PREFIX = "/api/v1/customers/"  # identify: the identifier is the one path segment after it
 BATCH_PATH = "/api/v2/batch"  # batch
+# batch.requestBody: person items identify_person, person_delete, person_suppress and
+# person_unsuppress, by their ``action`` (the others, events and devices, are not modelled).
+BATCH_ACTIONS = ("identify", "delete", "suppress", "unsuppress")
+
+
+def person_action(method: str, rest: str) -> str | None:
+    """Which v1 operation on a person ``method`` on ``/api/v1/customers/{rest}`` is: identify
+    (PUT {identifier}), delete (DELETE {identifier}), suppress or unsuppress (POST
+    {identifier}/suppress, /unsuppress); None for anything else (a 404)."""
+    segment, slash, tail = rest.partition("/")
+    if not slash:  # an empty identifier is identify's to refuse, with a 400
+        return {"PUT": "identify", "DELETE": "delete"}.get(method)
+    return tail if segment and method == "POST" and tail in ("suppress", "unsuppress") else None
 
 
 class Endpoint(str, Enum):

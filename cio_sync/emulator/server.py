@@ -25,7 +25,7 @@ from .ratelimit import RateLimit
 from .recorder import ReceivedRequest, Recorder
 from .rules import Choices
 from .track import TrackApi, same_person
-from .workspace import Person, Workspace
+from .workspace import Person, Workspace, suppressed
 
 
 class Emulator:
@@ -169,12 +169,17 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         """Counters: requests received (in all and by endpoint), answers by status, dropped
-        connections, requests in flight now and at the peak, people, and accepted writes."""
+        connections, requests in flight now and at the peak, people, accepted writes, suppressions."""
         people, writes = self.workspace.counts()
-        return {**self._recorder.counters(), "people": people, "writes": writes}
+        return {**self._recorder.counters(), "people": people, "writes": writes, **_suppressions(self.workspace)}
 
     def reset(self) -> None:
         """Forget people, faults, requests and counters."""
         self.workspace.clear()
         self.faults.clear()
         self._recorder.clear()
+
+
+def _suppressions(workspace: Workspace) -> dict[str, list[str]]:
+    """The identifiers suppressed, as the counters name them."""
+    return {"suppressed": suppressed(workspace)}

@@ -1,5 +1,6 @@
 """The Track API's operations as the emulator serves them: which operation a request is, getRegion,
-identify (v1 PUT), batch (v2 POST) and the checks on each batch item, per :mod:`.rules`."""
+identify (v1 PUT), delete (v1 DELETE), suppress and unsuppress (v1 POST), batch (v2 POST) and the
+checks on each batch item, per :mod:`.rules`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from . import rules
 from .faults import FaultBook, Matched, Odd207
 from .httpd import Answer, json_answer
 from .rules import Choices, Endpoint, Identifier, Problem
-from .workspace import Outcome, Workspace
+from .workspace import Outcome, Workspace, delete, suppress, unsuppress
 
 # Stands for a body that is not JSON, where the operations look at the body.
 _NOT_JSON = object()
@@ -43,7 +44,9 @@ class TrackRequest:
         """The request ``method target`` with body ``raw`` and the HTTP ``headers`` it came with."""
         path = target.split("?", 1)[0]
         endpoint = _endpoint(path)
-        person_id = _decode(path[len(rules.PEOPLE_PREFIX) :]) if endpoint is Endpoint.CUSTOMERS else None
+        # The identifier is the one segment after the prefix (suppress and unsuppress add another).
+        segment = path[len(rules.PEOPLE_PREFIX) :].split("/", 1)[0]
+        person_id = _decode(segment) if endpoint is Endpoint.CUSTOMERS else None
         document, is_json = _parse(raw)
         content_type, authorization = headers.get("Content-Type"), headers.get("Authorization")
         return cls(method, target, path, endpoint, person_id, raw, document, is_json, content_type, authorization)
@@ -68,8 +71,12 @@ class TrackApi:
         method, endpoint, path = request.method, request.endpoint, request.path
         if endpoint is Endpoint.REGION and method == "GET":
             return json_answer(200, rules.region_answer(self.region, self.environment_id))
-        if endpoint is Endpoint.CUSTOMERS and method == "PUT" and "/" not in path[len(rules.PEOPLE_PREFIX) :]:
-            return self._identify(request.person_id, request.body)
+        if endpoint is Endpoint.CUSTOMERS:
+            action = rules.person_action(method, path[len(rules.PEOPLE_PREFIX) :])
+            if action == "identify":
+                return self._identify(request.person_id, request.body)
+            if action is not None:
+                return self._act(action, request.person_id)
         if endpoint is Endpoint.BATCH and method == "POST":
             return self._batch(request.raw, request.body, odd)
         return json_answer(404, rules.error_body(endpoint, Problem("path", f"no such operation: {method} {path}")))
@@ -114,6 +121,18 @@ class TrackApi:
             return refuse(Problem("attributes", rules.PERSON_ATTRIBUTES))
         return json_answer(200, rules.success())
 
+    def _act(self, action: str, person_id: str | None) -> Answer:
+        """delete, suppress or unsuppress the person the v1 path names: 200 whether or not they exist."""
+        problem: Problem | None
+        if person_id is None:
+            person_id, problem = "", Problem("identifier", "the identifier is not valid percent-encoded UTF-8")
+        else:
+            problem = rules.check_id(person_id)
+        if problem is not None:
+            return json_answer(400, rules.error_body(Endpoint.CUSTOMERS, problem))
+        _ACTIONS[action](self.workspace, rules.path_identifier(person_id, self.choices))
+        return json_answer(200, rules.success())
+
     def _batch(self, raw: bytes, document: Any, odd: Matched | None) -> Answer:
         """batch: POST /api/v2/batch, person identify items."""
 
@@ -133,32 +152,36 @@ class TrackApi:
             if isinstance(checked, Problem):
                 errors.append(rules.item_error(index, checked))
                 continue
-            who, attributes, timestamp = checked
+            who, attributes, timestamp, action = checked
             if odd is not None and odd_index is None and (odd.person is None or odd.person == who.as_path()):
                 odd_index = index
                 continue
             if self.faults.take_item(who.as_path()) is not None:
                 errors.append(rules.item_error(index, Problem("identifiers", "injected fault")))
                 continue
-            if self.workspace.identify(who, attributes, timestamp) is Outcome.TOO_MANY_ATTRIBUTES:
+            if action != "identify":
+                _ACTIONS[action](self.workspace, who)
+            elif self.workspace.identify(who, attributes, timestamp) is Outcome.TOO_MANY_ATTRIBUTES:
                 errors.append(rules.item_error(index, Problem("attributes", rules.PERSON_ATTRIBUTES)))
         if odd is not None:
             assert odd.fault.odd_207 is not None
             return _odd_207(odd.fault.odd_207, odd_index if odd_index is not None else 0)
         return json_answer(207, rules.partial_failure(errors)) if errors else json_answer(200, rules.success())
 
-    def _item(self, item: Any) -> tuple[Identifier, dict[str, Any], int | None] | Problem:
-        """A batch item's person, attributes and timestamp, or why it is refused."""
+    def _item(self, item: Any) -> tuple[Identifier, dict[str, Any], int | None, str] | Problem:
+        """A batch item's person, attributes, timestamp and action, or why it is refused."""
         if not isinstance(item, dict):
             return Problem("item", "an item must be a JSON object")
         size = rules.compact_size(item)
         if size > rules.MAX_ITEM_BYTES:
             return Problem("item", f"items cannot be larger than {rules.MAX_ITEM_BYTES} bytes; this one is {size}")
-        # The batch schema allows many types and actions; the emulator models people's identify only.
+        # The batch schema allows many types and actions; the emulator models people's identify,
+        # delete, suppress and unsuppress only.
         if item.get("type") != "person":
             return Problem("type", "the emulator accepts person items only")
-        if item.get("action") != "identify":
-            return Problem("action", "the emulator accepts the identify action only")
+        action = item.get("action")
+        if action not in rules.BATCH_ACTIONS:
+            return Problem("action", "the emulator accepts the identify, delete, suppress and unsuppress actions only")
         who = rules.item_identifier(item.get("identifiers"), self.choices)
         if isinstance(who, Problem):
             return who
@@ -170,7 +193,15 @@ class TrackApi:
         if problem is not None:
             return problem
         timestamp = item.get("timestamp")
-        return who, attributes, timestamp if type(timestamp) is int else None
+        return who, attributes, timestamp if type(timestamp) is int else None, str(action)
+
+
+# The v1 operations and batch actions that act on a person without attributes.
+_ACTIONS: dict[str, Callable[[Workspace, Identifier], object]] = {
+    "delete": delete,
+    "suppress": suppress,
+    "unsuppress": unsuppress,
+}
 
 
 def same_person(choices: Choices) -> Callable[[str, str], bool]:

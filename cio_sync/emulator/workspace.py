@@ -46,6 +46,8 @@ class Outcome(str, Enum):
     OLDER_TIMESTAMP = "ignored: older _timestamp"
     # info, Customer limits: at most 300 unique attributes "per person or Identify call".
     TOO_MANY_ATTRIBUTES = "refused: over 300 attributes"
+    # suppress: "Any future API calls or operations referencing the specified ID are ignored".
+    SUPPRESSED = "ignored: suppressed identifier"
 
 
 class Workspace:
@@ -57,6 +59,7 @@ class Workspace:
         self._people: list[Person] = []
         self._index: dict[tuple[IdKind, str], Person] = {}
         self._cio_ids = itertools.count(1)
+        self._suppressed: dict[tuple[IdKind, str], frozenset[tuple[IdKind, str]]] = {}  # each with its group
 
     def identify(self, who: Identifier, attributes: Mapping[str, Any], timestamp: int | None = None) -> Outcome:
         """Apply one identify call (v1 PUT body, or a batch item's attributes) for ``who``.
@@ -68,6 +71,8 @@ class Workspace:
         stamp = stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None
         body_ids = _body_identifiers(attributes, self.choices)
         with self._lock:
+            if any(i.key in self._suppressed for i in (who, *body_ids)):
+                return Outcome.SUPPRESSED
             person = self._index.get(who.key)
             if person is None and who.kind is IdKind.CIO_ID:
                 return Outcome.DROPPED_UNKNOWN_CIO_ID
@@ -155,6 +160,7 @@ class Workspace:
         with self._lock:
             self._people.clear()
             self._index.clear()
+            self._suppressed.clear()
 
     def _new_cio_id(self) -> str:
         # Customer.io assigns cio_ids; these are 8 hex digits, skipping any a caller chose for a person.
@@ -208,6 +214,53 @@ def edit(workspace: Workspace, who: Identifier, attributes: Mapping[str, Any]) -
                 person.attributes.pop(name, None)
             else:
                 person.attributes[name] = value
+
+
+def delete(workspace: Workspace, who: Identifier) -> bool:
+    """delete: the person ``who`` names is removed with all their information; False when nobody
+    has that identifier (the API answers 200 all the same)."""
+    with workspace._lock:
+        return _forget(workspace, who) is not None
+
+
+def suppress(workspace: Workspace, who: Identifier) -> None:
+    """suppress: the person is deleted and the identifier blocked from being added again; in a
+    workspace that identifies people by email or id, both of theirs ("both the person's email and
+    ID are suppressed"). An identifier nobody has is suppressed all the same."""
+    with workspace._lock:
+        person = _forget(workspace, who)
+        keys = {who.key}
+        if person is not None:
+            keys |= {Identifier(k, v).key for k, v in ((IdKind.ID, person.id), (IdKind.EMAIL, person.email)) if v}
+        group = frozenset(keys)
+        for key in group:
+            workspace._suppressed[key] = group
+
+
+def unsuppress(workspace: Workspace, who: Identifier) -> None:
+    """unsuppress: the identifier (with those suppressed with it) may be added again; no profile
+    comes back ("Identifying a person after unsuppressing them creates a new profile")."""
+    with workspace._lock:
+        for key in workspace._suppressed.get(who.key, frozenset()):
+            workspace._suppressed.pop(key, None)
+
+
+def suppressed(workspace: Workspace) -> list[str]:
+    """Every suppressed identifier's value, sorted."""
+    with workspace._lock:
+        return sorted(value for _, value in workspace._suppressed)
+
+
+def _forget(workspace: Workspace, who: Identifier) -> Person | None:
+    person = workspace._index.get(who.key)
+    if person is None:
+        return None
+    workspace._people.remove(person)
+    named = [(IdKind.CIO_ID, person.cio_id), (IdKind.ID, person.id), (IdKind.EMAIL, person.email)]
+    for kind, value in named:
+        if value is not None and workspace._index.get(Identifier(kind, value).key) is person:
+            del workspace._index[Identifier(kind, value).key]
+    return person
 
 
 def _body_identifiers(attributes: Mapping[str, Any], choices: Choices) -> list[Identifier]:

@@ -13,6 +13,7 @@ from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
 from .merge import Merger, PersonIndex, Works, merger_for
+from .mirror import MirrorResult, Named, watch_names
 from .packer import oversized
 from .people import FailedPeople
 from .settle import OutcomeHandler
@@ -47,6 +48,9 @@ class Plan:
     to_send: int = 0
     # Valid records not sent: held back behind an invalid record of the same person.
     held_back: int = 0
+    # With whenRemoved other than keep: who would be removed; and who would be unsuppressed.
+    mirror: MirrorResult | None = None
+    unsuppressed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -66,15 +70,18 @@ def plan(
     samples: int = 3,
     keep_problems: int = 20,
     index: PersonIndex | None = None,
+    named: Named | None = None,
 ) -> Plan:
     """Validate, map and merge every record as :func:`~cio_sync.sync` would, without any network
     traffic: the plan counts the writes the run would send.
 
     Invalid records are passed to ``on_outcome``; valid ones are only counted. With a ``ledger``
     each person's write is also classed as new (not in the ledger), changed or unchanged.
-    ``index`` is as for :func:`~cio_sync.sync`.
+    ``index`` is as for :func:`~cio_sync.sync`. ``named`` hears of every record (for mirroring).
     """
     merger = merger_for(config, records, index)
+    if named is not None:
+        watch_names(merger, config, named)
     works = Works(merger)
     tally = Tally(keep_problems)
     # People with an invalid record: the run holds their later records back, and so does the plan.

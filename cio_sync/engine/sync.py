@@ -14,6 +14,10 @@ One record's way through a run, and the module that does each step:
 4. settled: counted, recorded in the ledger, handed to the caller (``settle``); its person's next
    record is then released (back to 2).
 
+With ``whenRemoved`` (``mirror``), once every record was read and settled, the people the ledger
+holds who were named by no record are removed (``removal``); a person cio-sync suppressed who is
+in the file again is unsuppressed before their write (``comeback``).
+
 Before the first request, the credentials and region are checked. A stop (a signal, refused
 credentials, an API that went away, a data file that changed, a ledger that cannot be written)
 ends the reading; what was not sent is settled as not attempted, and the result says why.
@@ -33,8 +37,8 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import HttpSettings, TrackClient
 from ..transport.pacing import Gate
-from .loop import Engine
 from .merge import PersonIndex, Works, merger_for
+from .mirrored import MirroredEngine
 from .settle import OutcomeHandler, Settle
 from .stamps import Stamps
 from .tally import SyncResult
@@ -76,7 +80,7 @@ def sync(
     gate = Gate(config.rate_limit, stop=stop.event, clock=clock, patience=http.give_up_after, on_stall=on_stall)
     client = TrackClient(config, http, gate, config.parallelism, stop=stop.event, clock=clock)
     stamps = _stamps(config, ledger, clock)
-    run = Engine(config, Works(merger), client, settle, stamps, clock)
+    run = MirroredEngine(config, Works(merger), client, settle, stamps, clock, ledger)
     started = clock.monotonic()
     try:
         with Workers(run.adapter, config.parallelism, clock) as workers:
@@ -90,7 +94,7 @@ def sync(
         run.people.close()
         merger.close()
     stamps.finish()
-    return _result(settle, run.works.source, stop, run.region, clock.monotonic() - started, client, gate)
+    return run.mirrored(_result(settle, run.works.source, stop, run.region, clock.monotonic() - started, client, gate))
 
 
 def _stamps(config: Config, ledger: Ledger | None, clock: Clock) -> Stamps:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..outcome import RecordOutcome, Status, StopReason
 from .causes import HELD_BEHIND_INVALID, CauseCount, Causes
+from .mirror import MirrorResult
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class SyncResult:
     causes: tuple[CauseCount, ...] = ()
     # Of ``not_attempted``: the records held back behind an invalid record of the same person.
     held_behind_invalid: int = 0
+    # With whenRemoved other than keep: the people who left the file, and what became of them.
+    mirror: MirrorResult | None = None
+    # The people cio-sync had suppressed who came back in this file: unsuppressed, then written.
+    unsuppressed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -141,6 +141,63 @@ def parse_max_invalid(value: object) -> MaxInvalid:
     )
 
 
+class WhenRemoved(str, Enum):
+    """What becomes of a person the ledger holds who left the data file (``whenRemoved``)."""
+
+    # Nothing: the person stays as they are (as before mirroring existed).
+    KEEP = "keep"
+    # The person stays; every attribute the mapping writes is removed.
+    CLEAR = "clear"
+    # The person is deleted and their identifier blocked from being added again.
+    SUPPRESS = "suppress"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class MaxRemovals:
+    """The most people one run may remove (``maxRemovals``, ``--max-removals``): ``count`` people,
+    ``percent`` of the people the ledger holds, or any number (``everyone``)."""
+
+    count: int | None = None
+    percent: Fraction | None = None
+    everyone: bool = False
+
+    def allows(self, removals: int, held: int) -> bool:
+        """True when removing ``removals`` of the ``held`` people the ledger holds is within the guard."""
+        if self.everyone:
+            return True
+        if self.count is not None:
+            return removals <= self.count
+        assert self.percent is not None
+        # Exact arithmetic, as for maxInvalid: 10% of 30 people allows exactly 3.
+        return removals * 100 <= self.percent * held
+
+    def __str__(self) -> str:
+        if self.everyone:
+            return "all"
+        if self.count is not None:
+            return str(self.count)
+        return f"{float(self.percent or 0):g}%"
+
+
+DEFAULT_MAX_REMOVALS = MaxRemovals(percent=Fraction(10))
+
+
+def parse_max_removals(value: object) -> MaxRemovals:
+    """``N`` (people), ``"N%"`` (0 to 100, of the people the ledger holds) or ``"all"`` as a
+    :class:`MaxRemovals`. Raises ValueError saying what it must be."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return MaxRemovals(everyone=True)
+    try:
+        parsed = parse_max_invalid(value)
+    except ValueError:
+        raise ValueError(
+            "must be a number of people (an integer, 0 or more), a share of the people the ledger "
+            f'holds ("0%" to "100%", such as "10%"), or "all", got {value!r}'
+        ) from None
+    return MaxRemovals(count=parsed.count, percent=parsed.percent)
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """Track API credentials; the key is kept out of ``repr`` so it cannot reach a log."""
@@ -172,6 +229,9 @@ class Config:
     app_base_url: str = APP_REGION_URLS["us"]
     # The invalid records a run may have and still exit 0; None: none.
     max_invalid: MaxInvalid | None = None
+    # What becomes of the people who left the data file, and how many one run may remove.
+    when_removed: WhenRemoved = WhenRemoved.KEEP
+    max_removals: MaxRemovals = DEFAULT_MAX_REMOVALS
 
     @property
     def secrets(self) -> tuple[str | None, ...]:
@@ -283,7 +343,7 @@ def config_from_dict(
         id_type=IdType(document.get("idType", "auto")),
         app_api_key=app_api_key,
         app_base_url=app_url,
-        max_invalid=_max_invalid(document.get("maxInvalid")),
+        **_guards(document),
     )
 
 
@@ -329,11 +389,26 @@ def _app_api(
     return (str(key) if key else None), url
 
 
+def _guards(document: dict[str, Any]) -> dict[str, Any]:
+    """The tolerance of invalid records, whenRemoved and the guard on removals, as Config's fields."""
+    return {
+        "max_invalid": _max_invalid(document.get("maxInvalid")),
+        "when_removed": WhenRemoved(document.get("whenRemoved", WhenRemoved.KEEP)),
+        "max_removals": _max_removals(document.get("maxRemovals")),
+    }
+
+
 def _max_invalid(value: object) -> MaxInvalid | None:
     # The schema takes 3.0 as the integer it equals, as JSON does not tell them apart.
     if isinstance(value, float):
         value = int(value)
     return None if value is None else parse_max_invalid(value)
+
+
+def _max_removals(value: object) -> MaxRemovals:
+    if isinstance(value, float):  # the schema takes 3.0 as the integer it equals
+        value = int(value)
+    return DEFAULT_MAX_REMOVALS if value is None else parse_max_removals(value)
 
 
 def _path(source: str | list[str | int | float]) -> RecordPath:

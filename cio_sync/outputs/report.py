@@ -10,16 +10,18 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 from ..engine.causes import cause_entries
+from ..engine.mirror import MirrorResult
 from ..engine.plan import Plan
 from ..engine.tally import SyncResult
 from ..errors import OutputError, OutputLost
 from ..outcome import RecordOutcome, Status
 from ..redact import NO_SECRETS
 from .atomic import AtomicFile
+from .removals import removal_report
 from .terminal import json_line
 
 REPORT_VERSION = 1
@@ -91,6 +93,7 @@ class ReportFile:
                 "http_statuses": {str(k): v for k, v in result.statuses.items()},
                 "retries": result.retries,
                 "causes": cause_entries(result.causes, self._redact),
+                **_removals(result.mirror, result.unsuppressed, self._redact),
             }
         )
 
@@ -101,7 +104,8 @@ class ReportFile:
         if plan.new is not None:
             counts |= {"new": plan.new, "changed": plan.changed or 0, "unchanged": plan.unchanged or 0}
         causes = cause_entries(plan.causes, self._redact)
-        self._commit({"dry_run": True, "exit_code": exit_code, "total": plan.total, "counts": counts, "causes": causes})
+        head = {"dry_run": True, "exit_code": exit_code, "total": plan.total, "counts": counts, "causes": causes}
+        self._commit({**head, **_removals(plan.mirror, plan.unsuppressed, self._redact)})
 
     def fail(self, message: str, exit_code: int, dry_run: bool) -> None:
         """Write the report of a run that could not go on (no stale report is left behind)."""
@@ -176,6 +180,12 @@ class ReportFile:
         while chunk := self._problems.read(1 << 16):
             yield chunk
         yield "\n  ]\n}\n" if self._count else "]\n}\n"
+
+
+def _removals(mirror: MirrorResult | None, unsuppressed: Sequence[str], redact: Callable[[str], str]) -> dict[str, Any]:
+    """The ``removals`` key, when mirroring or a comeback has anything to say."""
+    section = removal_report(mirror, unsuppressed, redact)
+    return {} if section is None else {"removals": section}
 
 
 def _dumps(value: object, indent: int | None = None) -> str:

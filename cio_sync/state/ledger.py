@@ -36,6 +36,7 @@ from types import TracebackType
 from ..errors import LedgerInUse, OutputError, OutputLost
 from ..input.config import Config, IdType
 from ..input.mapping import PersonUpdate
+from .roster import PEOPLE_COLUMNS, PEOPLE_SCHEMA, SENDING, WRITTEN, Roster, workspace_fingerprint
 
 
 def fingerprint(config: Config) -> str:
@@ -53,7 +54,8 @@ def fingerprint(config: Config) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
 
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS synced (
     scope TEXT NOT NULL,
     person TEXT NOT NULL,
@@ -64,6 +66,8 @@ CREATE TABLE IF NOT EXISTS synced (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
+    + PEOPLE_SCHEMA
+)
 # How long a statement waits for a reader that holds the file (a dry run, an inspection) to let
 # go: writers are kept apart by the run lock, so only readers can be in the way, and briefly.
 _BUSY_SECONDS = 10.0
@@ -96,6 +100,7 @@ class Ledger:
     def __init__(self, path: str, config: Config, *, trust: bool = True, read_only: bool = False) -> None:
         self.path = path
         self._scope = fingerprint(config)
+        self._workspace = workspace_fingerprint(config)
         self._trust = trust
         # People whose entry vouches for another body than the one about to be sent: their
         # entries are deleted by sending(), before the request goes.
@@ -118,6 +123,8 @@ class Ledger:
         except sqlite3.DatabaseError as e:
             self.close()
             raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+        # Who this workspace holds, for mirroring (whenRemoved); it shares this connection.
+        self.roster = Roster(self._db, path, config)
 
     def _count(self, where: str) -> int:
         try:
@@ -159,11 +166,12 @@ class Ledger:
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
-        people = (update.key for update in updates)
-        stale = [(self._scope, p) for p in people if p in self._stale]
-        if not stale:
-            return
-        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale)
+        sent = list(updates)
+        stale = [(self._scope, u.key) for u in sent if u.key in self._stale]
+        # Whoever a write may reach joins the workspace's roster first, so that a write that
+        # lands without its answer still counts them in (see cio_sync.state.roster).
+        people = [(self._workspace, u.key, u.kind.value, u.identifier, u.path, u.person_id) for u in sent]
+        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale, (SENDING, people))
         self._stale.difference_update(p for _, p in stale)
 
     def accepted(self, updates: Iterable[PersonUpdate]) -> None:
@@ -172,10 +180,13 @@ class Ledger:
         Durable when it returns: a run killed afterwards does not send them again.
         """
         now = time.time()
-        rows = [(self._scope, u.key, digest(u.body), now) for u in updates]
-        if not rows:
+        done = list(updates)
+        if not done:
             return
-        self._write("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows)
+        rows = [(self._scope, u.key, digest(u.body), now) for u in done]
+        # In the same transaction, the person joins the workspace's roster (see cio_sync.state.roster).
+        people = [(self._workspace, u.key, u.kind.value, u.identifier, u.path, u.person_id) for u in done]
+        self._write("INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?)", rows, (WRITTEN, people))
 
     def stamp_floor(self) -> int:
         """The lowest ``_timestamp`` this run may send: above every stamp an earlier run using
@@ -194,12 +205,16 @@ class Ledger:
         returns; :class:`OutputLost` when the file cannot take it."""
         self._write("INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", [(str(stamp),)])
 
-    def _write(self, statement: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """``statement`` for every row, in one committed transaction; :class:`OutputLost` when
-        the file cannot take it (a full disk)."""
+    def _write(
+        self, statement: str, rows: Sequence[tuple[object, ...]], *more: tuple[str, Sequence[tuple[object, ...]]]
+    ) -> None:
+        """``statement`` for every row (and each of ``more``), in one committed transaction;
+        :class:`OutputLost` when the file cannot take it (a full disk)."""
         try:
             with _Transaction(self._db):
                 self._db.executemany(statement, rows)
+                for other, other_rows in more:
+                    self._db.executemany(other, other_rows)
         except sqlite3.Error as e:
             raise OutputLost(f"--state {self.path}: the ledger could not be written ({e})") from None
 
@@ -268,12 +283,14 @@ def _holder(path: str) -> str:
 # The tables of a ledger and their columns. A database holding anything else is not one, and is
 # left untouched: it may be some other program's.
 _SHAPE = {"synced": ["scope", "person", "digest", "synced_at"], "meta": ["key", "value"]}
+# A ledger made before mirroring has no people table; it gains one when next opened for writing.
+_SHAPES = ({**_SHAPE, "people": PEOPLE_COLUMNS}, _SHAPE)
 
 
 def _check_shape(db: sqlite3.Connection, path: str) -> None:
     tables = [str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     shape = {table: [str(c[1]) for c in db.execute(f'PRAGMA table_info("{table}")')] for table in tables}
-    if shape and shape != _SHAPE:
+    if shape and shape not in _SHAPES:
         db.close()
         raise OutputError(
             f"--state {path}: an SQLite database, but not a cio-sync ledger (its tables are "

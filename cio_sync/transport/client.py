@@ -99,9 +99,10 @@ def retry_policy(settings: HttpSettings, gate: Gate, clock: Clock | None = None)
         status=settings.retries,
         other=0,
         redirect=0,
-        # PUT and GET are idempotent; POST is listed by name because the v2 batch of identify
-        # calls is too: sending it twice leaves the same attributes.
-        allowed_methods=frozenset({"GET", "PUT", "POST"}),
+        # PUT, GET and DELETE are idempotent; POST is listed by name because the v2 batch of
+        # identify calls is too (sending it twice leaves the same attributes), and so are suppress
+        # and unsuppress (a second one finds the identifier as the first left it).
+        allowed_methods=frozenset({"GET", "PUT", "POST", "DELETE"}),
         status_forcelist=RETRY_STATUSES,
         backoff_factor=settings.backoff_factor,
         backoff_max=settings.backoff_max,
@@ -226,9 +227,10 @@ class TrackClient:
             )
         return region_of(answer)
 
-    def put_person(self, path: str, body: bytes) -> Delivery:
-        """``PUT /api/v1/customers/{path}`` with ``body``, resending transient failures."""
-        answer = self._write("PUT", self._people + path, body)
+    def put_person(self, path: str, body: bytes | None, method: str = "PUT") -> Delivery:
+        """``PUT /api/v1/customers/{path}`` with ``body``, resending transient failures; or, without
+        a body, another ``method`` (``DELETE`` a person, ``POST`` to ``{id}/suppress``)."""
+        answer = self._write(method, self._people + path, body)
         return answer if isinstance(answer, Delivery) else self._classify(answer)
 
     def post_batch(self, body: bytes, count: int) -> list[Delivery]:
@@ -245,7 +247,7 @@ class TrackClient:
             return partial_deliveries(answer, count, self._redact)
         return [self._classify(answer)] * count
 
-    def _write(self, method: str, url: str, body: bytes) -> Answer | Delivery:
+    def _write(self, method: str, url: str, body: bytes | None) -> Answer | Delivery:
         """A write's answer once its turn came, or the delivery that stands for the answer that
         did not come (not sent when the run stopped first)."""
         try:

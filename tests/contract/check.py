@@ -51,6 +51,9 @@ KNOWN_DEVIATIONS = {
     "identify: an attribute value that is an array",
     "identify: an attribute value that is an object",
 }
+# The v1 operations on one person, named by the identifier after this prefix.
+_ON_A_PERSON = ("identify", "delete", "suppress", "unsuppress")
+_PEOPLE = "/api/v1/customers/"
 _KINDS = {float: "a number with a decimal point", type(None): "null", list: "an array", dict: "an object"}
 
 
@@ -133,8 +136,8 @@ def _request_problems(name: str, path: str, request: ReceivedRequest, deviations
     auth = request.authorization or ""
     if scheme["scheme"] != "basic" or not auth.startswith("Basic ") or b":" not in base64.b64decode(auth[6:] or "="):
         problems.append("no HTTP Basic credentials")
-    if name == "identify":
-        segment = request.target.split("?", 1)[0].rsplit("/", 1)[1]
+    if name in _ON_A_PERSON:
+        segment = request.target.split("?", 1)[0].removeprefix(_PEOPLE).split("/", 1)[0]
         errors = _errors(_validator("components", "parameters", "track_customer_id", "schema"), unquote(segment))
         problems += [f"identifier {e}" for e in errors]
     body_spec = operation.get("requestBody")
@@ -178,8 +181,8 @@ def _answer_problems(name: str, path: str, request: ReceivedRequest) -> list[str
         # No operation lists 429, but the spec's introduction says going over the rate limit "may
         # lead to throttling": the emulator's --rate-limit answers it, with no body promised.
         return []
-    elif request.status == 400 and name == "identify":
-        # identify lists no 400; the v1 operations that do share this one.
+    elif request.status == 400 and name in _ON_A_PERSON:
+        # identify, delete, suppress and unsuppress list no 400; the v1 operations that do share this one.
         parts, response = ("components", "responses", "400"), CONTRACT["components"]["responses"]["400"]
     else:
         return [f"status {request.status} is not an answer the spec gives to {name}"]

@@ -2,7 +2,8 @@
 
     python -m tests.contract.extract customerio-track-openapi.json
 
-writes ``tests/contract/track-api.json``: for ``getRegion``, ``identify`` (PUT) and ``batch``, the
+writes ``tests/contract/track-api.json``: for ``getRegion``, ``identify`` (PUT), ``delete``,
+``suppress``, ``unsuppress`` and ``batch``, the
 method, path, security, parameters, request body schema and response schemas, with every
 component they reference, and none of the prose (descriptions, summaries, examples, code samples,
 titles). The facts of the published contract, not its text.
@@ -19,6 +20,9 @@ from typing import Any
 OPERATIONS = {
     "getRegion": ("get", "/api/v1/accounts/region"),
     "identify": ("put", "/api/v1/customers/{identifier}"),
+    "delete": ("delete", "/api/v1/customers/{identifier}"),
+    "suppress": ("post", "/api/v1/customers/{identifier}/suppress"),
+    "unsuppress": ("post", "/api/v1/customers/{identifier}/unsuppress"),
     "batch": ("post", "/api/v2/batch"),
 }
 # The v1 error answer the operations that list a 400 share (identify lists none of its own).
@@ -82,6 +86,9 @@ def extract(spec: dict[str, Any]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for method, path in OPERATIONS.values():
         keep = {k: v for k, v in spec["paths"][path][method].items() if k not in PROSE}
+        # suppress and unsuppress declare their identifier on the path, for every method on it.
+        if "parameters" in spec["paths"][path] and "parameters" not in keep:
+            keep["parameters"] = spec["paths"][path]["parameters"]
         paths.setdefault(path, {})[method] = strip(keep)
     contract: dict[str, Any] = {
         "source": f"{spec['info']['title']} {spec['info']['version']} (OpenAPI {spec['openapi']}), prose removed",

@@ -1,0 +1,328 @@
+"""Mirroring (whenRemoved, maxRemovals): people who leave the data file leave the workspace, under a guard.
+
+Every test runs against the emulator on loopback; the removals go through the real transports.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cio_sync.emulator import Drop, Emulator, Fault
+from cio_sync.emulator.rules import Choices, Endpoint, Identifier, IdKind
+from cio_sync.emulator.workspace import edit, suppressed
+from cio_sync.engine.mirror import Removed
+from cio_sync.engine.sync import sync
+from cio_sync.engine.tally import SyncResult
+from cio_sync.errors import ConfigError
+from cio_sync.input.schema import problems
+from cio_sync.outcome import Stop, StopReason
+from cio_sync.state.ledger import Ledger
+
+from .conftest import API_KEY, FAST, SITE_ID, Files, Spawn, config_dict, finish, make_config, run_cli, wait_until
+
+PEOPLE = [{"id": f"p{i}", "name": f"n{i}", "computed_ltv": i} for i in range(10)]
+TRANSPORTS = ["v1", "batch"]
+
+
+def library_run(url: str, state: Path, records: list[dict[str, Any]], **config: Any) -> SyncResult:
+    """One sync through the library with the ledger at ``state``."""
+    settings = make_config(url, **config)
+    with Ledger(str(state), settings) as ledger:
+        return sync(settings, records, http=FAST, ledger=ledger)
+
+
+def expected(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(r["id"]): {"name": r["name"], "ltv": r["computed_ltv"]} for r in records}
+
+
+def people_rows(state: Path | str) -> dict[str, tuple[Any, ...]]:
+    """The ledger's people: each one's removal mode, removed flag and suppressed flag."""
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT person_id, removal, removed, suppressed FROM people").fetchall()
+    return {str(r[0]): tuple(r[1:]) for r in rows}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("mode", ["delete", "suppress"])
+def test_people_who_left_the_file_leave_the_workspace(
+    emulator: Emulator, tmp_path: Path, transport: str, mode: str
+) -> None:
+    state = tmp_path / "state.db"
+    assert library_run(emulator.url, state, PEOPLE, transport=transport).ok
+    kept = PEOPLE[:9]
+    result = library_run(emulator.url, state, kept, transport=transport, whenRemoved=mode)
+    assert result.ok and result.mirror is not None
+    assert [(e.person_id, e.outcome.value) for e in result.mirror.entries] == [("p9", "removed")]
+    assert emulator.people() == expected(kept)
+    assert people_rows(state)["p9"] == (mode, 1, int(mode == "suppress"))
+    if mode == "suppress":
+        assert suppressed(emulator.workspace) == ["p9"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_clear_removes_every_mapped_attribute_and_keeps_the_person(tmp_path: Path, transport: str) -> None:
+    with Emulator(SITE_ID, API_KEY, choices=Choices(empty_removes=True)) as emu:
+        state = tmp_path / "state.db"
+        library_run(emu.url, state, PEOPLE, transport=transport)
+        edit(emu.workspace, Identifier(IdKind.ID, "p9"), {"plan": "gold"})  # not the mapping's
+        result = library_run(emu.url, state, PEOPLE[:9], transport=transport, whenRemoved="clear")
+        assert result.mirror is not None and result.mirror.count(Removed.REMOVED) == 1
+        assert emu.people()["p9"] == {"plan": "gold"}
+        bodies = [r.body for r in emu.requests() if r.method in ("PUT", "POST")][-1]
+    sent = bodies if transport == "v1" else bodies["batch"][0]["attributes"]
+    assert {k: v for k, v in sent.items() if k != "_timestamp"} == {"name": "", "ltv": "", "_update": True}
+
+
+def test_without_a_ledger_mirroring_is_refused_before_anything_is_sent(emulator: Emulator, files: Files) -> None:
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(PEOPLE)]
+    run = run_cli([*args, "--when-removed", "delete"])
+    assert run.code == 2
+    assert "needs --state" in run.stderr
+    assert emulator.requests() == []
+    with pytest.raises(ConfigError, match="needs --state"):
+        sync(make_config(emulator.url, whenRemoved="suppress"), PEOPLE, http=FAST)
+    assert emulator.requests() == []
+
+
+def test_a_changed_mapping_changes_no_ones_membership(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    renamed = [{"from": "name", "to": "full_name"}]
+    result = library_run(emulator.url, state, PEOPLE[1:], mappings=renamed, whenRemoved="delete")
+    assert result.mirror is not None and [e.person_id for e in result.mirror.entries] == ["p0"]
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(1, 10)]
+
+
+def test_an_invalid_record_still_names_its_person(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    cast = [{"from": "name", "to": "name"}, {"from": "computed_ltv", "to": "ltv", "as": "integer"}]
+    library_run(emulator.url, state, PEOPLE, mappings=cast)
+    broken: list[dict[str, Any]] = [*PEOPLE[:8], {"id": "p8", "name": "x", "computed_ltv": "not a number"}, {"id": 5.5}]
+    result = library_run(emulator.url, state, broken, mappings=cast, whenRemoved="delete")
+    assert result.invalid == 2
+    assert result.mirror is not None and [e.person_id for e in result.mirror.entries] == ["p9"]
+    assert "p8" in emulator.people() and "p9" not in emulator.people()
+
+
+def test_over_the_guard_no_one_is_removed_and_the_run_says_how_to_allow_it(emulator: Emulator, files: Files) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="delete"))
+    assert run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state]).code == 0
+    two_left = files.data(PEOPLE[:8], name="fewer.json")
+    run = run_cli(["--config", config, "--data", two_left, "--state", state])
+    assert run.code == 1
+    assert "2 people of the 10 the ledger holds left the data file" in run.stderr
+    assert "--max-removals 2" in run.stderr
+    assert len(emulator.people()) == 10
+    allowed = run_cli(["--config", config, "--data", two_left, "--state", state, "--max-removals", "20%"])
+    assert allowed.code == 0, allowed.stderr
+    assert "2 people left the data file: 2 removed" in allowed.stderr
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(8)]
+
+
+@pytest.mark.parametrize(("guard", "removed"), [(1, False), (2, True), ("all", True), ("19%", False), ("20%", True)])
+def test_the_guard_is_a_count_a_share_or_all(emulator: Emulator, tmp_path: Path, guard: object, removed: bool) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    result = library_run(emulator.url, state, PEOPLE[:8], whenRemoved="delete", maxRemovals=guard)
+    assert result.mirror is not None and result.mirror.allowed is removed
+    assert len(emulator.people()) == (8 if removed else 10)
+
+
+def test_an_empty_data_file_removes_no_one_unless_the_guard_is_all(emulator: Emulator, files: Files) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="delete", maxRemovals="100%"))
+    run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state])
+    empty = files.data([], name="empty.json")
+    run = run_cli(["--config", config, "--data", empty, "--state", state])
+    assert run.code == 1
+    assert "the data file holds no records" in run.stderr and "--max-removals all" in run.stderr
+    assert len(emulator.people()) == 10
+    assert run_cli(["--config", config, "--data", empty, "--state", state, "--max-removals", "all"]).code == 0
+    assert emulator.people() == {}
+
+
+def test_a_run_that_stops_early_removes_no_one(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    settings = make_config(emulator.url, whenRemoved="delete", maxRemovals="all")
+    stop = Stop()
+    changed = [{**p, "name": "changed"} for p in PEOPLE[:5]]
+    with Ledger(str(state), settings) as ledger:
+        result = sync(settings, changed, http=FAST, ledger=ledger, stop=stop, on_outcome=lambda o: stop())
+    assert result.stopped is StopReason.STOPPED
+    assert result.mirror is not None and result.mirror.skipped is not None and result.mirror.entries == ()
+    assert len(emulator.people()) == 10
+    assert all(r.method != "DELETE" for r in emulator.requests())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_lost_answer_leaves_the_removal_pending_and_the_next_run_removes_again(
+    emulator: Emulator, tmp_path: Path, transport: str
+) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE, transport=transport)
+    # Applied, then the answer is lost, on every attempt: past the retries.
+    emulator.add_fault(Fault(drop=Drop.AFTER, person="p9", times=None))
+    result = library_run(emulator.url, state, PEOPLE[:9], transport=transport, whenRemoved="delete")
+    assert result.mirror is not None and not result.mirror.ok
+    assert [e.outcome.value for e in result.mirror.entries] == ["failed"]
+    assert "p9" not in emulator.people()  # the delete landed: only its answer was lost
+    assert people_rows(state)["p9"] == ("delete", 0, 0)  # pending
+    emulator.faults.clear()
+    again = library_run(emulator.url, state, PEOPLE[:9], transport=transport, whenRemoved="delete")
+    assert again.mirror is not None and again.mirror.ok
+    assert [e.outcome.value for e in again.mirror.entries] == ["removed"]
+    assert people_rows(state)["p9"] == ("delete", 1, 0)
+
+
+def test_a_5xx_past_the_retries_fails_the_run_and_never_blocks_the_upserts(emulator: Emulator, files: Files) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="suppress", maxRemovals="all"))
+    run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state])
+    emulator.add_fault(Fault(status=503, person="p9", times=None))
+    changed = [{**p, "name": "changed"} for p in PEOPLE[:9]]
+    report = files.root / "report.json"
+    run = run_cli(
+        ["--config", config, "--data", files.data(changed), "--state", state, "--report", str(report), "--retries", "1"]
+    )
+    assert run.code == 1
+    assert "1 of 1 removals did not succeed" in run.stderr
+    assert all(emulator.people()[f"p{i}"]["name"] == "changed" for i in range(9))
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    removals = document["removals"]
+    assert removals["counts"]["failed"] == 1 and removals["people"][0]["id"] == "p9"
+    assert removals["people"][0]["status"] == 503
+    emulator.faults.clear()
+    assert run_cli(["--config", config, "--data", files.data(changed), "--state", state]).code == 0
+    assert "p9" not in emulator.people() and suppressed(emulator.workspace) == ["p9"]
+
+
+def test_a_run_killed_mid_removal_is_resumed_by_the_next(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="delete", maxRemovals="all", parallelism=1))
+    run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state])
+    # p7's delete hangs at the emulator until the run is killed; p8's and p9's never leave.
+    emulator.add_fault(Fault(delay=30, person="p7", times=1))
+    fewer = files.data(PEOPLE[:7], name="fewer.json")
+    proc = spawn_cli(["--config", config, "--data", fewer, "--state", state])
+    wait_until(lambda: emulator.stats()["in_flight"] > 0)
+    proc.send_signal(signal.SIGKILL)
+    finish(proc)
+    assert people_rows(state)["p7"] == ("delete", 0, 0)  # written ahead before it left
+    emulator.faults.clear()
+    run = run_cli(["--config", config, "--data", fewer, "--state", state])
+    assert run.code == 0, run.stderr
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(7)]
+    assert all(people_rows(state)[f"p{i}"] == ("delete", 1, 0) for i in (7, 8, 9))
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_suppressed_person_who_comes_back_is_unsuppressed_then_written(
+    emulator: Emulator, files: Files, transport: str
+) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="suppress", maxRemovals="all", transport=transport))
+    run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state])
+    run_cli(["--config", config, "--data", files.data(PEOPLE[:9], name="fewer.json"), "--state", state])
+    assert suppressed(emulator.workspace) == ["p9"]
+    report = files.root / "report.json"
+    planned = run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state, "--dry-run"])
+    assert "1 person cio-sync had suppressed came back and would be unsuppressed, then written: p9" in planned.stderr
+    before = len(emulator.requests())
+    run = run_cli(["--config", config, "--data", files.data(PEOPLE), "--state", state, "--report", str(report)])
+    assert run.code == 0, run.stderr
+    assert "were unsuppressed, then written: p9" in run.stderr
+    assert emulator.people() == expected(PEOPLE)
+    sent = emulator.requests()[before:]
+    if transport == "v1":
+        about = [(r.method, r.target) for r in sent if "/p9" in r.target]
+        assert about == [("POST", "/api/v1/customers/p9/unsuppress"), ("PUT", "/api/v1/customers/p9")]
+    else:
+        batches = [r.body["batch"] for r in sent if r.method == "POST"]
+        actions = [[i["action"] for i in b if i["identifiers"] == {"id": "p9"}] for b in batches]
+        assert [a for a in actions if a] == [["unsuppress"], ["identify"]]
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == [] and document["removals"]["unsuppressed"] == ["p9"]
+    assert people_rows(state)["p9"] == (None, 0, 0)
+
+
+def test_the_dry_run_names_who_would_go_and_whether_the_guard_stops_it(emulator: Emulator, files: Files) -> None:
+    many = [{"id": f"p{i:02}", "name": "n"} for i in range(30)]
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, whenRemoved="delete"))
+    run_cli(["--config", config, "--data", files.data(many), "--state", state])
+    sent = len(emulator.requests())
+    report = files.root / "report.json"
+    args = ["--config", config, "--data", files.data(many[:5], name="few.json"), "--state", state, "--dry-run"]
+    run = run_cli([*args, "--report", str(report)])
+    assert run.code == 1
+    names = ", ".join(f"p{i:02}" for i in range(5, 25))
+    assert (
+        f"25 people left the data file and would be removed (over --max-removals 10%): {names} and 5 more" in run.stderr
+    )
+    assert "--max-removals would stop the removals" in run.stderr
+    document = json.loads(report.read_text())
+    assert problems("report.schema.json", document) == []
+    removals = document["removals"]
+    assert removals["allowed"] is False and len(removals["people"]) == 25
+    assert removals["counts"]["would_remove"] == 25
+    allowed = run_cli([*args, "--max-removals", "all"])
+    assert allowed.code == 0 and "(within --max-removals all)" in allowed.stderr
+    assert len(emulator.requests()) == sent and len(emulator.people()) == 30
+
+
+def test_a_ledger_from_before_mirroring_is_still_a_ledger(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    with sqlite3.connect(state) as db:
+        db.execute("DROP TABLE people")
+    result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
+    assert result.ok and result.mirror is not None and result.mirror.leaving == 0
+    assert result.unchanged == 9
+
+
+def test_removals_start_only_once_every_upsert_was_answered(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    before = len(emulator.requests())
+    changed = [{**p, "name": "changed"} for p in PEOPLE[:5]]
+    result = library_run(emulator.url, state, changed, whenRemoved="delete", maxRemovals="all", parallelism=8)
+    assert result.synced == 5 and result.mirror is not None and result.mirror.count(Removed.REMOVED) == 5
+    sent = emulator.requests()[before:]
+    last_put = max(r.answered_at for r in sent if r.method == "PUT")
+    first_delete = min(r.started_at for r in sent if r.method == "DELETE")
+    assert last_put < first_delete
+
+
+def test_a_delete_answered_404_finds_nobody_to_remove_and_counts_as_done(emulator: Emulator, tmp_path: Path) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    emulator.add_fault(Fault(status=404, person="p9", endpoint=Endpoint.CUSTOMERS))
+    result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
+    assert result.mirror is not None and result.mirror.ok
+    assert people_rows(state)["p9"] == ("delete", 1, 0)
+
+
+def test_removals_stop_once_the_api_went_away_and_the_rest_wait_for_the_next_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    emulator.add_fault(Fault(drop=Drop.BEFORE, endpoint=Endpoint.CUSTOMERS, times=None))
+    result = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all", parallelism=1)
+    assert result.stopped is StopReason.UNREACHABLE
+    assert result.mirror is not None
+    assert [e.outcome for e in result.mirror.entries] == [Removed.FAILED, Removed.NOT_ATTEMPTED, Removed.NOT_ATTEMPTED]
+    assert len(emulator.people()) == 10
+    emulator.faults.clear()
+    again = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all")
+    assert again.mirror is not None and again.mirror.count(Removed.REMOVED) == 3
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(7)]
