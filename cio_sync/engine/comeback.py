@@ -34,9 +34,18 @@ class Comeback:
         # The ids of the people unsuppressed so far, for the summary and the report.
         self.unsuppressed: list[str] = []
 
+    @property
+    def room(self) -> bool:
+        """As the inner adapter."""
+        return self._inner.room
+
     def add(self, update: PersonUpdate, stamp: int | None) -> Job | str | None:
         """As the inner adapter."""
         return self._inner.add(update, stamp)
+
+    def settled(self, job: Job) -> None:
+        """As the inner adapter."""
+        self._inner.settled(job)
 
     def take(self) -> Job | None:
         """As the inner adapter."""
