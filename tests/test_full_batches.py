@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync import sync
+from cio_sync import RecordOutcome, Status, Stop, sync
 from cio_sync.engine.packer import ITEMS_IN_FLIGHT, Batches, Job
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import MAX_BATCH_BYTES, PersonUpdate, batch_body, batch_item
@@ -199,3 +199,21 @@ def test_a_binding_rate_limit_fills_the_batches(stand_in: Server) -> None:
     # they fill, every batch but the last is full.
     assert full == list(range(full[0], len(sizes) - 1))
     assert full[0] <= 6
+
+
+def test_a_stop_while_batches_fill_settles_every_record_once(refusing: Server) -> None:
+    records = [{"id": i} for i in range(30_000)]
+    stop = Stop()
+    seen: list[RecordOutcome] = []
+
+    def stop_midway(outcome: RecordOutcome) -> None:
+        seen.append(outcome)
+        if len(seen) == 12_000:
+            stop()
+
+    config = make_config(refusing.url, transport="batch", parallelism=4)
+    result = sync(config, records, http=FAST, clock=FakeClock(), stop=stop, on_outcome=stop_midway)
+    assert result.stopped == "stopped"
+    assert sorted(o.index for o in seen) == list(range(30_000)), "each record settled once"
+    assert result.synced + result.not_attempted == 30_000
+    assert result.synced == sum(1 for o in seen if o.status is Status.SYNCED) >= 12_000
