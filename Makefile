@@ -69,10 +69,12 @@ lint: $(STAMP)
 image-check: $(STAMP)
 	$(BIN)/python -m tests.image_check
 
-# The side-by-side figures of docs/performance.md, N=1,000,000 people (about 3 minutes);
-# BENCH_N=100000 for a quick look. `$(BIN)/python -m tests.bench --all` adds every other scenario.
+# The side-by-side figures of docs/performance.md, N=1,000,000 people (about 3 minutes), then the
+# cost of one write per person (about 4 minutes); BENCH_N=100000 for a quick look at both.
+# `$(BIN)/python -m tests.bench --all` adds every other scenario.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+	BENCH_MERGE_RECORDS=$${BENCH_N:-1000000} $(BIN)/python -m tests.bench_merge
 
 # Long randomized runs, each printing what it survived. SOAK_MINUTES is per job.
 SOAK_MINUTES ?= 10
