@@ -60,7 +60,8 @@ def assert_no_secret(*texts: str | bytes | None) -> None:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-    for name in ("CIO_SITE_ID", "CIO_API_KEY", "NO_COLOR", *proxies, *(p.lower() for p in proxies)):
+    credentials = ("CIO_SITE_ID", "CIO_API_KEY", "CIO_APP_API_KEY")
+    for name in (*credentials, "NO_COLOR", *proxies, *(p.lower() for p in proxies)):
         monkeypatch.delenv(name, raising=False)
 
 
