@@ -29,8 +29,10 @@ from cio_sync.input.config import Config, config_from_dict
 from .contract.check import KNOWN_DEVIATIONS, check
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
-# whether the code is right, so hypothesis sets no deadline.
+# whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
+# is what make test runs; make soak runs the same tests with twenty times as many ("soak").
 settings.register_profile("cio-sync", deadline=None)
+settings.register_profile("soak", settings.get_profile("cio-sync"), max_examples=2000)
 settings.load_profile("cio-sync")
 
 SITE_ID = "site-test-1234"

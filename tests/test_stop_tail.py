@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync import Stop, sync
@@ -42,7 +42,6 @@ def parsed(text: str, ndjson: bool) -> list[Any]:
     return list(json.loads(f"[{text}]"))
 
 
-@settings(max_examples=200, deadline=None)
 @given(
     records=st.lists(VALUES, min_size=1, max_size=12),
     taken=st.integers(min_value=0, max_value=12),
@@ -148,7 +147,6 @@ def cells(record: object) -> list[str]:
     return [cell or "" for cell in record.values()]
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     header=st.lists(st.text(alphabet="abc", min_size=1, max_size=3), min_size=1, max_size=3, unique=True),
     rows=st.lists(st.tuples(st.lists(CELL, max_size=4), st.booleans(), LINE_ENDS), max_size=10),
