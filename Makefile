@@ -75,7 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
 # Long randomized runs, each printing what it survived. SOAK_MINUTES is per job; the property
-# tests then run with twenty times the examples make test gives them (the "soak" profile).
+# tests then run with 2,000 examples where make test gives them 100 (the "soak" profile).
 SOAK_MINUTES ?= 10
 soak: $(STAMP)
 	$(BIN)/python -m tests.model --minutes $(SOAK_MINUTES)

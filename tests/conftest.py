@@ -30,7 +30,8 @@ from .contract.check import KNOWN_DEVIATIONS, check
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
 # whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
-# is what make test runs; make soak runs the same tests with twenty times as many ("soak").
+# is what make test runs; make soak runs them with 2,000 ("soak"). A test that sets its own count
+# (each example a whole run) keeps it in both.
 settings.register_profile("cio-sync", deadline=None)
 settings.register_profile("soak", settings.get_profile("cio-sync"), max_examples=2000)
 settings.load_profile("cio-sync")
