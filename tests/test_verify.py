@@ -248,7 +248,7 @@ def test_a_429_then_success_through_the_real_process(emu: Emulator, files: Files
 def test_every_attempt_has_a_deadline(emu: Emulator, files: Files) -> None:
     config, data = files.config(document(emu.url)), files.data(people(5))
     sync_file(files, config, data)
-    emu.add_fault(delay=5, endpoint="app-people", times=1)
+    emu.add_fault(delay=1, endpoint="app-people", times=1)
     run = run_verify(["--config", config, "--data", data, "--timeout", "0.5"])
     assert run.code == 0, run.stderr
     # The first attempt was cut at its deadline (the emulator answers it only later), the second answered.
