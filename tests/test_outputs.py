@@ -373,7 +373,7 @@ def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(
     failed.write_text('[{"id": "left by an earlier run"}]')
     # Long unmapped notes: a block holds a hundred people, so the change is met a block on, soon.
     data = files.data([{"id": i, "name": "x" * 50, "note": "n" * 600} for i in range(2_000)])
-    emulator.latency = 0.01  # 5 s for them all at 4 in flight: the change comes long before
+    emulator.latency = 0.02  # 10 s for them all at 4 in flight: the change comes long before
     args = ["--config", files.config(config_dict(emulator.url)), "--data", data]
     proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
     wait_until(lambda: len(emulator.people()) >= 50)

@@ -1,7 +1,8 @@
 """``cio-sync verify`` keeps its promise whatever comes: no credential shown or written, signals
 heard, and any App API (or anything answering in its place) ends the run cleanly.
 
-Every run is the command as its own process, against a server on 127.0.0.1.
+Every run is against a server on 127.0.0.1: in-process, but for the signals, which are sent to the
+command as its own process.
 """
 
 from __future__ import annotations
