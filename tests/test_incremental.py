@@ -164,6 +164,7 @@ def test_a_killed_run_resends_at_most_what_was_in_flight_and_its_ledger_is_whole
     proc = started_then_half_way(emulator, spawn_cli, args)
     proc.kill()
     proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     emulator.latency = 0
     landed = successes(emulator)
     before = len(emulator.requests())
