@@ -30,8 +30,11 @@ from cio_sync.input.config import Config, config_from_dict
 from .contract.check import KNOWN_DEVIATIONS, check
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
-# whether the code is right, so hypothesis sets no deadline.
+# whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
+# is what make test runs; make soak runs them with 2,000 ("soak"). A test that sets its own count
+# (each example a whole run) keeps it in both.
 settings.register_profile("cio-sync", deadline=None)
+settings.register_profile("soak", settings.get_profile("cio-sync"), max_examples=2000)
 settings.load_profile("cio-sync")
 
 SITE_ID = "site-test-1234"
@@ -61,7 +64,8 @@ def assert_no_secret(*texts: str | bytes | None) -> None:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-    for name in ("CIO_SITE_ID", "CIO_API_KEY", "NO_COLOR", *proxies, *(p.lower() for p in proxies)):
+    credentials = ("CIO_SITE_ID", "CIO_API_KEY", "CIO_APP_API_KEY")
+    for name in (*credentials, "NO_COLOR", *proxies, *(p.lower() for p in proxies)):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -4,7 +4,8 @@ One case, drawn from a seed: a valid configuration and data file, each then muta
 (bytes flipped, inserted or cut; values swapped for hostile ones: huge numbers, lone surrogates,
 control characters, deep nesting, NaN), and a hostile server on loopback whose every answer is
 drawn at random too (2xx, 207 of any shape, 4xx, 429 with any Retry-After, 5xx, garbage, a
-dropped connection, a dripped or oversized answer). ``cio-sync`` runs on them as its own process.
+dropped connection, a dripped or oversized answer). ``cio-sync`` runs on them: in-process under
+``make test``, and as its own process under the soak, where a case must not outlive its process.
 
 What must hold, whatever the case: the exit code is a documented one and never 70; nothing is a
 traceback; when the exit is 2 nothing reached the server; the API key is in no output and no
@@ -27,11 +28,15 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .conftest import API_KEY, CLI, SITE_ID, assert_no_secret, cli_env
 from .hostile import Behaviour, HostileServer
+
+# Runs the command with these arguments and environment: its exit code, standard output and error.
+Runner = Callable[[list[str], dict[str, str]], tuple[int, str, str]]
 
 # The exit codes docs/command.md documents, but 70: a fuzzed input must never find a bug.
 DOCUMENTED = frozenset({0, 1, 2, 3, 4, 74, 130, 143})
@@ -164,7 +169,13 @@ def _answers(rng: random.Random) -> Behaviour:
     return behave
 
 
-def run_case(seed: int, root: Path) -> int:
+def as_process(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
+    """``python -m cio_sync`` as its own process, without the caller's ``CIO_`` variables."""
+    proc = subprocess.run([*CLI, *args], capture_output=True, env=cli_env(env), timeout=120)
+    return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+
+
+def run_case(seed: int, root: Path, run: Runner) -> int:
     """One fuzz case in ``root``; the exit code, once every property has been checked."""
     rng = random.Random(seed)
     server = HostileServer(_answers(rng), honest_check=rng.random() < 0.8)
@@ -181,7 +192,7 @@ def run_case(seed: int, root: Path) -> int:
             args.append("--dry-run")
         if rng.random() < 0.2:
             args += ["--state", str(root / "ledger")]
-        return run_checked(f"seed {seed}", server, config, data, None if mangled else records, args)
+        return run_checked(f"seed {seed}", server, config, data, None if mangled else records, args, run)
     finally:
         server.close()
 
@@ -193,25 +204,29 @@ def _encode(records: list[Any], suffix: str) -> bytes:
 
 
 def run_checked(
-    case: str, server: HostileServer, config: Path, data: Path, records: list[Any] | None, options: list[str]
+    case: str,
+    server: HostileServer,
+    config: Path,
+    data: Path,
+    records: list[Any] | None,
+    options: list[str],
+    run: Runner,
 ) -> int:
     """Run ``cio-sync`` on ``config`` and ``data`` against ``server`` with ``options``, and check
     every property; ``records`` are the data file's, when it was written from them unmangled."""
     root = data.parent
     failed, report = root / ("failed" + data.suffix), root / "report.json"
     args = ["--config", str(config), "--data", str(data), "--failed", str(failed), "--report", str(report), *options]
-    env = cli_env({"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
-    proc = subprocess.run([*CLI, *args], capture_output=True, env=env, timeout=120)
-    stdout, stderr = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
-    where = f"{case}: exit {proc.returncode}\n{stderr[-2000:]}"
-    assert proc.returncode in DOCUMENTED, where
+    code, stdout, stderr = run(args, {"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
+    where = f"{case}: exit {code}\n{stderr[-2000:]}"
+    assert code in DOCUMENTED, where
     assert "Traceback" not in stderr, where
     assert_no_secret(stdout, stderr, *(p.read_bytes() for p in root.iterdir() if p.name not in ("config.json",)))
-    if proc.returncode == 2:
+    if code == 2:
         assert server.requests() == [], where
     if report.exists():
         _check_accounts(where, json.loads(report.read_text()), failed, records)
-    return proc.returncode
+    return code
 
 
 # The one problem entry that stands for the records a stopped run never read.
@@ -266,7 +281,7 @@ def main() -> None:
     seed = options.seed
     while time.monotonic() < deadline:
         with tempfile.TemporaryDirectory() as tmp:
-            exits[run_case(seed, Path(tmp))] += 1
+            exits[run_case(seed, Path(tmp), as_process)] += 1
         seed += 1
     summary = ", ".join(f"exit {k}: {v}" for k, v in sorted(exits.items()))
     print(f"fuzz: {sum(exits.values())} cases from seed {options.seed} ({summary}): every property held")

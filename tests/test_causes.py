@@ -10,7 +10,7 @@ from cio_sync.engine.causes import MAX_CAUSES, OTHER, Causes, IndexSet, cause_of
 from cio_sync.input.schema import problems
 from cio_sync.outcome import RecordOutcome, Status
 
-from .conftest import Files, config_dict, run_process
+from .conftest import Files, config_dict, run_cli
 
 AGE = {"from": "age", "to": "age", "as": "integer"}
 
@@ -28,7 +28,7 @@ def mixed() -> list[Any]:
 
 
 def test_the_summary_groups_problems_by_cause(emulator: Emulator, files: Files) -> None:
-    run = run_process(run_args(emulator, files, mixed()))
+    run = run_cli(run_args(emulator, files, mixed()))
     assert run.code == 1
     lines = run.stderr.splitlines()
     assert 'cio-sync: 160 records: mappings[1] ("age", as integer): not an integer, first at record 0' in lines
@@ -45,7 +45,7 @@ def test_the_summary_groups_problems_by_cause(emulator: Emulator, files: Files) 
 
 
 def test_a_few_problems_are_listed_without_counts(emulator: Emulator, files: Files) -> None:
-    run = run_process(run_args(emulator, files, [{"id": 1, "age": "x"}, {"id": 2, "age": 2}]))
+    run = run_cli(run_args(emulator, files, [{"id": 1, "age": "x"}, {"id": 2, "age": 2}]))
     assert run.code == 1
     assert "first at record" not in run.stderr
     assert 'invalid: mappings[1] ("age", as integer): the string "x" is not an integer' in run.stderr
@@ -54,7 +54,7 @@ def test_a_few_problems_are_listed_without_counts(emulator: Emulator, files: Fil
 def test_the_report_counts_causes(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(status=400, times=None, person="1001")
     report = files.root / "report.json"
-    run = run_process([*run_args(emulator, files, mixed()), "--report", str(report), "--retries", "0"])
+    run = run_cli([*run_args(emulator, files, mixed()), "--report", str(report), "--retries", "0"])
     assert run.code == 1
     document = json.loads(report.read_text())
     assert problems("report.schema.json", document) == []
@@ -80,7 +80,7 @@ def test_a_dry_run_report_and_the_json_log_count_causes(emulator: Emulator, file
     report = files.root / "report.json"
     args = [*run_args(emulator, files, mixed()), "--report", str(report), "--log-format", "json"]
     for extra in ([], ["--dry-run"]):
-        run = run_process([*args, *extra])
+        run = run_cli([*args, *extra])
         assert run.code == 1
         document = json.loads(report.read_text())
         assert problems("report.schema.json", document) == []

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync.emulator import Emulator
@@ -42,7 +42,6 @@ def test_what_merely_looks_odd_is_sent_exactly(emulator: Emulator, files: Files)
 TEXTS = st.text(alphabet=st.sampled_from(["\ud800", "\udc00", "\U0001f600", "\\", "u", "d", "8", "c", "0", "a", '"']))
 
 
-@settings(max_examples=300, deadline=None)
 @given(strings=st.lists(TEXTS, max_size=6), chunk=st.integers(min_value=1, max_value=40))
 def test_exactly_the_records_with_a_lone_surrogate_are_unreadable(
     strings: list[str], chunk: int, tmp_path_factory: pytest.TempPathFactory
@@ -72,7 +71,6 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-@settings(max_examples=100, deadline=None)
 @given(
     values=st.lists(
         st.tuples(st.integers(min_value=4290, max_value=4310), st.sampled_from(["int", "-int", "str", "dec", "key"])),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -133,34 +134,38 @@ def successes(emulator: Emulator, since: int = 0) -> set[str | None]:
     return {r.person_id for r in emulator.requests()[since:] if r.method == "PUT" and r.status == 200}
 
 
-def interrupted_then_resumed(emulator: Emulator, files: Files, spawn_cli: Spawn, signum: int) -> tuple[int, int]:
-    emulator.latency = 0.01
-    data = [{"id": i, "name": f"n{i}"} for i in range(600)]
-    args = sync_args(files, emulator.url, data, parallelism=4)
+# A run stopped half-way: 100 of 200 people synced, the rest at least 0.75 s away (4 in flight).
+HALF_WAY = 100
+MID_RUN = [{"id": i, "name": f"n{i}"} for i in range(2 * HALF_WAY)]
+
+
+def started_then_half_way(emulator: Emulator, spawn_cli: Spawn, args: list[str]) -> subprocess.Popen[str]:
+    emulator.latency = 0.03
     proc = spawn_cli(args)
-    wait_until(lambda: len(emulator.people()) >= 300)
-    proc.send_signal(signum)
-    assert finish(proc).code == (143 if signum == signal.SIGTERM else -signum)
-    first = len(people_puts(emulator))
-    emulator.latency = 0
-    assert run_cli(args).code == 0
-    assert len(emulator.people()) == 600
-    return first, len(people_puts(emulator)) - first
+    wait_until(lambda: len(emulator.people()) >= HALF_WAY)
+    return proc
 
 
 def test_a_stopped_run_resumes_with_only_the_rest(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
-    first, second = interrupted_then_resumed(emulator, files, spawn_cli, signal.SIGTERM)
-    assert first + second == 600
+    args = sync_args(files, emulator.url, MID_RUN, parallelism=4)
+    proc = started_then_half_way(emulator, spawn_cli, args)
+    proc.send_signal(signal.SIGTERM)
+    assert finish(proc).code == 143
+    emulator.latency = 0
+    assert run_cli(args).code == 0
+    assert len(emulator.people()) == len(MID_RUN)
+    # The resumed run sent only the rest: no one was sent by both runs.
+    assert len(people_puts(emulator)) == len(MID_RUN)
 
 
-def test_a_killed_run_resends_at_most_what_was_in_flight(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
-    emulator.latency = 0.01
-    data = [{"id": i, "name": f"n{i}"} for i in range(600)]
-    args = sync_args(files, emulator.url, data, parallelism=4)
-    proc = spawn_cli(args)
-    wait_until(lambda: len(emulator.people()) >= 300)
+def test_a_killed_run_resends_at_most_what_was_in_flight_and_its_ledger_is_whole(
+    emulator: Emulator, files: Files, spawn_cli: Spawn
+) -> None:
+    args = sync_args(files, emulator.url, MID_RUN, parallelism=4)
+    proc = started_then_half_way(emulator, spawn_cli, args)
     proc.kill()
     proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
     emulator.latency = 0
     landed = successes(emulator)
     before = len(emulator.requests())
@@ -169,13 +174,12 @@ def test_a_killed_run_resends_at_most_what_was_in_flight(emulator: Emulator, fil
     # Every answer the run had settled is in the ledger: only requests handed to the 4 workers
     # and not yet settled (4 sending, 4 more queued for them) can come again.
     assert len(resent) <= 8, sorted(resent, key=str)
-    assert len(emulator.people()) == 600
-
-
-def test_the_ledger_is_readable_after_a_kill(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:
-    interrupted_then_resumed(emulator, files, spawn_cli, signal.SIGKILL)
+    assert len(emulator.people()) == len(MID_RUN)
     db = sqlite3.connect(Path(files.root / "state.db"))
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        db.close()
 
 
 def test_a_lost_answer_leaves_the_person_unvouched(emulator: Emulator, files: Files) -> None:

@@ -1,5 +1,5 @@
 """--max-invalid and maxInvalid: a run whose only problems are few enough invalid records exits 0,
-and still reports them; anything else exits as before. Each run is a process of its own."""
+and still reports them; anything else exits as before."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from cio_sync.emulator import Emulator
 from cio_sync.input.config import MaxInvalid, parse_max_invalid
 
-from .conftest import Files, config_dict, run_process
+from .conftest import Files, config_dict, run_cli
 
 AGE = {"from": "age", "to": "age", "as": "integer"}
 
@@ -23,11 +23,11 @@ def people(count: int, invalid: int) -> list[dict[str, Any]]:
 
 
 def sync(emulator: Emulator, files: Files, data: object, *extra: str, **config: Any) -> tuple[int, dict[str, Any]]:
-    """A run in its own process: its exit code and its report."""
+    """A run of the command: its exit code and its report."""
     document = config_dict(emulator.url, mappings=[AGE], **config)
     report = files.root / "report.json"
     args = ["--config", files.config(document), "--data", files.data(data), "--report", str(report), *extra]
-    run = run_process(args)
+    run = run_cli(args)
     assert run.code in (0, 1), run.stderr
     parsed: dict[str, Any] = json.loads(report.read_text())
     assert parsed["exit_code"] == run.code
@@ -50,12 +50,12 @@ def test_n_invalid_records_exit_0_and_one_more_exits_1(
 
 def test_a_tolerated_run_says_so(emulator: Emulator, files: Files) -> None:
     args = ["--config", files.config(config_dict(emulator.url, mappings=[AGE])), "--data", files.data(people(10, 2))]
-    run = run_process([*args, "--max-invalid", "20%"])
+    run = run_cli([*args, "--max-invalid", "20%"])
     assert run.code == 0
     lines = run.stderr.splitlines()
     assert "cio-sync: 2 invalid records, within --max-invalid 20%: the run succeeds (exit status 0)" in lines
     assert lines[-1].startswith("cio-sync: 10 records: 8 synced, 0 failed, 2 invalid")
-    assert run_process([*args, "--max-invalid", "20%", "--quiet"]).stderr == ""
+    assert run_cli([*args, "--max-invalid", "20%", "--quiet"]).stderr == ""
 
 
 @pytest.mark.parametrize(("invalid", "code"), [(1, 0), (2, 1)])
@@ -121,7 +121,7 @@ def test_a_dry_run_exits_as_its_run_would(emulator: Emulator, files: Files, inva
 @pytest.mark.parametrize("value", ["-1", "101%", "two", "1.5", "%", "5 %"])
 def test_a_bad_option_is_refused_before_anything_is_sent(emulator: Emulator, files: Files, value: str) -> None:
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(people(2, 0))]
-    run = run_process([*args, "--max-invalid", value])
+    run = run_cli([*args, "--max-invalid", value])
     assert run.code == 2
     assert "--max-invalid" in run.stderr
     assert emulator.requests() == []
@@ -131,7 +131,7 @@ def test_a_bad_option_is_refused_before_anything_is_sent(emulator: Emulator, fil
 def test_a_bad_configuration_key_is_refused(tmp_path: Path, emulator: Emulator, value: object) -> None:
     files = Files(tmp_path)
     args = ["--config", files.config(config_dict(emulator.url, maxInvalid=value)), "--data", files.data([])]
-    run = run_process(args)
+    run = run_cli(args)
     assert run.code == 2
     assert '"maxInvalid" must be a number of records' in run.stderr
 

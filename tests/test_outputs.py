@@ -371,8 +371,9 @@ def test_a_data_file_changed_mid_run_is_counted_and_leaves_no_failed_file(
 ) -> None:
     failed, report = files.root / "failed.json", files.root / "report.json"
     failed.write_text('[{"id": "left by an earlier run"}]')
-    data = files.data([{"id": i, "name": "x" * 50} for i in range(20_000)])
-    emulator.latency = 0.005
+    # Long unmapped notes: a block holds a hundred people, so the change is met a block on, soon.
+    data = files.data([{"id": i, "name": "x" * 50, "note": "n" * 600} for i in range(2_000)])
+    emulator.latency = 0.02  # 10 s for them all at 4 in flight: the change comes long before
     args = ["--config", files.config(config_dict(emulator.url)), "--data", data]
     proc = spawn_cli([*args, "--failed", str(failed), "--report", str(report)])
     wait_until(lambda: len(emulator.people()) >= 50)
@@ -478,7 +479,7 @@ def test_a_run_refused_at_the_ledger_lock_touches_no_output(emulator: Emulator, 
     holder = os.open(state, os.O_RDWR)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running cio-sync holds it
-        run = run_process([*args, *outputs])
+        run = run_cli([*args, *outputs])
     finally:
         os.close(holder)
     assert run.code == 2
@@ -525,7 +526,7 @@ def test_credentials_a_server_quotes_reach_no_output(files: Files, log_format: s
     report = files.root / "report.json"
     with hostile(answer(b"400 Bad Request", body)) as server:
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
-        run = run_process([*args, "--report", str(report), "--log-format", log_format])
+        run = run_cli([*args, "--report", str(report), "--log-format", log_format])
     assert run.code == 1, run.stderr
     # The workspace's words are still shown, with every credential masked.
     assert "bad request for [redacted] with key [redacted] (Basic [redacted])" in run.stderr

@@ -6,11 +6,12 @@ import signal
 import subprocess
 import threading
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
-from cio_sync import HttpSettings, sync
-from cio_sync.emulator import Emulator
+from cio_sync import HttpSettings, Stop, sync
+from cio_sync.emulator import Emulator, ratelimit
 from cio_sync.transport.pacing import Cancelled, Gate
 
 from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
@@ -42,7 +43,23 @@ def test_the_rate_cap_spaces_requests_for_all_workers(emulator: Emulator) -> Non
     assert observed <= 40 * 1.2
 
 
+# Deadlines far beyond the fake seconds a run passes: an answer is never late on the fake clock.
+PATIENT = HttpSettings(connect_timeout=2.0, read_timeout=600.0, retries=3, backoff_factor=0.0)
+
+
+def one_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, Stop]:
+    """A fake clock for a run and the emulator's rate limit alike: the limit refills as fast as
+    the run's pauses pass, and none is waited for. Only the run's waits on its stop pass time,
+    its pauses; a wait for an answer returns when the answer comes."""
+    stop = Stop()
+    clock = FakeClock(monotonic=0.0, only_on=stop.event)
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=clock.monotonic))
+    return clock, stop
+
+
 def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
+    # Real time: on the fake clock, overlapping waits of several workers each move the one shared
+    # time on, so the cap's turns and the emulator's refills no longer line up as they do for real.
     with Emulator("s", "k", rate_limit=50, burst=5) as emu:
         config = make_config(emu.url, parallelism=10, rateLimit=45, siteId="s", apiKey="k")
         result = sync(config, ({"id": i} for i in range(60)), http=FAST)
@@ -50,23 +67,29 @@ def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
         assert emu.stats()["statuses"].get("429", 0) == 0
 
 
-def test_the_emulator_enforces_its_rate_limit_with_retry_after() -> None:
+def test_the_emulator_enforces_its_rate_limit_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, stop = one_clock(monkeypatch)
     with Emulator("s", "k", rate_limit=20, burst=2) as emu:
         config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
-        result = sync(config, ({"id": i} for i in range(12)), http=FAST)
+        result = sync(config, ({"id": i} for i in range(12)), http=PATIENT, clock=clock, stop=stop)
         assert result.synced == 12
         limited = [r for r in emu.requests() if r.status == 429]
         assert limited
         assert result.retries >= len(limited)
+    # The emulator's Retry-After (whole seconds) was waited out, on the fake clock.
+    assert clock.monotonic() >= 1.0
 
 
-def test_a_429_storm_delays_records_but_loses_none() -> None:
+def test_a_429_storm_delays_records_but_loses_none(monkeypatch: pytest.MonkeyPatch) -> None:
     # Ten workers against a workspace that takes ten requests a second: every record lands.
+    clock, stop = one_clock(monkeypatch)
     with Emulator("s", "k", rate_limit=10, burst=2) as emu:
         config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
-        result = sync(config, ({"id": i} for i in range(30)), http=FAST)
+        result = sync(config, ({"id": i} for i in range(30)), http=PATIENT, clock=clock, stop=stop)
         assert result.synced == 30
         assert emu.stats()["statuses"]["429"] >= 1
+    # Thirty requests at ten a second, two at once: at least 2.8 seconds, if only fake ones.
+    assert clock.monotonic() >= 2.8
 
 
 def test_a_person_refused_for_rate_more_often_than_the_retries_still_lands(emulator: Emulator) -> None:

@@ -1,5 +1,5 @@
 """Progress lines where there is no terminal: on a timer, in text and JSON alike, driven by a fake
-clock here (no test waits for the interval) and seen once in a real, slow run."""
+clock here (no test waits for the interval) and seen once in a real run, its interval shortened."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import io
 import json
 import threading
 
+import pytest
+
 from cio_sync.clock import SYSTEM_CLOCK
 from cio_sync.emulator import Emulator
 from cio_sync.engine.tally import Tally
 from cio_sync.errors import ExitCode
 from cio_sync.outcome import RecordOutcome, Status, StopReason
+from cio_sync.outputs import console as console_module
 from cio_sync.outputs.console import JSON_PROGRESS_INTERVAL, JsonConsole, TextConsole
 from cio_sync.outputs.progress import PROGRESS_INTERVAL, Snapshot, Ticker, progress_line
 
-from .conftest import Files, config_dict, finish
-from .conftest import Spawn as SpawnCli
+from .conftest import Files, config_dict, run_cli
 from .fakeclock import FakeClock
 
 PROGRESS = "cio-sync: progress: "
@@ -127,13 +129,14 @@ def test_the_timer_thread_is_a_daemon_that_ends_with_the_run() -> None:
     assert not timer.is_alive()
 
 
-def test_a_slow_run_in_a_log_shows_progress(emulator: Emulator, files: Files, spawn_cli: SpawnCli) -> None:
+def test_a_slow_run_in_a_log_shows_progress(emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The real clock and the timer's own thread, at a twentieth of a second rather than ten.
+    monkeypatch.setattr(console_module, "PROGRESS_INTERVAL", 0.05)
     # Both answers take longer than the interval: no record finishes before a line is due.
-    emulator.add_fault(delay=PROGRESS_INTERVAL + 1, person="1", times=1)
-    emulator.add_fault(delay=PROGRESS_INTERVAL + 1, person="2", times=1)
+    emulator.add_fault(delay=0.3, person="1", times=1)
+    emulator.add_fault(delay=0.3, person="2", times=1)
     config = files.config(config_dict(emulator.url, parallelism=2))
-    proc = spawn_cli(["--config", config, "--data", files.data([{"id": 1}, {"id": 2}])])
-    run = finish(proc, timeout=60)
+    run = run_cli(["--config", config, "--data", files.data([{"id": 1}, {"id": 2}])])
     assert run.code == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if line.startswith(PROGRESS)]
     assert lines, run.stderr

@@ -6,6 +6,7 @@ import importlib
 import itertools
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pytest
@@ -19,6 +20,7 @@ from cio_sync.engine.workers import Workers
 from cio_sync.input.config import FieldMapping, config_from_dict
 from cio_sync.input.mapping import ordering_key
 from cio_sync.outcome import Delivery
+from cio_sync.transport import deadline
 
 from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, one_by_one, people_puts, unstamped, wait_until
 from .fakeclock import FakeClock
@@ -278,15 +280,30 @@ def test_a_stop_settles_an_update_waiting_for_a_later_stamp_as_not_attempted(emu
 
 @pytest.mark.parametrize("transport", ["v1", "batch"])
 def test_a_write_applied_after_the_timeout_never_overtakes_the_next_one(emulator: Emulator, transport: str) -> None:
-    # The first attempt for Y is applied 2 s late, after the client gave up on it at 0.5 s, a
-    # resend succeeded and Y's next record went in the second after (at most 1.5 s in).
+    # The first attempt for Y is applied late, after the client gave up on it, a resend
+    # succeeded and Y's next record went in the second after. The client's time is fake: it
+    # gives up when the test moves its clock past the deadline, and its second passes unwaited.
+    endpoint = "batch" if transport == "batch" else "customers"
     if transport == "batch":
-        emulator.add_fault(delay=2.0, endpoint="batch", times=1)
+        emulator.add_fault(delay=0.5, endpoint="batch", times=1)
     else:
-        emulator.add_fault(delay=2.0, person="Y", times=1)
-    http = HttpSettings(read_timeout=0.5, retries=2, backoff_factor=0.0)
+        emulator.add_fault(delay=0.5, person="Y", times=1)
+
+    def first_attempt_held() -> bool:
+        stats = emulator.stats()
+        return bool(stats["in_flight"] == 1 and stats["endpoints"].get(endpoint))
+
+    http = HttpSettings(read_timeout=5.0, retries=2, backoff_factor=0.0)
     records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}]
-    result = sync(make_config(emulator.url, transport=transport, parallelism=1), records, http=http, index=one_by_one())
+    stop = Stop()
+    # Only the hold for the next second passes time on its own; an answer is awaited as it comes.
+    clock = FakeClock(only_on=stop.event)
+    config = make_config(emulator.url, transport=transport, parallelism=1)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(sync, config, records, http=http, stop=stop, clock=clock, index=one_by_one())
+        wait_until(lambda: first_attempt_held() or running.done())
+        clock.advance(http.read_timeout + 1)
+        result = running.result(timeout=30)
     assert result.synced == 2
     wait_until(lambda: emulator.stats()["in_flight"] == 0)
     assert emulator.people()["Y"] == {"name": "pro"}
@@ -307,8 +324,10 @@ def test_a_stop_with_an_update_waiting_for_a_later_stamp_does_not_spin(
     # while Z's request is still in flight (the server holds it past the stop's grace). The
     # waiting update is not sent after a stop: the loop must wait for Z's answer, not poll for
     # it until Z is cut because a second it no longer cares about has begun.
+    # The grace, and Z's answer past it, at a tenth of their real length: the same race, sooner.
+    monkeypatch.setattr(deadline, "STOP_GRACE", 0.2)
     emulator.add_fault(drop="after", person="Y", times=1)
-    emulator.add_fault(delay=3, person="Z", times=1)
+    emulator.add_fault(delay=0.5, person="Z", times=1)
     stop = Stop()
     empty_collects = 0
 

@@ -1,4 +1,5 @@
-"""``cio-sync verify`` against the emulator's App API: real sockets, and the command as its own process.
+"""``cio-sync verify`` against the emulator's App API: real sockets, the command run in-process
+(and once as its own process, as a user starts it).
 
 Where waiting is the subject (pacing at 10 a second, a 429 storm) a fake clock drives it.
 """
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from cio_sync.cli.verify import VerifyOptions, run
+from cio_sync.cli.verify import app as verify_app
 from cio_sync.emulator import Emulator
 from cio_sync.emulator.rules import path_identifier
 from cio_sync.emulator.workspace import edit
@@ -26,11 +29,12 @@ from cio_sync.readback import Options, ReadStatus, Verdict, verify
 from cio_sync.readback import reader as reader_module
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_process
+from .conftest import API_KEY, SITE_ID, Files, Run, checked, cli_env, run_cli
 from .fakeclock import FakeClock
 
 APP_KEY = "app-SECRET-5e0c7a"
 VERIFY = (sys.executable, "-m", "cio_sync", "verify")
+runner = CliRunner()
 
 
 def no_secret(run: Run) -> Run:
@@ -41,8 +45,14 @@ def no_secret(run: Run) -> Run:
 
 
 def run_verify(args: Sequence[str], env: dict[str, str] | None = None) -> Run:
-    """``python -m cio_sync.readback`` (the verify command) as its own process."""
-    proc = subprocess.run([*VERIFY, *args], capture_output=True, env=cli_env(env), timeout=120)
+    """``cio-sync verify`` in-process, checked for secrets and tracebacks as :func:`run_cli` is."""
+    result = runner.invoke(verify_app, list(args), env=env, catch_exceptions=False)
+    return no_secret(checked(result.exit_code, result.stdout, result.stderr))
+
+
+def run_verify_process(args: Sequence[str]) -> Run:
+    """``python -m cio_sync verify`` as its own process, exactly as a user starts it."""
+    proc = subprocess.run([*VERIFY, *args], capture_output=True, env=cli_env(), timeout=120)
     return no_secret(checked(proc.returncode, proc.stdout.decode(), proc.stderr.decode()))
 
 
@@ -82,7 +92,7 @@ def app_requests(emu: Emulator) -> list[Any]:
 
 
 def sync_file(files: Files, config: str, data: str) -> None:
-    run = run_process(["--config", config, "--data", data])
+    run = run_cli(["--config", config, "--data", data])
     assert run.code == 0, run.stderr
 
 
@@ -230,7 +240,7 @@ def test_a_429_then_success_through_the_real_process(emu: Emulator, files: Files
     config, data = files.config(document(emu.url)), files.data(people(5))
     sync_file(files, config, data)
     emu.add_fault(status=429, endpoint="app-people", times=2)
-    run = run_verify(["--config", config, "--data", data])
+    run = run_verify_process(["--config", config, "--data", data])
     assert run.code == 0, run.stderr
     assert [r.status for r in app_requests(emu)] == [429, 429, 200]
 
@@ -238,7 +248,7 @@ def test_a_429_then_success_through_the_real_process(emu: Emulator, files: Files
 def test_every_attempt_has_a_deadline(emu: Emulator, files: Files) -> None:
     config, data = files.config(document(emu.url)), files.data(people(5))
     sync_file(files, config, data)
-    emu.add_fault(delay=5, endpoint="app-people", times=1)
+    emu.add_fault(delay=1, endpoint="app-people", times=1)
     run = run_verify(["--config", config, "--data", data, "--timeout", "0.5"])
     assert run.code == 0, run.stderr
     # The first attempt was cut at its deadline (the emulator answers it only later), the second answered.

@@ -1,7 +1,8 @@
 """``cio-sync verify`` keeps its promise whatever comes: no credential shown or written, signals
 heard, and any App API (or anything answering in its place) ends the run cleanly.
 
-Every run is the command as its own process, against a server on 127.0.0.1.
+Every run is against a server on 127.0.0.1: in-process, but for the signals, which are sent to the
+command as its own process.
 """
 
 from __future__ import annotations
@@ -272,8 +273,8 @@ CASES: dict[str, tuple[Callable[[str], Behaviour], int, str]] = {
     "200 nested too deep": (lambda _: ok(DEEP), 4, "without a list of customers"),
     "200 huge": (lambda _: huge_body(40_000_000, b"200 OK"), 4, "answered more than 32 MB"),
     "connection dropped": (lambda _: hang_up(), 4, "the connection was dropped"),
-    "body drips": (lambda _: drip_body(0.05), 4, "no complete answer within 1 s"),
-    "status line drips": (lambda _: drip_status_line(0.05), 4, "no complete answer within 1 s"),
+    "body drips": (lambda _: drip_body(0.05), 4, "no complete answer within 0.5 s"),
+    "status line drips": (lambda _: drip_status_line(0.05), 4, "no complete answer within 0.5 s"),
     "redirect elsewhere": (
         lambda elsewhere: answer(b"307 Temporary Redirect", b"", f"Location: {elsewhere}/steal\r\n".encode()),
         4,
@@ -292,7 +293,7 @@ def test_a_hostile_app_api_ends_the_run_cleanly(files: Files, case: str) -> None
     with hostile(hang_up()) as elsewhere, hostile(behaviour(elsewhere.url)) as server:
         config, data = files.config(document(server.url)), files.data(people(3))
         report = files.root / "report.json"
-        args = ["--config", config, "--data", data, "--timeout", "1", "--retries", "0", "--report", str(report)]
+        args = ["--config", config, "--data", data, "--timeout", "0.5", "--retries", "0", "--report", str(report)]
         run = run_verify(args)
         assert elsewhere.requests() == []  # no redirect was followed, with the key or without
     assert run.code == code, run.stderr
