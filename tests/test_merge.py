@@ -17,7 +17,7 @@ from cio_sync import Status, sync
 from cio_sync.emulator import Emulator
 from cio_sync.engine import merge
 from cio_sync.engine.merge import Merger, PersonIndex
-from cio_sync.input.mapping import PersonUpdate, RecordMapper, merged_body
+from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process
 
@@ -250,3 +250,55 @@ def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_p
     # Each person's write came at their second record, with it the first's outcome to share.
     assert len(merged) == people
     assert all(isinstance(w, PersonUpdate) and w.covers == w.index - people for w in merged)
+
+
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_person_too_large_to_merge_is_written_one_record_at_a_time(
+    emulator: Emulator, transport: str, hold: None
+) -> None:
+    # Forty records of one person, each setting its own 900-character attribute: merged, about
+    # 36 KB, more than a batch item may hold; each on its own fits.
+    records = [{"id": "big", f"a{n}": "x" * 900} for n in range(40)]
+    records.insert(20, {"id": "small", "a0": "s"})
+    mappings = [{"from": f"a{n}", "to": f"a{n}"} for n in range(40)]
+    config = make_config(emulator.url, mappings=mappings, transport=transport)
+    result = sync(config, records, http=FAST)
+    assert (result.synced, result.invalid) == (41, 0)
+    assert emulator.people()["big"] == {f"a{n}": "x" * 900 for n in range(40)}
+    assert person_writes(emulator) == 41
+
+
+def test_the_dry_run_sizes_a_batch_item_with_its_stamp(files: Files) -> None:
+    mappings = [{"from": f"a{n}", "to": f"a{n}"} for n in range(40)]
+    config = config_dict("http://127.0.0.1:9", mappings=mappings, transport="batch")
+    mapper = RecordMapper.for_config(make_config("http://127.0.0.1:9", mappings=mappings, transport="batch"))
+    # A record whose item is 31,990 bytes unstamped (values of at most 1,000 characters each):
+    # with the run's ten-digit stamp it is over 32,000.
+    record: dict[str, Any] = {"id": "p", **{f"a{n}": "" for n in range(40)}}
+    for n in range(40):
+        update = mapper.map(0, record)
+        assert isinstance(update, PersonUpdate)
+        record[f"a{n}"] = "x" * min(1000, 31_990 - len(batch_item(update)))
+    update = mapper.map(0, record)
+    assert isinstance(update, PersonUpdate) and len(batch_item(update)) == 31_990
+    report = files.root / "plan.json"
+    args = ["--config", files.config(config), "--data", files.data([record]), "--dry-run", "--report", str(report)]
+    planned = run_cli(args)
+    assert planned.code == 1
+    assert json.loads(report.read_text())["counts"]["invalid"] == 1
+    assert "as a batch item it is 32,0" in planned.stderr
+
+
+def test_a_stop_settles_the_work_made_ready_and_not_taken() -> None:
+    config = make_config("http://127.0.0.1:9", mappings=[{"from": "n", "to": "n", "as": "integer"}])
+    mapper = RecordMapper.for_config(config)
+    records = [{"id": "a", "n": "1"}, {"id": "a", "n": "2"}, {"id": "a", "n": "x"}]
+    merger = Merger(mapper, PersonIndex.of(records, mapper.person_key))
+    ready = [merger.feed(n, record) for n, record in enumerate(records)]
+    # The invalid record ended the merge: the first two came out merged, and it is to follow.
+    assert ready[:2] == [None, None]
+    merged = ready[2]
+    assert isinstance(merged, PersonUpdate) and (merged.index, merged.covers) == (1, 0)
+    left = list(merger.drain())
+    assert len(left) == 1 and isinstance(left[0], InvalidRecord) and left[0].index == 2
+    merger.close()

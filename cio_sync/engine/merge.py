@@ -29,7 +29,7 @@ from typing import IO, Any
 from ..errors import DataFileChanged
 from ..input.config import Config, IdType
 from ..input.datafile import Records
-from ..input.mapping import TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
+from ..input.mapping import MAX_ITEM_BYTES, TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
 from ..input.source import Source
 
 # A person's record on its way: to be sent, or to be settled as invalid in its turn.
@@ -222,6 +222,10 @@ class _Spool:
 
 # Records held for merges in memory before the rest go to the temporary database: about 10 MB.
 HOLD_IN_MEMORY = 10_000
+# The largest merged body: a batch item may be 32 KB, and what an item adds to its body is far
+# less than the rest (an id is at most 150 bytes, 900 escaped). A person whose records merged
+# would be larger is written one record at a time, as each record fits on its own.
+MERGE_CAP = MAX_ITEM_BYTES - 2000
 
 
 class Merger:
@@ -251,8 +255,8 @@ class Merger:
         self._merged: dict[tuple[str, int], list[PersonUpdate]] = {}
         self._held = 0
         self._spill: _Spill | None = None
-        # Work made ready with the last that :meth:`feed` returned, to follow it.
-        self.after: deque[Work] = deque()
+        # Work made ready with the last that :meth:`feed` returned, to follow it in turn.
+        self.after: deque[Iterator[Work]] = deque()
 
     def feed(self, index: int, record: object) -> Work | None:
         """Record ``index`` was read: the work it makes ready now, if any (none while a merge waits
@@ -268,7 +272,7 @@ class Merger:
             merged = self._flush(key, None)
             if merged is None:
                 return work
-            self.after.append(work)
+            self.after.append(iter((work,)))
             return merged
         if left > 0:
             self._keep(work)
@@ -287,9 +291,11 @@ class Merger:
             assert merged is not None
             yield merged
 
-    def drain(self) -> Iterator[PersonUpdate]:
-        """For a run that stops: the records waiting for a merge, each person's in file order,
-        taken out."""
+    def drain(self) -> Iterator[Work]:
+        """For a run that stops: the work made ready and not taken, and the records waiting for a
+        merge, each person's in file order, taken out."""
+        while self.after:
+            yield from self.after.popleft()
         waiting, self._waiting = self._waiting, {}
         for updates in waiting.values():
             self._held -= len(updates)
@@ -336,7 +342,9 @@ class Merger:
         waiting = self._waiting.pop(key, None)
         if waiting is None and self._spill is not None:
             # Up to a thousand of the person's records come back to memory, where there is room.
-            merged, waiting = self._spill.flush(key, last, min(1000, self._limit - self._held))
+            merged, waiting, apart = self._spill.flush(key, last, min(1000, self._limit - self._held))
+            if apart is not None:
+                return self._one_by_one(apart)
             if waiting:
                 assert merged is not None
                 self._merged[(key, merged.index)] = waiting
@@ -344,13 +352,22 @@ class Merger:
             return merged
         if waiting is None:
             return last
-        if last is None:
-            last = waiting.pop()
-            self._held -= 1
-            if not waiting:
-                return last
-        self._merged[(key, last.index)] = waiting
-        return merge(waiting[0], merged_body(u.body for u in (*waiting, last)), last)
+        updates = waiting if last is None else [*waiting, last]
+        self._held -= len(waiting)
+        if len(updates) == 1:
+            return updates[0]
+        body = merged_body(u.body for u in updates)
+        if len(body) > MERGE_CAP:
+            return self._one_by_one(iter(updates))
+        self._merged[(key, updates[-1].index)] = updates[:-1]
+        self._held += len(updates) - 1
+        return merge(updates[0], body, updates[-1])
+
+    def _one_by_one(self, updates: Iterator[PersonUpdate]) -> PersonUpdate:
+        """The first of ``updates``, each to be written on its own; the rest follow in turn."""
+        first = next(updates)
+        self.after.append(updates)
+        return first
 
 
 def merge(first: PersonUpdate, body: bytes, last: PersonUpdate) -> PersonUpdate:
@@ -390,10 +407,13 @@ class _Spill:
         row = self._db.execute("SELECT key FROM waiting ORDER BY idx LIMIT 1").fetchone()
         return None if row is None else str(row[0])
 
-    def flush(self, key: str, last: PersonUpdate | None, room: int) -> tuple[PersonUpdate | None, list[PersonUpdate]]:
+    def flush(
+        self, key: str, last: PersonUpdate | None, room: int
+    ) -> tuple[PersonUpdate | None, list[PersonUpdate], Iterator[PersonUpdate] | None]:
         """``key``'s waiting records (and ``last``) as one update, or ``last`` when none wait;
         and the records it stands for when there are at most ``room`` of them, taken out of the
-        database (more stay in it until :meth:`covered` hands them out)."""
+        database (more stay in it until :meth:`covered` hands them out). Where merged they would
+        be too large for one write: the records one by one instead (the third)."""
         db = self._db
         loaded: list[PersonUpdate] = []
         ends: list[PersonUpdate] = []  # the first waiting record, and the last one read
@@ -409,11 +429,13 @@ class _Spill:
 
         body = merged_body(bodies())
         if not ends:
-            return last, []
+            return last, [], None
+        if len(body) > MERGE_CAP:
+            return None, [], self._one_by_one(key, last)
         if len(loaded) <= room:
             db.execute("DELETE FROM waiting WHERE key = ?", (key,))
             last = last or loaded.pop()
-            return (merge(loaded[0], body, last) if loaded else last), loaded
+            return (merge(loaded[0], body, last) if loaded else last), loaded, None
         if last is None:
             final = ends[-1]
             (record,) = db.execute(
@@ -422,7 +444,19 @@ class _Spill:
             last = dataclasses.replace(final, record=_load(record))
         db.execute("INSERT INTO merged SELECT * FROM waiting WHERE key = ?", (key,))
         db.execute("DELETE FROM waiting WHERE key = ?", (key,))
-        return merge(ends[0], body, last), []
+        return merge(ends[0], body, last), [], None
+
+    def _one_by_one(self, key: str, last: PersonUpdate | None) -> Iterator[PersonUpdate]:
+        """``key``'s waiting records, then ``last``, a page at a time, each taken out as it goes."""
+        after = -1
+        while rows := self._db.execute(
+            "SELECT * FROM waiting WHERE key = ? AND idx > ? ORDER BY idx LIMIT 256", (key, after)
+        ).fetchall():
+            self._db.execute("DELETE FROM waiting WHERE key = ? AND idx <= ?", (key, rows[-1][1]))
+            after = rows[-1][1]
+            yield from (_update(row) for row in rows)
+        if last is not None:
+            yield last
 
     def drain(self) -> Iterator[PersonUpdate]:
         for row in self._db.execute("SELECT * FROM waiting ORDER BY key, idx"):
@@ -467,8 +501,11 @@ class Works:
         ``source.broken`` then says how)."""
         merger = self.merger
         while True:
-            if merger.after:
-                return merger.after.popleft()
+            while merger.after:
+                work = next(merger.after[0], None)
+                if work is not None:
+                    return work
+                merger.after.popleft()
             if self._rest is not None:
                 work = next(self._rest, None)
                 self.exhausted = work is None

@@ -12,7 +12,7 @@ from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_i
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
-from .merge import Merger, PersonIndex, Works, merger_for
+from .merge import Merger, PersonIndex, Works, merger_for, merges
 from .mirror import MirrorResult, Named, watch_names
 from .packer import oversized
 from .people import FailedPeople
@@ -96,9 +96,7 @@ def plan(
                 if work.key is not None:
                     failed.add(work.key, work.index)
                 continue
-            if not _sendable(
-                work, config.transport, merger, failed, counts, functools.partial(_invalid, tally, on_outcome)
-            ):
+            if not _sendable(work, config, merger, failed, counts, functools.partial(_invalid, tally, on_outcome)):
                 continue
             counts.people += 1
             known = ledger.compare(work) if ledger is not None else Known.NEW
@@ -115,7 +113,7 @@ def plan(
 
 def _sendable(
     work: PersonUpdate,
-    transport: Transport,
+    config: Config,
     merger: Merger,
     failed: FailedPeople,
     counts: _Counts,
@@ -127,8 +125,9 @@ def _sendable(
         counts.held_back += _records(work, merger)
         return False
     # What an item adds to its body is far less than this (an id is at most 150 bytes, 900 escaped).
-    near = transport is Transport.BATCH and len(work.body) > MAX_ITEM_BYTES - 2000
-    too_big = oversized(batch_item(work)) if near else None
+    near = config.transport is Transport.BATCH and len(work.body) > MAX_ITEM_BYTES - 2000
+    # Stamped as the run stamps it (unless a mapping sets _timestamp): a stamp is ten digits.
+    too_big = oversized(batch_item(work, 9_999_999_999 if merges(config) else None)) if near else None
     if too_big is not None:
         for each in itertools.chain(merger.covered(work), (work,)):
             invalid(InvalidRecord(each.index, each.person_id, too_big, each.record))
