@@ -60,8 +60,10 @@ def one_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, Stop]:
 def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
     # Real time: on the fake clock, overlapping waits of several workers each move the one shared
     # time on, so the cap's turns and the emulator's refills no longer line up as they do for real.
-    with Emulator("s", "k", rate_limit=50, burst=5) as emu:
-        config = make_config(emu.url, parallelism=10, rateLimit=45, siteId="s", apiKey="k")
+    # The cap well below the limit, and a burst of ten, so that requests the scheduler of a loaded
+    # machine bunches together on their way still fit.
+    with Emulator("s", "k", rate_limit=50, burst=10) as emu:
+        config = make_config(emu.url, parallelism=10, rateLimit=35, siteId="s", apiKey="k")
         result = sync(config, ({"id": i} for i in range(60)), http=FAST)
         assert result.synced == 60
         assert emu.stats()["statuses"].get("429", 0) == 0
