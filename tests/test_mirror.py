@@ -326,3 +326,32 @@ def test_removals_stop_once_the_api_went_away_and_the_rest_wait_for_the_next_run
     again = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all")
     assert again.mirror is not None and again.mirror.count(Removed.REMOVED) == 3
     assert sorted(emulator.people()) == [f"p{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("person", ["a@b.com", "cio_abc"])
+@pytest.mark.parametrize("mode", ["delete", "suppress", "clear"])
+def test_a_person_v1_would_read_as_someone_else_is_not_removed_on_v1(
+    emulator: Emulator, files: Files, person: str, mode: str
+) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, idType="id", maxRemovals="all"))
+    everyone = [*PEOPLE, {"id": person, "name": "n", "computed_ltv": 1}]
+    written = run_cli(["--config", config, "--data", files.data(everyone), "--state", state, "--transport", "batch"])
+    assert written.code == 0
+    before = len(emulator.requests())
+    report = files.root / "report.json"
+    args = ["--config", config, "--data", files.data(PEOPLE, name="fewer.json"), "--state", state]
+    run = run_cli([*args, "--transport", "v1", "--when-removed", mode, "--report", str(report)])
+    assert run.code == 1
+    assert "--transport batch" in run.stderr
+    # v1 reads its path by shape: the request would have named an email address or a cio_id.
+    assert [r.target for r in emulator.requests()[before:] if r.method != "GET"] == []
+    assert person in emulator.people()
+    entry = json.loads(report.read_text())["removals"]["people"]
+    assert [(e["id"], e["outcome"], e["status"]) for e in entry] == [(person, "failed", None)]
+    assert "--transport batch" in entry[0]["reason"]
+    # Pending, for a run that can remove them (a suppression pending counts as one that may have landed).
+    assert people_rows(state)[person] == (mode, 0, int(mode == "suppress"))
+    again = run_cli([*args, "--transport", "batch", "--when-removed", mode])
+    assert again.code == 0, again.stderr
+    assert people_rows(state)[person] == (mode, 1, int(mode == "suppress"))
