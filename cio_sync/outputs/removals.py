@@ -59,6 +59,7 @@ def removal_report(
                 "left": mirror.leaving,
                 "allowed": mirror.allowed,
                 "skipped": mirror.skipped,
+                "unnamed": mirror.unnamed,
                 "counts": {o.value: mirror.count(o) for o in Removed if o is not Removed.UNSUPPRESSED},
                 "people": [
                     {
