@@ -20,9 +20,11 @@ from cio_sync.engine.mirror import Removed
 from cio_sync.engine.sync import sync
 from cio_sync.engine.tally import SyncResult
 from cio_sync.errors import ConfigError
+from cio_sync.input.config import parse_max_invalid, parse_max_removals
 from cio_sync.input.schema import problems
 from cio_sync.outcome import Stop, StopReason
 from cio_sync.state.ledger import Ledger
+from cio_sync.state.roster import workspace_fingerprint
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, Spawn, config_dict, finish, make_config, run_cli, wait_until
 
@@ -434,3 +436,20 @@ def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: F
     removals = json.loads(report.read_text())["removals"]
     assert problems("report.schema.json", json.loads(report.read_text())) == []
     assert removals["allowed"] is False and removals["unnamed"] >= 1 and removals["people"] == []
+
+
+@pytest.mark.parametrize("share", ["0.00001%", "12.125%", "0%", "100%", "10%", "0.000000000000000000000000000001%"])
+def test_a_guard_is_written_as_the_option_parsers_read_it_back(share: str) -> None:
+    guard, tolerance = parse_max_removals(share), parse_max_invalid(share)
+    assert str(guard) == share and parse_max_removals(str(guard)) == guard
+    assert str(tolerance) == share and parse_max_invalid(str(tolerance)) == tolerance
+
+
+def test_the_workspace_is_the_same_however_its_url_is_spelt() -> None:
+    same = {
+        workspace_fingerprint(make_config(u))
+        for u in ("http://127.0.0.1:8080", "HTTP://127.0.0.1:8080", "http://127.0.0.1:8080?")
+    }
+    assert len(same) == 1
+    other = {workspace_fingerprint(make_config(u)) for u in ("http://localhost:8080", "http://127.0.0.1:8081")}
+    assert same.isdisjoint(other) and len(other) == 2

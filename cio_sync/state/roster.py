@@ -83,8 +83,27 @@ _SEEN_BUFFER = 2000
 
 def workspace_fingerprint(config: Config) -> str:
     """A digest of where people are written (site id and base URL), and nothing of how."""
-    shape = {"siteId": config.credentials.site_id, "baseUrl": config.base_url}
+    shape = {"siteId": config.credentials.site_id, "baseUrl": same_url(config.base_url)}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def same_url(url: str) -> str:
+    """``url`` as every spelling of the same address writes it: the scheme and host in lower case
+    (both are case-insensitive), without an empty query (a trailing ``?``).
+
+    A URL already written so comes back unchanged, so ledgers written before keep their people.
+    Different hosts stay apart even when they reach the same place (``localhost``, ``127.0.0.1``):
+    nothing here can tell, and a workspace split in two only removes fewer people.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    user, at, host = netloc.rpartition("@")
+    if tail.endswith("?"):
+        tail = tail[:-1]
+    return f"{scheme.lower()}://{user}{at}{host.lower()}{tail}"
 
 
 @dataclass(frozen=True, slots=True)
