@@ -387,6 +387,7 @@ def test_feeding_back_the_failed_file_of_a_mirroring_run_removes_no_one_it_named
     again = run_cli([*mirror_args(files, emulator.url, state, str(failed), ""), "--report", str(files.root / "r.json")])
     assert again.code == 0, again.stderr
     assert "no one left the data file" in again.stderr
+    assert "1 person not in the data file stays: the file of a run that did not end clean named them" in again.stderr
     assert emulator.people() == {str(p["id"]): {"name": "changed", "ltv": p["computed_ltv"]} for p in people}
     # A run that ended clean forgets the kept names: the next one removes whoever its file lacks.
     night = run_cli(mirror_args(files, emulator.url, state, changed[:19], "night.json"))
@@ -408,7 +409,7 @@ def test_after_a_failed_night_only_people_missing_from_both_files_are_removed(
     # Tonight's file lacks p1 and p2; p1 was in the failed night's file, p2 too: kept, not removed.
     tonight = [p for p in changed if p["id"] not in ("p1", "p2")]
     result = library_run(emulator.url, state, tonight, whenRemoved="delete", maxRemovals="all")
-    assert result.ok and result.mirror is not None and result.mirror.entries == ()
+    assert result.ok and result.mirror is not None and result.mirror.entries == () and result.mirror.spared == 2
     again = library_run(emulator.url, state, tonight, whenRemoved="delete", maxRemovals="all")
     assert again.mirror is not None and sorted(e.person_id for e in again.mirror.entries) == ["p1", "p2"]
 

@@ -64,6 +64,9 @@ class MirrorResult:
     # Records of the data file that name no one (unreadable, or without a usable id): while there
     # are any, who the file names is not known, and no one is removed (allowed is False).
     unnamed: int = 0
+    # People no record named who stay all the same: the file of a run that did not end clean
+    # named them (see cio_sync.state.roster), so the data file may be a partial one (--failed).
+    spared: int = 0
 
     def count(self, outcome: Removed) -> int:
         """How many people had ``outcome``."""
@@ -153,7 +156,10 @@ def decide(config: Config, roster: Roster, total: int, unnamed: int = 0) -> tupl
     held = roster.held()
     guard = config.max_removals
     allowed = not leavers or (not unnamed and (total > 0 or guard.everyone) and guard.allows(len(leavers), held))
-    result = MirrorResult(config.when_removed, guard, held, len(leavers), allowed, unnamed=unnamed if leavers else 0)
+    unnamed = unnamed if leavers else 0
+    result = MirrorResult(
+        config.when_removed, guard, held, len(leavers), allowed, unnamed=unnamed, spared=roster.spared()
+    )
     return leavers, result
 
 

@@ -166,6 +166,20 @@ class Roster:
             for r in rows
         ]
 
+    def spared(self) -> int:
+        """How many people held whom no record of this run named are spared by ``kept``."""
+        self._flush()
+        try:
+            row = self._db.execute(
+                "SELECT count(*) FROM people WHERE workspace = ? AND removed = 0 "
+                "AND person NOT IN (SELECT person FROM temp.seen) "
+                "AND person IN (SELECT person FROM kept WHERE workspace = ?)",
+                (self._workspace, self._workspace),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a ledger from before ``kept``, looked at read-only
+            return 0
+        return int(row[0])
+
     def keep_named(self) -> None:
         """Keep who this run's file named, with whoever is kept already, until a run ends clean:
         durable when it returns."""
