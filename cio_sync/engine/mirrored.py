@@ -108,8 +108,8 @@ class MirroredEngine(Engine):
         return result
 
     def _keep_named(self, ledger: Ledger) -> None:
-        """Keep who this run's file named, once; a ledger that cannot keep them loses the run
-        (it ends with exit 3, leaving no ``--failed`` file to feed back)."""
+        """Keep who this run's file named, once; a ledger that cannot keep them is lost, as when
+        any write to it fails (the run then removes no one more, and exits 74)."""
         if self._kept:
             return
         self._kept = True
