@@ -428,6 +428,8 @@ def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: F
     assert run_cli(mirror_args(files, emulator.url, state, PEOPLE, "all.json")).code == 0
     report = files.root / "report.json"
     args = mirror_args(files, emulator.url, state, files.data(content, name=name), "")
+    planned = run_cli([*args, "--max-removals", "100%", "--max-invalid", "100%", "--dry-run"])
+    assert planned.code == 1 and "records that name no one would stop the removals" in planned.stderr
     run = run_cli([*args, "--max-removals", "100%", "--max-invalid", "100%", "--report", str(report)])
     assert run.code == 1
     lines = [line for line in run.stderr.splitlines() if "name no one" in line or "names no one" in line]
