@@ -315,7 +315,8 @@ def test_a_full_disk_under_the_ledger_stops_the_run_with_every_record_accounted_
     failed, report = files.root / "failed.json", files.root / "report.json"
     args = [*CLI, "--config", files.config(config_dict(emulator.url, parallelism=1)), "--data", data]
     args += ["--state", str(files.root / "ledger"), "--failed", str(failed), "--report", str(report)]
-    proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(64_000), timeout=120)
+    # Room for the empty ledger (a page per table, in the file and its WAL) and a few records.
+    proc = subprocess.run(args, capture_output=True, text=True, preexec_fn=limited_files(100_000), timeout=120)
     run = checked(proc.returncode, proc.stdout, proc.stderr)
     assert run.code == 74, run.stderr
     assert run.stderr.splitlines()[-1].startswith(f"cio-sync: error: --state {files.root / 'ledger'}: the ledger")

@@ -20,9 +20,11 @@ from cio_sync.engine.mirror import Removed
 from cio_sync.engine.sync import sync
 from cio_sync.engine.tally import SyncResult
 from cio_sync.errors import ConfigError
+from cio_sync.input.config import parse_max_invalid, parse_max_removals
 from cio_sync.input.schema import problems
 from cio_sync.outcome import Stop, StopReason
 from cio_sync.state.ledger import Ledger
+from cio_sync.state.roster import workspace_fingerprint
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, Spawn, config_dict, finish, make_config, run_cli, wait_until
 
@@ -103,9 +105,9 @@ def test_an_invalid_record_still_names_its_person(emulator: Emulator, tmp_path: 
     state = tmp_path / "state.db"
     cast = [{"from": "name", "to": "name"}, {"from": "computed_ltv", "to": "ltv", "as": "integer"}]
     library_run(emulator.url, state, PEOPLE, mappings=cast)
-    broken: list[dict[str, Any]] = [*PEOPLE[:8], {"id": "p8", "name": "x", "computed_ltv": "not a number"}, {"id": 5.5}]
+    broken: list[dict[str, Any]] = [*PEOPLE[:8], {"id": "p8", "name": "x", "computed_ltv": "not a number"}]
     result = library_run(emulator.url, state, broken, mappings=cast, whenRemoved="delete")
-    assert result.invalid == 2
+    assert result.invalid == 1
     assert result.mirror is not None and [e.person_id for e in result.mirror.entries] == ["p9"]
     assert "p8" in emulator.people() and "p9" not in emulator.people()
 
@@ -284,6 +286,7 @@ def test_a_ledger_from_before_mirroring_is_still_a_ledger(emulator: Emulator, tm
     library_run(emulator.url, state, PEOPLE)
     with sqlite3.connect(state) as db:
         db.execute("DROP TABLE people")
+        db.execute("DROP TABLE kept")
     result = library_run(emulator.url, state, PEOPLE[:9], whenRemoved="delete")
     assert result.ok and result.mirror is not None and result.mirror.leaving == 0
     assert result.unchanged == 9
@@ -326,3 +329,130 @@ def test_removals_stop_once_the_api_went_away_and_the_rest_wait_for_the_next_run
     again = library_run(emulator.url, state, PEOPLE[:7], whenRemoved="delete", maxRemovals="all")
     assert again.mirror is not None and again.mirror.count(Removed.REMOVED) == 3
     assert sorted(emulator.people()) == [f"p{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize("person", ["a@b.com", "cio_abc"])
+@pytest.mark.parametrize("mode", ["delete", "suppress", "clear"])
+def test_a_person_v1_would_read_as_someone_else_is_not_removed_on_v1(
+    emulator: Emulator, files: Files, person: str, mode: str
+) -> None:
+    state = str(files.root / "state.db")
+    config = files.config(config_dict(emulator.url, idType="id", maxRemovals="all"))
+    everyone = [*PEOPLE, {"id": person, "name": "n", "computed_ltv": 1}]
+    written = run_cli(["--config", config, "--data", files.data(everyone), "--state", state, "--transport", "batch"])
+    assert written.code == 0
+    before = len(emulator.requests())
+    report = files.root / "report.json"
+    args = ["--config", config, "--data", files.data(PEOPLE, name="fewer.json"), "--state", state]
+    run = run_cli([*args, "--transport", "v1", "--when-removed", mode, "--report", str(report)])
+    assert run.code == 1
+    assert "--transport batch" in run.stderr
+    # v1 reads its path by shape: the request would have named an email address or a cio_id.
+    assert [r.target for r in emulator.requests()[before:] if r.method != "GET"] == []
+    assert person in emulator.people()
+    entry = json.loads(report.read_text())["removals"]["people"]
+    assert [(e["id"], e["outcome"], e["status"]) for e in entry] == [(person, "failed", None)]
+    assert "--transport batch" in entry[0]["reason"]
+    # Pending, for a run that can remove them (a suppression pending counts as one that may have landed).
+    assert people_rows(state)[person] == (mode, 0, int(mode == "suppress"))
+    again = run_cli([*args, "--transport", "batch", "--when-removed", mode])
+    assert again.code == 0, again.stderr
+    assert people_rows(state)[person] == (mode, 1, int(mode == "suppress"))
+
+
+def mirror_args(files: Files, url: str, state: str, data: list[dict[str, Any]] | str, name: str) -> list[str]:
+    """The CLI arguments of a mirroring run (delete) of ``data``, written to ``name``."""
+    config = files.config(config_dict(url, whenRemoved="delete"))
+    path = data if isinstance(data, str) else files.data(data, name=name)
+    return ["--config", config, "--data", path, "--state", state]
+
+
+def test_feeding_back_the_failed_file_of_a_mirroring_run_removes_no_one_it_named(
+    emulator: Emulator, files: Files
+) -> None:
+    state = str(files.root / "state.db")
+    people = [{"id": f"p{i:02}", "name": "n", "computed_ltv": i} for i in range(20)]
+    assert run_cli(mirror_args(files, emulator.url, state, people, "all.json")).code == 0
+    changed = [{**p, "name": "changed"} for p in people]
+    for p in people[1:]:
+        emulator.add_fault(Fault(status=503, person=str(p["id"]), times=None))
+    failed = files.root / "failed.json"
+    first = run_cli(
+        [*mirror_args(files, emulator.url, state, changed, "changed.json"), "--retries", "0", "--failed", str(failed)]
+    )
+    assert first.code == 1
+    emulator.faults.clear()
+    assert len(json.loads(failed.read_text())) == 19
+    # The failed file names 19 of the 20 people: the 20th, synced the night before, is not gone.
+    again = run_cli([*mirror_args(files, emulator.url, state, str(failed), ""), "--report", str(files.root / "r.json")])
+    assert again.code == 0, again.stderr
+    assert "no one left the data file" in again.stderr
+    assert "1 person not in the data file stays: the file of a run that did not end clean named them" in again.stderr
+    assert emulator.people() == {str(p["id"]): {"name": "changed", "ltv": p["computed_ltv"]} for p in people}
+    # A run that ended clean forgets the kept names: the next one removes whoever its file lacks.
+    night = run_cli(mirror_args(files, emulator.url, state, changed[:19], "night.json"))
+    assert night.code == 0, night.stderr
+    assert "1 person left the data file: 1 removed" in night.stderr
+    assert sorted(emulator.people()) == [str(p["id"]) for p in people[:19]]
+
+
+def test_after_a_failed_night_only_people_missing_from_both_files_are_removed(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    state = tmp_path / "state.db"
+    library_run(emulator.url, state, PEOPLE)
+    emulator.add_fault(Fault(status=400, person="p0", times=None))
+    changed = [{**p, "name": "changed"} for p in PEOPLE[:9]]  # p9 left; p0's write is refused
+    failed = library_run(emulator.url, state, changed, whenRemoved="delete", maxRemovals="all")
+    assert failed.failed == 1 and failed.mirror is not None and failed.mirror.count(Removed.REMOVED) == 1
+    emulator.faults.clear()
+    # Tonight's file lacks p1 and p2; p1 was in the failed night's file, p2 too: kept, not removed.
+    tonight = [p for p in changed if p["id"] not in ("p1", "p2")]
+    result = library_run(emulator.url, state, tonight, whenRemoved="delete", maxRemovals="all")
+    assert result.ok and result.mirror is not None and result.mirror.entries == () and result.mirror.spared == 2
+    again = library_run(emulator.url, state, tonight, whenRemoved="delete", maxRemovals="all")
+    assert again.mirror is not None and sorted(e.person_id for e in again.mirror.entries) == ["p1", "p2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("ragged.csv", "id,name,computed_ltv\n" + "".join(f"p{i},n{i},{i}\n" for i in range(8)) + "p8,n,8,stray\n"),
+        ("float.ndjson", "".join(json.dumps(p) + "\n" for p in PEOPLE[:8]) + '{"id": 5.0}\n{"id": "p8", "na'),
+        # An export whose id key was renamed: every record is invalid, none names anyone.
+        ("renamed.json", json.dumps([{"user": p["id"], "name": p["name"]} for p in PEOPLE[:9]])),
+    ],
+)
+def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: Files, name: str, content: str) -> None:
+    state = str(files.root / "state.db")
+    assert run_cli(mirror_args(files, emulator.url, state, PEOPLE, "all.json")).code == 0
+    report = files.root / "report.json"
+    args = mirror_args(files, emulator.url, state, files.data(content, name=name), "")
+    planned = run_cli([*args, "--max-removals", "100%", "--max-invalid", "100%", "--dry-run"])
+    assert planned.code == 1 and "records that name no one would stop the removals" in planned.stderr
+    run = run_cli([*args, "--max-removals", "100%", "--max-invalid", "100%", "--report", str(report)])
+    assert run.code == 1
+    lines = [line for line in run.stderr.splitlines() if "name no one" in line or "names no one" in line]
+    assert len(lines) == 1 and "fix those records and the removals go ahead" in lines[0], run.stderr
+    assert len(emulator.people()) == 10
+    assert all(r.method != "DELETE" for r in emulator.requests())
+    removals = json.loads(report.read_text())["removals"]
+    assert problems("report.schema.json", json.loads(report.read_text())) == []
+    assert removals["allowed"] is False and removals["unnamed"] >= 1 and removals["people"] == []
+
+
+@pytest.mark.parametrize("share", ["0.00001%", "12.125%", "0%", "100%", "10%", "0.000000000000000000000000000001%"])
+def test_a_guard_is_written_as_the_option_parsers_read_it_back(share: str) -> None:
+    guard, tolerance = parse_max_removals(share), parse_max_invalid(share)
+    assert str(guard) == share and parse_max_removals(str(guard)) == guard
+    assert str(tolerance) == share and parse_max_invalid(str(tolerance)) == tolerance
+
+
+def test_the_workspace_is_the_same_however_its_url_is_spelt() -> None:
+    same = {
+        workspace_fingerprint(make_config(u))
+        for u in ("http://127.0.0.1:8080", "HTTP://127.0.0.1:8080", "http://127.0.0.1:8080?")
+    }
+    assert len(same) == 1
+    other = {workspace_fingerprint(make_config(u)) for u in ("http://localhost:8080", "http://127.0.0.1:8081")}
+    assert same.isdisjoint(other) and len(other) == 2

@@ -26,7 +26,7 @@ class PlanNamed(Named):
 
     def finish(self, plan: Plan) -> Plan:
         """``plan`` with who would be removed (and whether the guard allows it) and unsuppressed."""
-        mirror = planned(self._config, self._roster, plan.total) if self._mirroring else None
+        mirror = planned(self._config, self._roster, plan.total, self.unnamed) if self._mirroring else None
         return dataclasses.replace(plan, mirror=mirror, unsuppressed=tuple(self.back))
 
 
@@ -46,7 +46,8 @@ def tell_removals(
         return
     if not mirror.allowed:
         would = "would stop the removals" if dry_run else "stopped the removals"
-        console.error(f"--max-removals {would}: {mirror.refusal(empty=total == 0)}", ExitCode.RECORDS_FAILED)
+        stopper = "records that name no one" if mirror.unnamed else "--max-removals"
+        console.error(f"{stopper} {would}: {mirror.refusal(empty=total == 0)}", ExitCode.RECORDS_FAILED)
         return
     failed = [e for e in mirror.entries if e.outcome.value in ("failed", "not_attempted")]
     if failed:

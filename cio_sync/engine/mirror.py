@@ -4,11 +4,13 @@ Who left: a person the ledger holds as written to this workspace by an earlier r
 of this run names (an invalid record whose person id can be read names its person too). The
 removals start only once the whole file was read and every upsert settled, and only when the run
 did not stop early. Over ``maxRemovals`` no one is removed; an empty data file removes no one
-unless the guard is ``all``: a broken export must never empty a workspace.
+unless the guard is ``all``: a broken export must never empty a workspace. A record that names no
+one (unreadable, or without a usable id) may be anyone's, so while one does no one is removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 
@@ -59,6 +61,12 @@ class MirrorResult:
     # Why removals did not start although people left (the run stopped early), else None.
     skipped: str | None = None
     entries: tuple[RemovalEntry, ...] = ()
+    # Records of the data file that name no one (unreadable, or without a usable id): while there
+    # are any, who the file names is not known, and no one is removed (allowed is False).
+    unnamed: int = 0
+    # People no record named who stay all the same: the file of a run that did not end clean
+    # named them (see cio_sync.state.roster), so the data file may be a partial one (--failed).
+    spared: int = 0
 
     def count(self, outcome: Removed) -> int:
         """How many people had ``outcome``."""
@@ -71,8 +79,15 @@ class MirrorResult:
         return self.allowed and not any(e.outcome in bad for e in self.entries)
 
     def refusal(self, empty: bool) -> str:
-        """Why the guard stopped the removals, and how to allow them."""
+        """Why the guard (or records that name no one) stopped the removals, and how to allow them."""
         people = f"{self.leaving:,} " + ("person" if self.leaving == 1 else "people")
+        if self.unnamed:
+            records = f"{self.unnamed:,} record" + (" names" if self.unnamed == 1 else "s name")
+            return (
+                f"{records} no one (unreadable, or without a usable id), so who the data file names is not "
+                f"known: no one was removed ({people} would have left it); fix those records and the removals "
+                "go ahead"
+            )
         if empty:
             return (
                 f"the data file holds no records: removing everyone it left ({people} of {self.held:,} the ledger "
@@ -95,12 +110,15 @@ class Named:
         self._suppressed = suppressed
         self._record = record
         self.back: list[str] = []
+        # Records that name no one: they may be anyone's, so they stop the removals.
+        self.unnamed = 0
 
     def __call__(self, work: PersonUpdate | InvalidRecord) -> None:
         key = work.key
         if key is None and work.person_id is not None:
             key = ordering_key(work.person_id, self._id_type)
         if key is None:
+            self.unnamed += 1
             return
         if self._record:
             self._roster.seen(key)
@@ -131,28 +149,34 @@ def watch_names(merger: Merger, config: Config, named: Named) -> None:
     merger.mapper = mapper
 
 
-def decide(config: Config, roster: Roster, total: int) -> tuple[list[Leaver], MirrorResult]:
-    """Who left the data file (of ``total`` records), and whether the guard lets them go."""
+def decide(config: Config, roster: Roster, total: int, unnamed: int = 0) -> tuple[list[Leaver], MirrorResult]:
+    """Who left the data file (of ``total`` records, ``unnamed`` of which name no one), and
+    whether they may go: not over the guard, and not while a record may name any of them."""
     leavers = roster.leavers()
     held = roster.held()
     guard = config.max_removals
-    allowed = not leavers or ((total > 0 or guard.everyone) and guard.allows(len(leavers), held))
-    return leavers, MirrorResult(config.when_removed, guard, held, len(leavers), allowed)
+    allowed = not leavers or (not unnamed and (total > 0 or guard.everyone) and guard.allows(len(leavers), held))
+    unnamed = unnamed if leavers else 0
+    result = MirrorResult(
+        config.when_removed, guard, held, len(leavers), allowed, unnamed=unnamed, spared=roster.spared()
+    )
+    return leavers, result
 
 
-def planned(config: Config, roster: Roster, total: int) -> MirrorResult:
+def planned(config: Config, roster: Roster, total: int, unnamed: int = 0) -> MirrorResult:
     """What a run would remove (``--dry-run``)."""
-    leavers, result = decide(config, roster, total)
+    leavers, result = decide(config, roster, total, unnamed)
     entries = tuple(RemovalEntry(p.person_id, Removed.PLANNED) for p in leavers)
-    return MirrorResult(result.mode, result.guard, result.held, result.leaving, result.allowed, None, entries)
+    return dataclasses.replace(result, entries=entries)
 
 
 def remove(
-    config: Config, roster: Roster, client: TrackClient, stop: Stop, stamps: Stamps, total: int
+    config: Config, roster: Roster, client: TrackClient, stop: Stop, stamps: Stamps, total: int, unnamed: int = 0
 ) -> tuple[MirrorResult, OutputLost | None]:
     """Remove everyone who left the data file, as ``config.when_removed`` says, when the guard
-    allows it; the result, and the ledger's problem if it could not be written."""
-    leavers, result = decide(config, roster, total)
+    allows it and every record names its person; the result, and the ledger's problem if it
+    could not be written."""
+    leavers, result = decide(config, roster, total, unnamed)
     if not result.allowed or not leavers:
         return result, None
     entries: list[RemovalEntry] = []
@@ -164,10 +188,10 @@ def remove(
     try:
         stamp = stamps.issue() if mode is WhenRemoved.CLEAR else None
     except OutputLost as e:
-        return MirrorResult(mode, result.guard, result.held, result.leaving, True, str(e)), e
+        return dataclasses.replace(result, skipped=str(e)), e
     removals = requests_for(config, mode.value, leavers, stamp)
     lost = Sender(client, roster, stop, config.parallelism).run(removals, mode, done)
-    return MirrorResult(mode, result.guard, result.held, result.leaving, True, None, tuple(entries)), lost
+    return dataclasses.replace(result, entries=tuple(entries)), lost
 
 
 def _entry(person: Leaver, delivery: Delivery) -> RemovalEntry:

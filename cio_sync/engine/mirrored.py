@@ -3,11 +3,14 @@ who comes back, and, once the loop is done, the removals (see :mod:`cio_sync.eng
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections import Counter
 
 from ..clock import Clock
-from ..errors import ConfigError
-from ..input.config import Config, WhenRemoved
+from ..errors import ConfigError, OutputLost
+from ..input.config import Config, MaxInvalid, WhenRemoved
+from ..outcome import Status
 from ..state.ledger import Ledger
 from ..transport.client import TrackClient
 from .comeback import Comeback
@@ -49,10 +52,14 @@ class MirroredEngine(Engine):
         self._ledger = ledger
         self._mirror: MirrorResult | None = None
         self._comeback: Comeback | None = None
+        self._named = Named(config, ledger.roster, set(), record=True) if ledger is not None else None
+        # Whether who this run's file named is kept in the ledger already (see keep_named).
+        self._kept = False
         if ledger is None:
             return
         if config.when_removed is not WhenRemoved.KEEP:
-            watch_names(works.merger, config, Named(config, ledger.roster, set(), record=True))
+            assert self._named is not None
+            watch_names(works.merger, config, self._named)
         suppressed = ledger.roster.suppressed()
         if suppressed:
             self._comeback = Comeback(self.adapter, config, client, suppressed)
@@ -65,20 +72,63 @@ class MirroredEngine(Engine):
             self._mirror = self._remove(self._ledger)
 
     def mirrored(self, result: SyncResult) -> SyncResult:
-        """``result`` with what mirroring did, and who came back."""
+        """``result`` with what mirroring did, and who came back; a mirroring run that ends clean
+        forgets who earlier runs that did not kept (see :meth:`~cio_sync.state.roster.Roster.keep_named`)."""
         back = tuple(self._comeback.unsuppressed) if self._comeback is not None else ()
-        return dataclasses.replace(result, mirror=self._mirror, unsuppressed=back)
+        result = dataclasses.replace(result, mirror=self._mirror, unsuppressed=back)
+        if self._ledger is not None and self._mirror is not None and ends_clean(result, self.config.max_invalid):
+            # Kept a run longer, they only spare people from removal: the safe side of a failure.
+            with contextlib.suppress(OutputLost):
+                self._ledger.roster.forget_named()
+        return result
 
     def _remove(self, ledger: Ledger) -> MirrorResult:
-        """Remove the people who left the file, unless the run did not read and settle all of it."""
+        """Remove the people who left the file, unless the run did not read and settle all of it.
+
+        A run whose records did not all sync keeps who its file named first (its ``--failed``
+        file, fed back, names only some of them), and so does one whose removals did not succeed.
+        """
         config, settle, works = self.config, self.settle, self.works
-        if self.stop.requested or not works.exhausted or works.source.broken is not None or settle.lost is not None:
+        stopped = self.stop.requested or not works.exhausted or works.source.broken is not None
+        if stopped or settle.lost is not None or not _all_synced(settle.tally.counts):
+            self._keep_named(ledger)
+        if stopped or settle.lost is not None:
             skipped = "the run stopped before the end of the data file, so no one was removed"
             return MirrorResult(config.when_removed, config.max_removals, skipped=skipped)
+        assert self._named is not None
         if not self.checked and ledger.roster.leavers():
             self.checked = True
             self.region = check_workspace(self.client, config)
-        result, lost = remove(config, ledger.roster, self.client, self.stop, self.stamps, settle.tally.done)
+        done = settle.tally.done
+        result, lost = remove(config, ledger.roster, self.client, self.stop, self.stamps, done, self._named.unnamed)
         if lost is not None:
             settle.lose_ledger(lost)
+        if not result.ok or result.skipped is not None:
+            self._keep_named(ledger)
         return result
+
+    def _keep_named(self, ledger: Ledger) -> None:
+        """Keep who this run's file named, once; a ledger that cannot keep them is lost, as when
+        any write to it fails (the run then removes no one more, and exits 74)."""
+        if self._kept:
+            return
+        self._kept = True
+        try:
+            ledger.roster.keep_named()
+        except OutputLost as e:
+            self.settle.lose_ledger(e)
+
+
+def _all_synced(counts: Counter[Status]) -> bool:
+    """True when every record so far was synced or found unchanged."""
+    return not any(counts[s] for s in (Status.FAILED, Status.INVALID, Status.NOT_ATTEMPTED))
+
+
+def ends_clean(result: SyncResult, max_invalid: MaxInvalid | None) -> bool:
+    """True when ``result`` ends the run with exit status 0 (invalid records within ``max_invalid``
+    aside, every record synced, every removal done), as far as the run itself can tell."""
+    if result.stopped is not None or (result.mirror is not None and not result.mirror.ok):
+        return False
+    if not (result.failed or result.invalid or result.not_attempted):
+        return True
+    return result.only_invalid and max_invalid is not None and max_invalid.allows(result.invalid, result.total)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import OutputLost
 from ..input.config import Config, Transport, WhenRemoved
-from ..input.mapping import TIMESTAMP, batch_body
+from ..input.mapping import TIMESTAMP, batch_body, identify
 from ..outcome import Delivery, Status, Stop, StopReason
 from ..state.roster import Leaver, Roster
 from ..transport.client import TrackClient
@@ -51,6 +51,8 @@ class Removal:
     # The v1 path after /api/v1/customers/, or None for a batch.
     path: str | None
     body: bytes | None
+    # Why the request is not sent at all (v1 would name someone else), else None.
+    refused: str | None = None
 
 
 def _item(action: str, person: Leaver, attributes: dict[str, object] | None, stamp: int | None) -> bytes:
@@ -66,15 +68,37 @@ def _item(action: str, person: Leaver, attributes: dict[str, object] | None, sta
     return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def _v1_path(person: Leaver) -> tuple[str | None, str | None]:
+    """The v1 path naming ``person`` as the ledger holds them, or None and why there is none.
+
+    The path is worked out afresh, as a v1 write of their id and kind would name them now, and
+    never taken from the ledger: a person written by batch (told their kind) may have an id that
+    v1, reading its path by shape, takes for an email address or a cio_id, so the stored path
+    could remove someone else. The kind is the ledger's, not the configuration's ``idType``,
+    which may have changed since they were written.
+    """
+    ref, problem = identify(person.person_id, person.kind, v1=True)
+    if ref is not None and (ref.kind, ref.identifier) == (person.kind, person.identifier):
+        return ref.path, None
+    if ref is not None:  # not expected: identify keeps the kind it is given; refused all the same
+        problem = f'the v1 API would read it as the {ref.kind.value} "{ref.identifier}"'
+    return None, (
+        f"not sent, as it would remove someone else: {problem}; to remove this person, run again with --transport batch"
+    )
+
+
 def _v1(action: str, person: Leaver, attributes: dict[str, object] | None, stamp: int | None) -> Removal:
+    path, refused = _v1_path(person)
+    if path is None:
+        return Removal((person,), "POST", None, None, refused)
     if action == "delete":
-        return Removal((person,), "DELETE", person.path, None)
+        return Removal((person,), "DELETE", path, None)
     if action in ("suppress", "unsuppress"):
-        return Removal((person,), "POST", f"{person.path}/{action}", None)
+        return Removal((person,), "POST", f"{path}/{action}", None)
     body = dict(attributes or {})
     if stamp is not None:
         body[TIMESTAMP] = stamp
-    return Removal((person,), "PUT", person.path, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    return Removal((person,), "PUT", path, json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def requests_for(config: Config, action: str, people: Sequence[Leaver], stamp: int | None = None) -> list[Removal]:
@@ -103,6 +127,8 @@ def requests_for(config: Config, action: str, people: Sequence[Leaver], stamp: i
 
 def send(client: TrackClient, removal: Removal) -> list[Delivery]:
     """Send one removal request: one delivery per person, in order."""
+    if removal.refused is not None:
+        return [Delivery(Status.FAILED, reason=removal.refused) for _ in removal.people]
     if removal.path is None:
         assert removal.body is not None
         return client.post_batch(removal.body, len(removal.people))
@@ -154,8 +180,9 @@ class Sender:
                 _skip(chunk, on_done)
                 return e
         answers = list(pool.map(lambda r: send(self._client, r), chunk))
-        flat = [d for deliveries in answers for d in deliveries]
-        if all(d.status is Status.FAILED and d.http_status is None for d in flat):
+        # Only requests that left can tell that the API went away.
+        flat = [d for r, deliveries in zip(chunk, answers, strict=True) if r.refused is None for d in deliveries]
+        if flat and all(d.status is Status.FAILED and d.http_status is None for d in flat):
             # A whole round without one HTTP answer, each past its resends: the API went away,
             # and the rest would only fail as slowly.
             self._stop(StopReason.UNREACHABLE)

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, localcontext
 from enum import Enum
 from fractions import Fraction
 from pathlib import Path
@@ -117,7 +118,20 @@ class MaxInvalid:
     def __str__(self) -> str:
         if self.count is not None:
             return str(self.count)
-        return f"{float(self.percent or 0):g}%"
+        return percent_text(self.percent or Fraction(0))
+
+
+def percent_text(percent: Fraction) -> str:
+    """``percent`` as ``"N%"`` in plain decimals, exactly, as the option parsers read it back.
+
+    Float formatting would write a tiny share as ``1e-05%``, which they refuse. A share is parsed
+    from decimal text, so its denominator is ``2**a * 5**b`` and its expansion ends within
+    ``max(a, b)`` (under 3.33 per digit of the denominator) places: the precision below holds it all.
+    """
+    with localcontext() as context:
+        context.prec = len(str(percent.numerator)) + 4 * len(str(percent.denominator))
+        value = Decimal(percent.numerator) / Decimal(percent.denominator)
+        return f"{value.normalize():f}%"
 
 
 _PERCENT = re.compile(r"(100(?:\.0+)?|[0-9]{1,2}(?:\.[0-9]+)?)%", re.ASCII)
@@ -177,7 +191,7 @@ class MaxRemovals:
             return "all"
         if self.count is not None:
             return str(self.count)
-        return f"{float(self.percent or 0):g}%"
+        return percent_text(self.percent or Fraction(0))
 
 
 DEFAULT_MAX_REMOVALS = MaxRemovals(percent=Fraction(10))

@@ -24,6 +24,12 @@ def removal_lines(mirror: MirrorResult | None, unsuppressed: Sequence[str], dry_
     mode = mirror.mode.value
     if mirror.skipped is not None:
         return [*lines, f"whenRemoved {mode}: {mirror.skipped}"]
+    if mirror.spared:
+        stay = "would stay" if dry_run else ("stays" if mirror.spared == 1 else "stay")
+        lines.append(
+            f"whenRemoved {mode}: {_people(mirror.spared)} not in the data file {stay}: the file of a run that did "
+            "not end clean named them; the run after one that does removes them"
+        )
     if dry_run:
         gone = [e.person_id for e in mirror.entries]
         if not gone:
@@ -59,6 +65,8 @@ def removal_report(
                 "left": mirror.leaving,
                 "allowed": mirror.allowed,
                 "skipped": mirror.skipped,
+                "unnamed": mirror.unnamed,
+                "spared": mirror.spared,
                 "counts": {o.value: mirror.count(o) for o in Removed if o is not Removed.UNSUPPRESSED},
                 "people": [
                     {

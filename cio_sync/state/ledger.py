@@ -36,7 +36,16 @@ from types import TracebackType
 from ..errors import LedgerInUse, OutputError, OutputLost
 from ..input.config import Config, IdType
 from ..input.mapping import PersonUpdate
-from .roster import PEOPLE_COLUMNS, PEOPLE_SCHEMA, SENDING, WRITTEN, Roster, workspace_fingerprint
+from .roster import (
+    KEPT_COLUMNS,
+    KEPT_SCHEMA,
+    PEOPLE_COLUMNS,
+    PEOPLE_SCHEMA,
+    SENDING,
+    WRITTEN,
+    Roster,
+    workspace_fingerprint,
+)
 
 
 def fingerprint(config: Config) -> str:
@@ -67,6 +76,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta VALUES ('schema', '1');
 """
     + PEOPLE_SCHEMA
+    + KEPT_SCHEMA
 )
 # How long a statement waits for a reader that holds the file (a dry run, an inspection) to let
 # go: writers are kept apart by the run lock, so only readers can be in the way, and briefly.
@@ -283,8 +293,10 @@ def _holder(path: str) -> str:
 # The tables of a ledger and their columns. A database holding anything else is not one, and is
 # left untouched: it may be some other program's.
 _SHAPE = {"synced": ["scope", "person", "digest", "synced_at"], "meta": ["key", "value"]}
-# A ledger made before mirroring has no people table; it gains one when next opened for writing.
-_SHAPES = ({**_SHAPE, "people": PEOPLE_COLUMNS}, _SHAPE)
+# A ledger made before mirroring has no people table, and one made before the kept set of a run
+# that did not end clean no kept table; each gains them when next opened for writing.
+_MIRRORED = {**_SHAPE, "people": PEOPLE_COLUMNS}
+_SHAPES = ({**_MIRRORED, "kept": KEPT_COLUMNS}, _MIRRORED, _SHAPE)
 
 
 def _check_shape(db: sqlite3.Connection, path: str) -> None:

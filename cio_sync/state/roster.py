@@ -20,6 +20,12 @@ unsuppressed before they are written. Writing a person again resets their row.
 
 Who was named in this run's data file is kept in a ``TEMP`` table of the ledger's connection, so
 that the people who left are found by one exact query, however many there are.
+
+A mirroring run that does not end clean keeps who its file named, in ``kept`` (added to whoever
+an earlier such run kept), and a run that ends clean forgets them: such a run leaves a ``--failed``
+file holding only the records not synced, and feeding it back must not take it for the whole
+membership. Until a run ends clean, a person counts as removed only when named neither by the
+run's own file nor in ``kept``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,14 @@ CREATE TABLE IF NOT EXISTS people (
     PRIMARY KEY (workspace, person)
 ) WITHOUT ROWID;
 """
+KEPT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kept (
+    workspace TEXT NOT NULL,
+    person TEXT NOT NULL,
+    PRIMARY KEY (workspace, person)
+) WITHOUT ROWID;
+"""
+KEPT_COLUMNS = ["workspace", "person"]
 PEOPLE_COLUMNS = ["workspace", "person", "kind", "identifier", "path", "person_id", "removal", "removed", "suppressed"]
 # A person written (again): nothing pending, nothing removed, not suppressed (a comeback was
 # unsuppressed before this write could succeed).
@@ -69,8 +83,27 @@ _SEEN_BUFFER = 2000
 
 def workspace_fingerprint(config: Config) -> str:
     """A digest of where people are written (site id and base URL), and nothing of how."""
-    shape = {"siteId": config.credentials.site_id, "baseUrl": config.base_url}
+    shape = {"siteId": config.credentials.site_id, "baseUrl": same_url(config.base_url)}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def same_url(url: str) -> str:
+    """``url`` as every spelling of the same address writes it: the scheme and host in lower case
+    (both are case-insensitive), without an empty query (a trailing ``?``).
+
+    A URL already written so comes back unchanged, so ledgers written before keep their people.
+    Different hosts stay apart even when they reach the same place (``localhost``, ``127.0.0.1``):
+    nothing here can tell, and a workspace split in two only removes fewer people.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    user, at, host = netloc.rpartition("@")
+    if tail.endswith("?"):
+        tail = tail[:-1]
+    return f"{scheme.lower()}://{user}{at}{host.lower()}{tail}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,21 +146,49 @@ class Roster:
         return self._count("removed = 0")
 
     def leavers(self) -> list[Leaver]:
-        """Everyone held (not yet removed) whom no record of this run named, by key."""
+        """Everyone held (not yet removed) whom no record of this run named, nor ``kept`` holds, by key."""
         self._flush()
+        query = (
+            "SELECT person, person_id, kind, identifier, path, removal FROM people "
+            "WHERE workspace = ? AND removed = 0 AND person NOT IN (SELECT person FROM temp.seen) {} "
+            "ORDER BY person"
+        )
+        kept = "AND person NOT IN (SELECT person FROM kept WHERE workspace = ?)"
         try:
-            rows = self._db.execute(
-                "SELECT person, person_id, kind, identifier, path, removal FROM people "
-                "WHERE workspace = ? AND removed = 0 AND person NOT IN (SELECT person FROM temp.seen) "
-                "ORDER BY person",
-                (self._workspace,),
-            ).fetchall()
-        except sqlite3.OperationalError:  # a ledger from before mirroring, looked at read-only
-            return []
+            rows = self._db.execute(query.format(kept), (self._workspace, self._workspace)).fetchall()
+        except sqlite3.OperationalError:
+            try:  # a ledger from before ``kept``, looked at read-only: it keeps no one
+                rows = self._db.execute(query.format(""), (self._workspace,)).fetchall()
+            except sqlite3.OperationalError:  # a ledger from before mirroring, looked at read-only
+                return []
         return [
             Leaver(str(r[0]), str(r[1]), IdType(r[2]), str(r[3]), str(r[4]), WhenRemoved(r[5]) if r[5] else None)
             for r in rows
         ]
+
+    def spared(self) -> int:
+        """How many people held whom no record of this run named are spared by ``kept``."""
+        self._flush()
+        try:
+            row = self._db.execute(
+                "SELECT count(*) FROM people WHERE workspace = ? AND removed = 0 "
+                "AND person NOT IN (SELECT person FROM temp.seen) "
+                "AND person IN (SELECT person FROM kept WHERE workspace = ?)",
+                (self._workspace, self._workspace),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a ledger from before ``kept``, looked at read-only
+            return 0
+        return int(row[0])
+
+    def keep_named(self) -> None:
+        """Keep who this run's file named, with whoever is kept already, until a run ends clean:
+        durable when it returns."""
+        self._flush()
+        self._write([("INSERT OR IGNORE INTO kept SELECT ?, person FROM temp.seen", [(self._workspace,)])])
+
+    def forget_named(self) -> None:
+        """The run ended clean: its file named everyone, and no one is kept any longer."""
+        self._write([("DELETE FROM kept WHERE workspace = ?", [(self._workspace,)])])
 
     def suppressed(self) -> set[str]:
         """The people cio-sync suppressed (or may have: pending), who must be unsuppressed to come back."""
