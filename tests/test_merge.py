@@ -86,8 +86,7 @@ def test_a_repeated_person_is_written_once_per_run_and_not_again_with_state(file
         assert len(emulator.requests()) == before
 
 
-@pytest.mark.parametrize("transport", ["v1", "batch"])
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("transport", "seed"), [("v1", 1), ("batch", 2)])
 def test_the_dry_run_counts_what_the_run_then_sends(files: Files, transport: str, seed: int, hold: None) -> None:
     rng = random.Random(seed)
     records: list[Any] = repeated(40, 3, seed)
@@ -237,14 +236,14 @@ def test_a_merged_body_keeps_every_value_exactly() -> None:
 def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_path: Path) -> None:
     config = make_config("http://127.0.0.1:9", mappings=MAPPINGS)
     mapper = RecordMapper.for_config(config)
-    people = 20_000
+    people = 5_000
 
     def records() -> Iterator[dict[str, Any]]:
         for n in range(2 * people):
             yield {"id": f"p{n % people}", "name": str(n)}
 
     index = PersonIndex.of(records(), mapper.person_key)
-    merger = Merger(mapper, index, hold_in_memory=1000)
+    merger = Merger(mapper, index, hold_in_memory=500)
     merged = [w for n, record in enumerate(records()) if (w := merger.feed(n, record)) is not None]
     merger.close()
     # Each person's write came at their second record, with it the first's outcome to share.
