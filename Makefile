@@ -30,9 +30,9 @@ demo: $(STAMP)
 	$(BIN)/cio-sync emulator show $$url; \
 	$(BIN)/python -m tests.demo_check $$url $$status
 
-# Two test processes per core: every test's servers bind port 0, so tests run side by side, and
+# Three test processes per core: every test's servers bind port 0, so tests run side by side, and
 # most of a test's time is spent waiting on a server or a child process rather than computing.
-TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc 2>/dev/null || echo 1) )))
+TEST_WORKERS ?= $(shell echo $$(( 3 * $$(nproc 2>/dev/null || echo 1) )))
 # Byte-compiled first: where the environment sets PYTHONDONTWRITEBYTECODE, every process the tests
 # start would otherwise compile the whole package again (about a tenth of a second each). pytest
 # runs without it, so that it keeps the test modules it rewrites for its asserts: otherwise every
