@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from cio_sync import HttpSettings
 from cio_sync.cli import app
 from cio_sync.emulator import Emulator
-from cio_sync.engine.merge import PersonIndex
+from cio_sync.engine.repeats import PersonIndex
 from cio_sync.input.config import Config, config_from_dict
 
 from .contract.check import KNOWN_DEVIATIONS, check

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from cio_sync import Status, sync
 from cio_sync.emulator import Emulator
 from cio_sync.engine import merge
-from cio_sync.engine.merge import Merger, PersonIndex
+from cio_sync.engine.merge import Merger
+from cio_sync.engine.repeats import PersonIndex
 from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process

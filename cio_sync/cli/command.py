@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
-from ..engine.merge import PersonIndex, person_index
+from ..engine.merge import person_index
 from ..engine.mirrored import check_mirroring
 from ..engine.plan import Plan, plan
+from ..engine.repeats import PersonIndex
 from ..engine.sync import sync
 from ..engine.tally import SyncResult
 from ..errors import CioSyncError, ConfigError, ExitCode

@@ -2,10 +2,12 @@
 
 A person's records are merged in file order into one update, each attribute taking the value of
 the last record that sets it: what applying them one after another would leave in the workspace.
-It is sent in place of the person's last record; the earlier ones wait for it in a temporary
-SQLite database (so memory stays flat however many people repeat, and however far apart), and
-share its outcome. To know which record is a person's last, the data file's check pass counts
-the records of each person (:class:`PersonIndex`) before anything is sent.
+It is sent in place of the person's last record; the earlier ones wait for it, and share its
+outcome. To know which record is a person's last, the data file's check pass counts
+the records of each person (:class:`~cio_sync.engine.repeats.PersonIndex`) before anything is
+sent. Records waiting for their person's last are held in memory up to :data:`HOLD_IN_MEMORY`,
+the rest in a temporary SQLite database, so memory stays flat however many people repeat and
+however far apart.
 
 A person's invalid record ends their merge: the records before it are merged and sent, and it
 and their later records follow in their turn (held back behind it, as ever). Where a mapping sets
@@ -15,148 +17,18 @@ merged write cannot carry.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import heapq
-import pickle
-import sqlite3
-import tempfile
-from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import IO, Any
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-from ..errors import DataFileChanged
 from ..input.config import Config, IdType
-from ..input.datafile import Records
 from ..input.mapping import MAX_ITEM_BYTES, TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
 from ..input.source import Source
+from .repeats import PersonIndex, dump, index_records, load, temporary_database
 
 # A person's record on its way: to be sent, or to be settled as invalid in its turn.
 Work = PersonUpdate | InvalidRecord
-
-
-def _temporary_database() -> sqlite3.Connection:
-    # An empty name is SQLite's private temporary database: kept in memory while small, then in a
-    # file it unlinks at once, so that nothing is left behind however the run ends.
-    db = sqlite3.connect("", isolation_level=None)
-    db.execute("PRAGMA cache_size=-4000")
-    db.execute("PRAGMA journal_mode=OFF")
-    db.execute("PRAGMA synchronous=OFF")
-    return db
-
-
-class PersonIndex:
-    """How many records each person named more than once has in the data file, counted down as
-    the run reads them: :meth:`note` each record once, :meth:`finish`, then :meth:`take`.
-
-    People are told apart by the hash of their key (8 bytes). The hashes are sorted a run of
-    :data:`_RUN` at a time into a temporary file, and the runs merged to count them, so memory
-    stays flat however long the file; the repeated people are kept in two arrays, 16 bytes a
-    person. Two people whose keys share a hash only cost a merge that ends later: correctness
-    never rests on the index.
-    """
-
-    def __init__(self, key_of: Callable[[object], str | None]) -> None:
-        self._key_of = key_of
-        self._run = array("q")
-        self._runs = _SortedRuns()
-        self._hashes = array("q")
-        self._left = array("q")
-
-    @classmethod
-    def of(cls, records: Iterable[object], key_of: Callable[[object], str | None]) -> PersonIndex:
-        """The index of ``records``, read once through."""
-        index = cls(key_of)
-        for record in records:
-            index.note(record)
-        index.finish()
-        return index
-
-    def note(self, record: object) -> None:
-        """Count ``record`` (every record of the file, once, before :meth:`finish`)."""
-        key = self._key_of(record)
-        if key is not None:
-            self._run.append(hash(key))
-            if len(self._run) >= _RUN:
-                self._runs.add(self._run)
-                self._run = array("q")
-
-    def finish(self) -> None:
-        """Every record was noted: keep the people named more than once, and how often."""
-        self._runs.add(self._run)
-        self._run = array("q")
-        last, count = 0, 0
-        for hashed in self._runs.merged():
-            if hashed == last and count:
-                count += 1
-                continue
-            if count > 1:
-                self._hashes.append(last)
-                self._left.append(count)
-            last, count = hashed, 1
-        if count > 1:
-            self._hashes.append(last)
-            self._left.append(count)
-
-    @property
-    def repeats(self) -> bool:
-        """True when some person is named more than once."""
-        return bool(self._hashes)
-
-    def take(self, key: str) -> int | None:
-        """One record of ``key``'s person was read: how many more the file names them in, or None
-        when it names them once."""
-        hashes = self._hashes
-        hashed = hash(key)
-        at = bisect.bisect_left(hashes, hashed)
-        if at == len(hashes) or hashes[at] != hashed:
-            return None
-        left = self._left[at] - 1
-        self._left[at] = left
-        return max(left, 0)
-
-
-# Hashes sorted at a time (256 KB of them; sorting takes a list of about 1.3 MB), and read back
-# from each sorted run at a time.
-_RUN = 1 << 15
-_READ = 1 << 10
-
-
-class _SortedRuns:
-    """Runs of hashes, each sorted, in an unlinked temporary file; merged into one sorted stream."""
-
-    def __init__(self) -> None:
-        self._file: IO[bytes] | None = None
-        self._runs: list[tuple[int, int]] = []  # where each run starts in the file, and its length
-
-    def add(self, hashes: array[int]) -> None:
-        if not hashes:
-            return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
-        self._runs.append((self._file.tell(), len(hashes)))
-        array("q", sorted(hashes)).tofile(self._file)
-
-    def merged(self) -> Iterator[int]:
-        """Every hash added, in order; the file is closed once they were all read."""
-        if self._file is None:
-            return
-        try:
-            yield from heapq.merge(*(self._read(start, length) for start, length in self._runs))
-        finally:
-            self._file.close()
-            self._file = None
-
-    def _read(self, start: int, length: int) -> Iterator[int]:
-        assert self._file is not None
-        done = 0
-        while done < length:
-            block = array("q")
-            self._file.seek(start + done * block.itemsize)
-            block.fromfile(self._file, min(_READ, length - done))
-            done += len(block)
-            yield from block
 
 
 def merges(config: Config) -> bool:
@@ -180,44 +52,6 @@ def merger_for(config: Config, records: Iterable[object], index: PersonIndex | N
     if index is None:
         records, index = index_records(records, mapper)
     return Merger(mapper, index, records)
-
-
-def index_records(records: Iterable[object], mapper: RecordMapper) -> tuple[Iterable[object], PersonIndex]:
-    """``records`` ready to be read for a run, and their :class:`PersonIndex`, for a caller that
-    brought none: a data file's records are read once more from its start, a sequence is read
-    twice, and records that can be read only once are first kept in a temporary file."""
-    if isinstance(records, Records):
-        try:
-            return records, PersonIndex.of(records.again(), mapper.person_key)
-        except DataFileChanged:
-            # The run will find the change where it reads it, and stop there; until then its
-            # records are written one by one.
-            return records, PersonIndex.of((), mapper.person_key)
-    if isinstance(records, Sequence):
-        return records, PersonIndex.of(records, mapper.person_key)
-    spool = _Spool()
-    index = PersonIndex.of(spool.keep(records), mapper.person_key)
-    return spool.read(), index
-
-
-class _Spool:
-    """Records that can be read only once, kept in a temporary database to be read again."""
-
-    def __init__(self) -> None:
-        self._db = _temporary_database()
-        self._db.execute("CREATE TABLE records (record BLOB NOT NULL)")
-
-    def keep(self, records: Iterable[object]) -> Iterator[object]:
-        for record in records:
-            self._db.execute("INSERT INTO records VALUES (?)", (_dump(record),))
-            yield record
-
-    def read(self) -> Iterator[object]:
-        try:
-            for (blob,) in self._db.execute("SELECT record FROM records ORDER BY rowid"):
-                yield _load(blob)
-        finally:
-            self._db.close()
 
 
 # Records held for merges in memory before the rest go to the temporary database: about 10 MB.
@@ -389,14 +223,14 @@ class _Spill:
     takes no more memory than one named twice."""
 
     def __init__(self) -> None:
-        self._db = _temporary_database()
+        self._db = temporary_database()
         for table in ("waiting", "merged"):
             self._db.execute(f"CREATE TABLE {table} ({_COLUMNS}, PRIMARY KEY (key, idx)) WITHOUT ROWID")
         self._db.execute("CREATE INDEX waiting_order ON waiting (idx)")
 
     def keep(self, updates: Iterable[PersonUpdate]) -> None:
         rows = (
-            (u.key, u.index, u.person_id, u.kind.value, u.identifier, u.path, u.body, _dump(u.record)) for u in updates
+            (u.key, u.index, u.person_id, u.kind.value, u.identifier, u.path, u.body, dump(u.record)) for u in updates
         )
         self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
@@ -422,7 +256,7 @@ class _Spill:
             for row in db.execute("SELECT * FROM waiting WHERE key = ? ORDER BY idx", (key,)):
                 if len(loaded) <= room:
                     loaded.append(_update(row))
-                ends[1 if ends else 0 :] = [loaded[-1] if len(loaded) <= room else _update(row, load=False)]
+                ends[1 if ends else 0 :] = [loaded[-1] if len(loaded) <= room else _update(row, with_record=False)]
                 yield row[6]
             if last is not None:
                 yield last.body
@@ -441,7 +275,7 @@ class _Spill:
             (record,) = db.execute(
                 "SELECT record FROM waiting WHERE key = ? AND idx = ?", (key, final.index)
             ).fetchone()
-            last = dataclasses.replace(final, record=_load(record))
+            last = dataclasses.replace(final, record=load(record))
         db.execute("INSERT INTO merged SELECT * FROM waiting WHERE key = ?", (key,))
         db.execute("DELETE FROM waiting WHERE key = ?", (key,))
         return merge(ends[0], body, last), [], None
@@ -473,17 +307,10 @@ class _Spill:
         self._db.close()
 
 
-def _update(row: tuple[Any, ...], load: bool = True) -> PersonUpdate:
+def _update(row: tuple[Any, ...], with_record: bool = True) -> PersonUpdate:
     key, index, person_id, kind, identifier, path, body, record = row
-    return PersonUpdate(index, person_id, path, body, _load(record) if load else None, IdType(kind), identifier, key)
-
-
-def _dump(record: object) -> bytes:
-    return pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
-
-
-def _load(blob: bytes) -> object:
-    return pickle.loads(blob)  # noqa: S301 - our own private database, written by this run
+    kept = load(record) if with_record else None
+    return PersonUpdate(index, person_id, path, body, kept, IdType(kind), identifier, key)
 
 
 class Works:

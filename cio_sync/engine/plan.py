@@ -12,10 +12,11 @@ from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_i
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
-from .merge import Merger, PersonIndex, Works, merger_for, merges
+from .merge import Merger, Works, merger_for, merges
 from .mirror import MirrorResult, Named, watch_names
 from .packer import oversized
 from .people import FailedPeople
+from .repeats import PersonIndex
 from .settle import OutcomeHandler
 from .tally import Tally
 

@@ -37,8 +37,9 @@ from ..redact import Redactor
 from ..state.ledger import Ledger
 from ..transport.client import HttpSettings, TrackClient
 from ..transport.pacing import Gate
-from .merge import PersonIndex, Works, merger_for
+from .merge import Works, merger_for
 from .mirrored import MirroredEngine
+from .repeats import PersonIndex
 from .settle import OutcomeHandler, Settle
 from .stamps import Stamps
 from .tally import SyncResult

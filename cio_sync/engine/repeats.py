@@ -1,0 +1,187 @@
+"""Which people a data file names more than once, and how many records each has: counted as the
+file's check reads it, so that a run knows each person's last record before it sends anything
+(see :mod:`cio_sync.engine.merge`)."""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import pickle
+import sqlite3
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO
+
+from ..errors import DataFileChanged
+from ..input.datafile import Records
+from ..input.mapping import RecordMapper
+
+
+def temporary_database() -> sqlite3.Connection:
+    # An empty name is SQLite's private temporary database: kept in memory while small, then in a
+    # file it unlinks at once, so that nothing is left behind however the run ends.
+    db = sqlite3.connect("", isolation_level=None)
+    db.execute("PRAGMA cache_size=-4000")
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    return db
+
+
+class PersonIndex:
+    """How many records each person named more than once has in the data file, counted down as
+    the run reads them: :meth:`note` each record once, :meth:`finish`, then :meth:`take`.
+
+    People are told apart by the hash of their key (8 bytes). The hashes are sorted a run of
+    :data:`_RUN` at a time into a temporary file, and the runs merged to count them, so memory
+    stays flat however long the file; the repeated people are kept in two arrays, 16 bytes a
+    person. Two people whose keys share a hash only cost a merge that ends later: correctness
+    never rests on the index.
+    """
+
+    def __init__(self, key_of: Callable[[object], str | None]) -> None:
+        self._key_of = key_of
+        self._run = array("q")
+        self._runs = _SortedRuns()
+        self._hashes = array("q")
+        self._left = array("q")
+
+    @classmethod
+    def of(cls, records: Iterable[object], key_of: Callable[[object], str | None]) -> PersonIndex:
+        """The index of ``records``, read once through."""
+        index = cls(key_of)
+        for record in records:
+            index.note(record)
+        index.finish()
+        return index
+
+    def note(self, record: object) -> None:
+        """Count ``record`` (every record of the file, once, before :meth:`finish`)."""
+        key = self._key_of(record)
+        if key is not None:
+            self._run.append(hash(key))
+            if len(self._run) >= _RUN:
+                self._runs.add(self._run)
+                self._run = array("q")
+
+    def finish(self) -> None:
+        """Every record was noted: keep the people named more than once, and how often."""
+        self._runs.add(self._run)
+        self._run = array("q")
+        last, count = 0, 0
+        for hashed in self._runs.merged():
+            if hashed == last and count:
+                count += 1
+                continue
+            if count > 1:
+                self._hashes.append(last)
+                self._left.append(count)
+            last, count = hashed, 1
+        if count > 1:
+            self._hashes.append(last)
+            self._left.append(count)
+
+    @property
+    def repeats(self) -> bool:
+        """True when some person is named more than once."""
+        return bool(self._hashes)
+
+    def take(self, key: str) -> int | None:
+        """One record of ``key``'s person was read: how many more the file names them in, or None
+        when it names them once."""
+        hashes = self._hashes
+        hashed = hash(key)
+        at = bisect.bisect_left(hashes, hashed)
+        if at == len(hashes) or hashes[at] != hashed:
+            return None
+        left = self._left[at] - 1
+        self._left[at] = left
+        return max(left, 0)
+
+
+# Hashes sorted at a time (256 KB of them; sorting takes a list of about 1.3 MB), and read back
+# from each sorted run at a time.
+_RUN = 1 << 15
+_READ = 1 << 10
+
+
+class _SortedRuns:
+    """Runs of hashes, each sorted, in an unlinked temporary file; merged into one sorted stream."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._runs: list[tuple[int, int]] = []  # where each run starts in the file, and its length
+
+    def add(self, hashes: array[int]) -> None:
+        if not hashes:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
+        self._runs.append((self._file.tell(), len(hashes)))
+        array("q", sorted(hashes)).tofile(self._file)
+
+    def merged(self) -> Iterator[int]:
+        """Every hash added, in order; the file is closed once they were all read."""
+        if self._file is None:
+            return
+        try:
+            yield from heapq.merge(*(self._read(start, length) for start, length in self._runs))
+        finally:
+            self._file.close()
+            self._file = None
+
+    def _read(self, start: int, length: int) -> Iterator[int]:
+        assert self._file is not None
+        done = 0
+        while done < length:
+            block = array("q")
+            self._file.seek(start + done * block.itemsize)
+            block.fromfile(self._file, min(_READ, length - done))
+            done += len(block)
+            yield from block
+
+
+def index_records(records: Iterable[object], mapper: RecordMapper) -> tuple[Iterable[object], PersonIndex]:
+    """``records`` ready to be read for a run, and their :class:`PersonIndex`, for a caller that
+    brought none: a data file's records are read once more from its start, a sequence is read
+    twice, and records that can be read only once are first kept in a temporary file."""
+    if isinstance(records, Records):
+        try:
+            return records, PersonIndex.of(records.again(), mapper.person_key)
+        except DataFileChanged:
+            # The run will find the change where it reads it, and stop there; until then its
+            # records are written one by one.
+            return records, PersonIndex.of((), mapper.person_key)
+    if isinstance(records, Sequence):
+        return records, PersonIndex.of(records, mapper.person_key)
+    spool = _Spool()
+    index = PersonIndex.of(spool.keep(records), mapper.person_key)
+    return spool.read(), index
+
+
+class _Spool:
+    """Records that can be read only once, kept in a temporary database to be read again."""
+
+    def __init__(self) -> None:
+        self._db = temporary_database()
+        self._db.execute("CREATE TABLE records (record BLOB NOT NULL)")
+
+    def keep(self, records: Iterable[object]) -> Iterator[object]:
+        for record in records:
+            self._db.execute("INSERT INTO records VALUES (?)", (dump(record),))
+            yield record
+
+    def read(self) -> Iterator[object]:
+        try:
+            for (blob,) in self._db.execute("SELECT record FROM records ORDER BY rowid"):
+                yield load(blob)
+        finally:
+            self._db.close()
+
+
+def dump(record: object) -> bytes:
+    return pickle.dumps(record, pickle.HIGHEST_PROTOCOL)
+
+
+def load(blob: bytes) -> object:
+    return pickle.loads(blob)  # noqa: S301 - our own private database, written by this run
