@@ -18,38 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-
-class Bucket:
-    """A token bucket: ``rate`` requests a second, bursts of a tenth of a second's worth (as the
-    emulator's); None lets everything through."""
-
-    def __init__(self, rate: float | None) -> None:
-        self._rate = rate
-        self._burst = max(1.0, rate / 10) if rate else 0.0
-        self._tokens = self._burst
-        self._at = time.monotonic()
-        self._lock = threading.Lock()
-
-    def retry_after(self) -> int | None:
-        """None when the request may go ahead (it takes its token); else whole seconds to wait."""
-        if not self._rate:
-            return None
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate)
-            self._at = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return None
-            return max(1, math.ceil((1 - self._tokens) / self._rate))
+from cio_sync.emulator.ratelimit import RateLimit
 
 
 class Stats:
@@ -134,7 +109,7 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, rate: float | None, refuse: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.bucket = Bucket(rate)
+        self.bucket = RateLimit(rate, None)
         self.stats = Stats()
         # The first ``refuse`` batches are answered 429 whatever the rate, with Retry-After: 1.
         self._refusals = refuse
