@@ -72,6 +72,10 @@ class OutputLost(CioSyncError):
     exit_code = ExitCode.OUTPUT_FAILED
 
 
+class TemporaryStorageLost(OutputLost):
+    """The run's temporary storage (in the temporary directory, ``TMPDIR``) failed: a full disk."""
+
+
 class Interrupted(CioSyncError):
     """A signal arrived before anything was sent (while reading the inputs, or in a dry run)."""
 

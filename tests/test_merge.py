@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import Status, sync
+from cio_sync import Status, open_data_file, sync
 from cio_sync.emulator import Emulator
 from cio_sync.engine import merge
 from cio_sync.engine.merge import Merger
-from cio_sync.engine.repeats import PersonIndex
+from cio_sync.engine.repeats import PersonIndex, temporary_database
 from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
 
 from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process
@@ -302,3 +303,34 @@ def test_a_stop_settles_the_work_made_ready_and_not_taken() -> None:
     left = list(merger.drain())
     assert len(left) == 1 and isinstance(left[0], InvalidRecord) and left[0].index == 2
     merger.close()
+
+
+def test_a_full_temporary_directory_ends_the_run_in_words_a_user_can_act_on(
+    files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's own cap on the database's pages stands for a full disk: SQLITE_FULL, as it comes.
+    def tiny() -> sqlite3.Connection:
+        db = temporary_database()
+        db.execute("PRAGMA max_page_count = 8")
+        return db
+
+    monkeypatch.setattr(merge, "temporary_database", tiny)
+    monkeypatch.setattr(merge, "HOLD_IN_MEMORY", 0)
+    records = [{"id": f"p{n % 2000}", "name": "x" * 200} for n in range(4000)]
+    with Emulator(SITE_ID, API_KEY) as emulator:
+        config = files.config(config_dict(emulator.url, mappings=MAPPINGS))
+        for extra in ([], ["--dry-run"]):
+            run = run_cli(["--config", config, "--data", files.data(records), *extra])
+            assert run.code == 74
+            assert "temporary storage failed (database or disk is full)" in run.stderr
+            assert "TMPDIR" in run.stderr
+            assert "internal error" not in run.stderr
+
+
+def test_a_data_file_handed_to_the_library_without_an_index_is_merged(files: Files) -> None:
+    records = repeated(50, 3, seed=9)
+    with Emulator(SITE_ID, API_KEY) as emulator, open_data_file(files.data(records)) as data:
+        result = sync(make_config(emulator.url, mappings=MAPPINGS), data.records(), http=FAST)
+        assert result.synced == 150
+        assert emulator.people() == sequential(records)
+        assert person_writes(emulator) == 50

@@ -25,7 +25,7 @@ from typing import Any
 from ..input.config import Config, IdType
 from ..input.mapping import MAX_ITEM_BYTES, TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
 from ..input.source import Source
-from .repeats import PersonIndex, dump, index_records, load, temporary_database
+from .repeats import PersonIndex, dump, index_records, load, temporary_database, temporary_storage
 
 # A person's record on its way: to be sent, or to be settled as invalid in its turn.
 Work = PersonUpdate | InvalidRecord
@@ -50,7 +50,8 @@ def merger_for(config: Config, records: Iterable[object], index: PersonIndex | N
     if not merges(config):
         return Merger(mapper, None, records)
     if index is None:
-        records, index = index_records(records, mapper)
+        with temporary_storage():
+            records, index = index_records(records, mapper)
     return Merger(mapper, index, records)
 
 

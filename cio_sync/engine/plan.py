@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from .merge import Merger, Works, merger_for, merges
 from .mirror import MirrorResult, Named, watch_names
 from .packer import oversized
 from .people import FailedPeople
-from .repeats import PersonIndex
+from .repeats import PersonIndex, temporary_storage
 from .settle import OutcomeHandler
 from .tally import Tally
 
@@ -90,7 +91,7 @@ def plan(
     compared = dict.fromkeys(Known, 0)
     counts = _Counts()
     kept: list[PersonUpdate] = []
-    try:
+    with temporary_storage(), contextlib.closing(merger), contextlib.closing(failed):
         while (work := works.next()) is not None:
             if isinstance(work, InvalidRecord):
                 _invalid(tally, on_outcome, work)
@@ -106,9 +107,6 @@ def plan(
                 counts.to_send += 1
                 if len(kept) < samples:
                     kept.append(work)
-    finally:
-        merger.close()
-        failed.close()
     return _plan(tally, ledger is not None, compared, counts, tuple(kept))
 
 

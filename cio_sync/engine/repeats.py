@@ -11,11 +11,33 @@ import sqlite3
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import IO
 
-from ..errors import DataFileChanged
+from ..errors import DataFileChanged, TemporaryStorageLost
 from ..input.datafile import Records
 from ..input.mapping import RecordMapper
+
+
+@contextmanager
+def temporary_storage(on_error: Callable[[], object] = lambda: None) -> Iterator[None]:
+    """Calls ``on_error`` on any error in its block; a temporary database that failed (a full
+    temporary directory, most likely) becomes an error a user can act on."""
+    try:
+        yield
+    except sqlite3.Error as e:
+        on_error()
+        raise _lost(e) from None
+    except BaseException:
+        on_error()
+        raise
+
+
+def _lost(error: Exception) -> TemporaryStorageLost:
+    return TemporaryStorageLost(
+        f"the run's temporary storage failed ({error}): it is kept in the temporary directory; "
+        "free room there, or point TMPDIR at a larger one, and run again"
+    )
 
 
 def temporary_database() -> sqlite3.Connection:
@@ -115,10 +137,13 @@ class _SortedRuns:
     def add(self, hashes: array[int]) -> None:
         if not hashes:
             return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
-        self._runs.append((self._file.tell(), len(hashes)))
-        array("q", sorted(hashes)).tofile(self._file)
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by merged()
+            self._runs.append((self._file.tell(), len(hashes)))
+            array("q", sorted(hashes)).tofile(self._file)
+        except OSError as e:
+            raise _lost(e) from None
 
     def merged(self) -> Iterator[int]:
         """Every hash added, in order; the file is closed once they were all read."""

@@ -39,7 +39,7 @@ from ..transport.client import HttpSettings, TrackClient
 from ..transport.pacing import Gate
 from .merge import Works, merger_for
 from .mirrored import MirroredEngine
-from .repeats import PersonIndex
+from .repeats import PersonIndex, temporary_storage
 from .settle import OutcomeHandler, Settle
 from .stamps import Stamps
 from .tally import SyncResult
@@ -84,12 +84,9 @@ def sync(
     run = MirroredEngine(config, Works(merger), client, settle, stamps, clock, ledger)
     started = clock.monotonic()
     try:
-        with Workers(run.adapter, config.parallelism, clock) as workers:
-            try:
-                run.loop(workers)
-            except BaseException:
-                stop(StopReason.ERROR)
-                raise
+        on_error = functools.partial(stop, StopReason.ERROR)
+        with Workers(run.adapter, config.parallelism, clock) as workers, temporary_storage(on_error):
+            run.loop(workers)
     finally:
         client.close()
         run.people.close()
