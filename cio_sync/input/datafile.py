@@ -340,20 +340,26 @@ def open_data_file(
         raise
 
 
+def open_file(path: str, name: str) -> IO[bytes]:
+    """The data file at ``path`` open for reading (the caller closes it), or
+    :class:`DataFileError` saying, of ``name``, why it cannot be."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise DataFileError(f"{name}: no such data file") from None
+    except IsADirectoryError:
+        raise DataFileError(f"{name}: is a directory, not a data file") from None
+    except OSError as e:
+        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+
+
 def _open_stream(path: str, stdin: IO[bytes] | None) -> tuple[str, IO[bytes]]:
     """The data file's name in messages, and the file, open at its start and seekable."""
     if path == "-":
         if stdin is None and sys.stdin is None:
             raise DataFileError("<stdin>: standard input is closed")
         return "<stdin>", _spool(stdin if stdin is not None else sys.stdin.buffer, "<stdin>")
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - DataFile owns and closes it
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: no such data file") from None
-    except IsADirectoryError:
-        raise DataFileError(f"{path}: is a directory, not a data file") from None
-    except OSError as e:
-        raise DataFileError(f"{path}: cannot read the data file: {e.strerror}") from None
+    stream = open_file(path, path)
     if not stream.seekable():
         # A pipe, a FIFO or <(command): it can be read once only, as standard input can.
         with stream:

@@ -13,7 +13,7 @@ import ijson
 
 from ..errors import DataFileError
 from .csvfile import MAX_CELL, MAX_LINE
-from .datafile import CSV, NDJSON, data_format
+from .datafile import CSV, NDJSON, data_format, open_file
 
 # Enough to see every key of a regular export, few enough to take a moment on any file.
 DEFAULT_SAMPLE = 1000
@@ -188,14 +188,7 @@ def _open(path: str, name: str) -> tuple[IO[bytes], IO[bytes] | None]:
         if sys.stdin is None:
             raise DataFileError("<stdin>: standard input is closed")
         return sys.stdin.buffer, None
-    try:
-        stream = open(path, "rb")  # noqa: SIM115 - Sample owns and closes it
-    except FileNotFoundError:
-        raise DataFileError(f"{name}: no such data file") from None
-    except IsADirectoryError:
-        raise DataFileError(f"{name}: is a directory, not a data file") from None
-    except OSError as e:
-        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    stream = open_file(path, name)
     return stream, stream
 
 
