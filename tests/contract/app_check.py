@@ -21,21 +21,30 @@ from cio_sync.emulator import ReceivedRequest
 APP_CONTRACT: dict[str, Any] = json.loads(Path(__file__).with_name("app-api.json").read_text(encoding="utf-8"))
 
 
-def _errors(schema: dict[str, Any], instance: Any) -> list[str]:
-    validator = Draft202012Validator(schema)
+def schema_errors(validator: Draft202012Validator, instance: Any) -> list[str]:
+    """Each way ``instance`` fails ``validator``, where and why."""
     return [
         f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}" for e in validator.iter_errors(instance)
     ]
 
 
-def app_operation_of(method: str, target: str) -> tuple[str, str] | None:
-    """The App API operation name and its path for a request, or None."""
+def _errors(schema: dict[str, Any], instance: Any) -> list[str]:
+    return schema_errors(Draft202012Validator(schema), instance)
+
+
+def find_operation(operations: dict[str, Any], method: str, target: str) -> tuple[str, str] | None:
+    """The name and spec path of the operation of ``operations`` a request is for, or None."""
     path = target.split("?", 1)[0]
-    for name, operation in APP_CONTRACT["operations"].items():
+    for name, operation in operations.items():
         pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", operation["path"]) + "$"
         if method.lower() == operation["method"] and re.match(pattern, path):
             return name, operation["path"]
     return None
+
+
+def app_operation_of(method: str, target: str) -> tuple[str, str] | None:
+    """The App API operation name and its path for a request, or None."""
+    return find_operation(APP_CONTRACT["operations"], method, target)
 
 
 def _operation(name: str, path: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from referencing.jsonschema import DRAFT202012
 
 from cio_sync.emulator import ReceivedRequest
 
-from .app_check import app_answer_problems, app_operation_of, app_request_problems
+from .app_check import app_answer_problems, app_operation_of, app_request_problems, find_operation, schema_errors
 
 BASE = "urn:cio-sync:track-api"
 
@@ -75,20 +74,9 @@ def _validator(*parts: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"{BASE}#/{_pointer(*parts)}"}, registry=_REGISTRY)
 
 
-def _errors(validator: Draft202012Validator, instance: Any) -> list[str]:
-    return [
-        f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}" for e in validator.iter_errors(instance)
-    ]
-
-
 def operation_of(method: str, target: str) -> tuple[str, str] | None:
     """The operation name and its spec path for a request, or None."""
-    path = target.split("?", 1)[0]
-    for name, operation in CONTRACT["operations"].items():
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", operation["path"]) + "$"
-        if method.lower() == operation["method"] and re.match(pattern, path):
-            return name, operation["path"]
-    return None
+    return find_operation(CONTRACT["operations"], method, target)
 
 
 def check(requests: list[ReceivedRequest]) -> Findings:
@@ -138,7 +126,7 @@ def _request_problems(name: str, path: str, request: ReceivedRequest, deviations
         problems.append("no HTTP Basic credentials")
     if name in _ON_A_PERSON:
         segment = request.target.split("?", 1)[0].removeprefix(_PEOPLE).split("/", 1)[0]
-        errors = _errors(_validator("components", "parameters", "track_customer_id", "schema"), unquote(segment))
+        errors = schema_errors(_validator("components", "parameters", "track_customer_id", "schema"), unquote(segment))
         problems += [f"identifier {e}" for e in errors]
     body_spec = operation.get("requestBody")
     if body_spec is None:
@@ -154,7 +142,7 @@ def _request_problems(name: str, path: str, request: ReceivedRequest, deviations
     if name == "identify" and isinstance(body, dict):
         body = _note_deviations(body, operation, deviations)
     schema = ("paths", path, method, "requestBody", "content", "application/json", "schema")
-    return problems + _errors(_validator(*schema), body)
+    return problems + schema_errors(_validator(*schema), body)
 
 
 def _note_deviations(body: dict[str, Any], operation: dict[str, Any], deviations: set[str]) -> dict[str, Any]:
@@ -199,4 +187,4 @@ def _answer_problems(name: str, path: str, request: ReceivedRequest) -> list[str
     if content is None:
         # 200 (components.responses.200): "A successful request returns an empty object response".
         return [] if request.status != 200 or answer == {} else [f"a 200 answer that is not {{}}: {answer}"]
-    return _errors(_validator(*parts, "content", "application/json", "schema"), answer)
+    return schema_errors(_validator(*parts, "content", "application/json", "schema"), answer)
