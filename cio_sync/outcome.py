@@ -82,7 +82,9 @@ class Delivery:
 NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made for every record, and a frozen dataclass costs five times as much to build
+# (see PersonUpdate). Nothing changes one once made.
+@dataclass(slots=True)
 class RecordOutcome:
     """One record's fate: its position in the file, its id when it has one, and why."""
 

@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync.input.config import FieldMapping
-from cio_sync.input.mapping import ABSENT, InvalidRecord, PersonUpdate, RecordMapper, follow, path_segment
+from cio_sync.input.mapping import (
+    ABSENT,
+    InvalidRecord,
+    PersonUpdate,
+    RecordMapper,
+    encode_body,
+    follow,
+    path_segment,
+)
 
 MAPPER = RecordMapper("id", [FieldMapping("name", "name"), FieldMapping("computed_ltv", "ltv")])
 
@@ -137,6 +145,62 @@ def test_the_body_is_exactly_the_mapped_subset(record: dict[str, object]) -> Non
     item = update(record)
     expected = {t: record[s] for s, t in (("name", "name"), ("computed_ltv", "ltv")) if s in record}
     assert json.loads(item.body) == expected
+
+
+# What every body was written as before orjson wrote the common ones: the standard library's encoder.
+_REFERENCE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=lambda d: float(d)
+).encode
+
+
+def test_every_character_is_written_as_the_reference_encoder_writes_it() -> None:
+    characters = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    for start in range(0, len(characters), 4096):
+        chunk = characters[start : start + 4096]
+        body: dict[str, object] = {f"k{c}": c for c in chunk}
+        assert encode_body(body) == _REFERENCE(body).encode("utf-8"), chunk[0]
+
+
+exact_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    | st.decimals(allow_nan=False, allow_infinity=False)
+    | st.floats(allow_nan=False, allow_infinity=False)
+)
+
+
+@given(st.dictionaries(st.text(max_size=8), exact_values | st.lists(exact_values, max_size=3), max_size=6))
+def test_bodies_are_the_bytes_the_reference_encoder_writes(body: dict[str, object]) -> None:
+    try:
+        expected = _REFERENCE(body).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        with pytest.raises(type(e)):
+            encode_body(body)
+        return
+    assert encode_body(body) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"n": 2**64},  # beyond orjson's integers
+        {"n": -(2**63) - 1},
+        {"s": "lone \ud800 half"},
+        {"f": 1e16, "g": 1.5e-07, "h": 100.0},  # floats: orjson spells exponents otherwise
+        {"d": Decimal("1e400")},  # out of a float's range: refused
+        {"d": Decimal("12.50"), "e": Decimal("-0.0")},
+    ],
+)
+def test_bodies_orjson_cannot_write_exactly_go_through_the_reference(body: dict[str, object]) -> None:
+    try:
+        expected = _REFERENCE(body).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        with pytest.raises(type(e)):
+            encode_body(body)
+        return
+    assert encode_body(body) == expected
 
 
 json_trees = st.recursive(
