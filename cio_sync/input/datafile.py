@@ -20,15 +20,13 @@ from typing import IO
 from ..errors import DataFileChanged, DataFileError
 from .convert import MAX_INTEGER_DIGITS
 from .csvfile import CsvRecords, CsvRows
+from .runs import MAX_DEPTH, SURROGATE, SURROGATE_ESCAPE, Scan, depth, end_of, run_of_elements
 
 JSON = "json"
 NDJSON = "ndjson"
 CSV = "csv"
 NDJSON_SUFFIXES = (".ndjson", ".jsonl")
 CSV_SUFFIXES = (".csv",)
-# Records nested deeper than this are invalid: no real data comes close, and writing one back
-# to --failed must not exhaust the stack.
-MAX_DEPTH = 500
 # The file is read, and its digests taken, this much at a time.
 _CHUNK = 1 << 16
 # A record longer than this (in characters) is invalid and skipped without being held, so that
@@ -42,10 +40,6 @@ _WHITESPACE = re.compile(r"[ \t\r\n]*")
 _STRUCTURE = re.compile(r'["\[\]{}]')
 _STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*')
 _SCALAR_END = re.compile(r'[\s\[\]{},:"]')
-# What may turn into a lone surrogate once parsed: a \u escape of one, or a byte that is not
-# UTF-8 (decoded as U+DC80 to U+DCFF, so that every record can still be read and told apart).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # Bytes that are not UTF-8, written back as the escapes they are read as: the record stays invalid.
 _ESCAPE_BYTES = "cio-sync-escape-bytes"
 
@@ -667,9 +661,6 @@ def _scan(text: str, at: int, depth: int, in_string: bool, scalar: bool) -> tupl
                     return at, depth, False, True
 
 
-_Scan = Callable[[str, int], tuple[object, int]]
-
-
 class _Values(_Text):
     """Records read from a :class:`_Text`, and what makes one unreadable: a value no attribute
     can carry, a lone surrogate, bytes that are not UTF-8, nesting too deep."""
@@ -684,18 +675,18 @@ class _Values(_Text):
         # the second, slower and more forgiving, which tells why.
         fast = json.JSONDecoder(parse_float=Decimal, parse_constant=_refuse_constant)
         tolerant = json.JSONDecoder(parse_float=self._float, parse_int=self._int, parse_constant=_refuse_constant)
-        self._scan: _Scan = fast.scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
-        self._tolerant: _Scan = tolerant.scan_once  # type: ignore[attr-defined]
+        self._scan: Scan = fast.scan_once  # type: ignore[attr-defined]  # set by the constructor, not declared
+        self._tolerant: Scan = tolerant.scan_once  # type: ignore[attr-defined]
 
     def _suspect(self, start: int, end: int) -> bool:
         """Whether ``_text[start:end]`` may hold a lone surrogate once parsed: searched for once
         per read, at the speed of the regular expression engine, not once per record."""
         if self._clean_to < end:
             text = self._text
-            found = _SURROGATE_ESCAPE.search(text, start)
+            found = SURROGATE_ESCAPE.search(text, start)
             self._clean_to = found.start() if found else len(text)
             if not text.isascii():
-                raw = _SURROGATE.search(text, start, self._clean_to)
+                raw = SURROGATE.search(text, start, self._clean_to)
                 self._clean_to = raw.start() if raw else self._clean_to
         return self._clean_to < end
 
@@ -704,7 +695,7 @@ class _Values(_Text):
         lone = _lone_surrogate(value)
         if lone is None:
             return None
-        raw = _SURROGATE.search(self._text, start, end)
+        raw = SURROGATE.search(self._text, start, end)
         if raw is not None:
             where = self._offset(raw.start())
             return f"holds bytes that are not UTF-8 at byte offset {where:,} (save the export as UTF-8)"
@@ -718,7 +709,7 @@ class _Values(_Text):
         text = self._text
         # Counting brackets (those in strings too) is quick, and rules out nearly every record.
         brackets = text.count("[", start, end) + text.count("{", start, end)
-        if problem is None and brackets > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        if problem is None and brackets > MAX_DEPTH and depth(value) > MAX_DEPTH:
             problem = f"is nested more than {MAX_DEPTH} levels deep"
         if problem is None and self._suspect(start, end):
             problem = self._lone_surrogate(start, end, value)
@@ -727,7 +718,7 @@ class _Values(_Text):
         if problem is None:
             return value
         raw = text[start:end]
-        return UnreadableRecord(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem)
+        return UnreadableRecord(SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem)
 
     def _int(self, text: str) -> object:
         if len(text) - text.startswith("-") > MAX_INTEGER_DIGITS:
@@ -744,6 +735,54 @@ class _Values(_Text):
             self._problems.append("holds a number whose exponent is out of range (no attribute can hold it)")
             return None
 
+    def _bad_line(self, start: int) -> object:
+        """The NDJSON line from ``start``, which the fast decoder could not read as one value."""
+        line = self._line(start)
+        end = self._line_end(start)
+        if end is None:
+            self.count += 1
+            return UnreadableRecord(None, f"line {line:,} is longer than {MAX_RECORD_LENGTH:,} characters")
+        text = self._text[start:end]
+        self._problems.clear()
+        value: object = None
+        try:
+            value, stop = self._tolerant(text, 0)
+            after = None if not text[stop:].strip(" \t\r") else (stop, "more follows the value on its line")
+        except RecursionError:
+            after = None
+            self._problems.append(f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            after = (int(e.value), "expected a value")
+        except json.JSONDecodeError as e:
+            after = (e.pos, e.msg)
+        except _NotJson as e:
+            after = (0, str(e))
+        if after is not None:
+            where = self._offset(start + min(after[0], len(text)))
+            self._problems.insert(0, f"line {line:,} is not valid JSON: {after[1]} at byte offset {where:,}")
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+
+    def _slow(self, start: int) -> object:
+        """The array element at ``start``, which the fast decoder could not read."""
+        offset = self._offset(start)
+        end = self._find_end(start)
+        if end is None:
+            self.count += 1
+            too_long = f"is longer than {MAX_RECORD_LENGTH:,} characters (at byte offset {offset:,})"
+            return UnreadableRecord(None, too_long)
+        self._problems.clear()
+        try:
+            value, end = self._tolerant(self._text, start)
+        except RecursionError:
+            return self._checked(start, end, None, f"is nested more than {MAX_DEPTH} levels deep")
+        except StopIteration as e:
+            raise self._syntax(int(e.value), "expected a value", start) from None
+        except json.JSONDecodeError as e:
+            raise self._syntax(e.pos, e.msg, start) from None
+        except _NotJson as e:
+            raise self._syntax(start, str(e), start) from None
+        return self._checked(start, end, value, self._problems[0] if self._problems else None)
+
 
 class _Elements(_Values):
     """The records of a JSON array or NDJSON file, read one at a time from a :class:`_BlockReader`.
@@ -754,11 +793,30 @@ class _Elements(_Values):
     whatever its values hold, and the record is read again to tell why: a value no attribute can
     carry makes it an :class:`UnreadableRecord`, and so does an NDJSON line that is not JSON; a
     break in an array's syntax (where the bounds of its elements are lost) makes the file not JSON.
+
+    An array's elements are read a run at a time where that reads them exactly alike (see
+    :mod:`cio_sync.input.runs`), and one by one where it does not.
     """
 
     def __init__(self, reader: _BlockReader, kind: str) -> None:
         super().__init__(reader)
         self._array = kind == JSON
+        # Elements before this index of the text are read one by one: no run could be read there.
+        self._one_by_one_to = 0
+        # While a run's elements are being handed out: where it begins, and the count before it.
+        self._run_from: int | None = None
+        self._run_first = 0
+
+    def offset(self) -> int:
+        """The byte offset where the last record handed out ends (within a run, found again)."""
+        if self._run_from is None:
+            return super().offset()
+        return self._offset(end_of(self._text, self._run_from, self.count - self._run_first, self._scan))
+
+    def _drop(self) -> None:
+        dropped = self._pos
+        super()._drop()
+        self._one_by_one_to = max(0, self._one_by_one_to - dropped)
 
     def __iter__(self) -> Iterator[object]:
         while not self._text and self._more():
@@ -786,7 +844,12 @@ class _Elements(_Values):
             elif self._array and self._text[self._pos] == "]":
                 self._close()
                 return
-            yield self._element() if self._array else self._line_element()
+            if not self._array:
+                yield self._line_element()
+            elif self._pos < self._one_by_one_to:
+                yield self._element()
+            else:
+                yield from self._run()
 
     def _open(self) -> None:
         if not self._skip():
@@ -801,6 +864,22 @@ class _Elements(_Values):
         self._pos += 1
         if self._skip():
             raise self._syntax(self._pos, "more follows the array's closing bracket")
+
+    def _run(self) -> Iterator[object]:
+        """The elements of a run from the read position, or the next element alone."""
+        if self._pos > _CHUNK:
+            self._drop()
+        found = run_of_elements(self._text, self._pos, self._scan)
+        if isinstance(found, int):
+            self._one_by_one_to = found
+            yield self._element()
+            return
+        values, end = found
+        self._run_from, self._run_first = self._pos, self.count
+        for value in values:
+            self.count += 1
+            yield value
+        self._pos, self._run_from = end, None
 
     def _element(self) -> object:
         if self._pos > _CHUNK:
@@ -843,53 +922,6 @@ class _Elements(_Values):
             break
         return self._bad_line(start)
 
-    def _bad_line(self, start: int) -> object:
-        """The NDJSON line from ``start``, which the fast decoder could not read as one value."""
-        line = self._line(start)
-        end = self._line_end(start)
-        if end is None:
-            self.count += 1
-            return UnreadableRecord(None, f"line {line:,} is longer than {MAX_RECORD_LENGTH:,} characters")
-        text = self._text[start:end]
-        self._problems.clear()
-        value: object = None
-        try:
-            value, stop = self._tolerant(text, 0)
-            after = None if not text[stop:].strip(" \t\r") else (stop, "more follows the value on its line")
-        except RecursionError:
-            after = None
-            self._problems.append(f"is nested more than {MAX_DEPTH} levels deep")
-        except StopIteration as e:
-            after = (int(e.value), "expected a value")
-        except json.JSONDecodeError as e:
-            after = (e.pos, e.msg)
-        except _NotJson as e:
-            after = (0, str(e))
-        if after is not None:
-            where = self._offset(start + min(after[0], len(text)))
-            self._problems.insert(0, f"line {line:,} is not valid JSON: {after[1]} at byte offset {where:,}")
-        return self._checked(start, end, value, self._problems[0] if self._problems else None)
-
-    def _slow(self, start: int) -> object:
-        offset = self._offset(start)
-        end = self._find_end(start)
-        if end is None:
-            self.count += 1
-            too_long = f"is longer than {MAX_RECORD_LENGTH:,} characters (at byte offset {offset:,})"
-            return UnreadableRecord(None, too_long)
-        self._problems.clear()
-        try:
-            value, end = self._tolerant(self._text, start)
-        except RecursionError:
-            return self._checked(start, end, None, f"is nested more than {MAX_DEPTH} levels deep")
-        except StopIteration as e:
-            raise self._syntax(int(e.value), "expected a value", start) from None
-        except json.JSONDecodeError as e:
-            raise self._syntax(e.pos, e.msg, start) from None
-        except _NotJson as e:
-            raise self._syntax(start, str(e), start) from None
-        return self._checked(start, end, value, self._problems[0] if self._problems else None)
-
 
 def _not_an_array(body: str) -> str:
     """What a data file that should be a JSON array holds instead, from its first characters."""
@@ -904,27 +936,13 @@ def _not_an_array(body: str) -> str:
     return f"must be a JSON array of objects, but the file {detail}{hint}"
 
 
-def _depth(value: object) -> int:
-    """How deeply ``value`` nests (1 for an object or array of scalars), without recursion."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = list(item.values())
-        if isinstance(item, list):
-            deepest = max(deepest, depth)
-            stack.extend((child, depth + 1) for child in item)
-    return deepest
-
-
 def _lone_surrogate(value: object) -> str | None:
     """The first lone surrogate in a string or key of ``value``, if any."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            found = _SURROGATE.search(item)
+            found = SURROGATE.search(item)
             if found is not None:
                 return found.group()
         elif isinstance(item, dict):

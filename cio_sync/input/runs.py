@@ -1,0 +1,112 @@
+"""Reading a JSON array's elements a run at a time: the same decoder, one call for many elements.
+
+Reading the elements one by one costs a round of Python per element (the decoder's call, the
+bounds, the checks) that outweighs the parsing itself for small records. Here the elements from
+the read position to the last one that ends in a closing brace followed by a comma are handed to
+the decoder in one call, as the array they are part of. That yields exactly what one by one
+would where nothing in them needs a closer look: a run with a lone surrogate, nesting too deep,
+or a value the decoder refuses is cut short before it, and what follows is read one by one (see
+:class:`~cio_sync.input.datafile._Elements`), which says what is wrong.
+
+A run the decoder reads whole is a run of whole elements: the decoder reads the text from the
+start, as the elements themselves would be read, and a run that ended inside an element (in a
+string, or in a nested object) would leave a string or a bracket open.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+# Records nested deeper than this are invalid: no real data comes close, and writing one back
+# to --failed must not exhaust the stack.
+MAX_DEPTH = 500
+# A run holds at most this many characters: about as many as one read of the file.
+RUN_CHARACTERS = 1 << 16
+# What may turn into a lone surrogate once parsed: a \u escape of one, or a byte that is not UTF-8
+# (decoded as U+DC80 to U+DCFF). A pair of escapes that makes one character is matched too, and
+# read one by one like the rest.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+SURROGATE = re.compile("[\ud800-\udfff]")
+_SPACE = " \t\r\n"
+# Where the run is cut when the decoder does not read it: tries before reading one by one.
+_TRIES = 3
+
+Scan = Callable[[str, int], tuple[object, int]]
+
+
+def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:
+    """The array elements from ``text[start]`` on, read by ``scan`` in one call: their values and
+    the index after the last. Where no such run can be read exactly as one by one would, the
+    index up to which elements are read one by one instead."""
+    before = min(len(text), start + RUN_CHARACTERS)
+    for _ in range(_TRIES):
+        cut = _last_end(text, start, before)
+        if cut is None:
+            break
+        run = text[start:cut]
+        trouble = SURROGATE_ESCAPE.search(run) or (None if run.isascii() else SURROGATE.search(run))
+        if trouble is not None:
+            before = start + trouble.start()
+            continue
+        try:
+            values, _ = scan("[" + run + "]", 0)
+        except json.JSONDecodeError as e:  # cut inside an element, or the file is not JSON there
+            before = start + e.pos - 1
+            continue
+        except StopIteration as e:
+            before = start + int(e.value) - 1
+            continue
+        except (ValueError, ArithmeticError, RecursionError):
+            # A value the decoder will not read, somewhere in the run: one by one, to tell which.
+            return cut
+        assert isinstance(values, list)
+        # An element nests at most as deep as the brackets it holds; only when the run holds
+        # more than the limit is any element's depth worth measuring.
+        nested = run.count("{") + run.count("[") - len(values)
+        if nested > MAX_DEPTH and any(depth(value) > MAX_DEPTH for value in values):
+            return cut
+        return values, cut
+    return start + 1
+
+
+def _last_end(text: str, start: int, before: int) -> int | None:
+    """The index after the last ``}`` from ``start`` and before ``before`` that a comma follows
+    (spaces aside), or None."""
+    at = before
+    while (at := text.rfind("}", start, at)) != -1:
+        after = at + 1
+        while after < len(text) and text[after] in _SPACE:
+            after += 1
+        if after < len(text) and text[after] == ",":
+            return at + 1
+    return None
+
+
+def end_of(text: str, start: int, count: int, scan: Scan) -> int:
+    """The index after the ``count``-th element of a run that begins at ``start``."""
+    at = start
+    for n in range(count):
+        if n:
+            while text[at] in _SPACE:
+                at += 1
+            at += 1  # the comma
+            while text[at] in _SPACE:
+                at += 1
+        at = scan(text, at)[1]
+    return at
+
+
+def depth(value: object) -> int:
+    """How deeply ``value`` nests (1 for an object or array of scalars), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+    return deepest

@@ -1,0 +1,102 @@
+"""Reading an array's elements a run at a time (cio_sync/input/runs.py) reads exactly what reading
+them one by one reads: the same values, the same unreadable records, the same refusals, the same
+place to copy an unread tail from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cio_sync.errors import DataFileError
+from cio_sync.input import datafile, runs
+from cio_sync.input.datafile import open_data_file
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+# Elements as text, with what a run must not read as one by one would not: a brace and comma in a
+# string, lone and paired surrogate escapes, bytes that are not UTF-8 (written as U+DC80 after
+# decoding), numbers Python reads only as Decimal or not at all, nesting past the limit, and
+# text that is not JSON.
+hostile = st.sampled_from(
+    [
+        '{"s": "},{"}',
+        '{"a": {"b": 1}, "c": [{"d": "}"}]}',
+        '{"s": "\\ud800"}',
+        '{"s": "\\ud83d\\ude00"}',
+        '{"s": "<not UTF-8>"}',
+        '{"n": 18446744073709551616}',
+        '{"n": -9223372036854775809}',
+        '{"n": 1.10, "e": 1E400}',
+        '{"n": ' + "9" * 5000 + "}",
+        '{"deep": ' + "[" * 600 + "]" * 600 + "}",
+        '{"x": NaN}',
+        '{"x": }',
+        '"a string"',
+        "12",
+        "[1, 2]",
+    ]
+)
+elements = st.lists(
+    values.map(lambda v: json.dumps({"id": 1, "v": v}, ensure_ascii=False)) | hostile | st.just('{"id": 2}'),
+    max_size=30,
+)
+
+
+def write(path: Path, texts: list[str], space: str) -> Path:
+    """The array of ``texts``, ``space`` around every comma."""
+    text = "[" + space + f",{space}".join(texts) + space + "]"
+    path.write_bytes(text.encode("utf-8").replace(b"<not UTF-8>", b"\xff\xfe"))
+    return path
+
+
+def read(path: Path, run_characters: int, chunk: int) -> object:
+    """Every record of ``path``, or the refusal."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs, "RUN_CHARACTERS", run_characters)
+        patch.setattr(datafile, "_CHUNK", chunk)
+        try:
+            with open_data_file(str(path)) as data:
+                return data.count, list(data.records())
+        except DataFileError as e:
+            return str(e)
+
+
+def tails(path: Path, run_characters: int) -> list[object]:
+    """After each number of records handed out: where the unread tail begins, and what is held."""
+    found: list[object] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs, "RUN_CHARACTERS", run_characters)
+        with open_data_file(str(path)) as data:
+            for taken in range(data.count + 1):
+                records = data.records()
+                handed = [next(records) for _ in range(taken)]
+                held, tail = records.unread()
+                found.append((handed, list(held), tail and (tail.first, tail.start, tail.end)))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(elements, st.sampled_from(["", " ", "\n  "]), st.sampled_from([7, 64, 1 << 16]))
+def test_runs_read_what_one_by_one_reads(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str], space: str, chunk: int
+) -> None:
+    path = write(tmp_path_factory.mktemp("runs") / "d.json", texts, space)
+    assert read(path, runs.RUN_CHARACTERS, chunk) == read(path, 0, chunk)
+
+
+def test_a_stop_within_a_run_copies_the_tail_from_the_next_element(tmp_path: Path) -> None:
+    texts = [json.dumps({"id": i, "s": "},{" * (i % 3), "n": {"a": [i]}}) for i in range(40)]
+    path = write(tmp_path / "d.json", texts, " \n")
+    by_runs = tails(path, runs.RUN_CHARACTERS)
+    assert by_runs == tails(path, 0)
+    # Not vacuous: the tail after the 20th record starts at the 21st.
+    twentieth = by_runs[20]
+    assert isinstance(twentieth, tuple) and twentieth[2] is not None
+    assert path.read_bytes()[twentieth[2][1] :].startswith(b'{"id": 20')
