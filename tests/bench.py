@@ -104,14 +104,16 @@ class Measured:
     max_rss_mb: float
 
 
-def run_cli(args: list[str], command: list[str] | None = None) -> Measured:
+def run_cli(args: list[str], command: list[str] | None = None, stdout: Path | None = None) -> Measured:
+    """``command`` (by default the CLI) with ``args``, measured; what it prints goes to ``stdout``
+    (a file) if given, else nowhere."""
     # Through tests/peak.py: started from here, the peak would include this process's own.
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, open(stdout or os.devnull, "w") as printed:
         out = Path(tmp) / "figures.json"
         started = time.perf_counter()
         code = subprocess.call(
             [sys.executable, "-m", "tests.peak", str(out), *(command or CLI), *args],
-            stdout=subprocess.DEVNULL,
+            stdout=printed,
             stderr=subprocess.DEVNULL,
         )
         wall = time.perf_counter() - started
