@@ -180,7 +180,7 @@ def test_batch_keeps_the_ledger_failed_file_and_report(emulator: Emulator, files
 def test_a_batch_body_stays_smaller_than_500_kb_counting_the_envelope(emulator: Emulator) -> None:
     # Items of 820 bytes: 609 of them with their commas and the envelope make exactly 500,000.
     stamp = int(time.time())
-    blank = batch_item(PersonUpdate(0, "00000", "00000", b'{"bio":""}', None, IdType.ID, "00000", "00000"), stamp)
+    blank = batch_item(PersonUpdate(0, "00000", b'{"bio":""}', None, IdType.ID, "00000", "00000"), stamp)
     records = [{"id": f"{i:05d}", "bio": "y" * (820 - len(blank))} for i in range(1300)]
     config = make_config(emulator.url, transport="batch", parallelism=1, mappings=[{"from": "bio", "to": "bio"}])
     result = sync(config, records, http=FAST)

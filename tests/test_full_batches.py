@@ -28,7 +28,7 @@ from .fakeclock import FakeClock
 
 def update(index: int, size: int = 10) -> PersonUpdate:
     body = b'{"v":"' + b"x" * size + b'"}'
-    return PersonUpdate(index, str(index), str(index), body, None, IdType.ID, str(index), str(index))
+    return PersonUpdate(index, str(index), body, None, IdType.ID, str(index), str(index))
 
 
 # The gate's sign

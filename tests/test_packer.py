@@ -16,7 +16,7 @@ from cio_sync.input.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate
 
 def update(index: int, size: int = 10) -> PersonUpdate:
     body = json.dumps({"v": "x" * size}).encode()
-    return PersonUpdate(index, str(index), str(index), body, None, IdType.ID, str(index), str(index))
+    return PersonUpdate(index, str(index), body, None, IdType.ID, str(index), str(index))
 
 
 def pack(packer: BatchPacker, updates: list[PersonUpdate]) -> list[Job]:
@@ -94,7 +94,7 @@ def test_a_batch_closes_at_its_item_cap() -> None:
 def test_an_items_identifiers_are_the_bytes_the_json_encoder_gives(identifier: str, kind: IdType) -> None:
     """The identifiers are spelt out by hand for speed: the same bytes, and the same refusal of a
     lone surrogate, as encoding them as a JSON object."""
-    u = PersonUpdate(0, identifier, identifier, b"{}", None, kind, identifier, identifier)
+    u = PersonUpdate(0, identifier, b"{}", None, kind, identifier, identifier)
     try:
         expected = json.dumps({kind.value: identifier}, ensure_ascii=False, separators=(",", ":")).encode()
     except UnicodeEncodeError:

@@ -16,7 +16,7 @@ from cio_sync.input.mapping import PersonUpdate, ordering_key
 
 def update(index: int, person_id: str) -> PersonUpdate:
     body = json.dumps({"n": index}).encode()
-    return PersonUpdate(index, person_id, person_id, body, None, IdType.ID, person_id, ordering_key(person_id))
+    return PersonUpdate(index, person_id, body, None, IdType.ID, person_id, ordering_key(person_id))
 
 
 def _admit(queue: People, update: PersonUpdate) -> PersonUpdate | None:

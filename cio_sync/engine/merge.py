@@ -210,11 +210,11 @@ def merge(first: PersonUpdate, body: bytes, last: PersonUpdate) -> PersonUpdate:
     merged are ``body``. They are named as ``first`` names them, as a write of each record would
     leave them: an email address keeps the case the person was first written with."""
     return PersonUpdate(
-        last.index, last.person_id, first.path, body, last.record, first.kind, first.identifier, last.key, first.index
+        last.index, last.person_id, body, last.record, first.kind, first.identifier, last.key, first.index
     )
 
 
-_COLUMNS = "key TEXT, idx INTEGER, person_id TEXT, kind TEXT, identifier TEXT, path TEXT, body BLOB, record BLOB"
+_COLUMNS = "key TEXT, idx INTEGER, person_id TEXT, kind TEXT, identifier TEXT, body BLOB, record BLOB"
 
 
 class _Spill:
@@ -230,10 +230,8 @@ class _Spill:
         self._db.execute("CREATE INDEX waiting_order ON waiting (idx)")
 
     def keep(self, updates: Iterable[PersonUpdate]) -> None:
-        rows = (
-            (u.key, u.index, u.person_id, u.kind.value, u.identifier, u.path, u.body, dump(u.record)) for u in updates
-        )
-        self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        rows = ((u.key, u.index, u.person_id, u.kind.value, u.identifier, u.body, dump(u.record)) for u in updates)
+        self._db.executemany("INSERT INTO waiting VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def has(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM waiting WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
@@ -258,7 +256,7 @@ class _Spill:
                 if len(loaded) <= room:
                     loaded.append(_update(row))
                 ends[1 if ends else 0 :] = [loaded[-1] if len(loaded) <= room else _update(row, with_record=False)]
-                yield row[6]
+                yield row[5]
             if last is not None:
                 yield last.body
 
@@ -309,9 +307,9 @@ class _Spill:
 
 
 def _update(row: tuple[Any, ...], with_record: bool = True) -> PersonUpdate:
-    key, index, person_id, kind, identifier, path, body, record = row
+    key, index, person_id, kind, identifier, body, record = row
     kept = load(record) if with_record else None
-    return PersonUpdate(index, person_id, path, body, kept, IdType(kind), identifier, key)
+    return PersonUpdate(index, person_id, body, kept, IdType(kind), identifier, key)
 
 
 class Works:

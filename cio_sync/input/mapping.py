@@ -44,7 +44,6 @@ class PersonUpdate:
 
     index: int
     person_id: str
-    path: str
     body: bytes
     record: object
     # How v2 names the person, and the key under which their updates are ordered and kept in
@@ -55,6 +54,11 @@ class PersonUpdate:
     # When earlier records of this person were merged into this update (see
     # :mod:`cio_sync.engine.merge`): the index of the first of them. They share its outcome.
     covers: int | None = None
+
+    @property
+    def path(self) -> str:
+        """The person as v1 names them in its path (made only when asked: batch never does)."""
+        return v1_path(self.kind, self.identifier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +269,7 @@ class RecordMapper:
         except UnicodeEncodeError:
             problem = "a mapped string is not valid Unicode"
         else:
-            return PersonUpdate(index, person_id, ref.path, data, record, ref.kind, ref.identifier, ref.key)
+            return PersonUpdate(index, person_id, data, record, ref.kind, ref.identifier, ref.key)
         return InvalidRecord(index, person_id, problem, record, ref.key)
 
 
@@ -364,8 +368,19 @@ class PersonRef:
 
     kind: IdType
     identifier: str
-    path: str
     key: str
+
+    @property
+    def path(self) -> str:
+        """The person as v1 names them in its path."""
+        return v1_path(self.kind, self.identifier)
+
+
+def v1_path(kind: IdType, identifier: str) -> str:
+    """The v1 path segment naming the person v2 names ``{kind: identifier}``: a cio_id with its
+    prefix, which is how v1 tells one, anything else percent-encoded."""
+    segment = path_segment(identifier)
+    return CIO_PREFIX + segment if kind is IdType.CIO_ID else segment
 
 
 def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRef | None, str | None]:
@@ -378,17 +393,17 @@ def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRe
     looks_cio = person_id.startswith(CIO_PREFIX)
     if id_type is IdType.AUTO:
         if "@" in person_id:
-            return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+            return PersonRef(IdType.EMAIL, person_id, person_id.lower()), None
         if looks_cio:
-            return PersonRef(IdType.CIO_ID, person_id[len(CIO_PREFIX) :], path_segment(person_id), person_id), None
-        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+            return PersonRef(IdType.CIO_ID, person_id[len(CIO_PREFIX) :], person_id), None
+        return PersonRef(IdType.ID, person_id, person_id), None
     if id_type is IdType.ID:
         if v1 and ("@" in person_id or looks_cio):
             seen = "an email address" if "@" in person_id else "a cio_id"
             return None, (
                 f'the v1 API would read the id "{person_id}" as {seen}; use "transport": "batch" to send it as an id'
             )
-        return PersonRef(IdType.ID, person_id, path_segment(person_id), person_id), None
+        return PersonRef(IdType.ID, person_id, person_id), None
     if id_type is IdType.EMAIL:
         if "@" not in person_id:
             return None, f'"{person_id}" is not an email address (no "@"), and "idType" is "email"'
@@ -397,11 +412,11 @@ def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRe
                 f'the v1 API would read the email address "{person_id}" as a cio_id; '
                 'use "transport": "batch" to send it as an email address'
             )
-        return PersonRef(IdType.EMAIL, person_id, path_segment(person_id), person_id.lower()), None
+        return PersonRef(IdType.EMAIL, person_id, person_id.lower()), None
     cio_id = person_id[len(CIO_PREFIX) :] if looks_cio else person_id
     if not _CIO_ID.fullmatch(cio_id):
         return None, f'"{person_id}" is not a cio_id (letters and digits, with or without "cio_" before them)'
-    return PersonRef(IdType.CIO_ID, cio_id, CIO_PREFIX + cio_id, CIO_PREFIX + cio_id), None
+    return PersonRef(IdType.CIO_ID, cio_id, CIO_PREFIX + cio_id), None
 
 
 def ordering_key(person_id: str, id_type: IdType = IdType.AUTO) -> str:
