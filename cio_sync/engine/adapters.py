@@ -1,24 +1,75 @@
-"""The two transports behind one interface: each turns person updates into requests, and the
-answers into one delivery per update. v1 is a batch of one.
+"""The two transports behind one interface: each turns operations on people into requests, and the
+answers into one delivery per operation. v1 is a batch of one.
 
-The engine hands an adapter each update with its stamp (:meth:`Adapter.add`) and gets back the
-requests to send (:class:`~cio_sync.packer.Job`); workers send them with :meth:`Adapter.send`.
-Nothing here knows of files, the ledger or the order of people: that is the engine's.
+Two kinds of operation travel this way. The upsert of a record (an identify) is handed over with
+its stamp (:meth:`Adapter.add`) and packed with other records into :class:`~cio_sync.engine.packer.Job`
+requests, on the hot path. An :class:`Operation` on a person the ledger names (delete, suppress,
+unsuppress, or a clear: an identify of empty values that never creates anyone) is made into
+:class:`OperationJob` requests (:meth:`Adapter.operations`). Workers send both with
+:meth:`Adapter.send`. Nothing here knows of files, the ledger or the order of people: that is the
+engine's.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol
 
 from ..input.config import Config, Transport
-from ..input.mapping import PersonUpdate, batch_item, stamped
-from ..outcome import Delivery
+from ..input.mapping import TIMESTAMP, PersonUpdate, batch_body, batch_item, identify, stamped
+from ..outcome import Delivery, Status
+from ..state.roster import Leaver
 from ..transport.client import TrackClient
 from .packer import Batches, Job, oversized
 
+# A batch of operations stays well under the endpoint's 500 KB, and holds at most this many items.
+_BATCH_BYTES = 400_000
+_BATCH_ITEMS = 1000
+
+
+class Action(str, Enum):
+    """What an operation does to its person (a batch item's ``action``)."""
+
+    IDENTIFY = "identify"
+    DELETE = "delete"
+    SUPPRESS = "suppress"
+    UNSUPPRESS = "unsuppress"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation on a person named as the ledger holds them (not by a record of the file):
+    ``action``; an identify sets ``attributes``, as of ``stamp`` when given."""
+
+    action: Action
+    person: Leaver
+    attributes: dict[str, object] | None = None
+    stamp: int | None = None
+
+    @property
+    def key(self) -> str:
+        """The person's key, as the ledger and the engine hold them."""
+        return self.person.key
+
+
+@dataclass(frozen=True, slots=True)
+class OperationJob:
+    """One request carrying ``updates`` (operations; one on v1) with ``body`` (empty: none)."""
+
+    updates: tuple[Operation, ...]
+    body: bytes
+    method: str = "POST"
+    # The v1 path after /api/v1/customers/, or None for a batch.
+    path: str | None = None
+    # Why the request is not sent at all (v1 would name someone else), else None.
+    refused: str | None = None
+
 
 class Adapter(Protocol):
-    """Turns updates into requests and answers into deliveries, for one transport."""
+    """Turns operations into requests and answers into deliveries, for one transport."""
 
     # Jobs kept ready beyond those in flight, so that a worker that finishes takes its next at once.
     ready: int
@@ -37,15 +88,19 @@ class Adapter(Protocol):
     def drain(self) -> list[PersonUpdate]:
         """The updates taken but in no request yet, for a run that stops."""
 
-    def send(self, job: Job) -> list[Delivery]:
-        """Send ``job``: one delivery per update, in order."""
+    def operations(self, operations: Sequence[Operation]) -> list[OperationJob]:
+        """The requests that carry ``operations``, each in one of them, in order."""
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
+        """Send ``job``: one delivery per update or operation, in order."""
 
     def settled(self, job: Job) -> None:
         """``job``'s answer is in, to be settled at once (called from the engine's thread)."""
 
 
 class V1Adapter:
-    """``PUT /api/v1/customers/{id}``: every update is a request of its own."""
+    """``PUT /api/v1/customers/{id}``: every update is a request of its own, and so is every
+    operation (``DELETE``, ``POST .../suppress`` or ``.../unsuppress``, or a clear's ``PUT``)."""
 
     # Memory is bounded by the requests in flight and ready: nothing else is held.
     room = True
@@ -65,8 +120,14 @@ class V1Adapter:
         """Nothing is ever held."""
         return []
 
-    def send(self, job: Job) -> list[Delivery]:
-        """One PUT."""
+    def operations(self, operations: Sequence[Operation]) -> list[OperationJob]:
+        """A request for each operation (or, when v1 would name someone else, a refusal)."""
+        return [_v1_job(operation) for operation in operations]
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
+        """One request."""
+        if isinstance(job, OperationJob):
+            return _send_operation(self._client, job)
         (update,) = job.updates
         return [self._client.put_person(update.path, job.body)]
 
@@ -107,7 +168,26 @@ class BatchAdapter:
         """The updates of the batch being filled."""
         return self._packer.drain()
 
-    def send(self, job: Job) -> list[Delivery]:
+    def operations(self, operations: Sequence[Operation]) -> list[OperationJob]:
+        """``operations`` as batch items, in batches of at most :data:`_BATCH_ITEMS` items and
+        under :data:`_BATCH_BYTES`."""
+        made: list[OperationJob] = []
+        group: list[Operation] = []
+        items: list[bytes] = []
+        size = 0
+        for operation in operations:
+            item = _item(operation)
+            if items and (size + len(item) + 1 > _BATCH_BYTES or len(items) >= _BATCH_ITEMS):
+                made.append(OperationJob(tuple(group), batch_body(items)))
+                group, items, size = [], [], 0
+            group.append(operation)
+            items.append(item)
+            size += len(item) + 1
+        if items:
+            made.append(OperationJob(tuple(group), batch_body(items)))
+        return made
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
         """One POST of the whole batch."""
         return self._client.post_batch(job.body, len(job.updates))
 
@@ -121,3 +201,68 @@ def adapter_for(config: Config, client: TrackClient) -> Adapter:
     if config.transport is Transport.BATCH:
         return BatchAdapter(client, config.parallelism)
     return V1Adapter(client, config.parallelism)
+
+
+def _json(value: dict[str, object]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _item(operation: Operation) -> bytes:
+    """``operation`` as one item of a v2 batch."""
+    person = operation.person
+    item: dict[str, object] = {
+        "type": "person",
+        "action": operation.action.value,
+        "identifiers": {person.kind.value: person.identifier},
+    }
+    if operation.attributes is not None:
+        item["attributes"] = operation.attributes
+        if operation.stamp is not None:
+            item["timestamp"] = operation.stamp
+    return _json(item)
+
+
+def _v1_job(operation: Operation) -> OperationJob:
+    """``operation`` as a v1 request of its own, or refused."""
+    path, refused = _v1_path(operation.person)
+    if path is None:
+        return OperationJob((operation,), b"", refused=refused)
+    if operation.action is Action.DELETE:
+        return OperationJob((operation,), b"", "DELETE", path)
+    if operation.action is not Action.IDENTIFY:
+        return OperationJob((operation,), b"", "POST", f"{path}/{operation.action.value}")
+    body = dict(operation.attributes or {})
+    if operation.stamp is not None:
+        body[TIMESTAMP] = operation.stamp
+    return OperationJob((operation,), _json(body), "PUT", path)
+
+
+def _v1_path(person: Leaver) -> tuple[str | None, str | None]:
+    """The v1 path naming ``person`` as the ledger holds them, or None and why there is none.
+
+    The path is worked out afresh, as a v1 write of their id and kind would name them now, and
+    never taken from the ledger: a person written by batch (told their kind) may have an id that
+    v1, reading its path by shape, takes for an email address or a cio_id, so the stored path
+    could remove someone else. The kind is the ledger's, not the configuration's ``idType``,
+    which may have changed since they were written.
+    """
+    ref, problem = identify(person.person_id, person.kind, v1=True)
+    if ref is not None and (ref.kind, ref.identifier) == (person.kind, person.identifier):
+        return ref.path, None
+    if ref is not None:  # not expected: identify keeps the kind it is given; refused all the same
+        problem = f'the v1 API would read it as the {ref.kind.value} "{ref.identifier}"'
+    return None, (
+        f"not sent, as it would remove someone else: {problem}; to remove this person, run again with --transport batch"
+    )
+
+
+def _send_operation(client: TrackClient, job: OperationJob) -> list[Delivery]:
+    """Send a v1 operation's request, unless it is refused. A delete answered 404 counts as done:
+    the spec gives delete no 404, but an API that answers one says nobody has the identifier,
+    which is what the delete was for."""
+    if job.refused is not None or job.path is None:
+        return [Delivery(Status.FAILED, reason=job.refused) for _ in job.updates]
+    delivery = client.put_person(job.path, job.body or None, job.method)
+    if job.method == "DELETE" and delivery.http_status == 404:
+        return [Delivery(Status.SYNCED, 404)]
+    return [delivery]

@@ -4,19 +4,18 @@ written, in that order. An adapter around the transport's own, so the engine's l
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from ..input.config import Config, Transport
 from ..input.mapping import PersonUpdate
 from ..outcome import Delivery, Status
 from ..state.roster import Leaver
-from ..transport.client import TrackClient
-from .adapters import Adapter
+from .adapters import Action, Adapter, Operation, OperationJob
 from .packer import Job
-from .removal import requests_for, send
 
 
 def leaver_of(update: PersonUpdate) -> Leaver:
-    """``update``'s person, named as a removal names them."""
+    """``update``'s person, named as an operation names them."""
     return Leaver(update.key, update.person_id, update.kind, update.identifier, update.path, None)
 
 
@@ -24,10 +23,9 @@ class Comeback:
     """``inner``, but a job for a person in ``suppressed`` first unsuppresses them (in the worker
     that sends it). When that fails, their write counts as failed: the API would drop it."""
 
-    def __init__(self, inner: Adapter, config: Config, client: TrackClient, suppressed: set[str]) -> None:
+    def __init__(self, inner: Adapter, config: Config, suppressed: set[str]) -> None:
         self._inner = inner
         self._config = config
-        self._client = client
         self._suppressed = set(suppressed)
         self._lock = threading.Lock()
         self.ready = inner.ready
@@ -55,8 +53,14 @@ class Comeback:
         """As the inner adapter."""
         return self._inner.drain()
 
-    def send(self, job: Job) -> list[Delivery]:
-        """Unsuppress whoever in ``job`` cio-sync suppressed, then send ``job``."""
+    def operations(self, operations: Sequence[Operation]) -> list[OperationJob]:
+        """As the inner adapter."""
+        return self._inner.operations(operations)
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
+        """Unsuppress whoever in ``job`` (of records) cio-sync suppressed, then send ``job``."""
+        if isinstance(job, OperationJob):
+            return self._inner.send(job)
         with self._lock:
             back = [u for u in job.updates if u.key in self._suppressed]
         if not back:
@@ -71,9 +75,10 @@ class Comeback:
     def _unsuppress(self, back: list[PersonUpdate]) -> dict[str, Delivery]:
         """Unsuppress ``back``; the delivery standing for each one's write whose unsuppress failed."""
         refused: dict[str, Delivery] = {}
-        people = [leaver_of(u) for u in back]
-        for request in requests_for(self._config, "unsuppress", people):
-            for person, delivery in zip(request.people, send(self._client, request), strict=True):
+        unsuppress = [Operation(Action.UNSUPPRESS, leaver_of(u)) for u in back]
+        for job in self._inner.operations(unsuppress):
+            for operation, delivery in zip(job.updates, self._inner.send(job), strict=True):
+                person = operation.person
                 if delivery.status is Status.SYNCED:
                     with self._lock:
                         self._suppressed.discard(person.key)

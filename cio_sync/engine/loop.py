@@ -60,7 +60,7 @@ class Engine:
                 self.checked = True
                 self.region = check_workspace(self.client, self.config)
             for job in self.outbox:
-                if self.settle.sending(job.updates):
+                if self.settle.sending(job.updates, self.people):
                     workers.submit(job)
             self.outbox.clear()
             # After a stop no held update is sent: only answers are worth waking for.
@@ -117,7 +117,7 @@ class Engine:
         if earlier is not None:
             self.settle.held_back(work, earlier)
             return True
-        if self.settle.unchanged(work):
+        if self.settle.unchanged(work, self.people):
             return True
         if self.people.hold(work, self.clock.monotonic()):
             return False

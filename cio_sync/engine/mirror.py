@@ -19,10 +19,10 @@ from ..input.config import Config, MaxRemovals, WhenRemoved
 from ..input.mapping import InvalidRecord, PersonUpdate, RecordMapper, ordering_key
 from ..outcome import Delivery, Status, Stop
 from ..state.roster import Leaver, Roster
-from ..transport.client import TrackClient
 from .merge import Merger
-from .removal import Sender, requests_for
+from .removal import Sender, removals
 from .stamps import Stamps
+from .workers import Workers
 
 
 class Removed(str, Enum):
@@ -171,11 +171,11 @@ def planned(config: Config, roster: Roster, total: int, unnamed: int = 0) -> Mir
 
 
 def remove(
-    config: Config, roster: Roster, client: TrackClient, stop: Stop, stamps: Stamps, total: int, unnamed: int = 0
+    config: Config, roster: Roster, workers: Workers, stop: Stop, stamps: Stamps, total: int, unnamed: int = 0
 ) -> tuple[MirrorResult, OutputLost | None]:
     """Remove everyone who left the data file, as ``config.when_removed`` says, when the guard
-    allows it and every record names its person; the result, and the ledger's problem if it
-    could not be written."""
+    allows it and every record names its person: through the run's ``workers`` and their
+    adapter, as its records went. The result, and the ledger's problem if it could not be written."""
     leavers, result = decide(config, roster, total, unnamed)
     if not result.allowed or not leavers:
         return result, None
@@ -189,8 +189,8 @@ def remove(
         stamp = stamps.issue() if mode is WhenRemoved.CLEAR else None
     except OutputLost as e:
         return dataclasses.replace(result, skipped=str(e)), e
-    removals = requests_for(config, mode.value, leavers, stamp)
-    lost = Sender(client, roster, stop, config.parallelism).run(removals, mode, done)
+    jobs = workers.adapter.operations(removals(config, mode, leavers, stamp))
+    lost = Sender(workers, roster, stop, config.parallelism).run(jobs, mode, done)
     return dataclasses.replace(result, entries=tuple(entries)), lost
 
 

@@ -62,14 +62,14 @@ class MirroredEngine(Engine):
             watch_names(works.merger, config, self._named)
         suppressed = ledger.roster.suppressed()
         if suppressed:
-            self._comeback = Comeback(self.adapter, config, client, suppressed)
+            self._comeback = Comeback(self.adapter, config, suppressed)
             self.adapter = self._comeback
 
     def loop(self, workers: Workers) -> None:
         """The run's loop; then, mirroring, the removals."""
         super().loop(workers)
         if self._ledger is not None and self.config.when_removed is not WhenRemoved.KEEP:
-            self._mirror = self._remove(self._ledger)
+            self._mirror = self._remove(self._ledger, workers)
 
     def mirrored(self, result: SyncResult) -> SyncResult:
         """``result`` with what mirroring did, and who came back; a mirroring run that ends clean
@@ -82,7 +82,7 @@ class MirroredEngine(Engine):
                 self._ledger.roster.forget_named()
         return result
 
-    def _remove(self, ledger: Ledger) -> MirrorResult:
+    def _remove(self, ledger: Ledger, workers: Workers) -> MirrorResult:
         """Remove the people who left the file, unless the run did not read and settle all of it.
 
         A run whose records did not all sync keeps who its file named first (its ``--failed``
@@ -100,7 +100,7 @@ class MirroredEngine(Engine):
             self.checked = True
             self.region = check_workspace(self.client, config)
         done = settle.tally.done
-        result, lost = remove(config, ledger.roster, self.client, self.stop, self.stamps, done, self._named.unnamed)
+        result, lost = remove(config, ledger.roster, workers, self.stop, self.stamps, done, self._named.unnamed)
         if lost is not None:
             settle.lose_ledger(lost)
         if not result.ok or result.skipped is not None:

@@ -1,6 +1,7 @@
 """What a run knows about each person, in one place: their records waiting in file order, whether
-one of their writes is out, the stamp their next write must exceed, and whether one of their
-records did not sync (then the rest are held back: sent, they would overtake it).
+one of their writes is out, the stamp their next write must exceed, whether their ledger entry is
+to be withdrawn before that write leaves, and whether one of their records did not sync (then the
+rest are held back: sent, they would overtake it).
 
 Pure data on an injected clock: no threads, no I/O but the spill of failed people to a temporary
 file when there are very many of them, so that memory stays flat whatever fails.
@@ -11,10 +12,11 @@ from __future__ import annotations
 import heapq
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..input.mapping import InvalidRecord, PersonUpdate
+from ..state.ledger import Known
 
 # A person's record on its way: to be sent, or to be settled as invalid in its turn.
 Work = PersonUpdate | InvalidRecord
@@ -33,6 +35,9 @@ class Person:
     unclear: int | None = None
     # Monotonic time before which their next write is not stamped (its second has not begun).
     ready_at: float = 0.0
+    # The ledger vouches for another body than their update that is out (or may: it could not be
+    # read): that entry is withdrawn before the update leaves.
+    withdraw: bool = False
 
 
 class People:
@@ -123,6 +128,22 @@ class People:
         person = self._people[key]
         stamp, person.unclear = person.unclear, None
         return stamp
+
+    def compared(self, key: str, known: Known, withdraw: bool) -> Known:
+        """The ledger compared ``key``'s update that is out: ``known`` (returned as is), and
+        whether their entry is to be withdrawn before it leaves (see :meth:`withdrawing`)."""
+        self._people[key].withdraw = withdraw
+        return known
+
+    def withdrawing(self, updates: Iterable[PersonUpdate]) -> list[str]:
+        """The people of ``updates``, about to be sent, whose ledger entry is to be withdrawn first."""
+        found = []
+        for update in updates:
+            person = self._people.get(update.key)
+            if person is not None and person.withdraw:
+                person.withdraw = False
+                found.append(update.key)
+        return found
 
     def drain(self) -> list[Work]:
         """For a run that stops: every held and waiting record, each person's in file order."""

@@ -15,6 +15,7 @@ from ..outcome import Delivery, RecordOutcome, Status, Stop, StopReason
 from ..redact import Redactor
 from ..state.ledger import Known, Ledger
 from .causes import HELD_BEHIND_FAILED, HELD_BEHIND_INVALID, IndexSet, held_back_reason
+from .people import People
 from .tally import Tally
 
 OutcomeHandler = Callable[[RecordOutcome], None]
@@ -55,14 +56,14 @@ class Settle:
         # counted as such (see cio_sync.causes), which a tolerance of invalid records relies on.
         self._invalid = IndexSet()
 
-    def sending(self, updates: Sequence[PersonUpdate]) -> bool:
+    def sending(self, updates: Sequence[PersonUpdate], people: People) -> bool:
         """``updates`` are about to be sent: the ledger stops vouching for other bodies of their
-        people. False (and the updates settled as not attempted) when it cannot be written: they
+        ``people``. False (and the updates settled as not attempted) when it cannot be written: they
         must not be sent then."""
         if self._ledger is None:
             return True
         try:
-            self._ledger.sending(updates)
+            self._ledger.sending(updates, people.withdrawing(updates))
         except OutputLost as e:
             self.lose_ledger(e)
             for update in updates:
@@ -101,10 +102,10 @@ class Settle:
         cause = HELD_BEHIND_INVALID if earlier in self._invalid else HELD_BEHIND_FAILED
         self._each(work, Status.NOT_ATTEMPTED, held_back_reason(earlier), cause=cause)
 
-    def unchanged(self, update: PersonUpdate) -> bool:
+    def unchanged(self, update: PersonUpdate, people: People) -> bool:
         """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
-        workspace holds its body already."""
-        if self._ledger is None or self._ledger.compare(update) is not Known.UNCHANGED:
+        workspace holds its body already; else its person's owner learns what to withdraw."""
+        if self._ledger is None or people.compared(update.key, *self._ledger.check(update)) is not Known.UNCHANGED:
             return False
         self._each(update, Status.UNCHANGED)
         return True

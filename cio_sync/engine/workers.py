@@ -1,15 +1,20 @@
-"""The worker threads: each sends one job at a time and hands the answers back to the main thread."""
+"""The worker threads: each sends one job at a time and hands the answers back to the main thread.
+
+The jobs of the run's loop (records) and, once it is done, those of operations on the people
+who left the file (see :mod:`cio_sync.engine.removal`) go through the same threads and adapter."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from queue import Empty, SimpleQueue
 from types import TracebackType
+from typing import cast
 
 from ..clock import Clock
 from ..outcome import Delivery, Status
-from .adapters import Adapter
+from .adapters import Adapter, OperationJob
 from .packer import Job
 
 
@@ -21,14 +26,15 @@ class Workers:
     """
 
     def __init__(self, adapter: Adapter, count: int, clock: Clock) -> None:
-        self._adapter = adapter
+        # The adapter every job goes through: the loop's jobs and the operations after it (see run).
+        self.adapter = adapter
         self._clock = clock
         # Set whenever an answer comes back: the main thread waits on it through the clock.
         self._answered = threading.Event()
         self._count = count
         self._pool = ThreadPoolExecutor(count, thread_name_prefix="cio-sync")
-        self._ready: SimpleQueue[Job | None] = SimpleQueue()
-        self._done: SimpleQueue[tuple[Job, list[Delivery]]] = SimpleQueue()
+        self._ready: SimpleQueue[Job | OperationJob | None] = SimpleQueue()
+        self._done: SimpleQueue[tuple[Job | OperationJob, list[Delivery]]] = SimpleQueue()
         # Jobs handed over and not yet collected: in flight, or ready for the next free worker.
         self.busy = 0
 
@@ -60,9 +66,23 @@ class Workers:
                     return None
                 continue
             self.busy -= 1
+            # Only the loop's jobs are out while it collects (see run).
+            job = cast(Job, done[0])
             # Settled by the caller before it reads on: the adapter no longer counts its records.
-            self._adapter.settled(done[0])
-            return done
+            self.adapter.settled(job)
+            return job, done[1]
+
+    def run(self, jobs: Sequence[OperationJob]) -> list[list[Delivery]]:
+        """Send ``jobs`` side by side and wait for all of them: one list of deliveries per job, in
+        order. Only while none of the loop's jobs is out (they are answered through :meth:`collect`)."""
+        assert self.busy == 0
+        for job in jobs:
+            self._ready.put(job)
+        answers: dict[int, list[Delivery]] = {}
+        for _ in jobs:
+            answered, deliveries = self._done.get()
+            answers[id(answered)] = deliveries
+        return [answers[id(job)] for job in jobs]
 
     def _work(self) -> None:
         while (job := self._ready.get()) is not None:
@@ -72,8 +92,8 @@ class Workers:
             del job
             self._answered.set()
 
-    def _send(self, job: Job) -> list[Delivery]:
+    def _send(self, job: Job | OperationJob) -> list[Delivery]:
         try:
-            return self._adapter.send(job)
+            return self.adapter.send(job)
         except BaseException as e:  # a bug must not leave the main loop waiting forever
             return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)

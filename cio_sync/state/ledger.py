@@ -112,9 +112,6 @@ class Ledger:
         self._scope = fingerprint(config)
         self._workspace = workspace_fingerprint(config)
         self._trust = trust
-        # People whose entry vouches for another body than the one about to be sent: their
-        # entries are deleted by sending(), before the request goes.
-        self._stale: set[str] = set()
         self._lock: int | None = None
         if read_only:
             self._db = _open_read_only(path)
@@ -148,41 +145,47 @@ class Ledger:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (f"{os.getpid()} {time.time():.0f}",))
 
     def compare(self, update: PersonUpdate) -> Known:
-        """How ``update`` compares with the body the ledger vouches for (with ``--full``: new).
+        """How ``update`` compares with the body the ledger vouches for (with ``--full``: new)."""
+        return self.check(update)[0]
+
+    def check(self, update: PersonUpdate) -> tuple[Known, bool]:
+        """:meth:`compare`'s answer, and whether the ledger vouches for another body of the person
+        (or may: it cannot be read), an entry to withdraw before ``update`` leaves (see :meth:`sending`).
 
         Anything but unchanged is to be sent, and :meth:`sending` must be called before it leaves.
         """
-        person = update.key
         try:
             row = self._db.execute(
-                "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, person)
+                "SELECT digest FROM synced WHERE scope = ? AND person = ?", (self._scope, update.key)
             ).fetchone()
         except sqlite3.Error:
             # Unreadable (a read-only look at a ledger that has no tables yet, a disk error): it
-            # may vouch for another body all the same, so its entry is withdrawn before sending.
-            self._stale.add(person)
-            return Known.NEW
+            # may vouch for another body all the same.
+            return Known.NEW, True
         if row is None:
-            return Known.NEW
-        recorded = bytes(row[0])
-        if recorded == digest(update.body):
-            return Known.UNCHANGED if self._trust else Known.NEW
-        self._stale.add(person)
-        return Known.CHANGED if self._trust else Known.NEW
+            return Known.NEW, False
+        if bytes(row[0]) == digest(update.body):
+            return (Known.UNCHANGED if self._trust else Known.NEW), False
+        return (Known.CHANGED if self._trust else Known.NEW), True
 
-    def sending(self, updates: Iterable[PersonUpdate]) -> None:
-        """Before a request for ``updates`` leaves: stop vouching for any other body of theirs.
+    def sending(self, updates: Iterable[PersonUpdate], withdraw: Iterable[str] | None = None) -> None:
+        """Before a request for ``updates`` leaves: stop vouching for any other body of theirs, by
+        withdrawing the entries of the people ``withdraw`` names (:meth:`check` found them); None:
+        of each one whose entry holds another body than the one being sent.
 
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
         sent = list(updates)
-        stale = [(self._scope, u.key) for u in sent if u.key in self._stale]
+        stale: list[tuple[object, ...]] = [(self._scope, key) for key in withdraw or ()]
+        statement = "DELETE FROM synced WHERE scope = ? AND person = ?"
+        if withdraw is None:
+            stale = [(self._scope, u.key, digest(u.body)) for u in sent]
+            statement += " AND digest != ?"
         # Whoever a write may reach joins the workspace's roster first, so that a write that
         # lands without its answer still counts them in (see cio_sync.state.roster).
         people = [(self._workspace, u.key, u.kind.value, u.identifier, u.path, u.person_id) for u in sent]
-        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale, (SENDING, people))
-        self._stale.difference_update(p for _, p in stale)
+        self._write(statement, stale, (SENDING, people))
 
     def accepted(self, updates: Iterable[PersonUpdate]) -> None:
         """Record that the workspace answered 2xx to ``updates``.
