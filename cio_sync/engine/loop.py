@@ -4,6 +4,7 @@ of its own: reading is the source's, sending the workers', remembering the settl
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 from ..clock import Clock
 from ..errors import ConfigError, OutputLost
@@ -83,12 +84,13 @@ class Engine:
         Before the credentials check, reading pauses at the first request, so that the check
         comes before anything else is read.
         """
+        adapter, people, stopped, outbox = self.adapter, self.people, self.stop.event.is_set, self.outbox
         while (
-            workers.busy + len(self.outbox) < self.max_jobs
-            and self.adapter.room
-            and not self.people.full
-            and not self.stop.requested
-            and (self.checked or not self.outbox)
+            workers.busy + len(outbox) < self.max_jobs
+            and adapter.room
+            and people.waiting < people.limit
+            and not stopped()
+            and (self.checked or not outbox)
         ):
             work = self.works.next()
             if work is None:
@@ -150,11 +152,7 @@ class Engine:
     def _delivered(self, job: Job, deliveries: list[Delivery]) -> None:
         """A request is back: settle its updates, and note for each person what it means for the next."""
         self.settle.delivered(job.updates, deliveries)
-        for update, delivery in zip(job.updates, deliveries, strict=True):
-            if delivery.status is not Status.SYNCED:
-                self.people.failed.add(update.key, update.index)
-            if _unclear(delivery) and (mark := self.stamps.unclear()) is not None:
-                self.people.unclear(update.key, *mark)
+        _note_answers(self.people, self.stamps, job.updates, deliveries)
         for update in job.updates:
             self._release(update.key)
 
@@ -169,6 +167,23 @@ class Engine:
         """The run stopped: settle every record not sent, each person's in file order."""
         works = itertools.chain(self.adapter.drain(), self.people.drain(), self.works.merger.drain())
         self.settle.abandoned(works, self.works.source, self.works.merger.mapper.person_id)
+
+
+def _note_answers(people: People, stamps: Stamps, updates: Sequence[PersonUpdate], deliveries: list[Delivery]) -> None:
+    """Note for each person of ``updates`` what their delivery means for their next write: held
+    back behind it when it did not sync, stamped later when its answer left it unclear."""
+    # A batch's updates mostly share one delivery: what it means is worked out once.
+    last: Delivery | None = None
+    clear = True
+    for update, delivery in zip(updates, deliveries, strict=True):
+        if delivery is not last:
+            last, clear = delivery, delivery.status is Status.SYNCED and not _unclear(delivery)
+        if clear:
+            continue
+        if delivery.status is not Status.SYNCED:
+            people.failed.add(update.key, update.index)
+        if _unclear(delivery) and (mark := stamps.unclear()) is not None:
+            people.unclear(update.key, *mark)
 
 
 def _unclear(delivery: Delivery) -> bool:

@@ -13,7 +13,7 @@ import heapq
 import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..input.mapping import InvalidRecord, PersonUpdate
 from ..state.ledger import Known
@@ -27,8 +27,9 @@ class Person:
     """One person with something under way, or something the run must remember a moment longer."""
 
     key: str
-    # Their later records, in file order, behind the one that is out.
-    waiting: deque[Work] = field(default_factory=deque)
+    # Their later records, in file order, behind the one that is out (made for the first of them:
+    # most people have none).
+    waiting: deque[Work] | None = None
     # One of their records is out: being sent, held for its second, or waiting for a batch.
     busy: bool = False
     # The stamp of their last write that went without a clear answer: the next must exceed it.
@@ -74,6 +75,8 @@ class People:
         if person is None:
             person = self._people[key] = Person(key)
         if person.busy:
+            if person.waiting is None:
+                person.waiting = deque()
             person.waiting.append(work)
             self.waiting += 1
             return None
@@ -87,7 +90,8 @@ class People:
             self.waiting -= 1
             return person.waiting.popleft()
         person.busy = False
-        if _done_with(person, now, self._floor()):
+        # The stamps' floor is asked only of a person with an unclear write: most have none.
+        if person.ready_at <= now and (person.unclear is None or _done_with(person, now, self._floor())):
             del self._people[key]
             return None
         if person.ready_at > now:
@@ -148,7 +152,7 @@ class People:
     def drain(self) -> list[Work]:
         """For a run that stops: every held and waiting record, each person's in file order."""
         held = [update for _, _, update in sorted(self._held)]
-        waiting = [work for person in self._people.values() for work in person.waiting]
+        waiting = [work for person in self._people.values() for work in person.waiting or ()]
         self._held.clear()
         self._people.clear()
         self._lingering.clear()

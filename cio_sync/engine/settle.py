@@ -4,7 +4,6 @@ where a run notices that the API went away."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputLost
@@ -152,12 +151,14 @@ class Settle:
     ) -> None:
         """Settle every record ``update`` stands for, in file order (the earlier ones merged into
         it first), with the one outcome."""
-        merged = self._covered(update) if update.covers is not None else iter(())
-        for each in itertools.chain(merged, (update,)):
-            record = each.record
-            self._emit(
-                RecordOutcome(each.index, status, each.person_id, reason, http_status, retries, record, cause=cause)
-            )
+        # Positional, the span (one record) included: keywords cost a fifth more per record.
+        if update.covers is not None:
+            for each in self._covered(update):
+                outcome = RecordOutcome(each.index, status, each.person_id, reason, http_status, retries, each.record)
+                self._emit(dataclasses.replace(outcome, cause=cause) if cause is not None else outcome)
+        self._emit(
+            RecordOutcome(update.index, status, update.person_id, reason, http_status, retries, update.record, 1, cause)
+        )
 
     def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""

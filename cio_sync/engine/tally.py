@@ -78,11 +78,13 @@ class Tally:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Count one record's outcome."""
-        self.counts[outcome.status] += outcome.span
-        if outcome.status not in _DONE:
-            self.causes.add(outcome)
+        status = outcome.status
+        self.counts[status] += outcome.span
+        if status in _DONE:
+            return
+        self.causes.add(outcome)
         # Records left unsent by a stop are counted, not listed: the summary says how many.
-        if outcome.status in _LISTED:
+        if status in _LISTED:
             if len(self._problems) < self._keep:
                 self._problems.append(outcome)
             else:
