@@ -16,9 +16,11 @@ from cio_sync.input.mapping import (
     InvalidRecord,
     PersonUpdate,
     RecordMapper,
+    checked_body,
     encode_body,
     follow,
     path_segment,
+    value_problem,
 )
 
 MAPPER = RecordMapper("id", [FieldMapping("name", "name"), FieldMapping("computed_ltv", "ltv")])
@@ -180,6 +182,20 @@ def test_bodies_are_the_bytes_the_reference_encoder_writes(body: dict[str, objec
             encode_body(body)
         return
     assert encode_body(body) == expected
+
+
+sized_values = exact_values | st.text(min_size=240, max_size=1100) | st.integers(min_value=2**60, max_value=10**1100)
+
+
+@given(st.dictionaries(st.text(max_size=8), sized_values | st.lists(exact_values, max_size=3), max_size=4))
+def test_a_checked_body_is_the_encoded_body_or_why_not(body: dict[str, object]) -> None:
+    try:
+        expected: bytes | str = value_problem(body) or _REFERENCE(body).encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as e:
+        with pytest.raises(type(e)):
+            checked_body(body)
+        return
+    assert checked_body(body) == expected
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -120,21 +120,9 @@ class DataFile:
         reader = _BlockReader(self._stream, self._digests, verify=True)
         if self._table is not None:
             rows = self._table.rows(reader)
-            return Records(self, None, self._parse(rows), rows)
+            return Records(self, None, iter(rows) if self.count else iter(()), rows)
         elements = _Elements(reader, self.format)
-        return Records(self, elements, self._parse(elements), None)
-
-    def _parse(self, records: Iterable[object]) -> Iterator[object]:
-        if self.count == 0:
-            return
-        try:
-            yield from records
-        except _Changed:
-            raise self.changed("its bytes differ from those its check read") from None
-        except _Syntax:
-            raise self.changed("it no longer reads as it did") from None
-        except (csv.Error, OSError, ValueError, DataFileError) as e:
-            raise self.changed(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        return Records(self, elements, iter(elements) if self.count else iter(()), None)
 
     def changed(self, what: str) -> DataFileChanged:
         """The error for a file that no longer reads as its check found it, ``what`` saying how."""
@@ -233,6 +221,11 @@ class Records(Iterator[object]):
         except DataFileChanged:
             self._ended = True
             raise
+        except (_Changed, _Syntax, csv.Error, OSError, ValueError, DataFileError) as e:
+            # Caught here rather than around the reader: a generator between the two cost a
+            # tenth of reading a small record.
+            self._ended = True
+            raise self._file.changed(_how_it_changed(e)) from None
         if self.handed >= count:
             self._ended = True
             raise self._file.changed(f"it holds more than the {count:,} records its check counted")
@@ -271,6 +264,15 @@ class Records(Iterator[object]):
             return self, None
         end = _elements_end(stream, data_file.format, size)
         return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, start, end)
+
+
+def _how_it_changed(error: Exception) -> str:
+    """What the reader's ``error`` says of how the data file changed since its check."""
+    if isinstance(error, _Changed):
+        return "its bytes differ from those its check read"
+    if isinstance(error, _Syntax):
+        return "it no longer reads as it did"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _identity(stream: IO[bytes]) -> tuple[int, int] | None:
@@ -806,6 +808,7 @@ class _Elements(_Values):
         # While a run's elements are being handed out: where it begins, and the count before it.
         self._run_from: int | None = None
         self._run_first = 0
+        self._run_end = 0
 
     def offset(self) -> int:
         """The byte offset where the last record handed out ends (within a run, found again)."""
@@ -846,10 +849,14 @@ class _Elements(_Values):
                 return
             if not self._array:
                 yield self._line_element()
-            elif self._pos < self._one_by_one_to:
+            elif (values := self._run()) is None:
                 yield self._element()
             else:
-                yield from self._run()
+                self._run_from, self._run_first = self._pos, self.count
+                for value in values:
+                    self.count += 1
+                    yield value
+                self._pos, self._run_from = self._run_end, None
 
     def _open(self) -> None:
         if not self._skip():
@@ -865,21 +872,19 @@ class _Elements(_Values):
         if self._skip():
             raise self._syntax(self._pos, "more follows the array's closing bracket")
 
-    def _run(self) -> Iterator[object]:
-        """The elements of a run from the read position, or the next element alone."""
+    def _run(self) -> list[object] | None:
+        """The elements of a run from the read position (:attr:`_run_end` is after the last); None
+        when the next element is to be read alone."""
+        if self._pos < self._one_by_one_to:
+            return None
         if self._pos > _CHUNK:
             self._drop()
         found = run_of_elements(self._text, self._pos, self._scan)
         if isinstance(found, int):
             self._one_by_one_to = found
-            yield self._element()
-            return
-        values, end = found
-        self._run_from, self._run_first = self._pos, self.count
-        for value in values:
-            self.count += 1
-            yield value
-        self._pos, self._run_from = end, None
+            return None
+        values, self._run_end = found
+        return values
 
     def _element(self) -> object:
         if self._pos > _CHUNK:

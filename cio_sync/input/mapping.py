@@ -119,6 +119,28 @@ def encode_body(body: dict[str, object]) -> bytes:
     return memoryview(written).tobytes()
 
 
+def checked_body(body: dict[str, object]) -> bytes | str:
+    """``body`` encoded as :func:`encode_body` encodes it (raising as it does), or why the
+    workspace would refuse one of its values as too large (:func:`value_problem`)."""
+    # The common body in one pass: short strings and small integers need no closer look.
+    for value in body.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) * 4 > MAX_VALUE_BYTES:  # type: ignore[arg-type]  # a str, as just found
+                break
+        elif kind is int:
+            if value.bit_length() > 63:  # type: ignore[attr-defined]  # an int, as just found
+                break
+        elif kind not in _EXACT:
+            break
+    else:
+        try:
+            return memoryview(orjson.dumps(body, default=_fragment)).tobytes()  # to its size, as encode_body
+        except TypeError:
+            pass  # a lone surrogate, a Decimal out of a float's range: said below
+    return value_problem(body) or encode_body(body)
+
+
 # What ``_encode`` does with a string (without ``ensure_ascii``): escape it, quotes included.
 _encode_string = encode_basestring
 
@@ -256,10 +278,9 @@ class RecordMapper:
         if self._update_only:
             body[UPDATE_ONLY] = True
         try:
-            problem = value_problem(body)
-            if problem is not None:
-                return InvalidRecord(index, person_id, problem, record, ref.key)
-            data = encode_body(body)
+            data = checked_body(body)
+            if isinstance(data, str):
+                return InvalidRecord(index, person_id, data, record, ref.key)
         except ValueError:
             problem = "a mapped number is too large to send as JSON"
         except TypeError as e:  # records built in Python rather than read from JSON
