@@ -108,6 +108,27 @@ def test_failed_rows_are_written_back_as_csv_and_feed_back_in(emulator: Emulator
     assert emulator.people()["2"] == {"name": 'Bo, "B"', "created_at": 1704153600}
 
 
+def test_a_first_column_name_beginning_with_u_feff_comes_back_from_the_failed_file(
+    emulator: Emulator, files: Files
+) -> None:
+    # A byte order mark, then a column name that begins with U+FEFF (a file saved with a mark twice):
+    # written bare at the start of the --failed file, the name's U+FEFF read as a byte order mark.
+    emulator.add_fault("status=400,person=1,times=1")
+    mappings = [{"from": "name", "to": "name"}]
+    failed = files.root / "failed.csv"
+    run = csv_run(
+        emulator, files, "\ufeff\ufeffnote,id,name\nx,1,Ada\n".encode(), "--failed", str(failed), mappings=mappings
+    )
+    assert run.code == 1
+    with open_data_file(str(failed)) as data:
+        assert data.header == ("\ufeffnote", "id", "name")
+        assert list(data.records()) == [{"\ufeffnote": "x", "id": "1", "name": "Ada"}]
+    config = files.config(config_dict(emulator.url, mappings=mappings), "again.json")
+    again = run_cli(["--config", config, "--data", str(failed)])
+    assert again.code == 0, again.stderr
+    assert emulator.people() == {"1": {"name": "Ada"}}
+
+
 def test_csv_from_standard_input(emulator: Emulator, files: Files) -> None:
     config = files.config(config_dict(emulator.url, mappings=[{"from": "name", "to": "name"}]))
     run = run_cli(["--config", config, "--data", "-", "--format", "csv"], input=b"id,name\n1,Ada\n2,Bo\n")

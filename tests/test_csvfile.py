@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from cio_sync.errors import DataFileError
 from cio_sync.input import csvfile
 from cio_sync.input.csvfile import CsvRecords, CsvRow, CsvWriter, RaggedRow
 
@@ -33,6 +34,10 @@ def read(data: bytes) -> tuple[tuple[str, ...], int, list[object]]:
         lambda h: st.tuples(st.just(h), st.lists(st.lists(text, min_size=len(h), max_size=len(h)), max_size=6))
     )
 )
+# A first column name that is, or begins with, U+FEFF: written bare, its bytes were a byte order mark.
+@example(table=(["\ufeff"], []))
+@example(table=(["\ufeffid", "name"], [["\ufeff1", "\ufeff"]]))
+@example(table=(["\ufeff\ufeff", "a,b"], [["x", "y"]]))
 def test_rows_written_read_back_as_the_same_records(table: tuple[list[str], list[list[str]]]) -> None:
     header, rows = table
     records: list[object] = [CsvRow(zip(header, [c or None for c in row], strict=True)) for row in rows]
@@ -48,6 +53,34 @@ def test_ragged_rows_are_written_back_ragged(header: list[str], cells: list[str]
     (record,) = read(write(header, [RaggedRow(2, tuple(cells), len(header))]))[2]
     assert isinstance(record, RaggedRow)
     assert (record.cells, record.expected) == (tuple(cells), len(header))
+
+
+@pytest.mark.parametrize(
+    ("data", "header"),
+    [
+        # A byte order mark at the very start is the encoding's mark, not part of the header.
+        (b"\xef\xbb\xbfid,name\r\n", ("id", "name")),
+        # Only the first: U+FEFF after it is the column name's text, as anywhere else in a cell.
+        (b"\xef\xbb\xbf\xef\xbb\xbfid,name\r\n", ("\ufeffid", "name")),
+        (b"\xef\xbb\xbf\xef\xbb\xbf\r\n", ("\ufeff",)),
+        (b'"\xef\xbb\xbfid",name\r\n', ("\ufeffid", "name")),
+        (b"id,\xef\xbb\xbfname\r\n", ("id", "\ufeffname")),
+    ],
+)
+def test_a_byte_order_mark_is_skipped_and_u_feff_after_it_is_text(data: bytes, header: tuple[str, ...]) -> None:
+    assert read(data)[0] == header
+
+
+def test_a_file_that_is_only_a_byte_order_mark_is_empty() -> None:
+    with pytest.raises(DataFileError, match="the data file is empty; a CSV file needs a header row"):
+        read(b"\xef\xbb\xbf")
+
+
+def test_a_first_column_name_beginning_with_u_feff_is_written_quoted() -> None:
+    # Bare, the file would begin with the bytes of a byte order mark, which a reader drops.
+    record = CsvRow({"\ufeffid": "1", "name": None})
+    assert write(["\ufeffid", "name"], [record]) == b'"\xef\xbb\xbfid","name"\r\n1,\r\n'
+    assert write(["id", "\ufeffname"], []) == b"id,\xef\xbb\xbfname\r\n"
 
 
 def test_a_long_cell_in_an_unmapped_column_does_not_refuse_the_file() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from cio_sync import sync
 from cio_sync.emulator import Emulator
-from cio_sync.errors import DataFileChanged
+from cio_sync.errors import DataFileChanged, DataFileError
 from cio_sync.input import datafile
 from cio_sync.input.datafile import UnreadableRecord, open_data_file
 from cio_sync.outcome import StopReason
@@ -40,6 +40,32 @@ def test_a_byte_order_mark_and_whitespace_are_allowed(tmp_path: Path) -> None:
     path.write_bytes(b'\xef\xbb\xbf \n [{"id": "\xc3\xbc"}] \n')
     with open_data_file(str(path)) as data:
         assert list(data.records()) == [{"id": "ü"}]
+
+
+@pytest.mark.parametrize(
+    ("data", "records"),
+    [
+        (b"\xef\xbb\xbfid,name\n1,Ada\n", [{"id": "1", "name": "Ada"}]),
+        # Only the mark at the very start is skipped: a U+FEFF after it is a cell's text.
+        (b"\xef\xbb\xbf\xef\xbb\xbfid,name\n1,Ada\n", [{"\ufeffid": "1", "name": "Ada"}]),
+        (b"\xef\xbb\xbf\xef\xbb\xbf\n\xef\xbb\xbf\n", [{"\ufeff": "\ufeff"}]),
+        (b'"\xef\xbb\xbfid",name\n\xef\xbb\xbf1,Ada\n', [{"\ufeffid": "\ufeff1", "name": "Ada"}]),
+    ],
+)
+def test_a_csv_byte_order_mark_is_skipped_and_u_feff_after_it_is_text(
+    tmp_path: Path, data: bytes, records: list[dict[str, str]]
+) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(data)
+    with open_data_file(str(path)) as table:
+        assert list(table.records()) == records
+
+
+def test_a_csv_file_that_is_only_a_byte_order_mark_is_empty(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_bytes(b"\xef\xbb\xbf")
+    with pytest.raises(DataFileError, match=r"d\.csv: the data file is empty; a CSV file needs a header row"):
+        open_data_file(str(path))
 
 
 def test_stdin_is_spooled_so_it_can_be_read_twice() -> None:

@@ -302,7 +302,13 @@ class CsvWriter:
             reconfigure(errors="surrogateescape")
         # RFC 4180 ends lines with CRLF; cells with commas, quotes or line breaks are quoted.
         self._writer = csv.writer(stream, lineterminator="\r\n")
-        self._writer.writerow(header)
+        if header and header[0].startswith("\ufeff"):
+            # Written bare, a first column name that begins with U+FEFF would begin the file with
+            # the bytes of a byte order mark, which every reader drops. Quoted, it is the name's
+            # text to every reader, with a byte order mark or without.
+            csv.writer(stream, lineterminator="\r\n", quoting=csv.QUOTE_ALL).writerow(header)
+        else:
+            self._writer.writerow(header)
 
     def write(self, record: object) -> None:
         """Write one record read from a CSV file."""
