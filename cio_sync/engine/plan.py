@@ -91,22 +91,25 @@ def plan(
     compared = dict.fromkeys(Known, 0)
     counts = _Counts()
     kept: list[PersonUpdate] = []
+    invalid = functools.partial(_invalid, tally, on_outcome)
     with temporary_storage(), contextlib.closing(merger), contextlib.closing(failed):
         while (work := works.next()) is not None:
             if isinstance(work, InvalidRecord):
-                _invalid(tally, on_outcome, work)
+                invalid(work)
                 if work.key is not None:
                     failed.add(work.key, work.index)
                 continue
-            if not _sendable(work, config, merger, failed, counts, functools.partial(_invalid, tally, on_outcome)):
+            if not _sendable(work, config, merger, failed, counts, invalid):
                 continue
             counts.people += 1
-            known = ledger.compare(work) if ledger is not None else Known.NEW
-            compared[known] += 1
-            if known is not Known.UNCHANGED:
-                counts.to_send += 1
-                if len(kept) < samples:
-                    kept.append(work)
+            if ledger is not None:
+                known = ledger.compare(work)
+                compared[known] += 1
+                if known is Known.UNCHANGED:
+                    continue
+            counts.to_send += 1
+            if len(kept) < samples:
+                kept.append(work)
     return _plan(tally, ledger is not None, compared, counts, tuple(kept))
 
 
