@@ -35,12 +35,12 @@ class Job:
 
 
 # Records carried by the batches in flight, the one being filled and the one ready, at most, and
-# their items' bytes: about 25 MB held either way. More records out make fewer, larger batches
-# while requests are plentiful (one per worker): a request costs about 1.7 ms of the run's CPU
-# beside the records it carries, measured with 25 workers: for 1,000,000 small people, 10,000
-# records out made 2,705 requests (20.5 us of CPU a record), 25,000 make 1,084 (14.5 us, with
-# other savings; 75 MB at peak).
-ITEMS_IN_FLIGHT = 25_000
+# their items' bytes: about 10 MB held for small people, 25 MB for large ones. More records out
+# would make fewer, larger batches while requests are plentiful (one per worker): for 1,000,000
+# small people at P=25, 25,000 records out made 1,084 requests rather than 2,705, and saved from
+# 0.5 to 5 us of CPU a record in runs on a loaded machine; but they held 17 MB more at peak, and a
+# run merging repeated people came to 99 MB.
+ITEMS_IN_FLIGHT = 10_000
 ITEM_BYTES_IN_FLIGHT = 8_000_000
 
 
