@@ -1,6 +1,6 @@
-"""Reading an array's elements a run at a time (cio_sync/input/runs.py) reads exactly what reading
-them one by one reads: the same values, the same unreadable records, the same refusals, the same
-place to copy an unread tail from."""
+"""Reading an array's elements, or NDJSON's lines, a run at a time (cio_sync/input/runs.py) reads
+exactly what reading them one by one reads: the same values, the same unreadable records, the same
+refusals, the same place to copy an unread tail from."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cio_sync.errors import DataFileError
@@ -56,6 +56,16 @@ def write(path: Path, texts: list[str], space: str) -> Path:
     return path
 
 
+# Lines that hold less or more than one value, alone or together: a run must not read them as values.
+broken_lines = st.sampled_from(
+    ["1,2", "[3", "4]", "1],[2", '"x', 'y"', '{"a": 1', "}", "", "  \t", "1 2", "\x0c1", "[]],[[", "1\r", "null"]
+)
+lines = st.lists(
+    values.map(lambda v: json.dumps({"id": 1, "v": v}, ensure_ascii=False)) | hostile | broken_lines,
+    max_size=30,
+)
+
+
 def read(path: Path, run_characters: int, chunk: int) -> object:
     """Every record of ``path``, or the refusal."""
     with pytest.MonkeyPatch.context() as patch:
@@ -89,6 +99,32 @@ def test_runs_read_what_one_by_one_reads(
 ) -> None:
     path = write(tmp_path_factory.mktemp("runs") / "d.json", texts, space)
     assert read(path, runs.RUN_CHARACTERS, chunk) == read(path, 0, chunk)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines, st.sampled_from(["\n", "\r\n", "\n\n \n"]), st.sampled_from([7, 64, 1 << 16]))
+# One line too many values, two lines one string between them: as many arrays as lines, of one each,
+# unless the brackets between lines carry a line break (which no string may hold).
+@example(texts=["1],[2", '"x', 'y"'], newline="\n", chunk=1 << 16)
+@example(texts=["1],[2", "[3", "4]"], newline="\n", chunk=1 << 16)
+def test_runs_of_lines_read_what_line_by_line_reads(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str], newline: str, chunk: int
+) -> None:
+    path = tmp_path_factory.mktemp("runs") / "d.ndjson"
+    path.write_bytes(newline.join(texts).encode("utf-8").replace(b"<not UTF-8>", b"\xff\xfe") + b"\n")
+    assert read(path, runs.RUN_CHARACTERS, chunk) == read(path, 0, chunk)
+
+
+def test_a_stop_within_a_run_of_lines_copies_the_tail_from_the_next_line(tmp_path: Path) -> None:
+    path = tmp_path / "d.ndjson"
+    path.write_text(
+        "".join(json.dumps({"id": i, "s": "\\n" * (i % 3)}) + ("\n\n" if i % 4 else " \r\n") for i in range(40))
+    )
+    by_runs = tails(path, runs.RUN_CHARACTERS)
+    assert by_runs == tails(path, 0)
+    twentieth = by_runs[20]
+    assert isinstance(twentieth, tuple) and twentieth[2] is not None
+    assert path.read_bytes()[twentieth[2][1] :].startswith(b'{"id": 20')
 
 
 def test_a_stop_within_a_run_copies_the_tail_from_the_next_element(tmp_path: Path) -> None:

@@ -20,7 +20,17 @@ from typing import IO
 from ..errors import DataFileChanged, DataFileError
 from .convert import MAX_INTEGER_DIGITS
 from .csvfile import CsvRecords, CsvRows
-from .runs import MAX_DEPTH, SURROGATE, SURROGATE_ESCAPE, Scan, depth, end_of, run_of_elements
+from .runs import (
+    MAX_DEPTH,
+    SURROGATE,
+    SURROGATE_ESCAPE,
+    Scan,
+    depth,
+    end_of,
+    end_of_lines,
+    run_of_elements,
+    run_of_lines,
+)
 
 JSON = "json"
 NDJSON = "ndjson"
@@ -796,7 +806,7 @@ class _Elements(_Values):
     carry makes it an :class:`UnreadableRecord`, and so does an NDJSON line that is not JSON; a
     break in an array's syntax (where the bounds of its elements are lost) makes the file not JSON.
 
-    An array's elements are read a run at a time where that reads them exactly alike (see
+    Records are read a run at a time where that reads them exactly alike (see
     :mod:`cio_sync.input.runs`), and one by one where it does not.
     """
 
@@ -814,7 +824,10 @@ class _Elements(_Values):
         """The byte offset where the last record handed out ends (within a run, found again)."""
         if self._run_from is None:
             return super().offset()
-        return self._offset(end_of(self._text, self._run_from, self.count - self._run_first, self._scan))
+        handed = self.count - self._run_first
+        if self._array:
+            return self._offset(end_of(self._text, self._run_from, handed, self._scan))
+        return self._offset(end_of_lines(self._text, self._run_from, handed))
 
     def _drop(self) -> None:
         dropped = self._pos
@@ -847,10 +860,8 @@ class _Elements(_Values):
             elif self._array and self._text[self._pos] == "]":
                 self._close()
                 return
-            if not self._array:
-                yield self._line_element()
-            elif (values := self._run()) is None:
-                yield self._element()
+            if (values := self._run()) is None:
+                yield self._element() if self._array else self._line_element()
             else:
                 self._run_from, self._run_first = self._pos, self.count
                 for value in values:
@@ -879,7 +890,8 @@ class _Elements(_Values):
             return None
         if self._pos > _CHUNK:
             self._drop()
-        found = run_of_elements(self._text, self._pos, self._scan)
+        read = run_of_elements if self._array else run_of_lines
+        found = read(self._text, self._pos, self._scan)
         if isinstance(found, int):
             self._one_by_one_to = found
             return None

@@ -1,4 +1,5 @@
-"""Reading a JSON array's elements a run at a time: the same decoder, one call for many elements.
+"""Reading a JSON array's elements (or NDJSON's lines) a run at a time: the same decoder, one call
+for many records.
 
 Reading the elements one by one costs a round of Python per element (the decoder's call, the
 bounds, the checks) that outweighs the parsing itself for small records. Here the elements from
@@ -69,6 +70,55 @@ def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], in
             return cut
         return values, cut
     return start + 1
+
+
+def run_of_lines(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:
+    """The NDJSON records of the whole lines from ``text[start]`` on, read by ``scan`` in one
+    call: their values and the index of the line break after the last. Where they cannot be read
+    exactly as line by line would, the index up to which lines are read one by one instead.
+
+    Each line is wrapped in brackets of its own, ``[[line 1],\n[line 2]]``, and the run is read
+    only if that gives one array of exactly one value per line. A line holding less or more than
+    one value (``1,2``, ``[1``, ``1],[2``) adds or removes an array, or gives one of another
+    length; no value can reach from one line into the next, since a line break in a string is
+    not JSON and an object cannot hold the brackets put between lines.
+    """
+    cut = text.rfind("\n", start, min(len(text), start + RUN_CHARACTERS))
+    if cut == -1:
+        return start + 1
+    run = text[start:cut]
+    if SURROGATE_ESCAPE.search(run) or (not run.isascii() and SURROGATE.search(run)):
+        return cut
+    lines = [line for line in run.split("\n") if line.strip(_SPACE)]
+    wrapped = "[[" + "],\n[".join(lines) + "]]"
+    try:
+        arrays, end = scan(wrapped, 0)
+    except (StopIteration, ValueError, ArithmeticError, RecursionError):
+        return cut  # a line that is not one value, or a value the decoder will not read
+    if end != len(wrapped) or not isinstance(arrays, list) or len(arrays) != len(lines):
+        return cut
+    values = []
+    for array in arrays:
+        if not isinstance(array, list) or len(array) != 1:
+            return cut
+        values.append(array[0])
+    nested = run.count("{") + run.count("[") - len(values)
+    if nested > MAX_DEPTH and any(depth(value) > MAX_DEPTH for value in values):
+        return cut
+    return values, cut
+
+
+def end_of_lines(text: str, start: int, count: int) -> int:
+    """The index of the line break after the ``count``-th line from ``start`` that is not blank."""
+    at = start
+    while True:
+        end = text.find("\n", at)
+        end = len(text) if end == -1 else end
+        if text[at:end].strip(_SPACE):
+            count -= 1
+            if count == 0:
+                return end
+        at = end + 1
 
 
 def _last_end(text: str, start: int, before: int) -> int | None:
