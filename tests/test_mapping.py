@@ -10,15 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.input.config import FieldMapping
+from cio_sync.input.config import FieldMapping, IdType
 from cio_sync.input.mapping import (
     ABSENT,
+    CIO_PREFIX,
     InvalidRecord,
     PersonUpdate,
     RecordMapper,
     checked_body,
     encode_body,
     follow,
+    identify,
     path_segment,
     value_problem,
 )
@@ -131,6 +133,16 @@ def test_limits_are_inclusive() -> None:
 )
 def test_ids_are_one_encoded_path_segment(person_id: str, segment: str) -> None:
     assert path_segment(person_id) == segment
+
+
+@given(st.text(min_size=1).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)) | st.just("cio_."))
+def test_the_v1_path_is_the_id_as_one_segment_whatever_kind_it_is_read_as(person_id: str) -> None:
+    for id_type in IdType:
+        for v1 in (True, False):
+            ref, _ = identify(person_id, id_type, v1)
+            if ref is not None:
+                shown = person_id if id_type is not IdType.CIO_ID else CIO_PREFIX + ref.identifier
+                assert ref.path == path_segment(shown), (id_type, v1)
 
 
 @given(st.text(min_size=1).filter(lambda s: not any(0xD800 <= ord(c) <= 0xDFFF for c in s)))

@@ -5,6 +5,7 @@ refusals, the same place to copy an unread tail from."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ hostile = st.sampled_from(
         '{"n": 1.10, "e": 1E400}',
         '{"n": ' + "9" * 5000 + "}",
         '{"deep": ' + "[" * 600 + "]" * 600 + "}",
+        '{"deep": ' + '{"a":' * 500 + "1" + "}" * 500 + "}",  # one level past the limit, in objects
+        '{"a": {}, "b": [{"c": {}}, {"d": []}], "e": {"f": {"g": 1}}}',
         '{"x": NaN}',
         '{"x": }',
         '"a string"',
@@ -94,6 +97,8 @@ def tails(path: Path, run_characters: int) -> list[object]:
 
 @settings(max_examples=150, deadline=None)
 @given(elements, st.sampled_from(["", " ", "\n  "]), st.sampled_from([7, 64, 1 << 16]))
+# A record one level too deep among scalars, whose brackets leave the others none each.
+@example(texts=["1", "2", '{"x": ' + "[" * 500 + "]" * 500 + "}", "3"], space="", chunk=1 << 16)
 def test_runs_read_what_one_by_one_reads(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], space: str, chunk: int
 ) -> None:
@@ -125,6 +130,54 @@ def test_a_stop_within_a_run_of_lines_copies_the_tail_from_the_next_line(tmp_pat
     twentieth = by_runs[20]
     assert isinstance(twentieth, tuple) and twentieth[2] is not None
     assert path.read_bytes()[twentieth[2][1] :].startswith(b'{"id": 20')
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"id":"a1"},{"id":"a2"}]\n[{"id":"b1"},{"id":"b2"}]\n',  # two arrays, one after the other
+        '[{"a":1}] junk {"b":2},{"c":3}]',
+        '[{"id":"a1"}, ] oops {"id":"b1"},{"id":"b2"}]',  # a trailing comma, then more
+    ],
+)
+def test_an_array_closed_within_a_run_is_refused_as_one_by_one_refuses_it(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "d.json"
+    path.write_text(text)
+    refused = read(path, runs.RUN_CHARACTERS, 1 << 16)
+    assert isinstance(refused, str) and "not valid JSON" in refused
+    assert refused == read(path, 0, 1 << 16)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".ndjson"])
+def test_reading_stays_linear_in_the_file_when_records_hold_objects(tmp_path: Path, suffix: str) -> None:
+    """Runs cut at the last brace and comma read: within a record holding objects (the last one
+    read, cut off by the end of what was read), the decoder fails. Each record must not try the
+    same run again: all the runs tried hold a few times the file, not the file for each record."""
+    records = [
+        {"id": i, "attrs": {"plan": "pro"}, "items": [{"x": j} for j in range(6)], "e": "x"} for i in range(3000)
+    ]
+    path = tmp_path / f"d{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(records))
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    handed: list[int] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("run_of_elements", "run_of_lines"):
+            original = getattr(runs, name)
+
+            def counted(text: str, start: int, scan: runs.Scan, original: Callable[..., object] = original) -> object:
+                def counting(wrapped: str, at: int) -> tuple[object, int]:
+                    handed.append(len(wrapped))
+                    return scan(wrapped, at)
+
+                return original(text, start, counting)
+
+            patch.setattr(datafile, name, counted)
+        patch.setattr(datafile, "_CHUNK", 4096)
+        with open_data_file(str(path)) as data:
+            assert list(data.records()) == records
+    assert sum(handed) <= 8 * path.stat().st_size
 
 
 def test_a_stop_within_a_run_copies_the_tail_from_the_next_element(tmp_path: Path) -> None:

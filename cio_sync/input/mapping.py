@@ -400,8 +400,7 @@ class PersonRef:
 def v1_path(kind: IdType, identifier: str) -> str:
     """The v1 path segment naming the person v2 names ``{kind: identifier}``: a cio_id with its
     prefix, which is how v1 tells one, anything else percent-encoded."""
-    segment = path_segment(identifier)
-    return CIO_PREFIX + segment if kind is IdType.CIO_ID else segment
+    return path_segment(CIO_PREFIX + identifier if kind is IdType.CIO_ID else identifier)
 
 
 def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRef | None, str | None]:

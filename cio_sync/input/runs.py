@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from itertools import accumulate
 
 # Records nested deeper than this are invalid: no real data comes close, and writing one back
 # to --failed must not exhaust the stack.
@@ -31,6 +32,11 @@ RUN_CHARACTERS = 1 << 16
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 SURROGATE = re.compile("[\ud800-\udfff]")
 _SPACE = " \t\r\n"
+# A JSON string (of a run the decoder read), and what is not a bracket: what is left of a run
+# without them is its brackets, each a step into or out of a value.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_A_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 # Where the run is cut when the decoder does not read it: tries before reading one by one.
 _TRIES = 3
 
@@ -40,36 +46,40 @@ Scan = Callable[[str, int], tuple[object, int]]
 def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:
     """The array elements from ``text[start]`` on, read by ``scan`` in one call: their values and
     the index after the last. Where no such run can be read exactly as one by one would, the
-    index up to which elements are read one by one instead."""
+    index up to which elements are read one by one instead.
+
+    The run ends at the last ``}`` that a comma follows; where that is inside an element (the last
+    one read so far, cut off by the end of what was read, holding objects of its own), the decoder
+    fails there and the run is cut at the ``}`` before, a few times at most. Then the elements up
+    to the last cut tried are read one by one: every element must not try the same run again.
+    """
     before = min(len(text), start + RUN_CHARACTERS)
-    for _ in range(_TRIES):
-        cut = _last_end(text, start, before)
+    tried = start + 1
+    for attempt in range(_TRIES):
+        cut = (_before_last_like(text, start, before) if attempt == 0 else None) or _last_end(text, start, before)
         if cut is None:
-            break
+            return max(before, tried)  # no element ends so here: one by one, not searched again
+        tried = cut
         run = text[start:cut]
         trouble = SURROGATE_ESCAPE.search(run) or (None if run.isascii() else SURROGATE.search(run))
         if trouble is not None:
             before = start + trouble.start()
             continue
+        wrapped = "[" + run + "]"
         try:
-            values, _ = scan("[" + run + "]", 0)
+            values, end = scan(wrapped, 0)
         except json.JSONDecodeError as e:  # cut inside an element, or the file is not JSON there
-            before = start + e.pos - 1
+            before = min(cut - 1, start + e.pos - 1)
             continue
-        except StopIteration as e:
-            before = start + int(e.value) - 1
-            continue
-        except (ValueError, ArithmeticError, RecursionError):
+        except (StopIteration, ValueError, ArithmeticError, RecursionError):
             # A value the decoder will not read, somewhere in the run: one by one, to tell which.
             return cut
-        assert isinstance(values, list)
-        # An element nests at most as deep as the brackets it holds; only when the run holds
-        # more than the limit is any element's depth worth measuring.
-        nested = run.count("{") + run.count("[") - len(values)
-        if nested > MAX_DEPTH and any(depth(value) > MAX_DEPTH for value in values):
+        # The whole run, or the array closed within it (more follows its closing bracket): that
+        # is for the one-by-one reading to refuse, where it stands.
+        if end != len(wrapped) or not isinstance(values, list) or not values:
             return cut
-        return values, cut
-    return start + 1
+        return (values, cut) if shallow(run, values) else cut
+    return tried
 
 
 def run_of_lines(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:
@@ -102,10 +112,24 @@ def run_of_lines(text: str, start: int, scan: Scan) -> tuple[list[object], int] 
         if not isinstance(array, list) or len(array) != 1:
             return cut
         values.append(array[0])
-    nested = run.count("{") + run.count("[") - len(values)
-    if nested > MAX_DEPTH and any(depth(value) > MAX_DEPTH for value in values):
-        return cut
-    return values, cut
+    return (values, cut) if shallow(run, values) else cut
+
+
+def shallow(run: str, values: list[object]) -> bool:
+    """Whether none of ``values``, read from ``run``, nests deeper than :data:`MAX_DEPTH`.
+
+    A value nests at most as deep as the brackets it holds, and every object or array holds one
+    of its own: a value deeper than the limit leaves the others fewer brackets than one each, and
+    most runs are told so by counting (brackets in strings too, which only ever counts more).
+    Otherwise the depth of the run's brackets is followed, its strings left out.
+    """
+    containers = sum(1 for value in values if type(value) is dict or type(value) is list)
+    if run.count("{") + run.count("[") - max(containers - 1, 0) <= MAX_DEPTH:
+        return True
+    # Records holding objects of their own: the depth of the run's brackets, its strings left out
+    # (what is left of the text once its strings are gone holds brackets only as ASCII bytes).
+    brackets = _STRING.sub("", run).encode("utf-8", "surrogatepass").translate(None, _NOT_A_BRACKET)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) <= MAX_DEPTH
 
 
 def end_of_lines(text: str, start: int, count: int) -> int:
@@ -119,6 +143,28 @@ def end_of_lines(text: str, start: int, count: int) -> int:
             if count == 0:
                 return end
         at = end + 1
+
+
+def _before_last_like(text: str, start: int, before: int) -> int | None:
+    """The index after the ``}`` and comma before the last place, from ``start`` to ``before``,
+    that begins as the object at ``start`` does, up to its first key and colon; or None."""
+    colon = text.find(":", start, start + 256)
+    if text[start] != "{" or colon == -1:
+        return None
+    head = text[start : colon + 1]
+    at = text.rfind(head, start + 1, before)
+    while at != -1:
+        end = at - 1
+        while end > start and text[end] in _SPACE:
+            end -= 1
+        if text[end] == ",":
+            end -= 1
+            while end > start and text[end] in _SPACE:
+                end -= 1
+            if text[end] == "}":
+                return end + 1
+        at = text.rfind(head, start + 1, at)
+    return None
 
 
 def _last_end(text: str, start: int, before: int) -> int | None:
