@@ -11,9 +11,24 @@ import subprocess
 import termios
 from typing import IO
 
+import pytest
+
 from cio_sync.emulator import Emulator
 
-from .conftest import CLI, Files, Spawn, checked, cli_env, config_dict, finish, wait_until
+from .conftest import (
+    CLI,
+    Files,
+    Spawn,
+    checked,
+    cli_env,
+    config_dict,
+    deadlines_on,
+    finish,
+    run_cli,
+    signalled,
+    wait_until,
+)
+from .fakeclock import FakeClock
 from .hostile import drip_status_line, hostile
 
 
@@ -48,24 +63,32 @@ def test_sigterm_while_standard_input_stalls_stops_at_once(emulator: Emulator, f
     assert emulator.requests() == []
 
 
-def test_sigterm_during_a_hanging_credentials_check_stops(files: Files, spawn_cli: Spawn) -> None:
-    with hostile(drip_status_line(0.05), honest_check=False) as server:
+# In this process: the signal reaches the command's own handler as it would in its own process,
+# and the grace a stop gives the requests in flight runs out on a fake clock rather than in real
+# seconds. That a real process exits 143 on SIGTERM: test_cli.py's signal tests.
+
+
+def test_sigterm_during_a_hanging_credentials_check_stops(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    with hostile(drip_status_line(0.05), honest_check=False) as server, deadlines_on(clock, monkeypatch):
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}])]
-        proc = spawn_cli([*args, "--timeout", "3600"])
-        wait_until(lambda: len(server.requests()) == 1)
-        proc.send_signal(signal.SIGTERM)
-        run = finish(proc)
+        with signalled(signal.SIGTERM, lambda: len(server.requests()) == 1, clock):
+            run = run_cli([*args, "--timeout", "3600"])
     assert run.code == 143, run.stderr
     assert "1 record: 0 synced, 0 failed, 0 invalid, 1 not attempted" in run.stderr
 
 
-def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(files: Files, spawn_cli: Spawn) -> None:
-    with hostile(drip_status_line(0.05)) as server:
+def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(
+    files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    # The status line at once, as a server that goes on to hang would (and as the grace's two
+    # seconds of dripping would have brought it): the cut comes while the headers do.
+    with hostile(drip_status_line(0.05, at_once=17)) as server, deadlines_on(clock, monkeypatch):
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}, {"id": 2}])]
-        proc = spawn_cli([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
-        wait_until(lambda: len(server.requests()) == 3)  # the check, then both PUTs
-        proc.send_signal(signal.SIGTERM)
-        run = finish(proc)
+        # The check, then both PUTs.
+        with signalled(signal.SIGTERM, lambda: len(server.requests()) == 3, clock):
+            run = run_cli([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
     assert run.code == 143, run.stderr
     assert "failed: the run stopped before its answer came (it may have been applied)" in run.stderr
     assert "2 records: 0 synced, 2 failed, 0 invalid" in run.stderr
