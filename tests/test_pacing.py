@@ -37,19 +37,20 @@ def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, 
 
 
 def step_through(
-    clock: SteppedClock, stop: Stop, running: Future[SyncResult], turn: float, admitted: Callable[[int], None]
+    clock: SteppedClock, stop: Stop, running: Future[SyncResult], turn: float, admitted: Callable[[int], bool]
 ) -> int:
-    """Step ``clock`` one rate-cap ``turn`` at a time until the run ends, calling ``admitted``
-    with the number of turns passed before each step; the steps it took. A failed check stops
-    the run, which would otherwise wait for steps that never come."""
+    """Step ``clock`` one rate-cap ``turn`` at a time, calling ``admitted`` with the number of
+    turns passed before each step, until it says every request has gone; then wait for the run
+    to end. The steps it took. A failed check stops the run, which would otherwise wait for
+    steps that never come."""
     steps = 0
     try:
-        while not running.done():
-            admitted(steps)
+        while not admitted(steps):
             steps += 1
-            assert steps < 1000, "the run never ended"
+            assert steps < 1000, "the requests never all went"
             # A hair over a turn: the next slot is then never a rounding error away from a step.
             clock.advance(turn * 1.0001)
+        running.result(timeout=60)
     except BaseException:
         stop()
         while not running.done():  # and time goes on, for any wait that a stop does not cut
@@ -72,15 +73,16 @@ def test_the_rate_cap_spaces_requests_for_all_workers(emulator: Emulator) -> Non
     clock, stop = SteppedClock(), Stop()
     config = make_config(emulator.url, parallelism=10, rateLimit=40)
 
-    def admitted(turns: int) -> None:
+    def admitted(turns: int) -> bool:
         wait_until(lambda: received(emulator) >= min(turns + 1, 41) or running.done())
         assert received(emulator) == min(turns + 1, 41), f"{received(emulator)} requests after {turns} turns"
+        return received(emulator) == 41
 
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(sync, config, ({"id": i} for i in range(40)), http=PATIENT, clock=clock, stop=stop)
         steps = step_through(clock, stop, running, 1 / 40, admitted)
         assert running.result().synced == 40
-    assert steps >= 40
+    assert steps == 40
 
 
 # Deadlines far beyond the fake seconds a run passes: an answer is never late on the fake clock.
@@ -106,9 +108,10 @@ def test_capped_below_the_emulators_limit_nothing_is_refused(monkeypatch: pytest
     with Emulator("s", "k", rate_limit=50, burst=10) as emu:
         config = make_config(emu.url, parallelism=10, rateLimit=35, siteId="s", apiKey="k")
 
-        def admitted(turns: int) -> None:
+        def admitted(turns: int) -> bool:
             wait_until(lambda: received(emu) >= min(turns + 1, 61) or running.done())
             assert received(emu) == min(turns + 1, 61), f"{received(emu)} requests after {turns} turns"
+            return received(emu) == 61
 
         with ThreadPoolExecutor(1) as pool:
             records = ({"id": i} for i in range(60))
