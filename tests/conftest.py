@@ -296,19 +296,24 @@ class Terminal:
 
 
 @contextmanager
-def deadlines_on(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def deadlines_on(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Every request deadline, and the grace a stop gives the requests in flight, timed by
-    ``clock`` (a sync's and a verify's alike) rather than by real time."""
+    ``clock`` (a sync's and a verify's alike) rather than by real time; yields the watchdogs
+    made meanwhile."""
     from cio_sync.readback import reader
     from cio_sync.transport import client, deadline
 
+    made: list[Any] = []
+
     def watchdog(limit: float, stop: threading.Event, *_: object) -> deadline.Watchdog:
-        return deadline.Watchdog(limit, stop, clock)
+        dog = deadline.Watchdog(limit, stop, clock)
+        made.append(dog)
+        return dog
 
     with monkeypatch.context() as patch:
         patch.setattr(client, "Watchdog", watchdog)
         patch.setattr(reader, "Watchdog", watchdog)
-        yield
+        yield made
 
 
 @contextmanager

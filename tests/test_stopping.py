@@ -7,6 +7,7 @@ import array
 import fcntl
 import json
 import signal
+import socket
 import subprocess
 import termios
 from typing import IO
@@ -32,8 +33,8 @@ from .fakeclock import FakeClock
 from .hostile import drip_status_line, hostile
 
 
-def unread(pipe: IO[bytes]) -> int:
-    """How many bytes written to ``pipe`` its reader has not read yet."""
+def unread(pipe: IO[bytes] | socket.socket) -> int:
+    """How many bytes written to ``pipe`` (or sent to a socket) its reader has not read yet."""
     buffer = array.array("i", [0])
     fcntl.ioctl(pipe.fileno(), termios.FIONREAD, buffer)
     return buffer[0]
@@ -81,13 +82,24 @@ def test_sigterm_during_a_hanging_credentials_check_stops(files: Files, monkeypa
 def test_sigterm_cuts_requests_that_would_hang_and_accounts_for_them(
     files: Files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
+    clock, sent = FakeClock(), list[int]()
     # The status line at once, as a server that goes on to hang would (and as the grace's two
     # seconds of dripping would have brought it): the cut comes while the headers do.
-    with hostile(drip_status_line(0.05, at_once=17)) as server, deadlines_on(clock, monkeypatch):
+    with (
+        hostile(drip_status_line(0.05, at_once=17, sent=sent)) as server,
+        deadlines_on(clock, monkeypatch) as watchdogs,
+    ):
+
+        def both_status_lines_read() -> bool:
+            # The check, then both PUTs, each of whose status line has left the server and been
+            # taken in by the command (nothing of it waits unread on the command's sockets).
+            if len(server.requests()) < 3 or len(sent) < 2:
+                return False
+            socks = [w.target.sock for dog in watchdogs for w in list(dog._watches) if not w.connecting]
+            return len(socks) == 2 and all(s is not None and unread(s) == 0 for s in socks)
+
         args = ["--config", files.config(config_dict(server.url)), "--data", files.data([{"id": 1}, {"id": 2}])]
-        # The check, then both PUTs.
-        with signalled(signal.SIGTERM, lambda: len(server.requests()) == 3, clock):
+        with signalled(signal.SIGTERM, both_status_lines_read, clock):
             run = run_cli([*args, "--timeout", "3600", "--failed", str(files.root / "failed.json")])
     assert run.code == 143, run.stderr
     assert "failed: the run stopped before its answer came (it may have been applied)" in run.stderr
