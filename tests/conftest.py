@@ -13,6 +13,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from cio_sync.engine.repeats import PersonIndex
 from cio_sync.input.config import Config, config_from_dict
 
 from .contract.check import KNOWN_DEVIATIONS, check
+from .fakeclock import FakeClock
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
 # whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
@@ -291,3 +293,49 @@ class Terminal:
         self._reader.join(timeout=10)
         os.close(self._main)
         return code, checked(code, None, self.text).stderr
+
+
+@contextmanager
+def deadlines_on(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every request deadline, and the grace a stop gives the requests in flight, timed by
+    ``clock`` (a sync's and a verify's alike) rather than by real time; yields the watchdogs
+    made meanwhile."""
+    from cio_sync.readback import reader
+    from cio_sync.transport import client, deadline
+
+    made: list[Any] = []
+
+    def watchdog(limit: float, stop: threading.Event, *_: object) -> deadline.Watchdog:
+        dog = deadline.Watchdog(limit, stop, clock)
+        made.append(dog)
+        return dog
+
+    with monkeypatch.context() as patch:
+        patch.setattr(client, "Watchdog", watchdog)
+        patch.setattr(reader, "Watchdog", watchdog)
+        yield made
+
+
+@contextmanager
+def signalled(signum: int, when: Callable[[], bool], clock: FakeClock) -> Iterator[None]:
+    """While the block runs a command in this process: once ``when`` holds, send this process
+    ``signum`` (the command's own handler takes it, in the main thread, as it would in its own
+    process), then move ``clock`` on a second at a time until the block ends, so that the stop's
+    grace runs out without waiting for it. ``when`` must hold only while the command runs."""
+    ended = threading.Event()
+
+    def go() -> None:
+        wait_until(lambda: when() or ended.is_set())
+        if ended.is_set():
+            return
+        os.kill(os.getpid(), signum)
+        while not ended.wait(0.02):
+            clock.advance(1.0)
+
+    thread = threading.Thread(target=go, name="signalled")
+    thread.start()
+    try:
+        yield
+    finally:
+        ended.set()
+        thread.join()

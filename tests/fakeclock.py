@@ -85,3 +85,53 @@ class FakeClock:
         """The seconds all waits so far have moved time on by."""
         with self._lock:
             return sum(max(0.0, s) for s in self.waits)
+
+
+class SteppedClock:
+    """A clock that moves only when a test steps it: a wait with a limit blocks, as a real one
+    would, until the test has moved time past its end (or its event is set).
+
+    Where :class:`FakeClock` lets every wait pass time at once (so that waits of several threads
+    side by side add up), this one keeps them side by side, as real time does: stepping by one
+    rate-cap turn lets through exactly the requests that turn allows, whichever worker asks. A
+    test drives it from its own thread, one step at a time, checking what each step let happen.
+    """
+
+    # How often a blocked wait looks at its event (an event cannot wake a wait on another).
+    _POLL = 0.02
+
+    def __init__(self, monotonic: float = 0.0, wall: float = 1_700_000_000.0) -> None:
+        self._lock = threading.Condition()
+        self._monotonic = monotonic
+        self._wall = wall
+
+    def monotonic(self) -> float:
+        """The fake monotonic time."""
+        with self._lock:
+            return self._monotonic
+
+    def wall(self) -> float:
+        """The fake wall-clock time."""
+        with self._lock:
+            return self._wall
+
+    def advance(self, seconds: float) -> None:
+        """Move both times on by ``seconds``, waking every wait that has run its course."""
+        with self._lock:
+            self._monotonic += max(0.0, seconds)
+            self._wall += max(0.0, seconds)
+            self._lock.notify_all()
+
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        """True once ``event`` is set; False once the test has stepped time ``seconds`` on."""
+        if seconds is None:
+            return event.wait()
+        with self._lock:
+            until = self._monotonic + seconds
+            while not event.is_set() and self._monotonic < until:
+                self._lock.wait(self._POLL)
+        return event.is_set()
+
+    def sleep(self, seconds: float) -> None:
+        """Block until the test has stepped time ``seconds`` on."""
+        self.wait(threading.Event(), seconds)

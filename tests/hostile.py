@@ -127,12 +127,17 @@ def drip_body(interval: float = 0.5) -> Behaviour:
     return behave
 
 
-def drip_status_line(interval: float = 0.5) -> Behaviour:
-    """The status line and headers one byte every ``interval`` seconds, over and over."""
+def drip_status_line(interval: float = 0.5, at_once: int = 0, sent: list[int] | None = None) -> Behaviour:
+    """The status line and headers one byte every ``interval`` seconds, over and over; with
+    ``at_once``, that many bytes first, straight away (then their count is added to ``sent``)."""
 
     def behave(conn: socket.socket, request: bytes, stop: threading.Event) -> None:
         text = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 100000
-        for byte in text:
+        if at_once:
+            conn.sendall(text[:at_once])
+            if sent is not None:
+                sent.append(at_once)
+        for byte in text[at_once:]:
             if stop.wait(interval):
                 return
             conn.sendall(bytes([byte]))

@@ -7,16 +7,18 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 import cio_sync.cli.command
 import cio_sync.outputs.console
-from cio_sync import ExitCode, __version__
+from cio_sync import ExitCode, __version__, sync
 from cio_sync.emulator import Emulator
 
 from .conftest import API_KEY, SITE_ID, Files, Spawn, config_dict, finish, people_puts, run_cli, run_process, wait_until
+from .fakeclock import SteppedClock
 
 DATA = [
     {"id": 1, "name": "Ada", "computed_ltv": 10.5, "ignored": True},
@@ -262,13 +264,38 @@ def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, fil
     assert 'record 0 (id "1"): failed: timed out waiting for an answer' in run.stderr
 
 
-def test_rate_limit_option_paces_every_worker(emulator: Emulator, files: Files) -> None:
+def test_rate_limit_option_paces_every_worker(
+    emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run on a clock this test steps one turn of --rate-limit 20 (1/20 s) at a time, eight
+    # workers waiting side by side: each turn lets one request through, whichever worker asks.
+    clock = SteppedClock()
+    monkeypatch.setattr(cio_sync.cli.command, "sync", functools.partial(sync, clock=clock))
     data = [{"id": i} for i in range(21)]
     args = ["--config", files.config(config_dict(emulator.url, parallelism=8)), "--data", files.data(data)]
-    run = run_cli([*args, "--rate-limit", "20"])
-    assert run.code == 0
-    starts = sorted(r.started_at for r in emulator.requests() if r.method == "PUT")
-    assert (len(starts) - 1) / (starts[-1] - starts[0]) <= 20 * 1.2
+    ended = threading.Event()
+    seen: list[tuple[int, int]] = []
+
+    def step() -> None:
+        while not ended.is_set():
+            # The credentials check, then the writes: the one request each turn lets through.
+            wait_until(lambda: emulator.stats()["requests"] >= min(len(seen) + 1, 22) or ended.is_set())
+            seen.append((len(seen), emulator.stats()["requests"]))
+            if seen[-1][1] >= 22:
+                return  # all gone: the run ends without more time
+            clock.advance(1 / 20 * 1.0001)  # a hair over a turn: never a rounding error short
+
+    stepper = threading.Thread(target=step)
+    stepper.start()
+    try:
+        run = run_cli([*args, "--rate-limit", "20"])
+    finally:
+        ended.set()
+        stepper.join()
+    assert run.code == 0, run.stderr
+    assert len(emulator.people()) == 21
+    assert len(seen) == 22, "twenty-one turns of the cap go by before the last write"
+    assert all(received == turns + 1 for turns, received in seen), seen
 
 
 def test_json_logs_show_a_stop(emulator: Emulator, files: Files, spawn_cli: Spawn) -> None:

@@ -9,11 +9,13 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from cio_sync import HttpSettings, RecordOutcome, sync
+import cio_sync.cli.command
+from cio_sync import HttpSettings, RecordOutcome, Stop, SyncResult, sync
 from cio_sync.emulator import Emulator
 from cio_sync.outcome import NOT_SENT, Delivery, Status
 from cio_sync.redact import MASK
@@ -34,6 +36,7 @@ from .conftest import (
     run_cli,
     wait_until,
 )
+from .fakeclock import FakeClock
 from .hostile import (
     REGION_ANSWER,
     Behaviour,
@@ -110,10 +113,20 @@ def test_a_huge_error_body_is_not_read_whole(files: Files) -> None:
     assert json.loads(out.read_text())["max_rss_kb"] < 150_000
 
 
-def test_a_workspace_that_refuses_everything_stops_the_run_after_give_up_after(files: Files) -> None:
+def test_a_workspace_that_refuses_everything_stops_the_run_after_give_up_after(
+    files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
     refuse = answer(b"429 Too Many Requests", b'{"meta": {"error": "slow down"}}', b"Retry-After: 0.05\r\n")
     report = files.root / "report.json"
     data = [{"id": i} for i in range(30)]
+    clocks: list[FakeClock] = []
+
+    def on_a_fake_clock(*args: Any, stop: Stop, **kwargs: Any) -> SyncResult:
+        # The run's pauses pass fake time (a wait on its stop); an answer is awaited as it comes.
+        clocks.append(FakeClock(only_on=stop.event))
+        return sync(*args, stop=stop, clock=clocks[-1], **kwargs)
+
+    monkeypatch.setattr(cio_sync.cli.command, "sync", on_a_fake_clock)
     with hostile(refuse) as server:
         config = files.config(config_dict(server.url, parallelism=2))
         args = ["--config", config, "--data", files.data(data), "--retries", "20", "--give-up-after", "1"]
@@ -124,6 +137,9 @@ def test_a_workspace_that_refuses_everything_stops_the_run_after_give_up_after(f
     assert document["stopped"] == "no_progress"
     assert document["counts"]["synced"] == 0
     assert document["counts"]["failed"] + document["counts"]["not_attempted"] == 30
+    # The second of --give-up-after went by on the run's clock, in its pauses of 0.05 s.
+    (clock,) = clocks
+    assert 1.0 < clock.waited < 2.0
 
 
 def test_a_record_is_not_resent_past_its_resend_window(files: Files) -> None:

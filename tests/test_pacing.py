@@ -6,16 +6,18 @@ import signal
 import subprocess
 import threading
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import SimpleNamespace
 
 import pytest
 
-from cio_sync import HttpSettings, Stop, sync
+from cio_sync import HttpSettings, Stop, SyncResult, sync
 from cio_sync.emulator import Emulator, ratelimit
 from cio_sync.transport.pacing import Cancelled, Gate
 
 from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
-from .fakeclock import FakeClock
+from .fakeclock import FakeClock, SteppedClock
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -34,13 +36,53 @@ def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, 
     assert result.retries == 1
 
 
+def step_through(
+    clock: SteppedClock, stop: Stop, running: Future[SyncResult], turn: float, admitted: Callable[[int], bool]
+) -> int:
+    """Step ``clock`` one rate-cap ``turn`` at a time, calling ``admitted`` with the number of
+    turns passed before each step, until it says every request has gone; then wait for the run
+    to end. The steps it took. A failed check stops the run, which would otherwise wait for
+    steps that never come."""
+    steps = 0
+    try:
+        while not admitted(steps):
+            steps += 1
+            assert steps < 1000, "the requests never all went"
+            # A hair over a turn: the next slot is then never a rounding error away from a step.
+            clock.advance(turn * 1.0001)
+        running.result(timeout=60)
+    except BaseException:
+        stop()
+        while not running.done():  # and time goes on, for any wait that a stop does not cut
+            clock.advance(1.0)
+            wait([running], timeout=0.05)
+        raise
+    return steps
+
+
+def received(emu: Emulator) -> int:
+    """The requests the emulator has received so far: the credentials check, then the writes."""
+    return int(emu.stats()["requests"])
+
+
 def test_the_rate_cap_spaces_requests_for_all_workers(emulator: Emulator) -> None:
+    # On a clock the test steps one turn of the cap (1/40 s) at a time, with ten workers waiting
+    # side by side as they would in real time: each turn lets exactly one request through,
+    # whichever worker asks (the credentials check, then the writes). How far apart the gate sets
+    # its turns: test_the_rate_cap_spaces_turns_on_the_clock.
+    clock, stop = SteppedClock(), Stop()
     config = make_config(emulator.url, parallelism=10, rateLimit=40)
-    result = sync(config, ({"id": i} for i in range(40)), http=FAST)
-    assert result.synced == 40
-    starts = sorted(r.started_at for r in emulator.requests() if r.method == "PUT")
-    observed = (len(starts) - 1) / (starts[-1] - starts[0])
-    assert observed <= 40 * 1.2
+
+    def admitted(turns: int) -> bool:
+        wait_until(lambda: received(emulator) >= min(turns + 1, 41) or running.done())
+        assert received(emulator) == min(turns + 1, 41), f"{received(emulator)} requests after {turns} turns"
+        return received(emulator) == 41
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(sync, config, ({"id": i} for i in range(40)), http=PATIENT, clock=clock, stop=stop)
+        steps = step_through(clock, stop, running, 1 / 40, admitted)
+        assert running.result().synced == 40
+    assert steps == 40
 
 
 # Deadlines far beyond the fake seconds a run passes: an answer is never late on the fake clock.
@@ -57,15 +99,25 @@ def one_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, Stop]:
     return clock, stop
 
 
-def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
-    # Real time: on the fake clock, overlapping waits of several workers each move the one shared
-    # time on, so the cap's turns and the emulator's refills no longer line up as they do for real.
-    # The cap well below the limit, and a burst of ten, so that requests the scheduler of a loaded
-    # machine bunches together on their way still fit.
+def test_capped_below_the_emulators_limit_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run's cap and the emulator's refills on one clock, stepped a turn of the cap at a time
+    # with ten workers waiting side by side, as they would for real (on a FakeClock their waits
+    # would add up, and the turns and refills no longer line up). The cap below the limit.
+    clock, stop = SteppedClock(), Stop()
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=clock.monotonic))
     with Emulator("s", "k", rate_limit=50, burst=10) as emu:
         config = make_config(emu.url, parallelism=10, rateLimit=35, siteId="s", apiKey="k")
-        result = sync(config, ({"id": i} for i in range(60)), http=FAST)
-        assert result.synced == 60
+
+        def admitted(turns: int) -> bool:
+            wait_until(lambda: received(emu) >= min(turns + 1, 61) or running.done())
+            assert received(emu) == min(turns + 1, 61), f"{received(emu)} requests after {turns} turns"
+            return received(emu) == 61
+
+        with ThreadPoolExecutor(1) as pool:
+            records = ({"id": i} for i in range(60))
+            running = pool.submit(sync, config, records, http=PATIENT, clock=clock, stop=stop)
+            step_through(clock, stop, running, 1 / 35, admitted)
+            assert running.result().synced == 60
         assert emu.stats()["statuses"].get("429", 0) == 0
 
 

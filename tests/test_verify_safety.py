@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -22,7 +21,19 @@ from cio_sync.emulator import Emulator
 from cio_sync.input.config import config_from_dict
 from cio_sync.readback import Options, ReadStatus, verify
 
-from .conftest import API_KEY, SITE_ID, Files, Run, assert_no_secret, checked, cli_env, wait_until
+from .conftest import (
+    API_KEY,
+    SITE_ID,
+    Files,
+    Run,
+    assert_no_secret,
+    checked,
+    cli_env,
+    deadlines_on,
+    signalled,
+    wait_until,
+)
+from .fakeclock import FakeClock
 from .hostile import Behaviour, answer, drip_body, drip_status_line, hang_up, hostile, huge_body
 from .test_stopping import unread
 from .test_verify import APP_KEY, VERIFY, document, people, run_verify
@@ -172,9 +183,12 @@ def children() -> Iterator[Callable[..., Child]]:
             child.proc.wait()
 
 
-def slow_verify(emu: Emulator, files: Files, start: Callable[..., Child], report: str | None = None) -> Child:
-    """A verify of 450 people (5 requests) whose every request takes 30 s, once one is under way."""
-    emu.add_fault(delay=30, endpoint="app-people", times=None)
+def slow_verify(
+    emu: Emulator, files: Files, start: Callable[..., Child], report: str | None = None, delay: float = 30
+) -> Child:
+    """A verify of 450 people (5 requests) whose every request takes ``delay`` seconds, once one
+    is under way."""
+    emu.add_fault(delay=delay, endpoint="app-people", times=None)
     config, data = files.config(document(emu.url)), files.data(people(450))
     report = report or str(files.root / "report.json")
     child = start(["--config", config, "--data", data, "--failed", str(files.root / "fix.json"), "--report", report])
@@ -192,15 +206,21 @@ def left_behind(files: Files) -> list[str]:
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM received")],
 )
 def test_a_signal_while_reading_back_stops_it_promptly(
-    emu: Emulator, files: Files, children: Callable[..., Child], signum: int, code: int, said: str
+    emu: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch, signum: int, code: int, said: str
 ) -> None:
-    child = slow_verify(emu, files, children)
-    sent = time.monotonic()
-    child.proc.send_signal(signum)
-    run = child.finish()
+    # In this process, the signal taken by the command's own handler as in its own process (that
+    # one exits with the code: test_a_second_signal_quits_at_once, test_a_report_on_standard_output
+    # _is_whole_or_not_there); the grace runs out on a fake clock rather than in real seconds.
+    emu.add_fault(delay=30, endpoint="app-people", times=None)
+    config, data = files.config(document(emu.url)), files.data(people(450))
+    clock = FakeClock()
+    args = ["--config", config, "--data", data, "--failed", str(files.root / "fix.json")]
+    with deadlines_on(clock, monkeypatch), signalled(signum, lambda: emu.stats()["in_flight"] >= 1, clock):
+        run = run_verify([*args, "--report", str(files.root / "report.json")])
     # Not the 30 s the request in flight would take: it gets a short grace, then is cut.
-    assert time.monotonic() - sent < 15
+    assert emu.stats()["in_flight"] >= 1
     assert run.code == code, run.stderr
+    assert_no_key(run.stdout, run.stderr)
     assert lines_of(run)[1:] == [
         f"cio-sync: {said}: stopping before every person is read back; --failed {files.root / 'fix.json'} "
         f"and --report {files.root / 'report.json'} will not be written "
@@ -316,7 +336,9 @@ def test_the_emulators_early_hints_are_read_past(emu: Emulator, files: Files) ->
 def test_a_report_on_standard_output_is_whole_or_not_there(
     emu: Emulator, files: Files, children: Callable[..., Child]
 ) -> None:
-    child = slow_verify(emu, files, children, report="-")
+    # Each read-back answer a few tenths of a second late: the one in flight when the signal
+    # comes ends within the grace, rather than being held until the grace runs out.
+    child = slow_verify(emu, files, children, report="-", delay=0.3)
     child.proc.send_signal(signal.SIGINT)
     run = child.finish()
     assert run.code == 130 and run.stdout == ""

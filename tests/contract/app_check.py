@@ -8,6 +8,7 @@ the response the description gives for its status.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -29,15 +30,25 @@ def schema_errors(validator: Draft202012Validator, instance: Any) -> list[str]:
 
 
 def _errors(schema: dict[str, Any], instance: Any) -> list[str]:
-    return schema_errors(Draft202012Validator(schema), instance)
+    return schema_errors(_validator_of(json.dumps(schema, sort_keys=True)), instance)
+
+
+@functools.cache
+def _validator_of(schema: str) -> Draft202012Validator:
+    """One validator for each schema (as JSON text), kept: they are built far more slowly than they run."""
+    return Draft202012Validator(json.loads(schema))
+
+
+@functools.cache
+def _pattern(path: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")
 
 
 def find_operation(operations: dict[str, Any], method: str, target: str) -> tuple[str, str] | None:
     """The name and spec path of the operation of ``operations`` a request is for, or None."""
     path = target.split("?", 1)[0]
     for name, operation in operations.items():
-        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", operation["path"]) + "$"
-        if method.lower() == operation["method"] and re.match(pattern, path):
+        if method.lower() == operation["method"] and _pattern(operation["path"]).match(path):
             return name, operation["path"]
     return None
 

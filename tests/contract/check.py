@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ def _pointer(*parts: str) -> str:
     return "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
+# One validator for each schema, kept: every emulator of every test is checked, thousands of
+# requests in all, and a validator is built (and its $ref followed) far more slowly than it runs.
+@functools.cache
 def _validator(*parts: str) -> Draft202012Validator:
     return Draft202012Validator({"$ref": f"{BASE}#/{_pointer(*parts)}"}, registry=_REGISTRY)
 
