@@ -95,7 +95,7 @@ def tails(path: Path, run_characters: int) -> list[object]:
     return found
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(elements, st.sampled_from(["", " ", "\n  "]), st.sampled_from([7, 64, 1 << 16]))
 # A record one level too deep among scalars, whose brackets leave the others none each.
 @example(texts=["1", "2", '{"x": ' + "[" * 500 + "]" * 500 + "}", "3"], space="", chunk=1 << 16)
@@ -106,7 +106,7 @@ def test_runs_read_what_one_by_one_reads(
     assert read(path, runs.RUN_CHARACTERS, chunk) == read(path, 0, chunk)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(deadline=None)
 @given(lines, st.sampled_from(["\n", "\r\n", "\n\n \n"]), st.sampled_from([7, 64, 1 << 16]))
 # One line too many values, two lines one string between them: as many arrays as lines, of one each,
 # unless the brackets between lines carry a line break (which no string may hold).
