@@ -112,6 +112,9 @@ def test_runs_read_what_one_by_one_reads(
 # unless the brackets between lines carry a line break (which no string may hold).
 @example(texts=["1],[2", '"x', 'y"'], newline="\n", chunk=1 << 16)
 @example(texts=["1],[2", "[3", "4]"], newline="\n", chunk=1 << 16)
+# Lines whose brackets balance across them, as one array of one value a line would read them.
+@example(texts=["[[", "]]],[1"], newline="\n", chunk=1 << 16)
+@example(texts=['{"id": 1, "m": [[1', '2]]}],[{"id": 666}'], newline="\r\n", chunk=1 << 16)
 def test_runs_of_lines_read_what_line_by_line_reads(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], newline: str, chunk: int
 ) -> None:
@@ -178,6 +181,32 @@ def test_reading_stays_linear_in_the_file_when_records_hold_objects(tmp_path: Pa
         with open_data_file(str(path)) as data:
             assert list(data.records()) == records
     assert sum(handed) <= 8 * path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"a": {}, "s": "\\ud800"}',  # a surrogate escape after an object: the run is cut before it
+        '{"id": %d, "items": [{"id": 1, "v": "x"}, {"id": 2, "v": "y"}]}',  # the first key, nested
+    ],
+)
+def test_a_window_that_gives_no_run_is_tried_once(tmp_path: Path, record: str) -> None:
+    """Where no run can be read, the window is read one by one; not tried again for each record."""
+    path = tmp_path / "d.json"
+    count = 20_000
+    path.write_text("[" + ",".join(record.replace("%d", str(i)) for i in range(count)) + "]")
+    calls: list[int] = []
+    with pytest.MonkeyPatch.context() as patch:
+        original = runs.run_of_elements
+
+        def counted(text: str, start: int, scan: runs.Scan) -> object:
+            calls.append(start)
+            return original(text, start, scan)
+
+        patch.setattr(datafile, "run_of_elements", counted)
+        with open_data_file(str(path)) as data:
+            assert data.count == count
+    assert len(calls) < count / 20
 
 
 def test_a_stop_within_a_run_copies_the_tail_from_the_next_element(tmp_path: Path) -> None:

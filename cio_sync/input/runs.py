@@ -1,5 +1,5 @@
-"""Reading a JSON array's elements (or NDJSON's lines) a run at a time: the same decoder, one call
-for many records.
+"""Reading a JSON array's elements (or NDJSON's lines) a run at a time: the same decoder, called
+from one loop of C for many records.
 
 Reading the elements one by one costs a round of Python per element (the decoder's call, the
 bounds, the checks) that outweighs the parsing itself for small records. Here the elements from
@@ -11,15 +11,16 @@ or a value the decoder refuses is cut short before it, and what follows is read 
 
 A run the decoder reads whole is a run of whole elements: the decoder reads the text from the
 start, as the elements themselves would be read, and a run that ended inside an element (in a
-string, or in a nested object) would leave a string or a bracket open.
+string, or in a nested object) would leave a string or a bracket open. NDJSON's lines are each
+read on their own, as line by line reads them, in one loop of C (``map``): wrapping them into one
+array cannot tell a line that is one value from lines whose brackets balance across them.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 # Records nested deeper than this are invalid: no real data comes close, and writing one back
 # to --failed must not exhaust the stack.
@@ -48,10 +49,11 @@ def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], in
     the index after the last. Where no such run can be read exactly as one by one would, the
     index up to which elements are read one by one instead.
 
-    The run ends at the last ``}`` that a comma follows; where that is inside an element (the last
-    one read so far, cut off by the end of what was read, holding objects of its own), the decoder
-    fails there and the run is cut at the ``}`` before, a few times at most. Then the elements up
-    to the last cut tried are read one by one: every element must not try the same run again.
+    The run ends before the last element that begins as the first does (an export's records
+    start with the same key, at the same indent), else at the last ``}`` that a comma follows. A
+    surrogate escape cuts it short before it, a few times at most. Where the decoder does not
+    read it whole (the cut was inside an element, or the file is not JSON there), the elements
+    up to the furthest cut tried are read one by one: no element tries the same text again.
     """
     before = min(len(text), start + RUN_CHARACTERS)
     tried = start + 1
@@ -59,7 +61,7 @@ def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], in
         cut = (_before_last_like(text, start, before) if attempt == 0 else None) or _last_end(text, start, before)
         if cut is None:
             return max(before, tried)  # no element ends so here: one by one, not searched again
-        tried = cut
+        tried = max(tried, cut)
         run = text[start:cut]
         trouble = SURROGATE_ESCAPE.search(run) or (None if run.isascii() else SURROGATE.search(run))
         if trouble is not None:
@@ -68,31 +70,21 @@ def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], in
         wrapped = "[" + run + "]"
         try:
             values, end = scan(wrapped, 0)
-        except json.JSONDecodeError as e:  # cut inside an element, or the file is not JSON there
-            before = min(cut - 1, start + e.pos - 1)
-            continue
         except (StopIteration, ValueError, ArithmeticError, RecursionError):
-            # A value the decoder will not read, somewhere in the run: one by one, to tell which.
-            return cut
+            return tried
         # The whole run, or the array closed within it (more follows its closing bracket): that
         # is for the one-by-one reading to refuse, where it stands.
         if end != len(wrapped) or not isinstance(values, list) or not values:
-            return cut
-        return (values, cut) if shallow(run, values) else cut
+            return tried
+        return (values, cut) if shallow(run, values) else tried
     return tried
 
 
 def run_of_lines(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:
-    """The NDJSON records of the whole lines from ``text[start]`` on, read by ``scan`` in one
-    call: their values and the index of the line break after the last. Where they cannot be read
-    exactly as line by line would, the index up to which lines are read one by one instead.
-
-    Each line is wrapped in brackets of its own, ``[[line 1],\n[line 2]]``, and the run is read
-    only if that gives one array of exactly one value per line. A line holding less or more than
-    one value (``1,2``, ``[1``, ``1],[2``) adds or removes an array, or gives one of another
-    length; no value can reach from one line into the next, since a line break in a string is
-    not JSON and an object cannot hold the brackets put between lines.
-    """
+    """The NDJSON records of the whole lines from ``text[start]`` on, each read by ``scan`` as
+    line by line reads it, but in one loop of C: their values and the index of the line break
+    after the last. Where a line is not one value alone, the index up to which lines are read
+    one by one instead."""
     cut = text.rfind("\n", start, min(len(text), start + RUN_CHARACTERS))
     if cut == -1:
         return start + 1
@@ -100,18 +92,18 @@ def run_of_lines(text: str, start: int, scan: Scan) -> tuple[list[object], int] 
     if SURROGATE_ESCAPE.search(run) or (not run.isascii() and SURROGATE.search(run)):
         return cut
     lines = [line for line in run.split("\n") if line.strip(_SPACE)]
-    wrapped = "[[" + "],\n[".join(lines) + "]]"
     try:
-        arrays, end = scan(wrapped, 0)
-    except (StopIteration, ValueError, ArithmeticError, RecursionError):
-        return cut  # a line that is not one value, or a value the decoder will not read
-    if end != len(wrapped) or not isinstance(arrays, list) or len(arrays) != len(lines):
+        read = list(map(scan, lines, repeat(0)))
+    except (ValueError, ArithmeticError, RecursionError):
+        return cut  # a line that is not JSON, or a value the decoder will not read
+    if len(read) != len(lines):
+        # The decoder found no value at a line's start (a space first, or not JSON): its
+        # StopIteration ended the map there, quietly.
         return cut
-    values = []
-    for array in arrays:
-        if not isinstance(array, list) or len(array) != 1:
-            return cut
-        values.append(array[0])
+    # Nothing but spaces may follow a line's value.
+    if any(end != len(line) and line[end:].strip(_SPACE) for (_, end), line in zip(read, lines, strict=True)):
+        return cut
+    values = [value for value, _ in read]
     return (values, cut) if shallow(run, values) else cut
 
 
