@@ -26,7 +26,8 @@ class FakeClock:
     def __init__(
         self, monotonic: float = 1000.0, wall: float = 1_700_000_000.0, only_on: threading.Event | None = None
     ) -> None:
-        self._lock = threading.Lock()
+        # A condition, though a lock would do here: SteppedClock wakes its waits through it.
+        self._lock = threading.Condition()
         self._only_on = only_on
         self._monotonic = monotonic
         self._wall = wall
@@ -87,7 +88,7 @@ class FakeClock:
             return sum(max(0.0, s) for s in self.waits)
 
 
-class SteppedClock:
+class SteppedClock(FakeClock):
     """A clock that moves only when a test steps it: a wait with a limit blocks, as a real one
     would, until the test has moved time past its end (or its event is set).
 
@@ -101,25 +102,12 @@ class SteppedClock:
     _POLL = 0.02
 
     def __init__(self, monotonic: float = 0.0, wall: float = 1_700_000_000.0) -> None:
-        self._lock = threading.Condition()
-        self._monotonic = monotonic
-        self._wall = wall
-
-    def monotonic(self) -> float:
-        """The fake monotonic time."""
-        with self._lock:
-            return self._monotonic
-
-    def wall(self) -> float:
-        """The fake wall-clock time."""
-        with self._lock:
-            return self._wall
+        super().__init__(monotonic, wall)
 
     def advance(self, seconds: float) -> None:
         """Move both times on by ``seconds``, waking every wait that has run its course."""
+        super().advance(seconds)
         with self._lock:
-            self._monotonic += max(0.0, seconds)
-            self._wall += max(0.0, seconds)
             self._lock.notify_all()
 
     def wait(self, event: threading.Event, seconds: float | None) -> bool:
