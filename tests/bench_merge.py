@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.bench import served
+
 CLI = [sys.executable, "-m", "cio_sync"]
 
 
@@ -44,27 +46,20 @@ def measure(args: list[str]) -> Measured:
 
 @contextmanager
 def emulator() -> Iterator[str]:
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        command = [
-            *CLI,
-            "emulator",
-            "serve",
-            "--port-file",
-            str(port_file),
-            "--site-id",
-            "bench-site",
-            "--api-key",
-            "bench-key",
-        ]
-        proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        try:
-            while not port_file.exists() or not port_file.read_text():
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port_file.read_text()}"
-        finally:
-            proc.terminate()
-            proc.wait()
+    """``cio-sync emulator serve`` in its own process; its URL."""
+    command = [
+        *CLI,
+        "emulator",
+        "serve",
+        "--port-file",
+        "{port_file}",
+        "--site-id",
+        "bench-site",
+        "--api-key",
+        "bench-key",
+    ]
+    with served(command) as server:
+        yield server.url
 
 
 def write_data(path: Path, records: int, people: int) -> None:

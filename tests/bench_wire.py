@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +31,7 @@ from typing import Any
 
 import requests
 
-from tests.bench import Measured, emulator, run_cli, write_inputs
+from tests.bench import Measured, emulator, run_cli, served, write_inputs
 
 # The people of the batch runs: an id and two attributes, as a user loading a list would have.
 DEFAULT_N = 1_000_000
@@ -96,17 +94,9 @@ def small_config(root: Path, name: str, base_url: str, **extra: Any) -> Path:
 @contextmanager
 def stand_in(rate: float | None) -> Iterator[str]:
     """``tests/bench_server.py`` in its own process; its URL."""
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        command = [sys.executable, "-m", "tests.bench_server", str(port_file)]
-        proc = subprocess.Popen([*command, *(["--rate", str(rate)] if rate else [])])
-        try:
-            while not port_file.exists() or not port_file.read_text():
-                time.sleep(0.02)
-            yield f"http://127.0.0.1:{port_file.read_text()}"
-        finally:
-            proc.terminate()
-            proc.wait()
+    command = [sys.executable, "-m", "tests.bench_server", "{port_file}", *(["--rate", str(rate)] if rate else [])]
+    with served(command, quiet=False) as server:
+        yield server.url
 
 
 def batch(root: Path, data: Path, n: int, rate: float | None, server: float | None = None) -> Row:
