@@ -154,8 +154,11 @@ class Settle:
         # Positional, the span (one record) included: keywords cost a fifth more per record.
         if update.covers is not None:
             for each in self._covered(update):
-                outcome = RecordOutcome(each.index, status, each.person_id, reason, http_status, retries, each.record)
-                self._emit(dataclasses.replace(outcome, cause=cause) if cause is not None else outcome)
+                self._emit(
+                    RecordOutcome(
+                        each.index, status, each.person_id, reason, http_status, retries, each.record, 1, cause
+                    )
+                )
         self._emit(
             RecordOutcome(update.index, status, update.person_id, reason, http_status, retries, update.record, 1, cause)
         )

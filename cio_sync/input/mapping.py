@@ -107,16 +107,8 @@ def encode_body(body: dict[str, object]) -> bytes:
     from the data file) at a tenth of the cost; any other body, or one it refuses (an integer
     beyond 64 bits, a lone surrogate), goes through ``_encode``.
     """
-    for value in body.values():
-        if type(value) not in _EXACT:
-            return _encode(body).encode("utf-8")
-    try:
-        written = orjson.dumps(body, default=_fragment)
-    except TypeError:
-        return _encode(body).encode("utf-8")
-    # Copied to its own size: orjson's bytes keep the whole buffer it wrote into (4 KB for a body
-    # of 50 bytes), and the updates out hold their bodies until settled (40 MB more at peak).
-    return memoryview(written).tobytes()
+    written = _by_orjson(body) if all(type(value) in _EXACT for value in body.values()) else None
+    return written if written is not None else _encode(body).encode("utf-8")
 
 
 def checked_body(body: dict[str, object]) -> bytes | str:
@@ -134,11 +126,22 @@ def checked_body(body: dict[str, object]) -> bytes | str:
         elif kind not in _EXACT:
             break
     else:
-        try:
-            return memoryview(orjson.dumps(body, default=_fragment)).tobytes()  # to its size, as encode_body
-        except TypeError:
-            pass  # a lone surrogate, a Decimal out of a float's range: said below
+        written = _by_orjson(body)
+        if written is not None:
+            return written
     return value_problem(body) or encode_body(body)
+
+
+def _by_orjson(body: dict[str, object]) -> bytes | None:
+    """``body`` written by orjson, or None where it refuses it (an integer beyond 64 bits, a lone
+    surrogate, a Decimal out of a float's range)."""
+    try:
+        written = orjson.dumps(body, default=_fragment)
+    except TypeError:
+        return None
+    # Copied to its own size: orjson's bytes keep the whole buffer it wrote into (4 KB for a body
+    # of 50 bytes), and the updates out hold their bodies until settled (40 MB more at peak).
+    return memoryview(written).tobytes()
 
 
 # What ``_encode`` does with a string (without ``ensure_ascii``): escape it, quotes included.
