@@ -2,9 +2,9 @@
 from one loop of C for many records.
 
 Reading the elements one by one costs a round of Python per element (the decoder's call, the
-bounds, the checks) that outweighs the parsing itself for small records. Here the elements from
-the read position to the last one that ends in a closing brace followed by a comma are handed to
-the decoder in one call, as the array they are part of. That yields exactly what one by one
+bounds, the checks) that outweighs the parsing itself for small records. Here the whole elements
+from the read position on (see :func:`run_of_elements` for where a run ends) are handed to the
+decoder in one call, as the array they are part of. That yields exactly what one by one
 would where nothing in them needs a closer look: a run with a lone surrogate, nesting too deep,
 or a value the decoder refuses is cut short before it, and what follows is read one by one (see
 :class:`~cio_sync.input.datafile._Elements`), which says what is wrong.
