@@ -88,7 +88,7 @@ class Engine:
         while (
             workers.busy + len(outbox) < self.max_jobs
             and adapter.room
-            and people.waiting < people.limit
+            and not people.full
             and not stopped()
             and (self.checked or not outbox)
         ):
