@@ -34,8 +34,9 @@ def updates(plan: str) -> list[PersonUpdate]:
 def per_record(ledger: Ledger, batch: list[PersonUpdate]) -> float:
     started = time.process_time()
     for update in batch:
-        if ledger.compare(update) is not Known.UNCHANGED:
-            ledger.sending((update,))
+        known, withdraw = ledger.check(update)
+        if known is not Known.UNCHANGED:
+            ledger.sending((update,), [update.key] if withdraw else [])
             ledger.accepted((update,))
     return (time.process_time() - started) / len(batch) * 1e6
 

@@ -168,24 +168,19 @@ class Ledger:
             return (Known.UNCHANGED if self._trust else Known.NEW), False
         return (Known.CHANGED if self._trust else Known.NEW), True
 
-    def sending(self, updates: Iterable[PersonUpdate], withdraw: Iterable[str] | None = None) -> None:
+    def sending(self, updates: Iterable[PersonUpdate], withdraw: Iterable[str]) -> None:
         """Before a request for ``updates`` leaves: stop vouching for any other body of theirs, by
-        withdrawing the entries of the people ``withdraw`` names (:meth:`check` found them); None:
-        of each one whose entry holds another body than the one being sent.
+        withdrawing the entries of the people ``withdraw`` names (:meth:`check` found them).
 
         Durable when it returns. A person whose entry holds the very body being sent keeps it:
         whatever becomes of the request, the workspace still holds that body.
         """
         sent = list(updates)
-        stale: list[tuple[object, ...]] = [(self._scope, key) for key in withdraw or ()]
-        statement = "DELETE FROM synced WHERE scope = ? AND person = ?"
-        if withdraw is None:
-            stale = [(self._scope, u.key, digest(u.body)) for u in sent]
-            statement += " AND digest != ?"
+        stale = [(self._scope, key) for key in withdraw]
         # Whoever a write may reach joins the workspace's roster first, so that a write that
         # lands without its answer still counts them in (see cio_sync.state.roster).
         people = [(self._workspace, u.key, u.kind.value, u.identifier, u.path, u.person_id) for u in sent]
-        self._write(statement, stale, (SENDING, people))
+        self._write("DELETE FROM synced WHERE scope = ? AND person = ?", stale, (SENDING, people))
 
     def accepted(self, updates: Iterable[PersonUpdate]) -> None:
         """Record that the workspace answered 2xx to ``updates``.
