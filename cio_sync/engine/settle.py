@@ -4,6 +4,7 @@ where a run notices that the API went away."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputLost
@@ -151,17 +152,14 @@ class Settle:
     ) -> None:
         """Settle every record ``update`` stands for, in file order (the earlier ones merged into
         it first), with the one outcome."""
-        # Positional, the span (one record) included: keywords cost a fifth more per record.
-        if update.covers is not None:
-            for each in self._covered(update):
-                self._emit(
-                    RecordOutcome(
-                        each.index, status, each.person_id, reason, http_status, retries, each.record, 1, cause
-                    )
-                )
-        self._emit(
-            RecordOutcome(update.index, status, update.person_id, reason, http_status, retries, update.record, 1, cause)
-        )
+        # Only a merged update chains its earlier records in: most stand for one record alone.
+        records = itertools.chain(self._covered(update), (update,)) if update.covers is not None else (update,)
+        for each in records:
+            # Positional, the span (one record) included: keywords cost a fifth more per record.
+            outcome = RecordOutcome(
+                each.index, status, each.person_id, reason, http_status, retries, each.record, 1, cause
+            )
+            self._emit(outcome)
 
     def _emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""
