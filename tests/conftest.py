@@ -26,10 +26,12 @@ from cio_sync import HttpSettings
 from cio_sync.cli import app
 from cio_sync.emulator import Emulator
 from cio_sync.engine.repeats import PersonIndex
+from cio_sync.engine.tally import SyncResult
 from cio_sync.input.config import Config, config_from_dict
+from cio_sync.outcome import Stop
 
 from .contract.check import KNOWN_DEVIATIONS, check
-from .fakeclock import FakeClock
+from .fakeclock import FakeClock, QuickClock
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
 # whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
@@ -69,6 +71,23 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     credentials = ("CIO_SITE_ID", "CIO_API_KEY", "CIO_APP_API_KEY")
     for name in (*credentials, "NO_COLOR", *proxies, *(p.lower() for p in proxies)):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _quick_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync the command runs in this process waits out no time: it runs on a :class:`QuickClock`
+    (a test that gives it a clock of its own keeps that). Tests marked ``real_clock`` measure what
+    real time does and keep it."""
+    if request.node.get_closest_marker("real_clock"):
+        return
+    from cio_sync.cli import command
+    from cio_sync.engine.sync import sync
+
+    def quick(*args: Any, stop: Stop, **kwargs: Any) -> SyncResult:
+        kwargs.setdefault("clock", QuickClock(stop.event))
+        return sync(*args, stop=stop, **kwargs)
+
+    monkeypatch.setattr(command, "sync", quick)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ recorded, so a test can check what was waited for without waiting for it.
 from __future__ import annotations
 
 import threading
+import time
 
 
 class FakeClock:
@@ -123,3 +124,46 @@ class SteppedClock(FakeClock):
     def sleep(self, seconds: float) -> None:
         """Block until the test has stepped time ``seconds`` on."""
         self.wait(threading.Event(), seconds)
+
+
+class QuickClock:
+    """Real time, except that what a run only waits out costs none: a sleep, and a wait on the
+    run's stop event (made when nothing else can end it: a person's next second, a Retry-After, a
+    backoff, a rate-limit turn), move this clock on at once by what they asked for.
+
+    Every other wait is real (a worker's answer, a request's deadline), so servers, sockets and
+    threads run as they do for a user; only the time the run would have spent idle is skipped.
+    Both its times move on together, so a stamp waited for is a stamp the clock has passed.
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._lock = threading.Lock()
+        self._skipped = 0.0
+
+    def monotonic(self) -> float:
+        """Real monotonic time, plus every wait skipped so far."""
+        return time.monotonic() + self._skipped
+
+    def wall(self) -> float:
+        """Real wall-clock time, plus every wait skipped so far."""
+        return time.time() + self._skipped
+
+    def sleep(self, seconds: float) -> None:
+        """Move time on by ``seconds`` at once."""
+        with self._lock:
+            self._skipped += max(0.0, seconds)
+
+    def wait(self, event: threading.Event, seconds: float | None) -> bool:
+        """A wait on the stop event moves time on at once; any other wait waits for real."""
+        if event.is_set():
+            return True
+        if seconds is None or event is not self._stop:
+            return event.wait(None if seconds is None else max(0.0, seconds))
+        self.sleep(seconds)
+        return event.is_set()
+
+    @property
+    def skipped(self) -> float:
+        """The seconds of waiting skipped so far."""
+        return self._skipped
