@@ -13,6 +13,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import pytest
@@ -34,7 +35,7 @@ from .conftest import (
     wait_until,
 )
 from .fakeclock import FakeClock
-from .hostile import Behaviour, answer, drip_body, drip_status_line, hang_up, hostile, huge_body
+from .hostile import Behaviour, answer, drip_body, drip_status_line, hang_up, hostile, huge_body, unanswered
 from .test_stopping import unread
 from .test_verify import APP_KEY, VERIFY, document, people, run_verify
 
@@ -370,3 +371,17 @@ def test_failed_still_holds_the_people_found_when_the_key_is_refused_midway() ->
     assert (result.missing, result.unchecked) == (100, 50)
     # Stopped by the App API, not by the caller: the people found so far still go to failed.
     assert written == people(100)
+
+
+def test_a_stop_while_a_connection_to_the_app_api_opens_ends_the_read_back_as_stopped() -> None:
+    # An App API whose handshake never completes (a host that drops packets, say): the stop cuts
+    # the connection being opened, and the read-back says it stopped rather than failing.
+    stop = threading.Event()
+    with unanswered() as server, ThreadPoolExecutor(1) as pool:
+        config = config_from_dict(document(server.url, parallelism=1))
+        running = pool.submit(verify, config, people(3), Options(stop=stop))
+        wait_until(server.connecting)
+        stop.set()
+        result = running.result(timeout=30)
+    assert result.stopped is ReadStatus.STOPPED
+    assert (result.matching, result.unchecked) == (0, 3)

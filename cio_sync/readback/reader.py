@@ -20,6 +20,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..redact import NO_SECRETS
 from ..transport.client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
 from ..transport.deadline import Attempt, Watchdog, WatchedAdapter, attempt
+from ..transport.pacing import Cancelled
 from ..transport.retry import backoff
 from ..version import __version__
 
@@ -50,10 +51,6 @@ RETRY_STATUSES = frozenset(
 _RATE_LIMITED_EXTRA = 10
 
 
-class Cancelled(Exception):
-    """Raised in a thread waiting for its turn when the read-back is being stopped."""
-
-
 class Pacer:
     """At most ``rate`` attempts a second for all threads together, timed by ``clock``; a 429
     pauses everyone. Waiting ends early, with :class:`Cancelled`, when ``stop`` is set."""
@@ -82,7 +79,7 @@ class Pacer:
     def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` unless stopped first (then raise :class:`Cancelled`)."""
         if (seconds > 0 and self._clock.wait(self._stop, seconds)) or self._stop.is_set():
-            raise Cancelled
+            raise Cancelled("the read-back stopped")
 
 
 class _PacedRetry(Retry):
@@ -210,7 +207,7 @@ class AppReader:
             self.pacer.wait_turn()
             with attempt(self._watchdog) as current:
                 answered = self._post(id_type, ids, current)
-        except Cancelled:
+        except Cancelled:  # waiting for its turn, or opening a connection (ConnectCut)
             return Fetched(ReadStatus.STOPPED)
         except requests.RequestException as e:
             message = f"cannot reach the App API at {self._base}: {describe_error(e)}"
