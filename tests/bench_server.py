@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from cio_sync.emulator.clock import REAL_TIME
 from cio_sync.emulator.ratelimit import RateLimit
 
 
@@ -109,7 +110,7 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, rate: float | None, refuse: int = 0) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
-        self.bucket = RateLimit(rate, None)
+        self.bucket = RateLimit(rate, None, REAL_TIME)
         self.stats = Stats()
         # The first ``refuse`` batches are answered 429 whatever the rate, with Retry-After: 1.
         self._refusals = refuse

@@ -12,7 +12,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,20 +74,24 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _quick_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def _quick_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sync the command runs in this process waits out no time: it runs on a :class:`QuickClock`
-    (a test that gives it a clock of its own keeps that). Tests marked ``real_clock`` measure what
-    real time does and keep it."""
-    if request.node.get_closest_marker("real_clock"):
-        return
+    (a test that gives it a clock of its own keeps that). A verify keeps real time: its emulator's
+    App API limits requests in real time, and skipping the waits that keep under it would only
+    earn 429s."""
     from cio_sync.cli import command
+
+    monkeypatch.setattr(command, "sync", quick_sync)
+
+
+def quick_sync(config: Config, records: Iterable[object], *, stop: Stop | None = None, **kwargs: Any) -> SyncResult:
+    """:func:`cio_sync.sync` on a :class:`QuickClock` (unless given a clock): what the run only
+    waits out (a person's next second, Retry-After, backoff, a rate-limit turn) costs no real time."""
     from cio_sync.engine.sync import sync
 
-    def quick(*args: Any, stop: Stop, **kwargs: Any) -> SyncResult:
-        kwargs.setdefault("clock", QuickClock(stop.event))
-        return sync(*args, stop=stop, **kwargs)
-
-    monkeypatch.setattr(command, "sync", quick)
+    stop = stop or Stop()
+    kwargs.setdefault("clock", QuickClock(stop.event))
+    return sync(config, records, stop=stop, **kwargs)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from cio_sync.engine.packer import ITEMS_IN_FLIGHT
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import PersonUpdate, batch_item
 
-from .conftest import FAST, Files, config_dict, make_config, run_cli, unstamped
+from .conftest import FAST, Files, config_dict, make_config, quick_sync, run_cli, unstamped
 
 PEOPLE: list[Any] = [
     {"id": 1, "name": "Ada", "computed_ltv": 1.5},
@@ -88,7 +88,7 @@ def test_a_400_fails_the_whole_batch(emulator: Emulator) -> None:
 
 def test_a_5xx_batch_is_resent(emulator: Emulator) -> None:
     emulator.add_fault(endpoint="batch", status=503)
-    result = sync(make_config(emulator.url, transport="batch"), PEOPLE[:3], http=FAST)
+    result = quick_sync(make_config(emulator.url, transport="batch"), PEOPLE[:3], http=FAST)
     assert result.synced == 3
     assert len(batch_posts(emulator)) == 2
 

@@ -21,7 +21,7 @@ from cio_sync.outcome import RecordOutcome, Status
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import FAST, Files, config_dict, make_config, one_by_one, run_cli
+from .conftest import FAST, Files, config_dict, make_config, one_by_one, quick_sync, run_cli
 from .fakeclock import FakeClock
 
 AGE = [{"from": "age", "to": "age", "as": "integer"}]
@@ -200,6 +200,6 @@ def test_one_batch_left_unanswered_is_one_request_not_one_per_person(emulator: E
     # The batch that carries person 3000: thousands of people, in the middle of the run.
     emulator.add_fault(drop="before", endpoint="batch", person="3000", times=1)
     config = make_config(emulator.url, transport="batch", parallelism=2)
-    result = sync(config, [{"id": n, "name": "x"} for n in range(6000)], http=NO_RESENDS)
+    result = quick_sync(config, [{"id": n, "name": "x"} for n in range(6000)], http=NO_RESENDS)
     assert result.stopped is None
     assert result.failed >= 100 and result.synced == 6000 - result.failed > 0

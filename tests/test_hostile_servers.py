@@ -33,6 +33,7 @@ from .conftest import (
     cli_env,
     config_dict,
     make_config,
+    quick_sync,
     run_cli,
     wait_until,
 )
@@ -147,7 +148,7 @@ def test_a_record_is_not_resent_past_its_resend_window(files: Files) -> None:
     settings = HttpSettings(retries=20, backoff_factor=0.0, resend_window=0.3)
     outcomes: list[RecordOutcome] = []
     with hostile(busy) as server:
-        result = sync(make_config(server.url), [{"id": 1}], http=settings, on_outcome=outcomes.append)
+        result = quick_sync(make_config(server.url), [{"id": 1}], http=settings, on_outcome=outcomes.append)
         attempts = len([r for r in server.requests() if r.startswith(b"PUT ")])
     assert result.failed == 1
     assert 2 <= attempts < 21

@@ -17,7 +17,7 @@ from cio_sync.engine.sync import sync
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, run_cli, wait_until
+from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, quick_sync, run_cli, wait_until
 
 PEOPLE = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(40)]
 
@@ -276,7 +276,7 @@ def test_an_entry_that_cannot_be_read_is_withdrawn_before_sending(emulator: Emul
 
         ledger._db.set_authorizer(refuse_select)
         emulator.add_fault(drop="after", person="y")
-        assert sync(config, [{"id": "y", "name": "free"}], ledger=ledger, http=http).failed == 1
+        assert quick_sync(config, [{"id": "y", "name": "free"}], ledger=ledger, http=http).failed == 1
         ledger._db.set_authorizer(None)
         assert emulator.people()["y"] == {"name": "free"}
         assert plan(config, [{"id": "y", "name": "pro"}], ledger=ledger).unchanged == 0

@@ -8,20 +8,21 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from types import SimpleNamespace
 
 import pytest
 
 from cio_sync import HttpSettings, Stop, SyncResult, sync
-from cio_sync.emulator import Emulator, ratelimit
+from cio_sync.emulator import Emulator
 from cio_sync.transport.pacing import Cancelled, Gate
 
-from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
+from .conftest import FAST, Files, Spawn, config_dict, make_config, quick_sync, wait_until
 from .fakeclock import FakeClock, SteppedClock
 
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_refusal_with_retry_after_holds_back_every_worker(emulator: Emulator, status: int) -> None:
+    # Real time: on a clock that one worker's wait moves for every worker, a pause that only the
+    # refused worker kept would look like one that all of them kept.
     emulator.latency = 0.005
     emulator.add_fault(status=status, retry_after="0.4", person="p20")
     records = [{"id": f"p{i}"} for i in range(120)]
@@ -89,23 +90,20 @@ def test_the_rate_cap_spaces_requests_for_all_workers(emulator: Emulator) -> Non
 PATIENT = HttpSettings(connect_timeout=2.0, read_timeout=600.0, retries=3, backoff_factor=0.0)
 
 
-def one_clock(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, Stop]:
-    """A fake clock for a run and the emulator's rate limit alike: the limit refills as fast as
-    the run's pauses pass, and none is waited for. Only the run's waits on its stop pass time,
-    its pauses; a wait for an answer returns when the answer comes."""
+def one_clock() -> tuple[FakeClock, Stop]:
+    """A fake clock for a run and the emulator alike (give it to both): the emulator's limit
+    refills as fast as the run's pauses pass, and none is waited for. Only the run's waits on its
+    stop pass time, its pauses; a wait for an answer returns when the answer comes."""
     stop = Stop()
-    clock = FakeClock(monotonic=0.0, only_on=stop.event)
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=clock.monotonic))
-    return clock, stop
+    return FakeClock(monotonic=0.0, only_on=stop.event), stop
 
 
-def test_capped_below_the_emulators_limit_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capped_below_the_emulators_limit_nothing_is_refused() -> None:
     # The run's cap and the emulator's refills on one clock, stepped a turn of the cap at a time
     # with ten workers waiting side by side, as they would for real (on a FakeClock their waits
     # would add up, and the turns and refills no longer line up). The cap below the limit.
     clock, stop = SteppedClock(), Stop()
-    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(monotonic=clock.monotonic))
-    with Emulator("s", "k", rate_limit=50, burst=10) as emu:
+    with Emulator("s", "k", rate_limit=50, burst=10, clock=clock) as emu:
         config = make_config(emu.url, parallelism=10, rateLimit=35, siteId="s", apiKey="k")
 
         def admitted(turns: int) -> bool:
@@ -121,9 +119,9 @@ def test_capped_below_the_emulators_limit_nothing_is_refused(monkeypatch: pytest
         assert emu.stats()["statuses"].get("429", 0) == 0
 
 
-def test_the_emulator_enforces_its_rate_limit_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock, stop = one_clock(monkeypatch)
-    with Emulator("s", "k", rate_limit=20, burst=2) as emu:
+def test_the_emulator_enforces_its_rate_limit_with_retry_after() -> None:
+    clock, stop = one_clock()
+    with Emulator("s", "k", rate_limit=20, burst=2, clock=clock) as emu:
         config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
         result = sync(config, ({"id": i} for i in range(12)), http=PATIENT, clock=clock, stop=stop)
         assert result.synced == 12
@@ -134,10 +132,10 @@ def test_the_emulator_enforces_its_rate_limit_with_retry_after(monkeypatch: pyte
     assert clock.monotonic() >= 1.0
 
 
-def test_a_429_storm_delays_records_but_loses_none(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_429_storm_delays_records_but_loses_none() -> None:
     # Ten workers against a workspace that takes ten requests a second: every record lands.
-    clock, stop = one_clock(monkeypatch)
-    with Emulator("s", "k", rate_limit=10, burst=2) as emu:
+    clock, stop = one_clock()
+    with Emulator("s", "k", rate_limit=10, burst=2, clock=clock) as emu:
         config = make_config(emu.url, parallelism=10, siteId="s", apiKey="k")
         result = sync(config, ({"id": i} for i in range(30)), http=PATIENT, clock=clock, stop=stop)
         assert result.synced == 30
@@ -149,7 +147,7 @@ def test_a_429_storm_delays_records_but_loses_none(monkeypatch: pytest.MonkeyPat
 def test_a_person_refused_for_rate_more_often_than_the_retries_still_lands(emulator: Emulator) -> None:
     # 429s have a budget of their own: they say "later", not "this request is wrong".
     emulator.add_fault(status=429, person="7", times=FAST.retries + 3, retry_after="0.01")
-    result = sync(make_config(emulator.url, parallelism=10), ({"id": i} for i in range(30)), http=FAST)
+    result = quick_sync(make_config(emulator.url, parallelism=10), ({"id": i} for i in range(30)), http=FAST)
     assert result.synced == 30
     assert [r.status for r in emulator.requests() if r.person_id == "7"] == [429] * (FAST.retries + 3) + [200]
 
@@ -284,7 +282,7 @@ def test_a_second_ctrl_c_exits_at_once(emulator: Emulator, files: Files, spawn_c
 def test_a_person_refused_with_429_forever_fails_in_the_end(emulator: Emulator) -> None:
     emulator.add_fault(status=429, retry_after="0", person="stuck", times=None)
     http = HttpSettings(retries=1, rate_limited_retries=1, backoff_factor=0)
-    result = sync(make_config(emulator.url), [{"id": "stuck"}, {"id": "fine"}], http=http)
+    result = quick_sync(make_config(emulator.url), [{"id": "stuck"}, {"id": "fine"}], http=http)
     assert (result.synced, result.failed) == (1, 1)
     (problem,) = result.problems
     assert problem.reason == "HTTP 429 after 3 attempts: injected fault"

@@ -22,7 +22,18 @@ from cio_sync.input.mapping import ordering_key
 from cio_sync.outcome import Delivery
 from cio_sync.transport import deadline
 
-from .conftest import API_KEY, FAST, SITE_ID, config_dict, make_config, one_by_one, people_puts, unstamped, wait_until
+from .conftest import (
+    API_KEY,
+    FAST,
+    SITE_ID,
+    config_dict,
+    make_config,
+    one_by_one,
+    people_puts,
+    quick_sync,
+    unstamped,
+    wait_until,
+)
 from .fakeclock import FakeClock
 
 # The module, which the package's sync() function shadows as an attribute.
@@ -181,7 +192,7 @@ def test_failures_are_counted_with_their_statuses(emulator: Emulator) -> None:
     emulator.add_fault(status=400, person="bad")
     emulator.add_fault(status=503, person="flaky", times=None)
     records = [{"id": "ok"}, {"id": "bad"}, {"id": "flaky"}]
-    result = sync(make_config(emulator.url), records, http=FAST)
+    result = quick_sync(make_config(emulator.url), records, http=FAST)
     assert (result.synced, result.failed) == (1, 2)
     # Answers as received (the credentials check's 200 and each 503 included), resends as made.
     assert result.statuses == {200: 2, 400: 1, 503: 1 + FAST.retries}
@@ -225,7 +236,7 @@ def test_an_api_that_goes_away_mid_run_stops_the_run(emulator: Emulator) -> None
             emulator.add_fault(drop="before", times=None)
 
     config = make_config(emulator.url, parallelism=2)
-    result = sync(config, ({"id": i} for i in range(300)), http=FAST, on_outcome=network_dies)
+    result = quick_sync(config, ({"id": i} for i in range(300)), http=FAST, on_outcome=network_dies)
     assert result.stopped == "unreachable"
     assert result.failed <= 10 + 2 * 2
     assert result.not_attempted >= 250

@@ -13,6 +13,7 @@ from . import app, rules
 from .admin import PREFIX as ADMIN_PREFIX
 from .admin import Admin
 from .app import AppApi
+from .clock import Clock
 from .faults import Drop, Fault, FaultBook, Matched
 from .httpd import Answer, Handler, json_answer, read_body, send
 from .ratelimit import RateLimit
@@ -45,9 +46,11 @@ class Dispatcher:
         rate_limit: RateLimit,
         authorization: str,
         latency: float,
+        clock: Clock,
         app_side: AppSide | None = None,
     ) -> None:
         self.latency = latency
+        self._clock = clock
         self._api = api
         self._admin = admin
         self._recorder = recorder
@@ -68,7 +71,7 @@ class Dispatcher:
         if path.startswith(ADMIN_PREFIX):
             send(handler, self._admin.answer(handler.command, path, raw))
             return
-        started = time.monotonic()
+        started = self._clock.monotonic()
         request = TrackRequest.read(handler.command, handler.path, raw, handler.headers)
         on_app = self._app is not None and app.serves(path)
         if on_app:
@@ -81,7 +84,7 @@ class Dispatcher:
                 people = self._api.people_named(request)
             matched = self._faults.take(request.endpoint, people)
             answer = self._decide(request, matched, on_app)
-        self._recorder.record(_received(request, answer, started, matched))
+        self._recorder.record(_received(request, answer, started, self._clock.monotonic(), matched))
         send(handler, answer)
 
     def _decide(self, request: TrackRequest, matched: Matched | None, on_app: bool = False) -> Answer:
@@ -94,7 +97,7 @@ class Dispatcher:
         if fault is not None and fault.status is not None:
             if fault.apply_after is not None and request.authorization == self._authorization:
                 self._apply_later(request, fault.apply_after)
-            retry_after = fault.retry_after_header(time.time())
+            retry_after = fault.retry_after_header(self._clock.wall())
             headers = (("Retry-After", retry_after),) if retry_after is not None else ()
             return json_answer(fault.status, rules.error_body(endpoint, Problem("fault", "injected fault")), headers)
         if fault is not None and fault.drop is Drop.BEFORE:
@@ -143,7 +146,9 @@ class Dispatcher:
         return answer
 
 
-def _received(request: TrackRequest, answer: Answer, started: float, matched: Matched | None) -> ReceivedRequest:
+def _received(
+    request: TrackRequest, answer: Answer, started: float, answered_at: float, matched: Matched | None
+) -> ReceivedRequest:
     answered = answer.status is not None
     return ReceivedRequest(
         request.method,
@@ -153,7 +158,7 @@ def _received(request: TrackRequest, answer: Answer, started: float, matched: Ma
         request.document,
         answer.status,
         started,
-        time.monotonic(),
+        answered_at,
         request.raw,
         request.content_type,
         request.authorization,

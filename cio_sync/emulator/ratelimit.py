@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import math
 import threading
-import time
+
+from .clock import Clock
 
 
 class RateLimit:
     """``rate`` requests per second with bursts of ``burst`` (by default a tenth of a second's worth,
     at least one); no ``rate``: no limit."""
 
-    def __init__(self, rate: float | None, burst: float | None) -> None:
+    def __init__(self, rate: float | None, burst: float | None, clock: Clock) -> None:
+        self._clock = clock
         self._rate = rate
         self._burst = burst if burst is not None else (max(1.0, rate / 10) if rate else 0.0)
         self._tokens = self._burst
-        self._refilled = time.monotonic()
+        self._refilled = clock.monotonic()
         self._lock = threading.Lock()
 
     def retry_after(self) -> int | None:
@@ -23,7 +25,7 @@ class RateLimit:
         if not self._rate:
             return None
         with self._lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             self._tokens = min(self._burst, self._tokens + (now - self._refilled) * self._rate)
             self._refilled = now
             if self._tokens >= 1:

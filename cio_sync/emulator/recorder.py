@@ -26,7 +26,7 @@ class ReceivedRequest:
     body: Any
     # The status answered; None when the connection was dropped without an answer.
     status: int | None
-    # When the request arrived and when its answer was decided (time.monotonic()).
+    # When the request arrived and when its answer was decided (the emulator clock's monotonic time).
     started_at: float
     answered_at: float
     raw: bytes = field(default=b"", repr=False)

@@ -18,6 +18,7 @@ from .admin import Admin
 from .app import BURST as APP_BURST
 from .app import RATE_LIMIT as APP_RATE_LIMIT
 from .app import AppApi
+from .clock import REAL_TIME, Clock
 from .dispatch import AppSide, Dispatcher
 from .faults import Fault, FaultBook
 from .httpd import Server
@@ -32,9 +33,10 @@ class Emulator:
     """The emulated workspace and its HTTP server. Use as a context manager, or start()/stop().
 
     ``choices`` settles what the spec leaves open (see :class:`~cio_sync.emulator.rules.Choices`);
-    ``latency`` delays every API request; ``rate_limit`` (requests per second, with ``burst``)
-    answers 429 with ``Retry-After`` above it; ``faults`` are queued at once (see :class:`Fault`).
+    ``latency`` delays every API request, in real time; ``rate_limit`` (requests per second, with
+    ``burst``) answers 429 with ``Retry-After`` above it; ``faults`` are queued at once (:class:`Fault`).
     The App API takes ``app_api_key`` as its bearer token, ``app_rate_limit`` its 429 limit (None: none).
+    ``clock`` (real time unless given one, the client's say) times limits, records and Retry-After dates.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Emulator:
         app_api_key: str = "demo-app-key",
         app_rate_limit: float | None = APP_RATE_LIMIT,
         app_burst: float | None = APP_BURST,
+        clock: Clock = REAL_TIME,
     ) -> None:
         if region not in rules.REGION_URLS:
             raise ValueError(f"region must be one of {', '.join(rules.REGION_URLS)}, not {region!r}")
@@ -70,10 +73,11 @@ class Emulator:
             Admin(self.workspace, self.faults, self.stats, self.reset),
             self._recorder,
             self.faults,
-            RateLimit(rate_limit, burst),
+            RateLimit(rate_limit, burst, clock),
             authorization,
             latency,
-            AppSide(AppApi(self.workspace), RateLimit(app_rate_limit, app_burst), f"Bearer {app_api_key}"),
+            clock,
+            AppSide(AppApi(self.workspace), RateLimit(app_rate_limit, app_burst, clock), f"Bearer {app_api_key}"),
         )
         # Binding happens here, so a port in use fails at construction with OSError.
         self._server = Server((host, port), self._dispatcher.handle)
@@ -132,9 +136,7 @@ class Emulator:
 
     def add_fault(self, fault: Fault | str | None = None, **fields: Any) -> Fault:
         """Queue a fault: a :class:`Fault`, its command-line text, or its fields as keywords."""
-        if isinstance(fault, str):
-            fault = Fault.parse(fault)
-        queued = fault if fault is not None else Fault(**fields)
+        queued = Fault.parse(fault) if isinstance(fault, str) else fault if fault is not None else Fault(**fields)
         self.faults.add(queued)
         return queued
 
@@ -159,8 +161,7 @@ class Emulator:
 
     def writes(self, identifier: str) -> int:
         """How many identify calls changed the person ``identifier`` names."""
-        person = self.person(identifier)
-        return person.writes if person else 0
+        return person.writes if (person := self.person(identifier)) else 0
 
     def requests(self) -> list[ReceivedRequest]:
         """Every API request received so far, in the order they were answered (when ``keep_requests``):
