@@ -21,7 +21,7 @@ from cio_sync.engine.merge import Merger
 from cio_sync.engine.repeats import PersonIndex, temporary_database
 from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
 
-from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli, run_process
+from .conftest import API_KEY, FAST, SITE_ID, Files, config_dict, make_config, run_cli
 
 ATTRIBUTES = ("name", "plan", "score")
 
@@ -76,13 +76,13 @@ def test_a_repeated_person_is_written_once_per_run_and_not_again_with_state(file
     with Emulator(SITE_ID, API_KEY) as emulator:
         config = files.config(config_dict(emulator.url, mappings=MAPPINGS, transport=transport))
         args = ["--config", config, "--data", files.data(records), "--state", str(files.root / "state.db")]
-        first = run_process(args)
+        first = run_cli(args)
         assert first.code == 0, first.stderr
         assert "300 records: 300 synced" in first.stderr
         assert person_writes(emulator) == 100
         assert emulator.people() == sequential(records)
         before = len(emulator.requests())
-        second = run_process(args)
+        second = run_cli(args)
         assert second.code == 0, second.stderr
         assert "300 records: 0 synced, 300 unchanged" in second.stderr
         assert len(emulator.requests()) == before
