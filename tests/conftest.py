@@ -34,7 +34,7 @@ from cio_sync.input.config import Config, config_from_dict
 from cio_sync.outcome import Stop
 
 from .contract.check import KNOWN_DEVIATIONS, check
-from .fakeclock import FakeClock, QuickClock
+from .fakeclock import FakeClock, QuickClock, Skipped
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
 # whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
@@ -81,23 +81,39 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _quick_time(monkeypatch: pytest.MonkeyPatch) -> None:
+def _quick_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A sync the command runs in this process waits out no time: it runs on a :class:`QuickClock`
-    (a test that gives it a clock of its own keeps that). A verify keeps real time: its emulator's
-    App API limits requests in real time, and skipping the waits that keep under it would only
-    earn 429s."""
+    (a test that gives it a clock of its own keeps that), one test's runs sharing what they
+    skipped. Its request deadlines stay in real time. A verify keeps real time: its emulator's App
+    API limits requests in real time, and skipping the waits that keep under it would earn 429s.
+    Tests marked ``real_clock`` keep real time throughout."""
+    if request.node.get_closest_marker("real_clock"):
+        return
     from cio_sync.cli import command
+    from cio_sync.transport import client, deadline
 
-    monkeypatch.setattr(command, "sync", quick_sync)
+    monkeypatch.setattr(command, "sync", functools.partial(quick_sync, skipped=Skipped()))
+
+    def watchdog(limit: float, stop: threading.Event, clock: Any) -> deadline.Watchdog:
+        return deadline.Watchdog(limit, stop, *(() if isinstance(clock, QuickClock) else (clock,)))
+
+    monkeypatch.setattr(client, "Watchdog", watchdog)
 
 
-def quick_sync(config: Config, records: Iterable[object], *, stop: Stop | None = None, **kwargs: Any) -> SyncResult:
+def quick_sync(
+    config: Config,
+    records: Iterable[object],
+    *,
+    stop: Stop | None = None,
+    skipped: Skipped | None = None,
+    **kwargs: Any,
+) -> SyncResult:
     """:func:`cio_sync.sync` on a :class:`QuickClock` (unless given a clock): what the run only
     waits out (a person's next second, Retry-After, backoff, a rate-limit turn) costs no real time."""
     from cio_sync.engine.sync import sync
 
     stop = stop or Stop()
-    kwargs.setdefault("clock", QuickClock(stop.event))
+    kwargs.setdefault("clock", QuickClock(stop.event, skipped))
     return sync(config, records, stop=stop, **kwargs)
 
 

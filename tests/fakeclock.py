@@ -126,33 +126,47 @@ class SteppedClock(FakeClock):
         self.wait(threading.Event(), seconds)
 
 
+class Skipped:
+    """The seconds of waiting the quick clocks of one test have skipped, shared by all of them: a
+    run's stamps are never older than those of a quick run before it in the same test."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seconds = 0.0
+
+
 class QuickClock:
     """Real time, except that what a run only waits out costs none: a sleep, and a wait on the
     run's stop event (made when nothing else can end it: a person's next second, a Retry-After, a
     backoff, a rate-limit turn), move this clock on at once by what they asked for.
 
-    Every other wait is real (a worker's answer, a request's deadline), so servers, sockets and
-    threads run as they do for a user; only the time the run would have spent idle is skipped.
-    Both its times move on together, so a stamp waited for is a stamp the clock has passed.
+    Every other wait is real (a worker's answer), so servers, sockets and threads run as they do
+    for a user; only the time the run would have spent idle is skipped. Both its times move on
+    together, so a stamp waited for is a stamp the clock has passed. Request deadlines are not
+    timed by it (see ``_quick_time`` in ``tests/conftest.py``): skipped time is idle time, which a
+    request in flight on another thread did not spend.
+
+    Quick clocks sharing ``skipped`` (those of one test) never go back from one run to the next.
+    A run in a process of its own stamps by real time, behind them: a test that runs a process
+    after a quick run, without a ledger, keeps real time (``@pytest.mark.real_clock``).
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event, skipped: Skipped | None = None) -> None:
         self._stop = stop
-        self._lock = threading.Lock()
-        self._skipped = 0.0
+        self._skipped = skipped if skipped is not None else Skipped()
 
     def monotonic(self) -> float:
         """Real monotonic time, plus every wait skipped so far."""
-        return time.monotonic() + self._skipped
+        return time.monotonic() + self._skipped.seconds
 
     def wall(self) -> float:
         """Real wall-clock time, plus every wait skipped so far."""
-        return time.time() + self._skipped
+        return time.time() + self._skipped.seconds
 
     def sleep(self, seconds: float) -> None:
         """Move time on by ``seconds`` at once."""
-        with self._lock:
-            self._skipped += max(0.0, seconds)
+        with self._skipped.lock:
+            self._skipped.seconds += max(0.0, seconds)
 
     def wait(self, event: threading.Event, seconds: float | None) -> bool:
         """A wait on the stop event moves time on at once; any other wait waits for real."""
@@ -162,8 +176,3 @@ class QuickClock:
             return event.wait(None if seconds is None else max(0.0, seconds))
         self.sleep(seconds)
         return event.is_set()
-
-    @property
-    def skipped(self) -> float:
-        """The seconds of waiting skipped so far."""
-        return self._skipped

@@ -256,6 +256,34 @@ def test_timeout_option_resends_a_slow_answer(emulator: Emulator, files: Files) 
     assert people_puts(emulator).count("1") == 2
 
 
+def test_a_rerun_right_after_a_run_that_waited_out_a_retry_after_lands(emulator: Emulator, files: Files) -> None:
+    # The first run waits out a Retry-After of 3 s before its last people; the second, started at
+    # once, changes one of them. Its writes must be stamped later than the first run's, or the
+    # workspace ignores them as older (here the wait is skipped, and the second run must still
+    # stamp after every second the first one skipped past).
+    emulator.add_fault(status=503, retry_after="3", person="p5")
+    config = files.config(config_dict(emulator.url, parallelism=1))
+    first = [{"id": f"p{i}", "name": "first"} for i in range(10)]
+    assert run_cli(["--config", config, "--data", files.data(first)]).code == 0
+    second = run_cli(["--config", config, "--data", files.data([{"id": "p9", "name": "second"}])])
+    assert second.code == 0, second.stderr
+    assert emulator.people()["p9"] == {"name": "second"}
+
+
+def test_a_pause_on_one_worker_does_not_cut_a_request_in_flight_on_another(emulator: Emulator, files: Files) -> None:
+    # "busy" is refused with Retry-After: 2 while "slow" takes 0.3 s of a 1 s deadline: its answer
+    # comes in time, and it is sent once (the pause is skipped here: it must not count against
+    # the request in flight meanwhile).
+    emulator.add_fault(status=503, retry_after="2", person="busy")
+    emulator.add_fault(delay=0.3, person="slow")
+    config = files.config(config_dict(emulator.url, parallelism=2))
+    data = files.data([{"id": "slow"}, {"id": "busy"}])
+    run = run_cli(["--config", config, "--data", data, "--timeout", "1", "--retries", "1"])
+    assert run.code == 0, run.stderr
+    wait_until(lambda: emulator.stats()["in_flight"] == 0)  # an attempt cut would still be counted
+    assert sorted(map(str, people_puts(emulator))) == ["busy", "busy", "slow"]
+
+
 def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(delay=0.8, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]
