@@ -339,3 +339,20 @@ def test_a_file_that_grew_while_it_was_checked_is_not_read(
         held, tail = reader.unread()
         assert tail is None
         assert list(held) == []
+
+
+@pytest.mark.parametrize("taken", [0, 1, 2, 3])
+def test_an_unread_ndjson_tail_keeps_each_line_as_it_was(taken: int, tmp_path: Path) -> None:
+    # Lines that begin with commas are not JSON: they go back to --failed as they were, unreadable
+    # still, rather than losing the commas and reading back as records the file never held.
+    lines = ['{"id": "a"}', ',{"id": "b"}', '{"id": "c"}', ' ,, {"id": "d"}']
+    path = tmp_path / "d.ndjson"
+    path.write_text("".join(line + "\n" for line in lines))
+    with open_data_file(str(path)) as data:
+        reader = data.records()
+        for _ in range(taken):
+            next(reader)
+        _, tail = reader.unread()
+        assert tail is not None
+        text = "".join(tail.chunks())
+    assert text == "".join(line + "\n" for line in lines[tail.first :]).lstrip(" ")

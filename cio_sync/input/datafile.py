@@ -971,11 +971,15 @@ def _lone_surrogate(value: object) -> str | None:
 
 
 def _next_start(fd: int, at: int, top: int) -> int | None:
-    """Where the record after ``at`` begins (``at`` is between records): past whitespace and a
-    comma. None when the records end there."""
+    """Where the record after ``at`` begins (``at`` is between records): past whitespace, and in
+    a JSON array (``top``) the comma between elements. None when the records end there.
+
+    An NDJSON line keeps its commas: a line that begins with one is not JSON, and must go back to
+    --failed unreadable still, not read back as a record the file never held."""
+    skipped = b" \t\r\n," if top else b" \t\r\n"
     while True:
         data = os.pread(fd, 4096, at)
-        stripped = data.lstrip(b" \t\r\n,")
+        stripped = data.lstrip(skipped)
         if not data:
             return None
         if stripped:
