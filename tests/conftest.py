@@ -72,6 +72,12 @@ def assert_no_secret(*texts: str | bytes | None) -> None:
             assert secret not in value, "the API key appeared in output"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests first (the wheel built and installed, the model's scenarios in real
+    time): handed out last, one of them would run on alone after every other test had ended."""
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("real_clock")))
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
