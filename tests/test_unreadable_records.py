@@ -269,7 +269,9 @@ def test_a_json_or_csv_file_rewritten_between_the_passes_sends_nothing_new(
         result = sync(make_config(emulator.url, parallelism=2, transport="batch"), data.records())
     assert result.stopped is StopReason.DATA_FILE_CHANGED
     assert result.error is not None and "its bytes differ" in result.error
-    assert 0 < result.synced < 2_000
+    # Usually some batches are on their way before the change is met; on a busy machine the
+    # reader may meet it before a worker starts the first (the stop then keeps it from starting).
+    assert result.synced < 2_000 and result.synced + result.not_attempted == result.total
     people = emulator.people()
     assert len(people) == result.synced
     assert all(person == {"name": f"old{int(i):05}{pad}"} for i, person in people.items())
