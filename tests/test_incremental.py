@@ -64,6 +64,22 @@ def test_a_changed_mapping_resends_everything_and_says_so(emulator: Emulator, fi
     assert "made for another workspace or configuration" in run.stderr
 
 
+def test_going_back_to_an_earlier_configuration_trusts_none_of_its_old_entries(
+    emulator: Emulator, files: Files
+) -> None:
+    # Between the two runs of the first configuration another one wrote the same person: what the
+    # first remembered of them is no longer what the workspace holds.
+    both = [{"from": "name", "to": "name"}, {"from": "plan", "to": "plan"}]
+    first = sync_args(files, emulator.url, [{"id": 1, "name": "X", "plan": "P"}], mappings=both)
+    assert run_cli(first).code == 0
+    other = sync_args(files, emulator.url, [{"id": 1, "name": "Y"}], mappings=both[:1])
+    assert run_cli(other).code == 0
+    again = run_cli(sync_args(files, emulator.url, [{"id": 1, "name": "X", "plan": "P"}], mappings=both))
+    assert again.code == 0, again.stderr
+    assert emulator.people()["1"] == {"name": "X", "plan": "P"}
+    assert "1 record: 1 synced" in again.stderr
+
+
 def test_failed_records_are_never_marked(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(status=400, person="3")
     first = run_cli(sync_args(files, emulator.url))

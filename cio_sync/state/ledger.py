@@ -124,9 +124,16 @@ class Ledger:
                 os.close(self._lock)
                 raise
         try:
+            # Entries of another configuration (or workspace): its writes may have overwritten
+            # what this one's entries vouch for, and no one can tell in which order they ran. So
+            # no entry is trusted, and a run that writes forgets them all: a ledger holds the
+            # entries of one configuration at a time.
+            self.foreign = self._count("scope != ?") > 0
+            if self.foreign:
+                self._trust = False
+                if not read_only:
+                    self._db.execute("DELETE FROM synced")
             self.entries = self._count("scope = ?")
-            # Entries exist, but none for this configuration: say so, and send everything.
-            self.foreign = self.entries == 0 and self._count("scope != ?") > 0
         except sqlite3.DatabaseError as e:
             self.close()
             raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
