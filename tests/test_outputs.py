@@ -6,6 +6,7 @@ import base64
 import fcntl
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,37 @@ def test_failed_file_keeps_ndjson_for_ndjson_input(emulator: Emulator, files: Fi
     run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", data, "--failed", str(failed)])
     assert run.code == 1
     assert failed.read_text().splitlines() == ['{"nope": 1}', '"x"']
+
+
+def test_outputs_through_a_link_or_into_a_pipe_leave_the_link_and_the_pipe(emulator: Emulator, files: Files) -> None:
+    # Written beside the file and renamed over it, an output would replace a link with a file,
+    # and a pipe or a device (/dev/stdout, /dev/full) too: the link's target is written instead,
+    # and a pipe or a device is written into.
+    target, link, pipe = files.root / "target.json", files.root / "link.json", files.root / "pipe"
+    link.symlink_to(target)
+    os.mkfifo(pipe)
+    with ThreadPoolExecutor(1) as pool:
+        # Opened without waiting, as the run opens its end at once; read once the run has written.
+        read_end = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+        args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+        run = run_cli([*args, "--report", str(link), "--failed", str(pipe)])
+        os.set_blocking(read_end, True)
+        received = pool.submit(lambda: b"".join(iter(lambda: os.read(read_end, 65536), b""))).result(timeout=10)
+        os.close(read_end)
+    assert run.code == 1, run.stderr
+    assert link.is_symlink() and json.loads(target.read_text())["counts"]["synced"] == 4
+    assert pipe.is_fifo() and json.loads(received) == ["not a record", {"id": 5.0}]
+
+
+def test_a_pipe_no_one_reads_is_refused_before_sending(emulator: Emulator, files: Files) -> None:
+    pipe = files.root / "pipe"
+    os.mkfifo(pipe)
+    args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(MIXED)]
+    run = run_cli([*args, "--report", str(pipe)])
+    assert run.code == 2
+    assert f"--report {pipe}: cannot write there" in run.stderr
+    assert emulator.requests() == []
+    assert pipe.is_fifo()
 
 
 def test_an_unwritable_failed_path_is_refused_before_sending(emulator: Emulator, files: Files) -> None:

@@ -33,18 +33,25 @@ class AtomicFile:
         self.path = Path(path)
         if self.path.is_dir():
             raise OutputError(f"{option} {path}: is a directory")
+        # Where the file goes: a symbolic link's target, so that the link stays.
+        self._final = Path(os.path.realpath(path))
+        self._temp: str | None = None
         try:
-            fd, self._temp = _create_beside(self.path)
+            if _special(path):
+                fd = _open_special(path)
+            else:
+                fd, self._temp = _create_beside(self._final)
         except OSError as e:
             raise OutputError(f"{option} {path}: cannot write there: {e.strerror}") from None
         self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
 
     def commit(self) -> None:
-        """Flush to disk and move the file into place."""
+        """Flush to disk and move the file into place (written into a device or a pipe: flushed)."""
         self.stream.flush()
-        os.fsync(self.stream.fileno())
-        # Renamed while still locked: no other run can take it for a dead run's leftover.
-        os.replace(self._temp, self.path)
+        if self._temp is not None:
+            os.fsync(self.stream.fileno())
+            # Renamed while still locked: no other run can take it for a dead run's leftover.
+            os.replace(self._temp, self._final)
         self.stream.close()
 
     def discard(self) -> None:
@@ -55,7 +62,27 @@ class AtomicFile:
 
     def abandon(self) -> None:
         """Remove the unfinished file without closing it: safe from a signal handler about to exit."""
-        Path(self._temp).unlink(missing_ok=True)
+        if self._temp is not None:
+            Path(self._temp).unlink(missing_ok=True)
+
+
+def _special(path: str) -> bool:
+    """True when ``path`` names (through any links) something that is not a file: a device, a
+    pipe, a socket (``/dev/stdout``, ``/dev/full``, a FIFO). There is nothing to rename into place
+    there, and renaming over it would replace it with a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _open_special(path: str) -> int:
+    """``path`` opened for writing straight into, as a shell's ``>`` would; a pipe no one reads
+    is refused (ENXIO) rather than waited on for ever."""
+    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    os.set_blocking(fd, True)
+    return fd
 
 
 def _temp_name(path: Path) -> str:
@@ -74,7 +101,7 @@ def remove_leftovers(path: str) -> int:
     named as :class:`AtomicFile` names them for ``path`` are touched, and only those no live
     process holds locked: a file another run is still writing stays.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path))
     pattern = _leftover_pattern(target)
     try:
         names = [n for n in os.listdir(target.parent) if pattern.fullmatch(n)]
