@@ -157,6 +157,31 @@ def test_the_round_trip_finds_differences_feeds_them_back_and_verifies_clean(emu
     assert "13 people: 13 hold the file, 0 differ, 0 missing" in again.stderr
 
 
+def test_a_lone_surrogate_the_workspace_holds_is_written_escaped(files: Files) -> None:
+    # A server may answer one (escaped in its JSON); UTF-8 cannot hold it, so the report escapes it.
+    from cio_sync.readback.expected import Verdict
+    from cio_sync.readback.report import ReportFile
+    from cio_sync.readback.verify import Difference, VerifyResult
+
+    path = files.root / "report.json"
+    report = ReportFile(str(path))
+    report.add("1", Verdict.DIFFERS, [Difference("1", "plan", '"pro"', "\ud800")])
+    report.commit(VerifyResult(differing=1), 1)
+    (person,) = json.loads(path.read_text(encoding="utf-8"))["people"]
+    assert person["differences"] == [{"attribute": "plan", "file": "pro", "workspace": "\ud800"}]
+
+
+def test_a_mapping_to_timestamp_is_not_compared(emu: Emulator, files: Files) -> None:
+    # _timestamp orders writes; the workspace keeps no attribute by that name.
+    mappings = [{"from": "name", "to": "name"}, {"from": "t", "to": "_timestamp", "as": "timestamp"}]
+    config = files.config(document(emu.url, mappings=mappings))
+    data = files.data([{"id": "1", "name": "Ada", "t": 1_700_000_000}])
+    sync_file(files, config, data)
+    run = run_verify(["--config", config, "--data", data])
+    assert run.code == 0, run.stderr
+    assert "1 person: 1 holds the file, 0 differ, 0 missing" in run.stderr
+
+
 @pytest.mark.parametrize("suffix", [".ndjson", ".csv"])
 def test_failed_keeps_the_data_files_format(emu: Emulator, files: Files, suffix: str) -> None:
     records = people(4)

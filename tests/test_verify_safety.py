@@ -11,6 +11,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -343,6 +344,16 @@ def test_a_report_on_standard_output_is_whole_or_not_there(
     child.proc.send_signal(signal.SIGINT)
     run = child.finish()
     assert run.code == 130 and run.stdout == ""
+
+
+def test_a_report_to_a_closed_standard_output_is_refused_before_reading_back(emu: Emulator, files: Files) -> None:
+    config, data = files.config(document(emu.url)), files.data(people(2))
+    shell = 'exec "$0" -m cio_sync verify "$@" >&-'
+    args = ["--config", config, "--data", data, "--report", "-"]
+    proc = subprocess.run(["sh", "-c", shell, sys.executable, *args], capture_output=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "cio-sync: error: --report -: standard output is closed" in proc.stderr.decode()
+    assert emu.requests() == []
 
 
 def test_a_key_quoted_before_the_configuration_is_read_is_masked(files: Files) -> None:

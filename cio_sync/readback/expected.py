@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from ..input.config import UPDATE_ONLY, IdType
-from ..input.mapping import PersonUpdate
+from ..input.mapping import TIMESTAMP, PersonUpdate
 
 # People merged in memory before they are written out: bounds memory, amortises the writes.
 BUFFER_PEOPLE = 20_000
@@ -72,7 +72,9 @@ class ExpectedState:
     def add(self, update: PersonUpdate) -> None:
         """Merge one valid record's mapped attributes into its person's expected state."""
         attributes: dict[str, Any] = json.loads(update.body)
-        attributes.pop(UPDATE_ONLY, None)  # a flag for the write, not an attribute
+        # Controls of the write, not attributes: the workspace keeps neither.
+        attributes.pop(UPDATE_ONLY, None)
+        attributes.pop(TIMESTAMP, None)
         pending = self._buffer.get(update.key)
         if pending is None:
             self._buffer[update.key] = _Pending(update.kind, update.identifier, attributes)

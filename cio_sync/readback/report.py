@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -9,8 +10,9 @@ import tempfile
 from collections.abc import Callable
 from typing import IO, Any
 
-from ..errors import OutputLost
+from ..errors import OutputError, OutputLost
 from ..outputs.atomic import AtomicFile
+from ..outputs.terminal import json_line
 from ..redact import NO_SECRETS
 from .compare import shown
 from .expected import Verdict
@@ -98,6 +100,8 @@ class ReportFile:
     """
 
     def __init__(self, path: str, redact: Redact = NO_SECRETS) -> None:
+        if path == "-" and sys.stdout is None:
+            raise OutputError("--report -: standard output is closed")
         self.path = path
         self._redact = redact
         self._file = AtomicFile(path, "--report") if path != "-" else None
@@ -118,7 +122,7 @@ class ReportFile:
                 {"attribute": d.attribute, "file": json.loads(d.file_value), "workspace": d.workspace_value}
                 for d in masked
             ]
-        self._write(("\n    " if self._first else ",\n    ") + json.dumps(entry, ensure_ascii=False))
+        self._write(("\n    " if self._first else ",\n    ") + json_line(json.dumps(entry, ensure_ascii=False)))
         self._first = False
 
     def commit(self, result: VerifyResult, exit_code: int) -> None:
@@ -140,7 +144,12 @@ class ReportFile:
             "seconds": round(result.seconds, 3),
             "exitCode": exit_code,
         }
-        self._write(("\n  ],\n" if not self._first else "],\n") + '  "summary": ' + json.dumps(document) + "\n}\n")
+        self._write(
+            ("\n  ],\n" if not self._first else "],\n")
+            + '  "summary": '
+            + json_line(json.dumps(document, ensure_ascii=False))
+            + "\n}\n"
+        )
         if self._lost is not None:
             self.discard()
             raise OutputLost(f"--report {self.path}: could not be written ({self._lost})")
@@ -154,10 +163,17 @@ class ReportFile:
             self._copy_out()
 
     def _copy_out(self) -> None:
+        """The report on standard output as UTF-8 bytes, whatever its encoding (ASCII, say)."""
         try:
             self._stream.seek(0)
-            shutil.copyfileobj(self._stream, sys.stdout)
-            sys.stdout.flush()
+            binary: IO[bytes] | None = getattr(sys.stdout, "buffer", None)
+            if binary is None or not isinstance(self._stream, io.TextIOWrapper):  # a text-only stream stands in
+                shutil.copyfileobj(self._stream, sys.stdout)
+                sys.stdout.flush()
+            else:
+                sys.stdout.flush()  # anything written as text before comes first
+                shutil.copyfileobj(self._stream.buffer, binary)
+                binary.flush()
         except OSError as e:  # a closed pipe, a full disk
             raise OutputLost(f"--report -: could not be written ({e.strerror or type(e).__name__})") from None
         finally:
