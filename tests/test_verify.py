@@ -333,6 +333,21 @@ def test_a_storm_that_never_ends_is_unreachable_not_a_hang(monkeypatch: pytest.M
     assert "HTTP 429" in (result.error or "")
 
 
+def test_a_long_retry_after_is_resent_only_within_the_resend_window() -> None:
+    # Retry-After: 100 on every answer: eleven attempts would take 17 minutes; the window ends it
+    # after five (fake seconds: none waited for).
+    clock = FakeClock(monotonic=0.0)
+    with Emulator(SITE_ID, API_KEY, app_api_key=APP_KEY, app_rate_limit=None) as emu:
+        emu.add_fault(status=429, retry_after="100", endpoint="app-people", times=None)
+        config = config_from_dict(document(emu.url), env={})
+        options = Options(http=HttpSettings(retries=0, resend_window=300), workers=1, clock=clock)
+        result = verify(config, people(3), options)
+        attempts = len(app_requests(emu))
+    assert result.stopped is ReadStatus.UNREACHABLE and "HTTP 429" in (result.error or "")
+    assert attempts == 5
+    assert clock.monotonic() <= 400
+
+
 def test_ids_go_100_a_request_with_the_id_type_the_configuration_implies(emu: Emulator) -> None:
     records = [*people(230), {"id": "Ada@Example.com", "name": "Ada"}, {"id": "cio_00000001", "name": "By cio_id"}]
     emu.add_person(id="0", cio_id="00000001")

@@ -71,6 +71,10 @@ class Pacer:
             self._next = start + self._interval
         self.sleep(start - now)
 
+    def now(self) -> float:
+        """The monotonic time of the pacer's clock."""
+        return self._clock.monotonic()
+
     def pause(self, seconds: float) -> None:
         """The App API refused for its rate: nobody starts another attempt for ``seconds``."""
         with self._lock:
@@ -83,16 +87,40 @@ class Pacer:
 
 
 class _PacedRetry(Retry):
-    """urllib3's Retry, every resend waiting through the shared :class:`Pacer` instead of alone."""
+    """urllib3's Retry, every resend waiting through the shared :class:`Pacer` instead of alone,
+    and none starting later than ``resend_window`` seconds after the request first failed
+    (``started``): however many resends 429s allow, a request is not resent for ever."""
 
-    def __init__(self, *args: Any, pacer: Pacer | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        pacer: Pacer | None = None,
+        resend_window: float = 300.0,
+        started: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.pacer = pacer
+        self.resend_window = resend_window
+        self.started = started
 
     def new(self, **kwargs: Any) -> _PacedRetry:
-        """urllib3 builds a fresh Retry per attempt from a fixed list of fields: carry the pacer too."""
+        """urllib3 builds a fresh Retry per attempt from a fixed list of fields: carry ours too."""
         kwargs.setdefault("pacer", self.pacer)
+        kwargs.setdefault("resend_window", self.resend_window)
+        kwargs.setdefault("started", self.started)
         return super().new(**kwargs)
+
+    def increment(self, *args: Any, **kwargs: Any) -> _PacedRetry:
+        """As urllib3 counts, but no more resends once the window is over (urllib3 then raises,
+        or returns the last answer)."""
+        assert self.pacer is not None
+        now = self.pacer.now()
+        if self.started is None:
+            return self.new(started=now).increment(*args, **kwargs)
+        if now - self.started > self.resend_window:
+            return Retry.increment(self.new(total=0), *args, **kwargs)
+        return super().increment(*args, **kwargs)
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         """Back off (a Retry-After when one comes, else jittered exponential), then wait for a slot."""
@@ -130,6 +158,7 @@ def _retry_policy(settings: HttpSettings, pacer: Pacer) -> _PacedRetry:
         respect_retry_after_header=True,
         raise_on_status=False,
         pacer=pacer,
+        resend_window=settings.resend_window,
         # The App API documents no Retry-After; one that comes (from a proxy, say) is capped.
         retry_after_max=math.ceil(settings.retry_after_max),
     )
