@@ -323,3 +323,11 @@ def test_the_example_in_the_docs_is_what_init_prints(tmp_path: Path, monkeypatch
     Path("people.csv").write_text(data, encoding="utf-8")
     run = init("--data", "people.csv")
     assert (run.code, run.stdout, run.stderr) == (0, output, stderr)
+
+
+def test_a_closed_standard_output_is_an_output_failure_not_a_success(files: Files) -> None:
+    data = files.data('{"id": 1, "name": "Ada"}\n', "one.ndjson")
+    shell = 'exec "$0" -m cio_sync init "$@" >&-'
+    proc = subprocess.run(["sh", "-c", shell, CLI[0], "--data", data], capture_output=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 74, proc.stderr
+    assert b"cannot write the configuration to standard output: it is closed" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Annotated
 
 import typer
@@ -70,6 +71,9 @@ def run_init(path: str, format: str | None = None, limit: int = DEFAULT_SAMPLE) 
     except Exception as e:  # a bug: one line, not a traceback
         _say(f"internal error: {type(e).__name__}: {e} (please report this)")
         return ExitCode.INTERNAL_ERROR
+    if sys.stdout is None:  # typer.echo would write nothing, and say nothing of it
+        _say("error: cannot write the configuration to standard output: it is closed")
+        return ExitCode.OUTPUT_FAILED
     try:
         typer.echo(render(proposal.config).encode("utf-8"), nl=False)
     except OSError as e:
