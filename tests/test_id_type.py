@@ -6,8 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cio_sync.emulator import Emulator
+from cio_sync.input.config import config_from_dict
+from cio_sync.input.mapping import PersonUpdate, RecordMapper
 
 from .conftest import API_KEY, SITE_ID, Files, Run, config_dict, run_cli
 
@@ -165,3 +169,27 @@ def test_changing_the_id_type_resends_everyone(emulator: Emulator, files: Files)
     assert again.code == 0
     assert "made for another workspace or configuration" in again.stderr
     assert len([r for r in emulator.requests() if r.method == "POST"]) == 2
+
+
+@pytest.mark.parametrize("id_text", ["cio_", "cio_a-b", "cio_é1", "cio_ 1"])
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_an_id_that_reads_as_a_cio_id_but_is_not_one_is_invalid(
+    emulator: Emulator, files: Files, id_text: str, transport: str
+) -> None:
+    # Sent, it would name a cio_id no one has: the run would report it synced, and no one hold it.
+    run_ = run(emulator, files, transport, [{"id": id_text, "name": "x"}, {"id": "cio_ab12", "name": "y"}])
+    assert run_.code == 1
+    assert f'(id "{id_text}"): invalid: "{id_text}" begins with "cio_", so the API reads it as a cio_id' in run_.stderr
+    assert [r.person_id for r in emulator.requests() if r.method != "GET"] in (["cio_ab12"], [None])
+
+
+@settings(max_examples=200)
+@given(st.text(alphabet="cio_aZ9-@. é", max_size=8), st.sampled_from(["v1", "batch"]))
+def test_the_person_index_names_whom_the_mapping_names(id_text: str, transport: str) -> None:
+    # The check pass counts people by RecordMapper.person_key, the records pass by map(): they must
+    # agree on every id, or a person's merge waits for a record that never comes.
+    config = config_from_dict(config_dict("http://127.0.0.1:9", transport=transport))
+    mapper = RecordMapper.for_config(config)
+    record = {"id": id_text, "name": "x"}
+    mapped = mapper.map(0, record)
+    assert mapper.person_key(record) == (mapped.key if isinstance(mapped, PersonUpdate) else None)

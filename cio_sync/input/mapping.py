@@ -245,7 +245,9 @@ class RecordMapper:
         if person_id is None or problem is not None:
             return None
         if self._id_type is IdType.AUTO:  # identify()'s reading, without building the request path
-            return person_id.lower() if "@" in person_id else person_id
+            if "@" in person_id:
+                return person_id.lower()
+            return None if person_id.startswith(CIO_PREFIX) and not _CIO_ID.fullmatch(person_id[4:]) else person_id
         ref, _ = identify(person_id, self._id_type, self._v1)
         return None if ref is None else ref.key
 
@@ -418,7 +420,14 @@ def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRe
         if "@" in person_id:
             return PersonRef(IdType.EMAIL, person_id, person_id.lower()), None
         if looks_cio:
-            return PersonRef(IdType.CIO_ID, person_id[len(CIO_PREFIX) :], person_id), None
+            cio_id = person_id[len(CIO_PREFIX) :]
+            if not _CIO_ID.fullmatch(cio_id):
+                # Sent, it would name a cio_id no one has: the write would reach no one.
+                return None, (
+                    f'"{person_id}" begins with "cio_", so the API reads it as a cio_id, but it is not one (letters '
+                    'and digits after "cio_"); use "idType": "id" with "transport": "batch" to send it as an id'
+                )
+            return PersonRef(IdType.CIO_ID, cio_id, person_id), None
         return PersonRef(IdType.ID, person_id, person_id), None
     if id_type is IdType.ID:
         if v1 and ("@" in person_id or looks_cio):
