@@ -331,3 +331,11 @@ def test_a_closed_standard_output_is_an_output_failure_not_a_success(files: File
     proc = subprocess.run(["sh", "-c", shell, CLI[0], "--data", data], capture_output=True, env=cli_env(), timeout=60)
     assert proc.returncode == 74, proc.stderr
     assert b"cannot write the configuration to standard output: it is closed" in proc.stderr
+
+
+def test_a_standard_error_that_cannot_be_written_loses_the_notes_not_the_configuration(files: Files) -> None:
+    data = files.data('{"id": 1, "name": "Ada"}\n', "one.ndjson")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([*CLI, "init", "--data", data], stdout=subprocess.PIPE, stderr=full, env=cli_env())
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout)["userId"] == "id"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated
@@ -189,8 +190,10 @@ def _some(count: int, one: str, many: str) -> str:
 
 
 def _say(message: str) -> None:
-    # Keys and file names reach this line: none may drive the terminal.
-    typer.echo(f"cio-sync: {one_line(message)}", err=True)
+    # Keys and file names reach this line: none may drive the terminal. A standard error that
+    # cannot be written (a full disk) loses the line, and the exit code still says how it went.
+    with contextlib.suppress(OSError):
+        typer.echo(f"cio-sync: {one_line(message)}", err=True)
 
 
 app = command_app()
