@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -342,20 +343,28 @@ def test_a_stop_with_an_update_waiting_for_a_later_stamp_does_not_spin(
     stop = Stop()
     empty_collects = 0
 
+    y_settled = threading.Event()
+
     class CountingWorkers(Workers):
         def collect(self, timeout: float | None = None) -> tuple[Job, list[Delivery]] | None:
             nonlocal empty_collects
+            if y_settled.is_set() and not stop.requested:
+                # Y's first update is settled (resent: its next one is held for a later second),
+                # and Z's request is held by the server: stop there.
+                wait_until(lambda: emulator.stats()["in_flight"] >= 1)
+                stop()
             finished = super().collect(timeout)
             empty_collects += finished is None
             return finished
 
-    def records() -> Iterator[dict[str, str]]:
-        yield from [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}, {"id": "Z", "name": "z"}]
-        # Asked for more once Y's first update is settled and its next one waits: stop there.
-        stop()
+    def settled(outcome: RecordOutcome) -> None:
+        if outcome.person_id == "Y":
+            y_settled.set()
 
+    records = [{"id": "Y", "name": "free"}, {"id": "Y", "name": "pro"}, {"id": "Z", "name": "z"}]
     monkeypatch.setattr(sync_module, "Workers", CountingWorkers)
-    result = sync(make_config(emulator.url, parallelism=1), records(), http=FAST, stop=stop, index=one_by_one())
+    config = make_config(emulator.url, parallelism=2)
+    result = sync(config, records, http=FAST, stop=stop, index=one_by_one(), on_outcome=settled)
     assert (result.synced, result.failed, result.not_attempted) == (1, 1, 1)
     assert emulator.people()["Y"] == {"name": "free"}
     assert empty_collects <= 2, f"{empty_collects} waits for an answer came back empty"
