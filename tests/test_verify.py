@@ -430,3 +430,12 @@ def test_every_option_of_the_command_is_on_the_verify_page() -> None:
     assert {"--config", "-config", "--data", "--sample", "--seed", "--failed", "--report"} <= options
     page = (Path(__file__).resolve().parent.parent / "docs" / "verify.md").read_text(encoding="utf-8")
     assert sorted(o for o in options if o.startswith("-") and f"`{o}" not in page and o not in ("-h", "--help")) == []
+
+
+def test_the_hint_to_feed_failed_back_names_the_format_its_name_does_not(emu: Emulator, files: Files) -> None:
+    config, data = files.config(document(emu.url)), files.data(people(2))
+    failed = str(files.root / "again.ndjson")
+    run = run_verify(["--config", config, "--data", data, "--format", "json", "--failed", failed])
+    assert run.code == 1, run.stderr
+    assert f"wrote 2 records to {failed}: cio-sync --data {failed} --format json sends them again" in run.stderr
+    assert json.loads(Path(failed).read_text()) == people(2)

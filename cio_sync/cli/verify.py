@@ -18,7 +18,7 @@ import typer
 
 from ..errors import CioSyncError, ConfigError, DataFileChanged, ExitCode, Interrupted
 from ..input.config import API_KEY_ENV, APP_API_KEY_ENV, SITE_ID_ENV, load_config
-from ..input.datafile import NDJSON, DataFile, open_data_file
+from ..input.datafile import NDJSON, DataFile, data_format, open_data_file
 from ..input.mapping import check_columns
 from ..outcome import RecordOutcome, Status, Stop, StopReason
 from ..outputs.console import TextConsole
@@ -319,7 +319,11 @@ def _tell(out: _Out, o: VerifyOptions, result: VerifyResult, shown: list[str], c
     out.say(summary(result))
     if o.failed is not None and result.failed_records:
         written = count(result.failed_records, "record")
-        out.say(f"wrote {written} to {o.failed}: cio-sync --data {o.failed} sends them again")
+        # Written in the data file's format: a name read as another needs the --format given.
+        given = o.data_format.value if o.data_format is not None else None
+        need = given is not None and data_format(o.failed) != given
+        again = f"cio-sync --data {o.failed}" + (f" --format {given}" if need else "")
+        out.say(f"wrote {written} to {o.failed}: {again} sends them again")
 
 
 class _Out:
