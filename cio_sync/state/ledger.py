@@ -128,21 +128,21 @@ class Ledger:
             # what this one's entries vouch for, and no one can tell in which order they ran. So
             # no entry is trusted, and a run that writes forgets them all: a ledger holds the
             # entries of one configuration at a time.
-            self.foreign = self._count("scope != ?") > 0
+            self.foreign = self._others() > 0
             if self.foreign:
                 self._trust = False
                 if not read_only:
                     self._db.execute("DELETE FROM synced")
-            self.entries = self._count("scope = ?")
         except sqlite3.DatabaseError as e:
             self.close()
             raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
         # Who this workspace holds, for mirroring (whenRemoved); it shares this connection.
         self.roster = Roster(self._db, path, config)
 
-    def _count(self, where: str) -> int:
+    def _others(self) -> int:
+        """How many entries another configuration (or workspace) made."""
         try:
-            row = self._db.execute(f"SELECT count(*) FROM synced WHERE {where}", (self._scope,)).fetchone()  # noqa: S608 - where is one of two constants
+            row = self._db.execute("SELECT count(*) FROM synced WHERE scope != ?", (self._scope,)).fetchone()
         except sqlite3.OperationalError:  # a read-only look at a file that holds no ledger yet
             return 0
         return int(row[0])
