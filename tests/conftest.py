@@ -13,7 +13,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +29,11 @@ from cio_sync import HttpSettings
 from cio_sync.cli import app
 from cio_sync.emulator import Emulator
 from cio_sync.engine.repeats import PersonIndex
-from cio_sync.engine.tally import SyncResult
 from cio_sync.input.config import Config, config_from_dict
-from cio_sync.outcome import Stop
 
 from .contract.check import KNOWN_DEVIATIONS, check
-from .fakeclock import FakeClock, QuickClock, Skipped
+from .fakeclock import FakeClock, Skipped
+from .quick import quicken
 
 # The suite runs several processes a core: an example's time says how loaded the machine is, not
 # whether the code is right, so hypothesis sets no deadline. Its default of 100 examples a test
@@ -73,9 +72,9 @@ def assert_no_secret(*texts: str | bytes | None) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (the wheel built and installed, the model's scenarios in real
-    time): handed out last, one of them would run on alone after every other test had ended."""
-    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("real_clock")))
+    """The longest tests first (the wheel built and installed, the model's scenarios): handed out
+    last, one of them would run on alone after every other test had ended."""
+    items.sort(key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("long")))
 
 
 @pytest.fixture(autouse=True)
@@ -87,40 +86,12 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _quick_time(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def _quick_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """A sync the command runs in this process waits out no time: it runs on a :class:`QuickClock`
     (a test that gives it a clock of its own keeps that), one test's runs sharing what they
-    skipped. Its request deadlines stay in real time. A verify keeps real time: its emulator's App
-    API limits requests in real time, and skipping the waits that keep under it would earn 429s.
-    Tests marked ``real_clock`` keep real time throughout."""
-    if request.node.get_closest_marker("real_clock"):
-        return
-    from cio_sync.cli import command
-    from cio_sync.transport import client, deadline
-
-    monkeypatch.setattr(command, "sync", functools.partial(quick_sync, skipped=Skipped()))
-
-    def watchdog(limit: float, stop: threading.Event, clock: Any) -> deadline.Watchdog:
-        return deadline.Watchdog(limit, stop, *(() if isinstance(clock, QuickClock) else (clock,)))
-
-    monkeypatch.setattr(client, "Watchdog", watchdog)
-
-
-def quick_sync(
-    config: Config,
-    records: Iterable[object],
-    *,
-    stop: Stop | None = None,
-    skipped: Skipped | None = None,
-    **kwargs: Any,
-) -> SyncResult:
-    """:func:`cio_sync.sync` on a :class:`QuickClock` (unless given a clock): what the run only
-    waits out (a person's next second, Retry-After, backoff, a rate-limit turn) costs no real time."""
-    from cio_sync.engine.sync import sync
-
-    stop = stop or Stop()
-    kwargs.setdefault("clock", QuickClock(stop.event, skipped))
-    return sync(config, records, stop=stop, **kwargs)
+    skipped (``tests/quick.py``). A verify keeps real time: its emulator's App API limits requests
+    in real time, and skipping the waits that keep under it would earn 429s."""
+    quicken(monkeypatch.setattr, Skipped())
 
 
 @pytest.fixture

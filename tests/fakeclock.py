@@ -7,8 +7,11 @@ recorded, so a test can check what was waited for without waiting for it.
 
 from __future__ import annotations
 
+import os
+import struct
 import threading
 import time
+from pathlib import Path
 
 
 class FakeClock:
@@ -128,11 +131,38 @@ class SteppedClock(FakeClock):
 
 class Skipped:
     """The seconds of waiting the quick clocks of one test have skipped, shared by all of them: a
-    run's stamps are never older than those of a quick run before it in the same test."""
+    run's stamps are never older than those of a quick run before it in the same test.
 
-    def __init__(self) -> None:
+    With ``path``, every skip is also written there (8 bytes, one write), so that the runs of a
+    process started meanwhile share it too (see ``tests/quick.py``): a process killed mid-run has
+    left what it skipped up to its last wait.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
         self.lock = threading.Lock()
         self.seconds = 0.0
+        self.path = path
+        if path is not None and path.exists():
+            self.seconds = struct.unpack("d", path.read_bytes())[0]
+
+    def add(self, seconds: float) -> None:
+        """Skip ``seconds`` more."""
+        with self.lock:
+            self.seconds += max(0.0, seconds)
+            if self.path is not None:
+                # Written over in place, never truncated first: a kill between the two would
+                # leave nothing to read.
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.pwrite(fd, struct.pack("d", self.seconds), 0)
+                finally:
+                    os.close(fd)
+
+    def catch_up(self) -> None:
+        """Take on what the runs of another process skipped, once it has ended (``path``)."""
+        if self.path is not None and self.path.exists():
+            with self.lock:
+                self.seconds = max(self.seconds, struct.unpack("d", self.path.read_bytes())[0])
 
 
 class QuickClock:
@@ -147,26 +177,33 @@ class QuickClock:
     request in flight on another thread did not spend.
 
     Quick clocks sharing ``skipped`` (those of one test) never go back from one run to the next.
-    A run in a process of its own stamps by real time, behind them: a test that runs a process
-    after a quick run, without a ledger, keeps real time (``@pytest.mark.real_clock``).
+    A run in a process of its own stamps by real time, behind them, unless it was started quick
+    too (``tests/quick.py``, as the model test starts its processes).
+
+    The wall clock alone may be set back (or on), as a system clock is, by :meth:`step_wall`.
     """
 
     def __init__(self, stop: threading.Event, skipped: Skipped | None = None) -> None:
         self._stop = stop
         self._skipped = skipped if skipped is not None else Skipped()
+        self._stepped = 0.0
 
     def monotonic(self) -> float:
         """Real monotonic time, plus every wait skipped so far."""
         return time.monotonic() + self._skipped.seconds
 
     def wall(self) -> float:
-        """Real wall-clock time, plus every wait skipped so far."""
-        return time.time() + self._skipped.seconds
+        """Real wall-clock time, plus every wait skipped so far and every step."""
+        return time.time() + self._skipped.seconds + self._stepped
+
+    def step_wall(self, seconds: float) -> None:
+        """Set this clock's wall time ``seconds`` on (or back, when negative); monotonic time and
+        the other quick clocks do not move."""
+        self._stepped += seconds
 
     def sleep(self, seconds: float) -> None:
         """Move time on by ``seconds`` at once."""
-        with self._skipped.lock:
-            self._skipped.seconds += max(0.0, seconds)
+        self._skipped.add(seconds)
 
     def wait(self, event: threading.Event, seconds: float | None) -> bool:
         """A wait on the stop event moves time on at once; any other wait waits for real."""

@@ -37,16 +37,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cio_sync import load_config, open_data_file, sync
 from cio_sync.emulator import Drop, Emulator, Fault, Odd207
 from cio_sync.emulator.rules import Choices
 from cio_sync.errors import CioSyncError
-from cio_sync.outcome import RecordOutcome, Status
+from cio_sync.outcome import RecordOutcome, Status, Stop
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
 from .conftest import API_KEY, CLI, SITE_ID, cli_env, run_cli
-from .fakeclock import FakeClock
+from .fakeclock import QuickClock, Skipped
+from .quick import child_env, quicken
 
 FIELDS = ("a", "b", "c", "n")
 VALUES = (0, 1, 2, "x", "y", "z", True, False)
@@ -110,7 +113,7 @@ def differences(emulator: Emulator, records: list[Record], only: set[str] | None
 class Scenario:
     """One seeded scenario in its own directory, against ``emulator``."""
 
-    def __init__(self, seed: int, emulator: Emulator, root: Path, tally: Tally) -> None:
+    def __init__(self, seed: int, emulator: Emulator, root: Path, tally: Tally, skipped: Skipped) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.emulator = emulator
@@ -138,8 +141,9 @@ class Scenario:
         self.runs = 0
         # Everyone any version of the data file named: the workspace may hold no one else.
         self.named: set[str] = set()
-        # The clock of the runs made in this process (set to the real time as each starts).
-        self.clock = FakeClock()
+        # What the runs' quick clocks skipped, in this process and in those it starts: each run
+        # stamps after every run before it, as it would in real time.
+        self.skipped = skipped
 
     def data_file(self) -> tuple[Path, list[Record]]:
         """A new version of the data file: repeated ids, several records per person."""
@@ -210,7 +214,8 @@ class Scenario:
     def _killed(self, args: list[str], kill: signal.Signals) -> int | None:
         # Slow answers, so that the signal finds the run with requests in flight.
         self.emulator.latency = 0.02
-        proc = subprocess.Popen([*CLI, *args], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env())
+        env = cli_env(child_env(self.skipped))
+        proc = subprocess.Popen([*CLI, *args], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         goal = self.emulator.stats()["requests"] + self.rng.randint(1, 6)
         deadline = time.monotonic() + 20
         while proc.poll() is None and self.emulator.stats()["requests"] < goal and time.monotonic() < deadline:
@@ -219,6 +224,7 @@ class Scenario:
         if proc.poll() is None:
             proc.send_signal(kill)
         _, stderr = proc.communicate(timeout=60)
+        self.skipped.catch_up()
         self.emulator.latency = 0.0
         assert b"Traceback" not in stderr, stderr.decode()
         if kill is signal.SIGKILL and proc.returncode == -signal.SIGKILL:
@@ -236,20 +242,23 @@ class Scenario:
         before, and a clock set back between runs is a documented limit."""
         config = load_config(str(self.config))
         left: list[object] = []
-        self.clock.step_wall(time.time() - self.clock.wall())
+        stop = Stop()
+        clock = QuickClock(stop.event, self.skipped)
         steps = self.state and self.rng.random() < 0.5
 
         def outcome(o: RecordOutcome) -> None:
             if o.status not in (Status.SYNCED, Status.UNCHANGED):
                 left.append(o.record)
             if steps and self.rng.random() < 0.3:
-                self.clock.step_wall(-self.rng.uniform(0, 60))
+                clock.step_wall(-self.rng.uniform(0, 60))
 
         http = HttpSettings(read_timeout=TIMEOUT, retries=2, backoff_factor=0.0)
         ledger = Ledger(str(self.root / "state.db"), config) if self.state else None
         try:
             with open_data_file(str(data)) as source:
-                result = sync(config, source.records(), http=http, ledger=ledger, on_outcome=outcome, clock=self.clock)
+                result = sync(
+                    config, source.records(), http=http, ledger=ledger, on_outcome=outcome, clock=clock, stop=stop
+                )
         except CioSyncError as e:  # refused before anything was sent: the credentials check failed
             return int(e.exit_code)
         finally:
@@ -352,8 +361,13 @@ def play(seed: int, tally: Tally) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="cio-sync-model-") as tmp,
         Emulator(SITE_ID, API_KEY, choices=choices) as emulator,
+        pytest.MonkeyPatch.context() as patch,
     ):
-        Scenario(seed, emulator, Path(tmp), tally).play()
+        # Every run waits out no time: the command's here and in the processes started, and the
+        # library's, all on quick clocks that share what they skip.
+        skipped = Skipped(Path(tmp) / "skipped")
+        quicken(patch.setattr, skipped)
+        Scenario(seed, emulator, Path(tmp), tally, skipped).play()
 
 
 def main() -> None:

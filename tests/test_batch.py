@@ -15,7 +15,8 @@ from cio_sync.engine.packer import ITEMS_IN_FLIGHT
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import PersonUpdate, batch_item
 
-from .conftest import FAST, Files, config_dict, make_config, quick_sync, run_cli, unstamped
+from .conftest import FAST, Files, config_dict, make_config, run_cli, unstamped
+from .quick import quick_sync
 
 PEOPLE: list[Any] = [
     {"id": 1, "name": "Ada", "computed_ltv": 1.5},

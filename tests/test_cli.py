@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +18,22 @@ import cio_sync.outputs.console
 from cio_sync import ExitCode, __version__, sync
 from cio_sync.emulator import Emulator
 
-from .conftest import API_KEY, SITE_ID, Files, Spawn, config_dict, finish, people_puts, run_cli, run_process, wait_until
-from .fakeclock import SteppedClock
+from .conftest import (
+    API_KEY,
+    CLI,
+    SITE_ID,
+    Files,
+    Spawn,
+    cli_env,
+    config_dict,
+    finish,
+    people_puts,
+    run_cli,
+    run_process,
+    wait_until,
+)
+from .fakeclock import Skipped, SteppedClock
+from .quick import child_env, quicken
 
 DATA = [
     {"id": 1, "name": "Ada", "computed_ltv": 10.5, "ignored": True},
@@ -282,6 +297,30 @@ def test_a_pause_on_one_worker_does_not_cut_a_request_in_flight_on_another(emula
     assert run.code == 0, run.stderr
     wait_until(lambda: emulator.stats()["in_flight"] == 0)  # an attempt cut would still be counted
     assert sorted(map(str, people_puts(emulator))) == ["busy", "busy", "slow"]
+
+
+def test_a_process_started_quick_skips_its_pauses_and_stamps_after_the_runs_around_it(
+    emulator: Emulator, files: Files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The model test starts processes between its in-process runs, all on quick clocks. Each run
+    # here skips a Retry-After of 30 s; each writes a person the run before it wrote, which the
+    # workspace takes only if it is stamped later: after every second skipped before it, in this
+    # process or in the other.
+    skipped = Skipped(tmp_path / "skipped")
+    quicken(monkeypatch.setattr, skipped)
+    config = files.config(config_dict(emulator.url, parallelism=1))
+    emulator.add_fault(status=503, retry_after="30", person="a", times=1)
+    assert run_cli(["--config", config, "--data", files.data([{"id": "a", "name": "first"}])]).code == 0
+    emulator.add_fault(status=503, retry_after="30", person="b", times=1)
+    command = [*CLI, "--config", config, "--data", files.data([{"id": "a", "name": "second"}, {"id": "b"}])]
+    # Far less than the pause: only a process that skips it ends in time.
+    started = subprocess.run(command, env=cli_env(child_env(skipped)), capture_output=True, timeout=20)
+    assert started.returncode == 0, started.stderr
+    skipped.catch_up()
+    assert skipped.seconds > 55  # both pauses (each a little under 30 s once the refusal is read)
+    assert emulator.people()["a"] == {"name": "second"}
+    assert run_cli(["--config", config, "--data", files.data([{"id": "b", "name": "third"}])]).code == 0
+    assert emulator.people()["b"] == {"name": "third"}
 
 
 def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, files: Files) -> None:

@@ -21,8 +21,9 @@ from cio_sync.outcome import RecordOutcome, Status
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import FAST, Files, config_dict, make_config, one_by_one, quick_sync, run_cli
+from .conftest import FAST, Files, config_dict, make_config, one_by_one, run_cli
 from .fakeclock import FakeClock
+from .quick import quick_sync
 
 AGE = [{"from": "age", "to": "age", "as": "integer"}]
 NO_RESENDS = HttpSettings(connect_timeout=2.0, read_timeout=5.0, retries=0, backoff_factor=0.0)

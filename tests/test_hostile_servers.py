@@ -33,7 +33,6 @@ from .conftest import (
     cli_env,
     config_dict,
     make_config,
-    quick_sync,
     run_cli,
     wait_until,
 )
@@ -55,6 +54,7 @@ from .hostile import (
     read_request,
     unanswered,
 )
+from .quick import quick_sync
 
 DATA = [{"id": 1, "name": "Ada"}]
 

@@ -17,7 +17,8 @@ from cio_sync.engine.sync import sync
 from cio_sync.state.ledger import Ledger
 from cio_sync.transport.client import HttpSettings
 
-from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, quick_sync, run_cli, wait_until
+from .conftest import Files, Spawn, config_dict, finish, make_config, people_puts, run_cli, wait_until
+from .quick import quick_sync
 
 PEOPLE = [{"id": i, "name": f"n{i}", "computed_ltv": i} for i in range(40)]
 

@@ -13,9 +13,7 @@ from .model import Tally, play
 SEEDS = range(12)
 
 
-# Real time: its runs in processes of their own follow runs in this one, without a ledger too,
-# and must stamp later than they did.
-@pytest.mark.real_clock
+@pytest.mark.long
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_scenario_converges_on_the_file(seed: int) -> None:
     tally = Tally()

@@ -15,8 +15,9 @@ from cio_sync import HttpSettings, Stop, SyncResult, sync
 from cio_sync.emulator import Emulator
 from cio_sync.transport.pacing import Cancelled, Gate
 
-from .conftest import FAST, Files, Spawn, config_dict, make_config, quick_sync, wait_until
+from .conftest import FAST, Files, Spawn, config_dict, make_config, wait_until
 from .fakeclock import FakeClock, SteppedClock
+from .quick import quick_sync
 
 
 @pytest.mark.parametrize("status", [429, 503])

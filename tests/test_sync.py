@@ -31,11 +31,11 @@ from .conftest import (
     make_config,
     one_by_one,
     people_puts,
-    quick_sync,
     unstamped,
     wait_until,
 )
 from .fakeclock import FakeClock
+from .quick import quick_sync
 
 # The module, which the package's sync() function shadows as an attribute.
 sync_module = importlib.import_module("cio_sync.engine.sync")
