@@ -147,6 +147,30 @@ def test_a_ledger_that_is_not_sqlite_is_refused(emulator: Emulator, files: Files
     assert emulator.requests() == []
 
 
+def test_a_damaged_ledger_is_refused_before_anything_is_sent_or_planned(emulator: Emulator, files: Files) -> None:
+    # Enough people for the entries' table to span pages, then the cells of its root page
+    # overwritten, as a failing disk or a stray write would: lookups through intact pages still
+    # answer, so a dry run would plan on it and a run would find out at its first write.
+    many = [{"id": i, "name": "x" * 40} for i in range(400)]
+    assert run_cli(sync_args(files, emulator.url, many)).code == 0
+    ledger = files.root / "state.db"
+    with sqlite3.connect(ledger) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'synced'").fetchone()[0]
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with ledger.open("r+b") as f:
+        f.seek(root * size - size // 2)
+        f.write(b"\xff" * (size // 2))
+    emulator.reset()
+    for dry in (["--dry-run"], []):
+        run = run_cli([*sync_args(files, emulator.url, many), *dry])
+        assert run.code == 2, run.stderr
+        assert f"--state {ledger}: the ledger is damaged (" in run.stderr
+        assert "move it aside and run again" in run.stderr
+        assert "unchanged" not in run.stderr
+    assert emulator.requests() == []
+
+
 def successes(emulator: Emulator, since: int = 0) -> set[str | None]:
     return {r.person_id for r in emulator.requests()[since:] if r.method == "PUT" and r.status == 200}
 
