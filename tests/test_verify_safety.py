@@ -327,6 +327,32 @@ def test_a_hostile_app_api_ends_the_run_cleanly(files: Files, case: str) -> None
     assert json.loads(written)["summary"]["exitCode"] == code
 
 
+def held(person: dict[str, Any], **changed: str) -> dict[str, Any]:
+    """The App API's entry for one of :func:`people`, holding what the file says but for ``changed``."""
+    attributes = {"name": person["name"], "plan": person["plan"], "v": str(person["v"]), **changed}
+    return {"customer": {"identifiers": {"id": person["id"]}, "attributes": attributes}}
+
+
+@pytest.mark.parametrize("stale_last", [False, True], ids=["stale first", "stale last"])
+def test_an_answer_naming_a_person_twice_is_not_used(files: Files, stale_last: bool) -> None:
+    # Person 1 twice, once as the file says and once not: whichever came last, taking it would
+    # report them as holding the file, or as differing, on an answer that says both.
+    three = people(3)
+    twice = [held(three[1]), held(three[1], name="someone else")]
+    answered = [held(three[0]), *(twice if stale_last else twice[::-1]), held(three[2])]
+    report = files.root / "report.json"
+    with hostile(ok(json.dumps({"customers": answered}).encode())) as server:
+        config, data = files.config(document(server.url)), files.data(three)
+        run = run_verify(["--config", config, "--data", data, "--retries", "0", "--report", str(report)])
+    assert run.code == 4, run.stderr
+    assert lines_of(run)[1:] == [
+        "cio-sync: error: the App API's answer named 1 twice: not used, since either could be stale "
+        "(check appBaseUrl/--app-base-url, region and the network)",
+        "cio-sync: 0 people: 0 hold the file, 0 differ, 0 missing; 3 not read back",
+    ]
+    assert json.loads(report.read_text(encoding="utf-8"))["summary"]["exitCode"] == 4
+
+
 def endless_hints() -> Behaviour:
     """Interim answers one after another, as fast as they go, until the connection or the test ends."""
 
