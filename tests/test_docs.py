@@ -224,6 +224,19 @@ def released_versions() -> list[str]:
     return re.findall(r"^## \[(\d+\.\d+\.\d+)\] - \d{4}-\d{2}-\d{2}$", changelog, re.MULTILINE)
 
 
+def test_interim_answers_are_documented_as_the_code_reads_them() -> None:
+    # transport/deadline.py's FinalResponse, behind both the Track and the App API, reads past
+    # every interim answer with no count: the attempt's deadline is their only bound. A page that
+    # gave a count promised a stop that never came (tests/test_verify_safety.py reads past 21).
+    for name in ("verify.md", "retries.md"):
+        text = " ".join(page(name).split())
+        said = [part for part in re.split(r"(?<=\.) |\n", text) if "interim answers" in part.lower()]
+        assert said, f"{name} does not say what becomes of interim answers"
+        for sentence in said:
+            assert "however many" in sentence, sentence
+            assert not re.search(r"up to \d+", sentence), sentence
+
+
 def test_the_newest_release_in_the_changelog_is_the_packages_version() -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert released_versions()[0] == version

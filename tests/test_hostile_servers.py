@@ -205,8 +205,10 @@ def test_an_early_hint_is_not_the_answer_the_status_after_it_is() -> None:
         EARLY_HINTS,
         b"HTTP/1.1 102 Processing\r\n\r\n" + EARLY_HINTS + EARLY_HINTS,
         b"HTTP/1.1 100 Continue\r\n\r\n" + EARLY_HINTS + b"HTTP/1.1 199 Whatever\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+        EARLY_HINTS * 20,
+        EARLY_HINTS * 21,
     ],
-    ids=["one 103", "102 and two 103", "100, 103 and 199"],
+    ids=["one 103", "102 and two 103", "100, 103 and 199", "twenty 103", "twenty-one 103"],
 )
 def test_interim_answers_are_skipped_whatever_their_number(preludes: bytes) -> None:
     with hostile(interim(preludes, answer(b"200 OK", b"{}", b"X-Final: yes\r\n"))) as server:

@@ -229,10 +229,15 @@ def test_a_header_alone_is_enough(files: Files) -> None:
         (b"[{}, {}]", "keyless.json", "none of the first 2 records holds a key to map"),
         (b'{"id": 1}', "object.json", "must be a JSON array of objects (for one object per line, use --format ndjson)"),
         (b'[{"id": 1}, {"id": ', "cut.json", "not valid JSON after 1 complete record"),
-        (b'{"id": 1}\n{"id" 2}\n', "bad.ndjson", "not valid JSON after 1 complete record"),
         (b"id,id\n1,2\n", "twice.csv", 'the header row names the column "id" twice'),
         (b'id,name\n1,"open\n', "quote.csv", "not valid CSV"),
         (b"id,name\n1,\xff\n", "latin.csv", "not UTF-8 text"),
+        (
+            b'{"id" 1}\n{"id": "\xff"}\n',
+            "unreadable.ndjson",
+            "2 lines could not be read (the first, record 0: line 1 is not valid JSON: Expecting ':' delimiter "
+            "at byte offset 6), and no other record was read: there is nothing to propose from",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_output(
@@ -243,6 +248,42 @@ def test_bad_input_exits_2_with_one_line_and_no_output(
     assert (run.code, run.stdout) == (2, "")
     assert len(run.stderr.splitlines()) == 1
     assert run.stderr.startswith("cio-sync: error: ") and message in run.stderr
+
+
+# A line a sync reads as one invalid record, syncing the others: init reads it the same way.
+UNREADABLE_LINES = {
+    "not UTF-8": (b'{"id": "2", "name": "B\xffo"}', "holds bytes that are not UTF-8 at byte offset 62"),
+    "not JSON": (b'{"id": "2", "name" "Bo"}', "line 2 is not valid JSON: Expecting ':' delimiter"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNREADABLE_LINES))
+def test_an_ndjson_line_a_sync_finds_invalid_is_read_past_and_the_proposal_syncs_the_rest(
+    emulator: Emulator, files: Files, case: str
+) -> None:
+    line, problem = UNREADABLE_LINES[case]
+    data = files.data(
+        b'{"id": "1", "name": "Ada", "age": "36"}\n' + line + b'\n{"id": "3", "name": "Cy", "age": "41"}\n',
+        name="people.ndjson",
+    )
+    run = init("--data", data)
+    config = proposed(run)
+    assert config["userId"] == "id"
+    assert config["mappings"] == [
+        {"from": "id", "to": "id"},
+        {"from": "name", "to": "name"},
+        {"from": "age", "to": "age", "as": "integer"},
+    ]
+    notes = run.stderr.splitlines()
+    assert notes[0].startswith("cio-sync: proposed 3 mappings from 2 records of ")
+    assert notes[2].startswith(f"cio-sync: 1 line could not be read (record 1: {problem}")
+    assert notes[2].endswith("): a sync reports it as invalid; nothing was proposed from it")
+    assert len(notes) == 3
+    synced = sync_with(emulator, files, config, data)
+    assert synced.code == 1, synced.stderr
+    (invalid,) = [note for note in synced.stderr.splitlines() if note.startswith("cio-sync: record ")]
+    assert invalid.startswith(f"cio-sync: record 1: invalid: {problem}"), invalid
+    assert emulator.people() == {"1": {"id": "1", "name": "Ada", "age": 36}, "3": {"id": "3", "name": "Cy", "age": 41}}
 
 
 def test_a_directory_and_an_unreadable_file_exit_2(files: Files, tmp_path: Path) -> None:
@@ -301,6 +342,17 @@ def test_a_sample_stops_at_its_byte_budget(files: Files, monkeypatch: pytest.Mon
     with Sample(path) as sample:
         count = len(list(sample.records()))
         assert 0 < count < 1000 and not sample.reached_end
+
+
+def test_unreadable_lines_are_read_within_the_byte_budget_too(files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    # They are not counted in the sample's records: only its bytes bound a file of nothing else.
+    monkeypatch.setattr(sampling, "MAX_SAMPLE_BYTES", 100_000)
+    path = files.data(
+        b"".join(b'{"id": %d, "pad": "\xff%s"}\n' % (i, b"x" * 1000) for i in range(1000)), name="p.ndjson"
+    )
+    with Sample(path) as sample:
+        assert list(sample.records()) == []
+        assert 0 < sample.unreadable < 1000 and not sample.reached_end
 
 
 def test_deep_nesting_is_not_built_past_what_a_proposal_needs(files: Files) -> None:

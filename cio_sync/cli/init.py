@@ -86,6 +86,8 @@ def run_init(path: str, format: str | None = None, limit: int = DEFAULT_SAMPLE) 
 
 
 def _nothing(sample: Sample) -> str:
+    if sample.read == 0 and sample.unreadable:
+        return f"{sample.name}: {_unreadable(sample)}, and no other record was read: there is nothing to propose from"
     if sample.read == 0:
         return f"{sample.name}: holds no records, so there is nothing to propose from"
     records = "the one record" if sample.read == 1 else f"none of the first {sample.read:,} records"
@@ -181,7 +183,24 @@ def _problems(proposal: Proposal, sample: Sample) -> list[str]:
     if sample.ragged:
         rows = _some(sample.ragged, "sampled row has", "sampled rows have")
         found.append(f"{rows} more or fewer cells than the header: {invalid}")
+    if sample.unreadable:
+        them = "it" if sample.unreadable == 1 else "them"
+        found.append(f"{_unreadable(sample)}: a sync reports {them} as invalid; nothing was proposed from {them}")
     return found
+
+
+def _unreadable(sample: Sample) -> str:
+    """How many NDJSON lines the sample could not read, and why the first could not be."""
+    lines = _some(sample.unreadable, "line", "lines")
+    first = ""
+    if sample.first_unreadable is not None:
+        index, problem = sample.first_unreadable
+        first = (
+            f" (record {index:,}: {problem})"
+            if sample.unreadable == 1
+            else f" (the first, record {index:,}: {problem})"
+        )
+    return f"{lines} could not be read{first}"
 
 
 def _some(count: int, one: str, many: str) -> str:

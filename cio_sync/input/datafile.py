@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
-from typing import IO
+from typing import IO, Protocol
 
 from ..errors import DataFileChanged, DataFileError
 from .convert import MAX_INTEGER_DIGITS
@@ -60,6 +60,12 @@ def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error(_ESCAPE_BYTES, _escape_bytes)
+
+
+class _Source(Protocol):
+    """What the records are read from: a :class:`_BlockReader`, or any stream of bytes."""
+
+    def read(self, size: int, /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,7 +531,7 @@ class _Text:
     """The text of a JSON array or NDJSON file as read so far from a :class:`_BlockReader`, held
     from the record being read on, and the byte offset of any place in it."""
 
-    def __init__(self, reader: _BlockReader) -> None:
+    def __init__(self, reader: _Source) -> None:
         self._read = reader.read
         # Bytes that are not UTF-8 are decoded as lone surrogates, one per byte: the record that
         # holds them is then told apart from the others, and their offsets found again.
@@ -677,7 +683,7 @@ class _Values(_Text):
     """Records read from a :class:`_Text`, and what makes one unreadable: a value no attribute
     can carry, a lone surrogate, bytes that are not UTF-8, nesting too deep."""
 
-    def __init__(self, reader: _BlockReader) -> None:
+    def __init__(self, reader: _Source) -> None:
         super().__init__(reader)
         self.count = 0
         # Where the records begin (after a JSON array's opening bracket).
@@ -810,7 +816,7 @@ class _Elements(_Values):
     :mod:`cio_sync.input.runs`), and one by one where it does not.
     """
 
-    def __init__(self, reader: _BlockReader, kind: str) -> None:
+    def __init__(self, reader: _Source, kind: str) -> None:
         super().__init__(reader)
         self._array = kind == JSON
         # Elements before this index of the text are read one by one: no run could be read there.
@@ -938,6 +944,14 @@ class _Elements(_Values):
                 return self._checked(start, end, value, None)
             break
         return self._bad_line(start)
+
+
+def ndjson_records(stream: IO[bytes]) -> Iterator[object]:
+    """The records of NDJSON ``stream``, read as a sync reads them but without its check, which
+    reads the whole file first: the value each line holds, or an :class:`UnreadableRecord` for a
+    line that cannot be read (bytes that are not UTF-8, not JSON, too long...). For a sample of a
+    file's first records, which must read them as the sync it proposes for will."""
+    return iter(_Elements(stream, NDJSON))
 
 
 def _not_an_array(body: str) -> str:

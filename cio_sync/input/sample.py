@@ -13,7 +13,7 @@ import ijson
 
 from ..errors import DataFileError
 from .csvfile import MAX_CELL, MAX_LINE
-from .datafile import CSV, NDJSON, data_format, open_file
+from .datafile import CSV, NDJSON, UnreadableRecord, data_format, ndjson_records, open_file
 
 # Enough to see every key of a regular export, few enough to take a moment on any file.
 DEFAULT_SAMPLE = 1000
@@ -41,7 +41,9 @@ class Sample:
     ``format`` is ``json``, ``ndjson`` or ``csv``; by default it follows the suffix, as a sync
     reads it. Raises :class:`DataFileError` for a file that is missing, unreadable or empty (on
     opening) or that is not what its format says (while reading). Only the sample is checked: a
-    sync checks the whole file before it sends anything.
+    sync checks the whole file before it sends anything. An NDJSON line that cannot be read (bytes
+    that are not UTF-8, not JSON) is read past and counted in ``unreadable``, as a sync reads it
+    as an invalid record and syncs the others.
     """
 
     def __init__(self, path: str, format: str | None = None, limit: int = DEFAULT_SAMPLE) -> None:  # noqa: A002 - the keyword is named for the --format option
@@ -51,6 +53,9 @@ class Sample:
         self.read = 0
         # CSV rows skipped for having more or fewer cells than the header.
         self.ragged = 0
+        # NDJSON lines skipped for being unreadable, and the first one's number and problem.
+        self.unreadable = 0
+        self.first_unreadable: tuple[int, str] | None = None
         self.reached_end = False
         self.header: tuple[str, ...] | None = None
         raw, self._owned = _open(path, self.name)
@@ -77,12 +82,23 @@ class Sample:
     def records(self) -> Iterator[object]:
         """The records of the sample in file order: parsed JSON (non-integers as ``Decimal``),
         or for CSV a dict of each column's text (None for an empty cell). Rows with more or
-        fewer cells than the header are skipped and counted in ``ragged``."""
-        source = self._csv_records() if self.format == CSV else self._json_records()
+        fewer cells than the header are skipped and counted in ``ragged``; so are unreadable
+        NDJSON lines, in ``unreadable``."""
+        source: Iterator[object]
+        if self.format == CSV:
+            source = self._csv_records()
+        else:
+            source = self._ndjson_records() if self.format == NDJSON else self._json_records()
         # One record past the sample is read to tell whether the file goes on.
         for record in source:
             if self.read >= self.limit or self._counted.count > MAX_SAMPLE_BYTES:
                 return
+            if isinstance(record, UnreadableRecord):
+                # Not counted in the sample's records: a file of them is still bounded by bytes.
+                if self.first_unreadable is None:
+                    self.first_unreadable = (self.read + self.unreadable, record.problem)
+                self.unreadable += 1
+                continue
             self.read += 1
             yield record
         self.reached_end = True
@@ -111,14 +127,21 @@ class Sample:
     def _csv_errors(self) -> _CsvErrors:
         return _CsvErrors(self.name, self._rows)
 
-    def _json_records(self) -> Iterator[object]:
-        ndjson = self.format == NDJSON
+    def _ndjson_records(self) -> Iterator[object]:
+        # Each line read as a sync reads it (one reading for both, so that no line a sync syncs
+        # is refused here), an unreadable one as an UnreadableRecord: a line break always ends a
+        # record, so one line that cannot be read leaves the others' bounds known.
         try:
-            events: Iterator[Event] = ijson.basic_parse(self._stream, multiple_values=ndjson, buf_size=_CHUNK)
-            if not ndjson:
-                next(events)  # the array's opening bracket, seen before
+            yield from ndjson_records(self._stream)
+        except OSError as e:
+            raise DataFileError(f"{self.name}: cannot read the data file: {e.strerror}") from None
+
+    def _json_records(self) -> Iterator[object]:
+        try:
+            events: Iterator[Event] = ijson.basic_parse(self._stream, buf_size=_CHUNK)
+            next(events)  # the array's opening bracket, seen before
             for first in events:
-                if first[0] == "end_array" and not ndjson:
+                if first[0] == "end_array":
                     return
                 yield _built(first, events)
         except (ijson.JSONError, ValueError, ArithmeticError) as e:

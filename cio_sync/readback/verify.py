@@ -237,12 +237,12 @@ def _settle(
     state: ExpectedState, batch: list[ExpectedPerson], fetched: Fetched, o: Options, result: VerifyResult
 ) -> None:
     """Count one request's people: their verdicts, or unchecked when the request failed."""
-    if fetched.status is not ReadStatus.READ:
+    found = _found(fetched, batch)
+    if isinstance(found, Fetched):
         result.unchecked += len(batch)
         if result.stopped is None or result.stopped is ReadStatus.STOPPED:
-            result.stopped, result.error = fetched.status, fetched.message or None
+            result.stopped, result.error = found.status, found.message or None
         return
-    found = _by_identifier(fetched.customers, batch[0].kind)
     verdicts = []
     for person in batch:
         customer = found.get(_lookup(person.identifier, person.kind))
@@ -262,6 +262,21 @@ def _settle(
         if o.on_person is not None:
             o.on_person(label(person), verdict, differences)
     state.judge(verdicts)
+
+
+def _found(fetched: Fetched, batch: list[ExpectedPerson]) -> dict[str, dict[str, Any]] | Fetched:
+    """The people one request found, by identifier; or, when none can be used, why."""
+    if fetched.status is not ReadStatus.READ:
+        return fetched
+    found, twice = _by_identifier(fetched.customers, batch[0].kind)
+    named_twice = next((person for person in batch if _lookup(person.identifier, person.kind) in twice), None)
+    if named_twice is None:
+        return found
+    # The App API names each person once. Of two answers for one person either could be the stale
+    # one, and taking the last would report them as holding whatever it says: neither is used. As
+    # with any other 200 that is not the App API's answer, nobody is judged on its word.
+    message = f"the App API's answer named {label(named_twice)} twice: not used, since either could be stale"
+    return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=fetched.http_status)
 
 
 def label(person: ExpectedPerson) -> str:
@@ -292,9 +307,11 @@ def _lookup(identifier: str, kind: IdType) -> str:
     return identifier.lower() if kind is IdType.EMAIL else identifier
 
 
-def _by_identifier(customers: list[dict[str, Any]], kind: IdType) -> dict[str, dict[str, Any]]:
-    """The answer's people by the identifier the request named them with."""
+def _by_identifier(customers: list[dict[str, Any]], kind: IdType) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The answer's people by the identifier the request named them with, and the identifiers it
+    names more than once."""
     found: dict[str, dict[str, Any]] = {}
+    twice: set[str] = set()
     for customer in customers:
         identifiers = customer.get("identifiers")
         identifiers = identifiers if isinstance(identifiers, dict) else {}
@@ -304,8 +321,11 @@ def _by_identifier(customers: list[dict[str, Any]], kind: IdType) -> dict[str, d
         if value is None and kind is IdType.ID:
             value = customer.get("id")
         if isinstance(value, (str, int)) and not isinstance(value, bool):
-            found[_lookup(str(value), kind)] = customer
-    return found
+            key = _lookup(str(value), kind)
+            if key in found:
+                twice.add(key)
+            found[key] = customer
+    return found, twice
 
 
 def _write_failed(
