@@ -191,10 +191,9 @@ def test_people_whose_keys_count_together_are_merged_at_the_end(emulator: Emulat
     # runs out while the file is read; its merge is sent once every record was read.
     records = [{"id": "a", "name": "1"}, {"id": "b", "name": "b"}, {"id": "a", "plan": "2"}, {"id": "c"}]
     config = make_config(emulator.url, mappings=MAPPINGS)
-    index = PersonIndex(lambda r: "a" if isinstance(r, dict) and r.get("id") in ("a", "b") else None)
-    for record in records:
-        index.note(record)
-    index.finish()
+    index = PersonIndex.of(
+        records, lambda run: ["a" if isinstance(r, dict) and r.get("id") in ("a", "b") else None for r in run]
+    )
     outcomes: list[tuple[int, Status]] = []
     result = sync(config, records, http=FAST, index=index, on_outcome=lambda o: outcomes.append((o.index, o.status)))
     assert result.synced == 4
@@ -244,7 +243,7 @@ def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_p
         for n in range(2 * people):
             yield {"id": f"p{n % people}", "name": str(n)}
 
-    index = PersonIndex.of(records(), mapper.person_key)
+    index = PersonIndex.of(records(), mapper.person_keys)
     merger = Merger(mapper, index, hold_in_memory=500)
     merged = [w for n, record in enumerate(records()) if (w := merger.feed(n, record)) is not None]
     merger.close()
@@ -294,7 +293,7 @@ def test_a_stop_settles_the_work_made_ready_and_not_taken() -> None:
     config = make_config("http://127.0.0.1:9", mappings=[{"from": "n", "to": "n", "as": "integer"}])
     mapper = RecordMapper.for_config(config)
     records = [{"id": "a", "n": "1"}, {"id": "a", "n": "2"}, {"id": "a", "n": "x"}]
-    merger = Merger(mapper, PersonIndex.of(records, mapper.person_key))
+    merger = Merger(mapper, PersonIndex.of(records, mapper.person_keys))
     ready = [merger.feed(n, record) for n, record in enumerate(records)]
     # The invalid record ended the merge: the first two came out merged, and it is to follow.
     assert ready[:2] == [None, None]

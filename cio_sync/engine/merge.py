@@ -40,7 +40,7 @@ def merges(config: Config) -> bool:
 def person_index(config: Config) -> PersonIndex | None:
     """An empty index to :meth:`~PersonIndex.note` a run's records in, or None when the run
     merges nothing."""
-    return PersonIndex(RecordMapper.for_config(config).person_key) if merges(config) else None
+    return PersonIndex(RecordMapper.for_config(config).person_keys) if merges(config) else None
 
 
 def merger_for(config: Config, records: Iterable[object], index: PersonIndex | None) -> Merger:

@@ -12,6 +12,7 @@ import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import IO
 
 from ..errors import DataFileChanged, TemporaryStorageLost
@@ -52,7 +53,8 @@ def temporary_database() -> sqlite3.Connection:
 
 class PersonIndex:
     """How many records each person named more than once has in the data file, counted down as
-    the run reads them: :meth:`note` each record once, :meth:`finish`, then :meth:`take`.
+    the run reads them: :meth:`note` each record once (a run of them at a time), :meth:`finish`,
+    then :meth:`take`. ``keys_of`` gives the key of each of a run's records (None: names no one).
 
     People are told apart by the hash of their key (8 bytes). The hashes are sorted a run of
     :data:`_RUN` at a time into a temporary file, and the runs merged to count them, so memory
@@ -61,30 +63,32 @@ class PersonIndex:
     never rests on the index.
     """
 
-    def __init__(self, key_of: Callable[[object], str | None]) -> None:
-        self._key_of = key_of
+    def __init__(self, keys_of: Callable[[Sequence[object]], Sequence[str | None]]) -> None:
+        self._keys_of = keys_of
         self._run = array("q")
         self._runs = _SortedRuns()
         self._hashes = array("q")
         self._left = array("q")
 
     @classmethod
-    def of(cls, records: Iterable[object], key_of: Callable[[object], str | None]) -> PersonIndex:
+    def of(cls, records: Iterable[object], keys_of: Callable[[Sequence[object]], Sequence[str | None]]) -> PersonIndex:
         """The index of ``records``, read once through."""
-        index = cls(key_of)
-        for record in records:
-            index.note(record)
+        index = cls(keys_of)
+        records = iter(records)
+        while run := list(islice(records, _READ)):
+            index.note(run)
         index.finish()
         return index
 
-    def note(self, record: object) -> None:
-        """Count ``record`` (every record of the file, once, before :meth:`finish`)."""
-        key = self._key_of(record)
-        if key is not None:
-            self._run.append(hash(key))
-            if len(self._run) >= _RUN:
-                self._runs.add(self._run)
-                self._run = array("q")
+    def note(self, records: Sequence[object]) -> None:
+        """Count ``records`` (every record of the file, once, before :meth:`finish`)."""
+        keys = self._keys_of(records)
+        if None in keys:
+            keys = [key for key in keys if key is not None]
+        self._run.extend(map(hash, keys))
+        if len(self._run) >= _RUN:
+            self._runs.add(self._run)
+            self._run = array("q")
 
     def finish(self) -> None:
         """Every record was noted: keep the people named more than once, and how often."""
@@ -172,15 +176,15 @@ def index_records(records: Iterable[object], mapper: RecordMapper) -> tuple[Iter
     twice, and records that can be read only once are first kept in a temporary file."""
     if isinstance(records, Records):
         try:
-            return records, PersonIndex.of(records.again(), mapper.person_key)
+            return records, PersonIndex.of(records.again(), mapper.person_keys)
         except DataFileChanged:
             # The run will find the change where it reads it, and stop there; until then its
             # records are written one by one.
-            return records, PersonIndex.of((), mapper.person_key)
+            return records, PersonIndex.of((), mapper.person_keys)
     if isinstance(records, Sequence):
-        return records, PersonIndex.of(records, mapper.person_key)
+        return records, PersonIndex.of(records, mapper.person_keys)
     spool = _Spool()
-    index = PersonIndex.of(spool.keep(records), mapper.person_key)
+    index = PersonIndex.of(spool.keep(records), mapper.person_keys)
     return spool.read(), index
 
 

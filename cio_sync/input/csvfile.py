@@ -88,9 +88,9 @@ class CsvRecords:
         # Where the line after the header row begins (found by ``check``).
         self.body_start = 0
 
-    def check(self, note: Callable[[object], None] | None = None) -> int:
+    def check(self, note: Callable[[Sequence[object]], None] | None = None) -> int:
         """Read the header and count the rows; raise :class:`DataFileError` if the file is broken.
-        ``note`` is shown each row of the header's width as a :class:`CsvRow`."""
+        ``note`` is shown each row of the header's width as a :class:`CsvRow` (alone, as a run of one)."""
         count = 0
         line = 0
         try:
@@ -119,7 +119,7 @@ class CsvRecords:
                     readable = lines.undecodable == undecodable
                     undecodable = lines.undecodable
                     if note is not None and readable and len(row) == width:
-                        note(CsvRow(zip(self.header, [cell or None for cell in row], strict=True)))
+                        note((CsvRow(zip(self.header, [cell or None for cell in row], strict=True)),))
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except OSError as e:

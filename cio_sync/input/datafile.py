@@ -11,7 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
@@ -315,7 +315,7 @@ def open_data_file(
     format: str | None = None,  # noqa: A002 - the keyword is named for the --format option
     stdin: IO[bytes] | None = None,
     *,
-    note: Callable[[object], None] | None = None,
+    note: Callable[[Sequence[object]], None] | None = None,
 ) -> DataFile:
     """Open and check the data file at ``path``; ``-`` reads standard input (or ``stdin``).
 
@@ -324,8 +324,9 @@ def open_data_file(
     are NDJSON, ``.csv`` is CSV. Raises :class:`DataFileError` when the file cannot be read, is
     not JSON (or CSV), is not an array (for ``json``), or is truncated. A record that cannot be
     read although its bounds are known is not an error here: it is read as an
-    :class:`UnreadableRecord`. ``note`` is shown each record the check reads (a CSV row of the
-    header's width only), so that a caller can learn about the records without reading them again.
+    :class:`UnreadableRecord`. ``note`` is shown the records the check reads, a run at a time (a
+    CSV row of the header's width only, one at a time), so that a caller can learn about the
+    records without reading them again.
     """
     kind = data_format(path, format)
     name, stream = _open_stream(path, stdin)
@@ -394,7 +395,7 @@ def _spool(source: IO[bytes], name: str) -> IO[bytes]:
     return spooled
 
 
-def _check_elements(elements: _Elements, name: str, note: Callable[[object], None] | None) -> int:
+def _check_elements(elements: _Elements, name: str, note: Callable[[Sequence[object]], None] | None) -> int:
     """Count the records of a JSON array or NDJSON file, refusing an array that is not JSON (an
     NDJSON line that is not is an unreadable record: its bounds are known)."""
     try:
@@ -407,16 +408,11 @@ def _check_elements(elements: _Elements, name: str, note: Callable[[object], Non
         raise DataFileError(f"{name}: not valid JSON after {complete}: {e.message}{where}") from None
 
 
-def _count_elements(elements: _Elements, note: Callable[[object], None] | None) -> int:
-    count = 0
-    if note is None:
-        for _ in elements:
-            count += 1
-        return count
-    for record in elements:
-        note(record)
-        count += 1
-    return count
+def _count_elements(elements: _Elements, note: Callable[[Sequence[object]], None] | None) -> int:
+    for records in elements.runs():
+        if note is not None:
+            note(records)
+    return elements.count
 
 
 class _Digests:
@@ -841,6 +837,15 @@ class _Elements(_Values):
         self._one_by_one_to = max(0, self._one_by_one_to - dropped)
 
     def __iter__(self) -> Iterator[object]:
+        for records in self.runs():
+            # A run's records counted as each is handed out (offset needs it); one alone was read so.
+            for record in records:
+                self.count += self._run_from is not None
+                yield record
+
+    def runs(self) -> Iterator[Sequence[object]]:
+        """The records a run at a time (see :mod:`cio_sync.input.runs`), or alone (a run of one)
+        where they are read one by one; :attr:`count` counts a run once the next is asked for."""
         while not self._text and self._more():
             pass
         if self._text.startswith("\ufeff"):  # a byte order mark, not part of the document
@@ -867,12 +872,11 @@ class _Elements(_Values):
                 self._close()
                 return
             if (values := self._run()) is None:
-                yield self._element() if self._array else self._line_element()
+                yield (self._element() if self._array else self._line_element(),)
             else:
                 self._run_from, self._run_first = self._pos, self.count
-                for value in values:
-                    self.count += 1
-                    yield value
+                yield values
+                self.count = self._run_first + len(values)
                 self._pos, self._run_from = self._run_end, None
 
     def _open(self) -> None:
