@@ -323,6 +323,17 @@ def test_a_process_started_quick_skips_its_pauses_and_stamps_after_the_runs_arou
     assert emulator.people()["b"] == {"name": "third"}
 
 
+@pytest.mark.parametrize("endpoint", ["customers", "region"])
+def test_a_retry_after_dated_past_any_year_is_backed_off_not_an_internal_error(
+    emulator: Emulator, files: Files, endpoint: str
+) -> None:
+    emulator.add_fault(status=429, retry_after="Mon, 1 Jan 99999999999999999999 00:00:00 GMT", endpoint=endpoint)
+    run = run_cli(["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)])
+    assert run.code == 0, run.stderr
+    assert "internal error" not in run.stderr
+    assert emulator.people().keys() == {str(record["id"]) for record in DATA}
+
+
 def test_timeout_option_with_no_resends_fails_the_record(emulator: Emulator, files: Files) -> None:
     emulator.add_fault(delay=0.8, person="1")
     args = ["--config", files.config(config_dict(emulator.url)), "--data", files.data(DATA)]

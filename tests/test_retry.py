@@ -87,7 +87,14 @@ def test_a_429_pauses_everyone_and_a_500_only_its_own_request() -> None:
     assert alone.rate is None
 
 
-@pytest.mark.parametrize(("value", "expected"), [("0.25", 0.25), ("9999", 1.5), ("soon", None), ("-1", None)])
+# A date of a year beyond any date's (the first overflows a C long, the second Python's dates).
+HUGE_YEARS = ["Mon, 1 Jan 99999999999999999999 00:00:00 GMT", "Fri, 31 Dec 99999 23:59:59 GMT"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0.25", 0.25), ("9999", 1.5), ("soon", None), ("-1", None), *((y, None) for y in HUGE_YEARS)],
+)
 def test_retry_after_is_read_leniently_and_capped(value: str, expected: float | None) -> None:
     assert paced(Gate(), retry_after_cap=1.5).get_retry_after(answer(429, retry_after=value)) == expected
 

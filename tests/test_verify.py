@@ -270,6 +270,18 @@ def test_a_429_then_success_through_the_real_process(emu: Emulator, files: Files
     assert [r.status for r in app_requests(emu)] == [429, 429, 200]
 
 
+@pytest.mark.parametrize("year", ["99999999999999999999", "99999"])
+def test_a_retry_after_dated_past_any_year_is_backed_off_not_an_internal_error(
+    emu: Emulator, files: Files, year: str
+) -> None:
+    config, data = files.config(document(emu.url)), files.data(people(5))
+    sync_file(files, config, data)
+    emu.add_fault(status=429, retry_after=f"Mon, 1 Jan {year} 00:00:00 GMT", endpoint="app-people", times=1)
+    run = run_verify(["--config", config, "--data", data])
+    assert run.code == 0, run.stderr
+    assert [r.status for r in app_requests(emu)] == [429, 200]
+
+
 def test_every_attempt_has_a_deadline(emu: Emulator, files: Files) -> None:
     config, data = files.config(document(emu.url)), files.data(people(5))
     sync_file(files, config, data)

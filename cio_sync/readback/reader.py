@@ -12,7 +12,7 @@ from enum import Enum
 from typing import Any
 
 import requests
-from urllib3.exceptions import HTTPError, InvalidHeader
+from urllib3.exceptions import HTTPError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
@@ -21,7 +21,7 @@ from ..redact import NO_SECRETS
 from ..transport.client import AUTH_STATUSES, HttpSettings, describe_error, proxies_for
 from ..transport.deadline import Attempt, Watchdog, WatchedAdapter, attempt
 from ..transport.pacing import Cancelled
-from ..transport.retry import backoff
+from ..transport.retry import backoff, parse_retry_after
 from ..version import __version__
 
 # The App API's documented limits: "up to 100 customers by ID" a request, and most endpoints
@@ -75,6 +75,10 @@ class Pacer:
         """The monotonic time of the pacer's clock."""
         return self._clock.monotonic()
 
+    def wall(self) -> float:
+        """The wall-clock time of the pacer's clock (for a Retry-After date)."""
+        return self._clock.wall()
+
     def pause(self, seconds: float) -> None:
         """The App API refused for its rate: nobody starts another attempt for ``seconds``."""
         with self._lock:
@@ -124,16 +128,15 @@ class _PacedRetry(Retry):
 
     def sleep(self, response: BaseHTTPResponse | None = None) -> None:
         """Back off (a Retry-After when one comes, else jittered exponential), then wait for a slot."""
+        assert self.pacer is not None
         delay = None
         if response is not None and response.status in RETRY_STATUSES:
-            try:
-                delay = self.get_retry_after(response)
-            except InvalidHeader:  # a malformed Retry-After: back off instead
-                delay = None
+            # Read as a sync reads it: anything malformed (a date past any year's) backs off instead.
+            header = response.headers.get("Retry-After")
+            delay = None if header is None else parse_retry_after(header, self.retry_after_max, self.pacer.wall())
         if delay is None:
             delay = backoff(self.backoff_factor, self.backoff_max, len(self.history))
         delay = min(delay, self.retry_after_max)
-        assert self.pacer is not None
         if response is not None and response.status == 429:
             self.pacer.pause(delay)
         else:

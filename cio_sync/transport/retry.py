@@ -44,11 +44,11 @@ def parse_retry_after(value: str, cap: float, now: float | None = None) -> float
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                return None
+            seconds = max(0.0, when.timestamp() - (SYSTEM_CLOCK.wall() if now is None else now))
+        except (TypeError, ValueError, IndexError, OverflowError):  # a year beyond any date's, say
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = max(0.0, when.timestamp() - (SYSTEM_CLOCK.wall() if now is None else now))
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return min(seconds, cap)
