@@ -135,6 +135,8 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
         '"baseUrl" must not contain a user name or password',
     ),
     ("query", {"baseUrl": "https://example.com/?a=1"}, '"baseUrl" must not have a query or fragment'),
+    ("empty query", {"baseUrl": "http://127.0.0.1:9?"}, '"baseUrl" must not have a query or fragment'),
+    ("empty fragment", {"baseUrl": "http://127.0.0.1:9/#"}, '"baseUrl" must not have a query or fragment'),
     (
         "plain http",
         {"baseUrl": "http://track.customer.io"},

@@ -451,7 +451,7 @@ def test_a_guard_is_written_as_the_option_parsers_read_it_back(share: str) -> No
 def test_the_workspace_is_the_same_however_its_url_is_spelt() -> None:
     same = {
         workspace_fingerprint(make_config(u))
-        for u in ("http://127.0.0.1:8080", "HTTP://127.0.0.1:8080", "http://127.0.0.1:8080?")
+        for u in ("http://127.0.0.1:8080", "HTTP://127.0.0.1:8080", "http://127.0.0.1:8080/")
     }
     assert len(same) == 1
     other = {workspace_fingerprint(make_config(u)) for u in ("http://localhost:8080", "http://127.0.0.1:8081")}

@@ -454,7 +454,9 @@ def normalise_base_url(url: str) -> str:
         raise ValueError(f"must be an absolute http:// or https:// URL, got {url!r}")
     if parts.username is not None or parts.password is not None:
         raise ValueError("must not contain a user name or password: give credentials as siteId/apiKey")
-    if parts.query or parts.fragment:
+    # Even an empty one: the paths are appended to the URL's text, so that a "?" or "#" at its end
+    # would send every request to the server's root.
+    if "?" in url or "#" in url:
         raise ValueError(f"must not have a query or fragment, got {url!r}")
     if parts.scheme == "http" and not is_loopback(host):
         raise ValueError(

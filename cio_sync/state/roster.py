@@ -89,7 +89,8 @@ def workspace_fingerprint(config: Config) -> str:
 
 def same_url(url: str) -> str:
     """``url`` as every spelling of the same address writes it: the scheme and host in lower case
-    (both are case-insensitive), without an empty query (a trailing ``?``).
+    (both are case-insensitive). A query or fragment, even an empty one, is refused with the
+    configuration.
 
     A URL already written so comes back unchanged, so ledgers written before keep their people.
     Different hosts stay apart even when they reach the same place (``localhost``, ``127.0.0.1``):
@@ -101,8 +102,6 @@ def same_url(url: str) -> str:
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     netloc, tail = rest[:cut], rest[cut:]
     user, at, host = netloc.rpartition("@")
-    if tail.endswith("?"):
-        tail = tail[:-1]
     return f"{scheme.lower()}://{user}{at}{host.lower()}{tail}"
 
 
