@@ -139,6 +139,21 @@ def test_the_report_counts_unchanged(emulator: Emulator, files: Files) -> None:
     assert counts == {"synced": 0, "unchanged": 40, "failed": 0, "invalid": 0, "not_attempted": 0}
 
 
+def test_a_ledger_named_like_sqlites_own_memory_database_is_a_file(
+    emulator: Emulator, files: Files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reads the name ":memory:" as a database in memory: the second run would find nothing.
+    monkeypatch.chdir(files.root)
+    args = sync_args(files, emulator.url)
+    args[args.index("--state") + 1] = ":memory:"
+    assert run_cli(args).code == 0
+    assert (files.root / ":memory:").stat().st_size > 0
+    emulator.reset()
+    again = run_cli(args)
+    assert again.code == 0, again.stderr
+    assert emulator.requests() == []  # every person unchanged
+
+
 def test_a_ledger_that_is_not_sqlite_is_refused(emulator: Emulator, files: Files) -> None:
     (files.root / "state.db").write_text("not a database, just text that is long enough to matter" * 20)
     run = run_cli(sync_args(files, emulator.url))

@@ -328,7 +328,9 @@ def _check_shape(db: sqlite3.Connection, path: str) -> None:
 
 def _open_for_writing(path: str) -> sqlite3.Connection:
     try:
-        db = sqlite3.connect(path, timeout=_BUSY_SECONDS, isolation_level=None)
+        # By its absolute path: SQLite reads the name ":memory:" as a database kept in memory,
+        # which would vouch for no one and forget every stamp by the next run.
+        db = sqlite3.connect(os.path.abspath(path), timeout=_BUSY_SECONDS, isolation_level=None)
         _check_shape(db, path)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
