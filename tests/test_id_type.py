@@ -89,6 +89,23 @@ def test_an_id_that_v1_would_read_as_another_kind_is_refused_on_v1_only(
     )
 
 
+def test_an_email_address_beginning_with_cio_is_refused_on_v1_and_sent_on_batch(
+    pair: tuple[Emulator, Emulator], files: Files
+) -> None:
+    # v1 reads a path beginning "cio_" as a cio_id, whatever follows: the write would reach no one,
+    # and the run would say it synced.
+    first, second = both(pair, files, [{"id": "cio_ann@x.com", "name": "Ann"}, {"id": "u", "name": "U"}])
+    v1, batch = pair
+    assert first.code == 1
+    assert (
+        'record 0 (id "cio_ann@x.com"): invalid: the v1 API would read the email address "cio_ann@x.com" as a cio_id'
+        in first.stderr
+    )
+    assert paths(v1) == ["u"]
+    assert second.code == 0, second.stderr
+    assert profiles(batch) == sorted([(None, "cio_ann@x.com", {"name": "Ann"}), ("u", None, {"name": "U"})], key=repr)
+
+
 def test_email_reaches_the_same_person_by_email_whatever_the_case(
     pair: tuple[Emulator, Emulator], files: Files
 ) -> None:

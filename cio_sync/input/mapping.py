@@ -252,9 +252,10 @@ class RecordMapper:
         if person_id is None or problem is not None:
             return None
         if self._id_type is IdType.AUTO:  # identify()'s reading, without building the request path
+            looks_cio = person_id.startswith(CIO_PREFIX)
             if "@" in person_id:
-                return person_id.lower()
-            return None if person_id.startswith(CIO_PREFIX) and not _CIO_ID.fullmatch(person_id[4:]) else person_id
+                return None if looks_cio and self._v1 else person_id.lower()
+            return None if looks_cio and not _CIO_ID.fullmatch(person_id[4:]) else person_id
         ref, _ = identify(person_id, self._id_type, self._v1)
         return None if ref is None else ref.key
 
@@ -449,6 +450,13 @@ def identify(person_id: str, id_type: IdType, v1: bool = True) -> tuple[PersonRe
     looks_cio = person_id.startswith(CIO_PREFIX)
     if id_type is IdType.AUTO:
         if "@" in person_id:
+            if v1 and looks_cio:
+                # v1 reads a path with the prefix as a cio_id, which no email address is: the write
+                # would reach no one.
+                return None, (
+                    f'the v1 API would read the email address "{person_id}" as a cio_id; '
+                    'use "transport": "batch" to send it as an email address'
+                )
             return PersonRef(IdType.EMAIL, person_id, person_id.lower()), None
         if looks_cio:
             cio_id = person_id[len(CIO_PREFIX) :]
