@@ -68,6 +68,33 @@ def test_people_who_left_the_file_leave_the_workspace(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("mode", ["delete", "suppress"])
+def test_a_person_whose_email_a_file_spells_in_two_cases_leaves_and_comes_back(
+    emulator: Emulator, tmp_path: Path, transport: str, mode: str
+) -> None:
+    # One person (an email address is not case sensitive), written once, merged: named as the
+    # first record spells them, their id as the last spells it. Removed once they leave the
+    # file, and written again (unsuppressed first) once they come back in both spellings.
+    state = tmp_path / "state.db"
+    twice = [{"id": "Dup@x.com", "name": "a"}, {"id": "dup@x.com", "name": "b"}, {"id": "s", "name": "s"}]
+    mirror = {
+        "transport": transport,
+        "whenRemoved": mode,
+        "maxRemovals": "all",
+        "mappings": [{"from": "name", "to": "name"}],
+    }
+    assert library_run(emulator.url, state, twice, **mirror).ok
+    assert emulator.person("dup@x.com") is not None
+    gone = library_run(emulator.url, state, twice[2:], **mirror)
+    assert gone.ok, [e.reason for e in gone.mirror.entries] if gone.mirror else gone
+    assert emulator.person("dup@x.com") is None
+    back = library_run(emulator.url, state, [{"id": "DUP@x.com", "name": "c"}, *twice[1:]], **mirror)
+    assert back.ok, back
+    assert emulator.people() == {"DUP@x.com": {"name": "b"}, "s": {"name": "s"}}
+    assert suppressed(emulator.workspace) == []
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_clear_removes_every_mapped_attribute_and_keeps_the_person(tmp_path: Path, transport: str) -> None:
     with Emulator(SITE_ID, API_KEY, choices=Choices(empty_removes=True)) as emu:
         state = tmp_path / "state.db"

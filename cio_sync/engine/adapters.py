@@ -247,7 +247,9 @@ def _v1_path(person: Leaver) -> tuple[str | None, str | None]:
     which may have changed since they were written.
     """
     ref, problem = identify(person.person_id, person.kind, v1=True)
-    if ref is not None and (ref.kind, ref.identifier) == (person.kind, person.identifier):
+    # The same person by their key: one merged from records that spell an email address in two
+    # cases is named as the first spells it and the last (whose id this is) otherwise.
+    if ref is not None and (ref.kind, ref.key) == (person.kind, person.key):
         return ref.path, None
     if ref is not None:  # not expected: identify keeps the kind it is given; refused all the same
         problem = f'the v1 API would read it as the {ref.kind.value} "{ref.identifier}"'
