@@ -10,6 +10,7 @@ cio-sync.
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Iterable
 from urllib.parse import quote
@@ -19,6 +20,8 @@ MASK = "[redacted]"
 # Shorter values are not hunted for: masking "1" in every message would hide more than it keeps
 # safe, and a credential that short protects nothing.
 _MIN_SECRET = 4
+# A JSON \u escape, whose hex digits may be written in either case.
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-f]{4})")
 
 
 class Redactor:
@@ -30,6 +33,7 @@ class Redactor:
         for value in values:
             # Credentials from the environment may hold lone surrogates: encode them anyway.
             forms.add(quote(value.encode("utf-8", "surrogatepass"), safe=""))
+            forms.update(_json_forms(value))
         # HTTP Basic credentials as the Track API's Authorization header carries them.
         ordered = [s for s in secrets if s]
         if len(ordered) >= 2:
@@ -44,6 +48,17 @@ class Redactor:
         if self._pattern is None:
             return text
         return self._pattern.sub(MASK, text)
+
+
+def _json_forms(value: str) -> set[str]:
+    """``value`` as a JSON string spells it inside its quotes (an API that quotes the request back
+    in a JSON error): with characters beyond ASCII escaped or not, ``\\u`` escapes in either
+    case, and ``/`` escaped or not."""
+    found: set[str] = set()
+    for escaped in (json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]):
+        for spelled in (escaped, _UNICODE_ESCAPE.sub(lambda m: "\\u" + m.group(1).upper(), escaped)):
+            found.update((spelled, spelled.replace("/", "\\/")))
+    return found
 
 
 # For texts shown where no credential is known (nothing to mask).
