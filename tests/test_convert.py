@@ -264,14 +264,15 @@ def test_integer_refusals(value: object, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "result"), [("3.5", 3.5), ("-1e3", -1000.0), (".5", 0.5), ("42", 42), (Decimal("2.25"), Decimal("2.25"))]
+    ("value", "result"),
+    [("3.5", 3.5), ("-1e3", -1000.0), (".5", 0.5), ("42", 42), (Decimal("2.25"), Decimal("2.25")), ("0e-400", 0.0)],
 )
 def test_number_casts(value: object, result: object) -> None:
     assert to_number(value) == result
 
 
 @pytest.mark.parametrize(
-    "value", ["Infinity", "NaN", "1e400", "0x10", "1,5", "", "3.5.1", True, {"a": 1}, float("inf")]
+    "value", ["Infinity", "NaN", "1e400", "1e-400", "-3e-999", "0x10", "1,5", "", "3.5.1", True, {"a": 1}, float("inf")]
 )
 def test_number_refusals(value: object) -> None:
     with pytest.raises(CastError):

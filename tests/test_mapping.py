@@ -97,6 +97,8 @@ def test_the_id_key_can_also_be_mapped() -> None:
         ({"id": 1, "name": 10**1500}, 'the value of attribute "name" is 1501 bytes'),
         ({"id": 1, "computed_ltv": Decimal("1e400")}, "a mapped number is too large to send as JSON"),
         ({"id": 1, "name": [Decimal("-1e400")]}, "a mapped number is too large to send as JSON"),
+        ({"id": 1, "computed_ltv": Decimal("1e-400")}, "too small to send as JSON: 1E-400 would arrive as 0"),
+        ({"id": 1, "name": [Decimal("-2.5e-330")]}, "too small to send as JSON: -2.5E-330 would arrive as 0"),
         ({"id": 1, "name": {1, 2}}, "a mapped value is not JSON: set is not JSON"),
     ],
 )
@@ -253,3 +255,10 @@ def test_a_path_finds_what_walking_the_tree_finds(tree: object, choices: list[in
     # One step more than the tree holds leads nowhere: past the end, or through a leaf.
     beyond = len(value) if isinstance(value, list) else "\x00missing"
     assert follow(record, ("root", *path, beyond)) is ABSENT
+
+
+@pytest.mark.parametrize("zero", ["0", "0.0", "-0.0", "0e10", "0E-400"])
+def test_a_zero_however_written_is_sent_as_zero(zero: str) -> None:
+    mapped = RecordMapper("id", [FieldMapping("v", "v")]).map(0, {"id": 1, "v": Decimal(zero)})
+    assert isinstance(mapped, PersonUpdate)
+    assert json.loads(mapped.body)["v"] == 0

@@ -202,6 +202,8 @@ def to_number(value: object) -> int | float | Decimal:
         raise CastError.of(value, "is not a number")
     if not _finite(number) or not math.isfinite(float(number)):
         raise CastError.of(value, "is too large to send as a JSON number")
+    if number == 0 and isinstance(value, str) and Decimal(value) != 0:
+        raise CastError.of(value, "is too small to send as a JSON number (it would arrive as 0)")
     return number
 
 

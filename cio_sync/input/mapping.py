@@ -82,10 +82,18 @@ class InvalidRecord:
     cause: str | None = None
 
 
+class TooSmall(ValueError):
+    """A number that is not zero, but whose nearest double is: it would arrive as 0."""
+
+
 def _number(value: object) -> float:
-    # The data file's non-integers are read as Decimal, to keep their digits; the API takes JSON numbers.
+    # The data file's non-integers are read as Decimal, to keep their digits; the API takes JSON
+    # numbers, which it reads as doubles: the nearest one is sent, but never 0 for what is not.
     if isinstance(value, Decimal):
-        return float(value)
+        number = float(value)
+        if number == 0 and value != 0:
+            raise TooSmall(f"a mapped number is too small to send as JSON: {value} would arrive as 0")
+        return number
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
@@ -101,7 +109,7 @@ def _fragment(value: object) -> orjson.Fragment:
     # What ``_encode`` writes for a Decimal: the float it reads as, in Python's own spelling.
     if type(value) is Decimal:
         number = float(value)
-        if math.isfinite(number):
+        if math.isfinite(number) and (number != 0 or value == 0):
             return orjson.Fragment(float.__repr__(number))
     raise TypeError  # orjson then refuses the body, and ``_encode`` says why
 
@@ -318,6 +326,8 @@ class RecordMapper:
             data = checked_body(body)
             if isinstance(data, str):
                 return InvalidRecord(index, person_id, data, record, ref.key)
+        except TooSmall as e:
+            problem = str(e)
         except ValueError:
             problem = "a mapped number is too large to send as JSON"
         except TypeError as e:  # records built in Python rather than read from JSON
