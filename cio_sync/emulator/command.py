@@ -245,6 +245,12 @@ def _seed(emulator: Emulator, path: Path) -> None:
         try:
             if not isinstance(person, dict) or set(person) - {"id", "email", "cio_id", "attributes"}:
                 raise ValueError('each person is an object with "id", "email", "cio_id" and "attributes" only')
+            named = {k: v for k, v in person.items() if k != "attributes" and v is not None}
+            if not all(isinstance(v, str) for v in named.values()):
+                # The workspace holds identifiers as text: 7 would not be the person a write to 7 names.
+                raise ValueError('"id", "email" and "cio_id" are strings (write 7 as "7")')
+            if not isinstance(person.get("attributes") or {}, dict):
+                raise ValueError('"attributes" is an object')
             emulator.add_person(**person)
         except (TypeError, ValueError) as e:
             fail(f"--people {path}: person {n}: {e}", 2)

@@ -78,6 +78,11 @@ class Handler(BaseHTTPRequestHandler):
         """Silent: tests and the demo read the counters instead."""
 
 
+# Far above any body the API takes (a batch is at most 500 KB), far below what a read could not
+# hold: a larger length is not read at all.
+_LARGEST_BODY = 64 << 20
+
+
 def read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
     """The request's body, by Content-Length or chunked; None when it cannot be read whole."""
     if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
@@ -87,6 +92,8 @@ def read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
             if not size_line or any(c not in b"0123456789abcdefABCDEF" for c in size_line):
                 return None
             size = int(size_line, 16)
+            if len(body) + size > _LARGEST_BODY:
+                return None
             chunk = handler.rfile.read(size + 2) if size else b""
             if size == 0:
                 handler.rfile.readline(1024)  # the empty line that ends the trailers
@@ -98,6 +105,8 @@ def read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
     if not text.isdigit():
         return None
     length = int(text)
+    if length > _LARGEST_BODY:
+        return None
     raw = handler.rfile.read(length) if length else b""
     return raw if len(raw) == length else None
 
