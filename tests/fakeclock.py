@@ -135,15 +135,14 @@ class Skipped:
 
     With ``path``, every skip is also written there (8 bytes, one write), so that the runs of a
     process started meanwhile share it too (see ``tests/quick.py``): a process killed mid-run has
-    left what it skipped up to its last wait.
+    left what it skipped up to its last wait. The processes sharing it take turns: each writes its
+    own total, so two skipping at once would lose one's seconds.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.lock = threading.Lock()
-        self.seconds = 0.0
         self.path = path
-        if path is not None and path.exists():
-            self.seconds = struct.unpack("d", path.read_bytes())[0]
+        self.seconds = _written(path)
 
     def add(self, seconds: float) -> None:
         """Skip ``seconds`` more."""
@@ -160,9 +159,14 @@ class Skipped:
 
     def catch_up(self) -> None:
         """Take on what the runs of another process skipped, once it has ended (``path``)."""
-        if self.path is not None and self.path.exists():
-            with self.lock:
-                self.seconds = max(self.seconds, struct.unpack("d", self.path.read_bytes())[0])
+        with self.lock:
+            self.seconds = max(self.seconds, _written(self.path))
+
+
+def _written(path: Path | None) -> float:
+    """The seconds written at ``path`` (0 when nothing whole is written there yet)."""
+    data = path.read_bytes() if path is not None and path.exists() else b""
+    return float(struct.unpack("d", data)[0]) if len(data) == 8 else 0.0
 
 
 class QuickClock:

@@ -162,10 +162,13 @@ def test_a_ledger_that_is_not_sqlite_is_refused(emulator: Emulator, files: Files
     assert emulator.requests() == []
 
 
-def test_a_damaged_ledger_is_refused_before_anything_is_sent_or_planned(emulator: Emulator, files: Files) -> None:
-    # Enough people for the entries' table to span pages, then the cells of its root page
-    # overwritten, as a failing disk or a stray write would: lookups through intact pages still
-    # answer, so a dry run would plan on it and a run would find out at its first write.
+@pytest.mark.parametrize("damage", ["overwritten", "zeroed", "truncated"])
+def test_a_damaged_ledger_is_refused_before_anything_is_sent_or_planned(
+    emulator: Emulator, files: Files, damage: str
+) -> None:
+    # Enough people for the entries' table to span pages, then the file damaged as a failing disk
+    # or a stray write would: lookups through intact pages may still answer, so a dry run would
+    # plan on it and a run would find out at its first write.
     many = [{"id": i, "name": "x" * 40} for i in range(400)]
     assert run_cli(sync_args(files, emulator.url, many)).code == 0
     ledger = files.root / "state.db"
@@ -174,14 +177,17 @@ def test_a_damaged_ledger_is_refused_before_anything_is_sent_or_planned(emulator
         size = db.execute("PRAGMA page_size").fetchone()[0]
     db.close()
     with ledger.open("r+b") as f:
-        f.seek(root * size - size // 2)
-        f.write(b"\xff" * (size // 2))
+        if damage == "truncated":
+            f.truncate(ledger.stat().st_size - 3 * size)
+        else:
+            f.seek(root * size - size // 2)
+            f.write((b"\xff" if damage == "overwritten" else b"\0") * (size // 2))
     emulator.reset()
     for dry in (["--dry-run"], []):
         run = run_cli([*sync_args(files, emulator.url, many), *dry])
         assert run.code == 2, run.stderr
         assert f"--state {ledger}: the ledger is damaged (" in run.stderr
-        assert "move it aside and run again" in run.stderr
+        assert "Try SQLite's recovery first" in run.stderr
         assert "unchanged" not in run.stderr
     assert emulator.requests() == []
 

@@ -346,8 +346,8 @@ def test_an_answer_naming_a_person_twice_is_not_used(files: Files, stale_last: b
         run = run_verify(["--config", config, "--data", data, "--retries", "0", "--report", str(report)])
     assert run.code == 4, run.stderr
     assert lines_of(run)[1:] == [
-        "cio-sync: error: the App API's answer named 1 twice: not used, since either could be stale "
-        "(check appBaseUrl/--app-base-url, region and the network)",
+        "cio-sync: error: the App API's answer named 1 twice: not used, since which of the two the data file "
+        "describes cannot be told (check appBaseUrl/--app-base-url, region and the network)",
         "cio-sync: 0 people: 0 hold the file, 0 differ, 0 missing; 3 not read back",
     ]
     assert json.loads(report.read_text(encoding="utf-8"))["summary"]["exitCode"] == 4

@@ -71,6 +71,10 @@ class UnreadableRow:
         return f"the row on line {self.line} holds bytes that are not UTF-8 (save the export as UTF-8)"
 
 
+# Rows the check hands to ``note`` at a time.
+_RUN = 1024
+
+
 class CsvRecords:
     """The header and rows of a CSV file read from ``stream`` (binary, at its start).
 
@@ -90,9 +94,10 @@ class CsvRecords:
 
     def check(self, note: Callable[[Sequence[object]], None] | None = None) -> int:
         """Read the header and count the rows; raise :class:`DataFileError` if the file is broken.
-        ``note`` is shown each row of the header's width as a :class:`CsvRow` (alone, as a run of one)."""
+        ``note`` is shown the rows of the header's width as :class:`CsvRow`, a run of them at a time."""
         count = 0
         line = 0
+        run: list[object] = []
         try:
             lines = _Lines(self._stream)
             reader = csv.reader(lines, strict=True)
@@ -119,7 +124,12 @@ class CsvRecords:
                     readable = lines.undecodable == undecodable
                     undecodable = lines.undecodable
                     if note is not None and readable and len(row) == width:
-                        note((CsvRow(zip(self.header, [cell or None for cell in row], strict=True)),))
+                        run.append(CsvRow(zip(self.header, [cell or None for cell in row], strict=True)))
+                        if len(run) == _RUN:
+                            note(run)
+                            run = []
+            if note is not None and run:
+                note(run)
         except csv.Error as e:
             raise DataFileError(f"{self._name}: not valid CSV in the row from line {line + 1}: {e}") from None
         except OSError as e:

@@ -272,10 +272,14 @@ def _found(fetched: Fetched, batch: list[ExpectedPerson]) -> dict[str, dict[str,
     named_twice = next((person for person in batch if _lookup(person.identifier, person.kind) in twice), None)
     if named_twice is None:
         return found
-    # The App API names each person once. Of two answers for one person either could be the stale
-    # one, and taking the last would report them as holding whatever it says: neither is used. As
-    # with any other 200 that is not the App API's answer, nobody is judged on its word.
-    message = f"the App API's answer named {label(named_twice)} twice: not used, since either could be stale"
+    # Two profiles for one identifier: a stale copy, or (by email, in a workspace that tells people
+    # apart by id) two people sharing an address. Which one the file describes cannot be told, and
+    # taking the last would report them as holding whatever it says: neither is used. As with any
+    # other 200 that is not the App API's answer, nobody is judged on its word.
+    message = (
+        f"the App API's answer named {label(named_twice)} twice: not used, since which of the two the "
+        "data file describes cannot be told"
+    )
     return Fetched(ReadStatus.UNREACHABLE, message=message, http_status=fetched.http_status)
 
 

@@ -135,7 +135,7 @@ class Ledger:
                     self._db.execute("DELETE FROM synced")
         except sqlite3.DatabaseError as e:
             self.close()
-            raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+            raise _unusable(path, e) from None
         # Who this workspace holds, for mirroring (whenRemoved); it shares this connection.
         self.roster = Roster(self._db, path, config)
 
@@ -319,11 +319,23 @@ def _check_shape(db: sqlite3.Connection, path: str) -> None:
     (found,) = db.execute("PRAGMA quick_check(1)").fetchone()
     if found != "ok":
         db.close()
-        problem = " ".join(str(found).split()).removeprefix("*** in database main *** ")
-        raise OutputError(
-            f"--state {path}: the ledger is damaged ({problem}); move it aside and run again: "
-            "without it, everyone is sent once more"
-        )
+        raise _damaged(path, " ".join(str(found).split()).removeprefix("*** in database main *** "))
+
+
+def _unusable(path: str, error: sqlite3.DatabaseError) -> OutputError:
+    """Why the file at ``path`` cannot serve as a ledger, as SQLite said it."""
+    if error.sqlite_errorcode == sqlite3.SQLITE_CORRUPT:  # its structure is broken
+        return _damaged(path, str(error))
+    return OutputError(f"--state {path}: not a usable ledger: {error}")
+
+
+def _damaged(path: str, problem: str) -> OutputError:
+    # What the ledger alone knows goes with it: say so before anyone moves it aside.
+    return OutputError(
+        f"--state {path}: the ledger is damaged ({problem}). Try SQLite's recovery first "
+        f"(sqlite3 {path} .recover | sqlite3 recovered.db); a run without it sends everyone once more, "
+        "cannot remove people who left the file before it, and stamps by the wall clock alone"
+    )
 
 
 def _open_for_writing(path: str) -> sqlite3.Connection:
@@ -336,7 +348,7 @@ def _open_for_writing(path: str) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(_SCHEMA)
     except sqlite3.DatabaseError as e:
-        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+        raise _unusable(path, e) from None
     return db
 
 
@@ -354,11 +366,11 @@ def _open_read_only(path: str) -> sqlite3.Connection:
         # Nothing can be writing the ledger there, so it is read as it stands on disk.
         pass
     except sqlite3.DatabaseError as e:
-        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+        raise _unusable(path, e) from None
     try:
         return _open_uri(uri + "&immutable=1", path)
     except sqlite3.DatabaseError as e:
-        raise OutputError(f"--state {path}: not a usable ledger: {e}") from None
+        raise _unusable(path, e) from None
 
 
 def _open_uri(uri: str, path: str) -> sqlite3.Connection:

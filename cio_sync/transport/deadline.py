@@ -35,9 +35,10 @@ from ..clock import SYSTEM_CLOCK, Clock
 from .pacing import Cancelled
 
 # After a stop is asked for, requests in flight get this long to finish before they are cut.
-# Connections still being opened are cut at once.
+# Connections still being opened are cut at the next tick.
 STOP_GRACE = 2.0
-# How often the watchdog looks at the clock while attempts are under way.
+# How often the watchdog looks at the clock, for as long as the run lasts: deadlines and a stop's
+# cuts take effect within a tick.
 _TICK = 0.1
 
 
