@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -249,6 +250,11 @@ def _runs(draw: st.DrawFn) -> list[object]:
 def test_a_runs_keys_are_its_records_keys_one_by_one(records: list[object], id_type: IdType) -> None:
     # The check pass keys a run of records at once, a quicker way for ids that need no closer
     # look: it must name exactly whom person_key names, record by record.
-    config = config_from_dict(config_dict("http://127.0.0.1:9", transport="batch", idType=id_type.value))
-    mapper = RecordMapper.for_config(config)
+    mapper = _batch_mapper(id_type)
     assert list(mapper.person_keys(records)) == [mapper.person_key(record) for record in records]
+
+
+@functools.cache
+def _batch_mapper(id_type: IdType) -> RecordMapper:
+    config = config_from_dict(config_dict("http://127.0.0.1:9", transport="batch", idType=id_type.value))
+    return RecordMapper.for_config(config)
