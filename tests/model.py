@@ -141,6 +141,12 @@ class Scenario:
         self.runs = 0
         # Everyone any version of the data file named: the workspace may hold no one else.
         self.named: set[str] = set()
+        # Mirroring: who the files of runs that did not end clean named since the last that did
+        # (more than cio-sync keeps: a run killed early keeps no one), and who of them the last run
+        # may have spared. A run that ends clean removes no one they name (docs/mirror.md: "After a
+        # run that did not end clean"); the run after it does.
+        self.kept: set[str] = set()
+        self.spared: set[str] = set()
         # What the runs' quick clocks skipped, in this process and in those it starts: each run
         # stamps after every run before it, as it would in real time.
         self.skipped = skipped
@@ -209,6 +215,11 @@ class Scenario:
         self.settle()
         if code is not None:
             self.tally.exits[code] = self.tally.exits.get(code, 0) + 1
+        self.spared = set(self.kept)
+        if code == 0:
+            self.kept.clear()
+        else:
+            self.kept |= {str(r["id"]) for r in json.loads(data.read_text()) if isinstance(r, dict) and "id" in r}
         return code, failed
 
     def _killed(self, args: list[str], kill: signal.Signals) -> int | None:
@@ -296,7 +307,7 @@ class Scenario:
         still hold an attribute (cleared); none without mirroring."""
         if self.mirror is None:
             return []
-        gone = set(self.emulator.people()) - set(expected(records))
+        gone = set(self.emulator.people()) - set(expected(records)) - self.spared
         if self.mirror == "clear":
             return [f"{p}: not cleared: {self.emulator.people()[p]}" for p in sorted(gone) if self.emulator.people()[p]]
         return [f"{p}: left the file, still in the workspace" for p in sorted(gone)]
