@@ -218,7 +218,7 @@ class Scenario:
         self.spared = set(self.kept)
         if code == 0:
             self.kept.clear()
-        else:
+        elif data.exists():  # a --failed fed back that was never written: a run refused, keeping no one
             self.kept |= {str(r["id"]) for r in json.loads(data.read_text()) if isinstance(r, dict) and "id" in r}
         return code, failed
 
