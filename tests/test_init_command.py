@@ -251,9 +251,10 @@ def test_bad_input_exits_2_with_one_line_and_no_output(
 
 
 # A line a sync reads as one invalid record, syncing the others: init reads it the same way.
+# How the sync names the record: by its id where that can be read, though another value cannot.
 UNREADABLE_LINES = {
-    "not UTF-8": (b'{"id": "2", "name": "B\xffo"}', "holds bytes that are not UTF-8 at byte offset 62"),
-    "not JSON": (b'{"id": "2", "name" "Bo"}', "line 2 is not valid JSON: Expecting ':' delimiter"),
+    "not UTF-8": (b'{"id": "2", "name": "B\xffo"}', "holds bytes that are not UTF-8 at byte offset 62", ' (id "2")'),
+    "not JSON": (b'{"id": "2", "name" "Bo"}', "line 2 is not valid JSON: Expecting ':' delimiter", ""),
 }
 
 
@@ -261,7 +262,7 @@ UNREADABLE_LINES = {
 def test_an_ndjson_line_a_sync_finds_invalid_is_read_past_and_the_proposal_syncs_the_rest(
     emulator: Emulator, files: Files, case: str
 ) -> None:
-    line, problem = UNREADABLE_LINES[case]
+    line, problem, named = UNREADABLE_LINES[case]
     data = files.data(
         b'{"id": "1", "name": "Ada", "age": "36"}\n' + line + b'\n{"id": "3", "name": "Cy", "age": "41"}\n',
         name="people.ndjson",
@@ -282,7 +283,7 @@ def test_an_ndjson_line_a_sync_finds_invalid_is_read_past_and_the_proposal_syncs
     synced = sync_with(emulator, files, config, data)
     assert synced.code == 1, synced.stderr
     (invalid,) = [note for note in synced.stderr.splitlines() if note.startswith("cio-sync: record ")]
-    assert invalid.startswith(f"cio-sync: record 1: invalid: {problem}"), invalid
+    assert invalid.startswith(f"cio-sync: record 1{named}: invalid: {problem}"), invalid
     assert emulator.people() == {"1": {"id": "1", "name": "Ada", "age": 36}, "3": {"id": "3", "name": "Cy", "age": 41}}
 
 

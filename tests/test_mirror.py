@@ -448,6 +448,11 @@ def test_after_a_failed_night_only_people_missing_from_both_files_are_removed(
         ("float.ndjson", "".join(json.dumps(p) + "\n" for p in PEOPLE[:8]) + '{"id": 5.0}\n{"id": "p8", "na'),
         # An export whose id key was renamed: every record is invalid, none names anyone.
         ("renamed.json", json.dumps([{"user": p["id"], "name": p["name"]} for p in PEOPLE[:9]])),
+        # A line of two records: it begins with p0's, but may be anyone's (here p8's too).
+        (
+            "glued.ndjson",
+            "".join(json.dumps(p) + "\n" for p in PEOPLE[1:8]) + json.dumps(PEOPLE[0]) + ' {"id": "p8"}\n',
+        ),
     ],
 )
 def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: Files, name: str, content: str) -> None:
@@ -466,6 +471,31 @@ def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: F
     removals = json.loads(report.read_text())["removals"]
     assert problems("report.schema.json", json.loads(report.read_text())) == []
     assert removals["allowed"] is False and removals["unnamed"] >= 1 and removals["people"] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "broken"),
+    [
+        ("surrogate.json", '{"id": "p0", "name": "\\ud800", "computed_ltv": 0}'),
+        ("bytes.ndjson", '{"id": "p0", "name": "caf\udcff", "computed_ltv": 0}'),
+    ],
+)
+def test_an_unreadable_record_whose_id_reads_names_its_person(
+    emulator: Emulator, files: Files, name: str, broken: str
+) -> None:
+    # p0's record holds what no attribute can carry, elsewhere than in its id: it is invalid, yet
+    # it still names p0, who is not taken for gone, and the removals of the others go ahead.
+    state = str(files.root / "state.db")
+    assert run_cli(mirror_args(files, emulator.url, state, PEOPLE, "all.json")).code == 0
+    rest = [json.dumps(p) for p in PEOPLE[1:9]]  # p9 left the file
+    text = "[" + ",".join([broken, *rest]) + "]" if name.endswith(".json") else "\n".join([broken, *rest]) + "\n"
+    data = files.root / name
+    data.write_bytes(text.encode("utf-8", "surrogateescape"))
+    run = run_cli([*mirror_args(files, emulator.url, state, str(data), ""), "--max-removals", "all"])
+    assert run.code == 1, run.stderr  # the invalid record
+    assert 'record 0 (id "p0"): invalid:' in run.stderr
+    assert "1 person left the data file: 1 removed" in run.stderr
+    assert sorted(emulator.people()) == [f"p{i}" for i in range(9)]
 
 
 @pytest.mark.parametrize("share", ["0.00001%", "12.125%", "0%", "100%", "10%", "0.000000000000000000000000000001%"])

@@ -76,10 +76,13 @@ class UnreadableRecord:
 
     ``text`` is the record as it stands in the file, bytes that are not UTF-8 written as the
     ``\\udcXX`` escapes they are read as (None when too long to keep); ``problem`` says why.
+    ``value`` is what could be read of it all the same (None when nothing could): its id may
+    still name a person.
     """
 
     text: str | None
     problem: str
+    value: object = None
 
     def reason(self) -> str:
         """Why the record cannot be used."""
@@ -732,7 +735,7 @@ class _Values(_Text):
         if problem is None:
             return value
         raw = text[start:end]
-        return UnreadableRecord(SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem)
+        return UnreadableRecord(SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem, value)
 
     def _int(self, text: str) -> object:
         if len(text) - text.startswith("-") > MAX_INTEGER_DIGITS:
@@ -774,6 +777,7 @@ class _Values(_Text):
         if after is not None:
             where = self._offset(start + min(after[0], len(text)))
             self._problems.insert(0, f"line {line:,} is not valid JSON: {after[1]} at byte offset {where:,}")
+            value = None  # a line that is not one value may be anyone's, whatever it begins with
         return self._checked(start, end, value, self._problems[0] if self._problems else None)
 
     def _slow(self, start: int) -> object:

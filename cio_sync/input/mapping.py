@@ -250,6 +250,8 @@ class RecordMapper:
     def person_key(self, record: object) -> str | None:
         """The key of the person ``record`` names, when its id is usable; as :meth:`map` finds it,
         without the mapping's work (for telling which people a file names more than once)."""
+        if isinstance(record, UnreadableRecord):
+            record = record.value  # what could be read of it: its id may be whole
         if not isinstance(record, dict):
             return None
         user_id = self._user_id
@@ -295,9 +297,7 @@ class RecordMapper:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
         kind = type(record)
         if kind is not dict and kind is not CsvRow:
-            if isinstance(record, (RaggedRow, UnreadableRow, UnreadableRecord)):
-                return InvalidRecord(index, None, record.reason(), record)
-            return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
+            return self._not_an_object(index, record)
         assert isinstance(record, dict)
         user_id = self._user_id
         raw = record.get(user_id, ABSENT) if isinstance(user_id, str) else follow(record, user_id)
@@ -339,6 +339,18 @@ class RecordMapper:
         else:
             return PersonUpdate(index, person_id, data, record, ref.kind, ref.identifier, ref.key)
         return InvalidRecord(index, person_id, problem, record, ref.key)
+
+    def _not_an_object(self, index: int, record: object) -> InvalidRecord:
+        """Why ``record`` (element ``index``), which is not an object, is invalid; whom it names."""
+        if isinstance(record, UnreadableRecord):
+            # A value elsewhere in it may be what cannot be read: a readable id still names their
+            # person, whose later records wait for it and who is not taken for gone.
+            key = self.person_key(record)
+            person_id = self.person_id(record.value) if key is not None else None
+            return InvalidRecord(index, person_id, record.reason(), record, key)
+        if isinstance(record, (RaggedRow, UnreadableRow)):
+            return InvalidRecord(index, None, record.reason(), record)
+        return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
 
 
 def check_columns(config: Config, header: Sequence[str], name: str) -> None:
