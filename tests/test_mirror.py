@@ -478,6 +478,7 @@ def test_records_that_name_no_one_stop_the_removals(emulator: Emulator, files: F
     [
         ("surrogate.json", '{"id": "p0", "name": "\\ud800", "computed_ltv": 0}'),
         ("bytes.ndjson", '{"id": "p0", "name": "caf\udcff", "computed_ltv": 0}'),
+        ("bytes.csv", "p0,caf\udcff,0"),
     ],
 )
 def test_an_unreadable_record_whose_id_reads_names_its_person(
@@ -487,8 +488,12 @@ def test_an_unreadable_record_whose_id_reads_names_its_person(
     # it still names p0, who is not taken for gone, and the removals of the others go ahead.
     state = str(files.root / "state.db")
     assert run_cli(mirror_args(files, emulator.url, state, PEOPLE, "all.json")).code == 0
-    rest = [json.dumps(p) for p in PEOPLE[1:9]]  # p9 left the file
-    text = "[" + ",".join([broken, *rest]) + "]" if name.endswith(".json") else "\n".join([broken, *rest]) + "\n"
+    if name.endswith(".csv"):
+        rows = [f"{p['id']},{p['name']},{p['computed_ltv']}" for p in PEOPLE[1:9]]  # p9 left the file
+        text = "id,name,computed_ltv\n" + "\n".join([broken, *rows]) + "\n"
+    else:
+        rest = [json.dumps(p) for p in PEOPLE[1:9]]
+        text = "[" + ",".join([broken, *rest]) + "]" if name.endswith(".json") else "\n".join([broken, *rest]) + "\n"
     data = files.root / name
     data.write_bytes(text.encode("utf-8", "surrogateescape"))
     run = run_cli([*mirror_args(files, emulator.url, state, str(data), ""), "--max-removals", "all"])

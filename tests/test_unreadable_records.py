@@ -93,8 +93,9 @@ def test_a_csv_row_that_is_not_utf8_is_invalid_and_written_back_as_it_was(emulat
     reason = "holds bytes that are not UTF-8 (save the export as UTF-8)"
     lines = [line for line in run.stderr.splitlines() if line.startswith("cio-sync: record ")]
     assert lines == [
-        f"cio-sync: record 1: invalid: the row on line 3 {reason}",
-        f"cio-sync: record 2900: invalid: the row on line 2903 {reason}",
+        # Their id cells are whole: each names its person.
+        f'cio-sync: record 1 (id "1"): invalid: the row on line 3 {reason}',
+        f'cio-sync: record 2900 (id "2900"): invalid: the row on line 2903 {reason}',
     ]
     assert len(emulator.people()) == 2_998
     assert "1" not in emulator.people() and "2900" not in emulator.people()
@@ -102,7 +103,7 @@ def test_a_csv_row_that_is_not_utf8_is_invalid_and_written_back_as_it_was(emulat
     assert failed.read_bytes() == b'id,name\r\n1,"Ren\xe9\r\nline two"\r\n2900,\xc0\xaf\r\n'
     again = run_cli(["--config", config, "--data", str(failed)])
     assert again.code == 1
-    assert f"record 0: invalid: the row on line 2 {reason}" in again.stderr
+    assert f'record 0 (id "1"): invalid: the row on line 2 {reason}' in again.stderr
 
 
 @pytest.mark.parametrize(

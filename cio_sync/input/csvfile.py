@@ -65,10 +65,18 @@ class UnreadableRow:
 
     line: int
     cells: tuple[str, ...]
+    # The row by the header's columns when it has one cell per column (else None): its id cell may
+    # still name a person.
+    value: CsvRow | None = None
 
     def reason(self) -> str:
         """Why the row cannot be used, with its line number."""
         return f"the row on line {self.line} holds bytes that are not UTF-8 (save the export as UTF-8)"
+
+
+def _as_row(header: tuple[str, ...], cells: list[str]) -> CsvRow:
+    """``cells`` by the ``header``'s columns, an empty cell as None."""
+    return CsvRow(zip(header, [cell or None for cell in cells], strict=True))
 
 
 # Rows the check hands to ``note`` at a time.
@@ -115,16 +123,14 @@ class CsvRecords:
             self.body_start = lines.end
             line = reader.line_num
             width = len(self.header)
-            undecodable = lines.undecodable
             for row in reader:
                 line = reader.line_num
                 if row:
                     count += 1
-                    # As the records pass reads it: a row with bytes that are not UTF-8 names no one.
-                    readable = lines.undecodable == undecodable
-                    undecodable = lines.undecodable
-                    if note is not None and readable and len(row) == width:
-                        run.append(CsvRow(zip(self.header, [cell or None for cell in row], strict=True)))
+                    # As the records pass reads it: a row with bytes that are not UTF-8 names the
+                    # person of its id cell (when that cell is whole), as any row of the header's width.
+                    if note is not None and len(row) == width:
+                        run.append(_as_row(self.header, row))
                         if len(run) == _RUN:
                             note(run)
                             run = []
@@ -180,11 +186,11 @@ class CsvRows(Iterator[CsvRow | RaggedRow | UnreadableRow]):
                 self.end = lines.end
                 if lines.undecodable != undecodable:
                     undecodable = lines.undecodable
-                    yield UnreadableRow(start, tuple(row))
+                    yield UnreadableRow(start, tuple(row), _as_row(header, row) if len(row) == width else None)
                 elif len(row) != width:
                     yield RaggedRow(start, tuple(row), width)
                 else:
-                    yield CsvRow(zip(header, [cell or None for cell in row], strict=True))
+                    yield _as_row(header, row)
         finally:
             self.end = None
 

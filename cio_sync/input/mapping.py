@@ -250,7 +250,7 @@ class RecordMapper:
     def person_key(self, record: object) -> str | None:
         """The key of the person ``record`` names, when its id is usable; as :meth:`map` finds it,
         without the mapping's work (for telling which people a file names more than once)."""
-        if isinstance(record, UnreadableRecord):
+        if isinstance(record, (UnreadableRecord, UnreadableRow)):
             record = record.value  # what could be read of it: its id may be whole
         if not isinstance(record, dict):
             return None
@@ -342,13 +342,13 @@ class RecordMapper:
 
     def _not_an_object(self, index: int, record: object) -> InvalidRecord:
         """Why ``record`` (element ``index``), which is not an object, is invalid; whom it names."""
-        if isinstance(record, UnreadableRecord):
+        if isinstance(record, (UnreadableRecord, UnreadableRow)):
             # A value elsewhere in it may be what cannot be read: a readable id still names their
             # person, whose later records wait for it and who is not taken for gone.
             key = self.person_key(record)
             person_id = self.person_id(record.value) if key is not None else None
             return InvalidRecord(index, person_id, record.reason(), record, key)
-        if isinstance(record, (RaggedRow, UnreadableRow)):
+        if isinstance(record, RaggedRow):
             return InvalidRecord(index, None, record.reason(), record)
         return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
 
