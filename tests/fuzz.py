@@ -254,9 +254,10 @@ def _check_accounts(where: str, report: dict[str, Any], failed: Path, records: l
     assert len(indexes) == counts["failed"] + counts["invalid"] + counts["not_attempted"], where
     if not failed.exists():
         return
-    text = failed.read_text(encoding="utf-8")
-    # A record that could not be read is written back as it stood: an NDJSON line need not be
-    # JSON, and a number need not fit Python's; such records are counted, not parsed.
+    # A record that could not be read is written back as it stood: its bytes need not be UTF-8,
+    # an NDJSON line need not be JSON, and a number need not fit Python's; such records are
+    # counted, not parsed.
+    text = failed.read_text(encoding="utf-8", errors="surrogateescape")
     if failed.suffix == ".ndjson":
         # Split where NDJSON splits, at line feeds only (str.splitlines also splits at \x1c, \x85...).
         lines = [line for line in text.split("\n") if line.strip()]

@@ -50,16 +50,6 @@ _WHITESPACE = re.compile(r"[ \t\r\n]*")
 _STRUCTURE = re.compile(r'["\[\]{}]')
 _STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*')
 _SCALAR_END = re.compile(r'[\s\[\]{},:"]')
-# Bytes that are not UTF-8, written back as the escapes they are read as: the record stays invalid.
-_ESCAPE_BYTES = "cio-sync-escape-bytes"
-
-
-def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
-    assert isinstance(error, UnicodeDecodeError)
-    return "".join(f"\\udc{b:02x}" for b in error.object[error.start : error.end]), error.end
-
-
-codecs.register_error(_ESCAPE_BYTES, _escape_bytes)
 
 
 class _Source(Protocol):
@@ -74,8 +64,8 @@ class UnreadableRecord:
     read as it stands (bytes that are not UTF-8, a lone surrogate escape, an integer too long to
     read, nesting too deep): an invalid record, not a broken file.
 
-    ``text`` is the record as it stands in the file, bytes that are not UTF-8 written as the
-    ``\\udcXX`` escapes they are read as (None when too long to keep); ``problem`` says why.
+    ``text`` is the record as it stands in the file, bytes that are not UTF-8 held as the lone
+    surrogates they are read as (None when too long to keep); ``problem`` says why.
     ``value`` is what could be read of it all the same (None when nothing could): its id may
     still name a person.
     """
@@ -187,14 +177,12 @@ class UnreadTail:
     stream: IO[bytes]
     start: int
     end: int
-    csv: bool = False
 
     def chunks(self) -> Iterator[str]:
         """The tail's text, a piece at a time. A record may hold bytes that are not UTF-8 (it is
-        then invalid), and must be invalid again when read back: in JSON they are written as the
-        escapes they are read as; in CSV as lone surrogates, which the CSV writer writes as the
-        bytes they were."""
-        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape" if self.csv else _ESCAPE_BYTES)
+        then invalid), and must be invalid again when read back: they are read as lone
+        surrogates, which the ``--failed`` file writes as the bytes they were."""
+        decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
         at = self.start
         while at < self.end:
             data = os.pread(self.stream.fileno(), min(_CHUNK * 16, self.end - at), at)
@@ -273,7 +261,7 @@ class Records(Iterator[object]):
             if self._rows.end is None:
                 return self, None
             left = data_file.count - self.handed
-            return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size, csv=True)
+            return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size)
         assert self._elements is not None
         # The parser reads no record ahead: the next one begins after the last handed out.
         after = self._elements.offset() if self.handed else data_file.start
@@ -735,7 +723,7 @@ class _Values(_Text):
         if problem is None:
             return value
         raw = text[start:end]
-        return UnreadableRecord(SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", raw), problem, value)
+        return UnreadableRecord(raw, problem, value)
 
     def _int(self, text: str) -> object:
         if len(text) - text.startswith("-") > MAX_INTEGER_DIGITS:

@@ -26,10 +26,11 @@ class AtomicFile:
 
     Its mode is what any tool's new file gets: 0666 less the umask (0644 under the usual 022), so
     the file is as readable as the directory's other files, also from outside a container. A file
-    replaced keeps the mode it had, so one made private stays private.
+    replaced keeps the mode it had, so one made private stays private. ``errors`` is how text
+    that UTF-8 cannot encode is written (see :func:`open`).
     """
 
-    def __init__(self, path: str, option: str) -> None:
+    def __init__(self, path: str, option: str, errors: str = "strict") -> None:
         self.path = Path(path)
         if self.path.is_dir():
             raise OutputError(f"{option} {path}: is a directory")
@@ -43,7 +44,7 @@ class AtomicFile:
                 fd, self._temp = _create_beside(self._final)
         except OSError as e:
             raise OutputError(f"{option} {path}: cannot write there: {e.strerror}") from None
-        self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8")
+        self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8", errors=errors)
 
     def commit(self) -> None:
         """Flush to disk and move the file into place (written into a device or a pipe: flushed)."""

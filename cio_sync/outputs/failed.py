@@ -83,7 +83,11 @@ class FailedRecordsFile:
     def __init__(self, path: str, ndjson: bool = False, csv_header: Sequence[str] | None = None) -> None:
         if path == "-":
             raise OutputError("--failed needs a file path: standard output is kept for --report -")
-        self._file = AtomicFile(path, "--failed")
+        # A record read with bytes that are not UTF-8 holds each as a lone surrogate: written back
+        # as that byte. An escape written instead could pair with one before it (\ud83d\udcff is
+        # a character) or follow a backslash, and read back as a valid record that is not the one
+        # in the file. What this writer makes itself never holds a lone surrogate.
+        self._file = AtomicFile(path, "--failed", errors="surrogateescape")
         self.path = path
         # Why the file could not be written (a full disk): it is then left as it was before.
         self._lost: str | None = None
@@ -112,8 +116,8 @@ class FailedRecordsFile:
             return
         record = outcome.record
         if isinstance(record, UnreadableRecord) and record.text is not None:
-            # As it stands in the data file (bytes that are not UTF-8 as the escapes they were read
-            # as), so that a rerun finds it invalid for the same reason.
+            # As it stands in the data file, bytes that are not UTF-8 included (written back as
+            # the bytes they were), so that a rerun finds it invalid for the same reason.
             text = record.text.strip()
         else:
             text = _record_json(record)
