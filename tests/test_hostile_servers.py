@@ -251,8 +251,11 @@ def test_switching_protocols_is_no_answer_to_a_write() -> None:
         b'{"meta": {"error": "key %s is not valid for site ' + SITE_ID.encode() + b'"}}',
         b"<html>rejected: %s / " + API_KEY.encode() + b"</html>",
         b'{"errors": [{"message": "' + quote(API_KEY).encode() + b' %s"}]}',
+        # Quoted across the 300th character, where the message is cut short.
+        b"rejected: " + b"x" * 250 + b" %s",
+        b'{"detail": "' + b"x" * 250 + b' %s"}',
     ],
-    ids=["json meta error", "plain text", "percent-encoded key"],
+    ids=["json meta error", "plain text", "percent-encoded key", "plain text at the cut", "json at the cut"],
 )
 def test_credentials_quoted_by_the_server_are_masked(template: bytes) -> None:
     with hostile(echo_credentials(template=template)) as server:

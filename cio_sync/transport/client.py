@@ -463,8 +463,9 @@ def api_message(answer: Answer, redact: Redactor = NO_SECRETS) -> str:
     try:
         data = answer.json()
     except ValueError:
-        text = " ".join(answer.text.split())
-        return redact(text[:300] if text else answer.reason or "no message")
+        text = " ".join(answer.text[:_QUOTED_AT_MOST].split())
+        # Masked before it is cut short, as below.
+        return redact(text)[:300] if text else redact(answer.reason or "no message")
     messages: list[str] = []
     if isinstance(data, dict):
         meta = data.get("meta")
@@ -479,9 +480,14 @@ def api_message(answer: Answer, redact: Redactor = NO_SECRETS) -> str:
                     messages.append(str(item.get("message") or item.get("reason") or item))
                 else:
                     messages.append(str(item))
-    text = "; ".join(messages) if messages else json.dumps(data)[:300]
+    text = "; ".join(messages) if messages else json.dumps(data)
     # Masked before it is cut short, so that a credential cut in half cannot slip through.
-    return redact(" ".join(text.split()))[:300]
+    return redact(" ".join(text[:_QUOTED_AT_MOST].split()))[:300]
+
+
+# What of an answer is masked and then cut to 300 characters: far more than any credential's
+# longest spelling past the 300th, and far less than a large body.
+_QUOTED_AT_MOST = 8192
 
 
 def describe_error(error: BaseException, *, write: bool = False, redact: Redactor = NO_SECRETS) -> str:
