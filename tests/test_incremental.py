@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -154,6 +155,18 @@ def test_a_ledger_named_like_sqlites_own_memory_database_is_a_file(
     assert emulator.requests() == []  # every person unchanged
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_ledger_path_that_is_no_regular_file_is_refused_at_once(emulator: Emulator, files: Files, kind: str) -> None:
+    # A dry run opening a FIFO read-only would wait for a writer for ever, deaf to Ctrl-C.
+    ledger = files.root / "state.db"
+    os.mkfifo(ledger) if kind == "fifo" else ledger.mkdir()
+    for dry in (["--dry-run"], []):
+        run = run_cli([*sync_args(files, emulator.url), *dry])
+        assert run.code == 2, run.stderr
+        assert f"--state {ledger}: is " in run.stderr
+    assert emulator.requests() == []
+
+
 def test_a_ledger_that_is_not_sqlite_is_refused(emulator: Emulator, files: Files) -> None:
     (files.root / "state.db").write_text("not a database, just text that is long enough to matter" * 20)
     run = run_cli(sync_args(files, emulator.url))
@@ -187,7 +200,7 @@ def test_a_damaged_ledger_is_refused_before_anything_is_sent_or_planned(
         run = run_cli([*sync_args(files, emulator.url, many), *dry])
         assert run.code == 2, run.stderr
         assert f"--state {ledger}: the ledger is damaged (" in run.stderr
-        assert "Try SQLite's recovery first" in run.stderr
+        assert f"Try SQLite's recovery first (sqlite3 {ledger} .recover | sqlite3 recovered.db)" in run.stderr
         assert "unchanged" not in run.stderr
     assert emulator.requests() == []
 

@@ -26,7 +26,9 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from enum import Enum
@@ -113,6 +115,7 @@ class Ledger:
         self._workspace = workspace_fingerprint(config)
         self._trust = trust
         self._lock: int | None = None
+        _check_kind(path)
         if read_only:
             self._db = _open_read_only(path)
         else:
@@ -322,6 +325,22 @@ def _check_shape(db: sqlite3.Connection, path: str) -> None:
         raise _damaged(path, " ".join(str(found).split()).removeprefix("*** in database main *** "))
 
 
+def _check_kind(path: str) -> None:
+    """Refuse a ``path`` that is there but is no regular file: opening a FIFO would wait for a
+    writer for ever, and a device is no place for a ledger."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # made by the run (or, for a dry run, read as empty)
+    except OSError as e:
+        raise OutputError(f"--state {path}: cannot be read: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise OutputError(f"--state {path}: is a directory; give the path of a file")
+    if not stat.S_ISREG(mode):
+        kind = "a pipe, a socket or a device"
+        raise OutputError(f"--state {path}: is not a regular file ({kind}); give the path of a file")
+
+
 def _unusable(path: str, error: sqlite3.DatabaseError) -> OutputError:
     """Why the file at ``path`` cannot serve as a ledger, as SQLite said it."""
     if error.sqlite_errorcode == sqlite3.SQLITE_CORRUPT:  # its structure is broken
@@ -330,10 +349,13 @@ def _unusable(path: str, error: sqlite3.DatabaseError) -> OutputError:
 
 
 def _damaged(path: str, problem: str) -> OutputError:
-    # What the ledger alone knows goes with it: say so before anyone moves it aside.
+    # What the ledger alone knows goes with it: say so before anyone moves it aside. The command
+    # names it by its absolute path, quoted: the sqlite3 shell reads ":memory:" and "file:..." as
+    # databases of its own.
+    where = shlex.quote(os.path.abspath(path))
     return OutputError(
         f"--state {path}: the ledger is damaged ({problem}). Try SQLite's recovery first "
-        f"(sqlite3 {path} .recover | sqlite3 recovered.db); a run without it sends everyone once more, "
+        f"(sqlite3 {where} .recover | sqlite3 recovered.db); a run without it sends everyone once more, "
         "cannot remove people who left the file before it, and stamps by the wall clock alone"
     )
 
