@@ -257,7 +257,8 @@ def _check_accounts(where: str, report: dict[str, Any], failed: Path, records: l
     # A record that could not be read is written back as it stood: its bytes need not be UTF-8,
     # an NDJSON line need not be JSON, and a number need not fit Python's; such records are
     # counted, not parsed.
-    text = failed.read_text(encoding="utf-8", errors="surrogateescape")
+    # Bytes, not read_text: its universal newlines would split a line at a carriage return.
+    text = failed.read_bytes().decode("utf-8", "surrogateescape")
     if failed.suffix == ".ndjson":
         # Split where NDJSON splits, at line feeds only (str.splitlines also splits at \x1c, \x85...).
         lines = [line for line in text.split("\n") if line.strip()]
