@@ -315,9 +315,9 @@ def open_data_file(
     are NDJSON, ``.csv`` is CSV. Raises :class:`DataFileError` when the file cannot be read, is
     not JSON (or CSV), is not an array (for ``json``), or is truncated. A record that cannot be
     read although its bounds are known is not an error here: it is read as an
-    :class:`UnreadableRecord`. ``note`` is shown the records the check reads, a run at a time (a
-    CSV row of the header's width only, one at a time), so that a caller can learn about the
-    records without reading them again.
+    :class:`UnreadableRecord`. ``note`` is shown the records the check reads, a run at a time (of
+    CSV, the rows of the header's width), so that a caller can learn about the records without
+    reading them again.
     """
     kind = data_format(path, format)
     name, stream = _open_stream(path, stdin)
