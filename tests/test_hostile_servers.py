@@ -254,8 +254,19 @@ def test_switching_protocols_is_no_answer_to_a_write() -> None:
         # Quoted across the 300th character, where the message is cut short.
         b"rejected: " + b"x" * 250 + b" %s",
         b'{"detail": "' + b"x" * 250 + b' %s"}',
+        # Behind a long run of spaces, which squeezed to one brings it back to the cut.
+        b"rejected:" + b" " * 8180 + b"%s",
+        b'{"errors": [{"message": "' + b" " * 8180 + b'%s"}]}',
     ],
-    ids=["json meta error", "plain text", "percent-encoded key", "plain text at the cut", "json at the cut"],
+    ids=[
+        "json meta error",
+        "plain text",
+        "percent-encoded key",
+        "plain text at the cut",
+        "json at the cut",
+        "plain text behind spaces",
+        "json behind spaces",
+    ],
 )
 def test_credentials_quoted_by_the_server_are_masked(template: bytes) -> None:
     with hostile(echo_credentials(template=template)) as server:
@@ -266,6 +277,16 @@ def test_credentials_quoted_by_the_server_are_masked(template: bytes) -> None:
     assert delivery.reason is not None and MASK in delivery.reason
     assert_no_secret(delivery.reason)
     assert SITE_ID not in delivery.reason
+
+
+def test_a_batch_items_error_is_quoted_in_300_characters_at_most() -> None:
+    body = b'{"errors": [{"batch_index": 0, "reason": "' + b"y" * 1_000_000 + b'"}]}'
+    with hostile(answer(b"207 Multi-Status", body)) as server:
+        client = track(server.url, NO_RESENDS)
+        first, second = client.post_batch(b'{"batch": []}', 2)
+        client.close()
+    assert first.status is Status.FAILED and first.reason is not None and len(first.reason) <= 320
+    assert second.status is Status.SYNCED
 
 
 def test_credentials_quoted_in_batch_item_errors_are_masked() -> None:

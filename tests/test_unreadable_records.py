@@ -160,6 +160,24 @@ def test_failed_fed_back_finds_a_record_with_bytes_beside_escapes_invalid_again(
     assert failed.read_bytes().count(middle) == 1  # the record as it stood in the data file
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\x0c", "\x1f", "\u2028", "\u3000"])
+@pytest.mark.parametrize("where", ["after", "before"])
+def test_failed_keeps_the_space_that_made_an_ndjson_line_unreadable(
+    emulator: Emulator, files: Files, space: str, where: str
+) -> None:
+    # Not JSON's own whitespace: the line is not one value, and must not become one on its way
+    # through --failed.
+    line = '{"id": 1, "name": "x"}'
+    middle = (line + space if where == "after" else space + line).encode()
+    failed = files.root / "failed.ndjson"
+    config = files.config(config_dict(emulator.url))
+    assert run_cli(["--config", config, "--data", data_file(files, middle, True), "--failed", str(failed)]).code == 1
+    assert middle in failed.read_bytes()
+    again = run_cli(["--config", config, "--data", str(failed)])
+    assert again.code == 1, again.stderr
+    assert "1" not in emulator.people()
+
+
 NOT_JSON_LINES: list[tuple[bytes, list[tuple[int, int, str]], list[str]]] = [
     (
         b'{"id": 1}\n{"id": 2}\n{"id": 3\n{"id": 4}\n',

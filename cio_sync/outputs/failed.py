@@ -118,7 +118,9 @@ class FailedRecordsFile:
         if isinstance(record, UnreadableRecord) and record.text is not None:
             # As it stands in the data file, bytes that are not UTF-8 included (written back as
             # the bytes they were), so that a rerun finds it invalid for the same reason.
-            text = record.text.strip()
+            # Only JSON's own whitespace is taken off: another space character is what made an
+            # NDJSON line unreadable, and must go back with it.
+            text = record.text.strip(" \t\r\n")
         else:
             text = _record_json(record)
         if self._ndjson:

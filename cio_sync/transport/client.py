@@ -453,7 +453,7 @@ def item_errors(answer: Answer, count: int, redact: Redactor = NO_SECRETS) -> di
             return None
         assert isinstance(error, dict)
         words = [str(error[k]) for k in ("reason", "field", "message") if error.get(k)]
-        found[index] = redact(": ".join(words)) or "refused"
+        found[index] = _quoted(": ".join(words), redact) or "refused"
     return found
 
 
@@ -463,9 +463,8 @@ def api_message(answer: Answer, redact: Redactor = NO_SECRETS) -> str:
     try:
         data = answer.json()
     except ValueError:
-        text = " ".join(answer.text[:_QUOTED_AT_MOST].split())
-        # Masked before it is cut short, as below.
-        return redact(text)[:300] if text else redact(answer.reason or "no message")
+        text = answer.text
+        return _quoted(text, redact) if text.strip() else redact(answer.reason or "no message")
     messages: list[str] = []
     if isinstance(data, dict):
         meta = data.get("meta")
@@ -480,14 +479,14 @@ def api_message(answer: Answer, redact: Redactor = NO_SECRETS) -> str:
                     messages.append(str(item.get("message") or item.get("reason") or item))
                 else:
                     messages.append(str(item))
-    text = "; ".join(messages) if messages else json.dumps(data)
-    # Masked before it is cut short, so that a credential cut in half cannot slip through.
-    return redact(" ".join(text[:_QUOTED_AT_MOST].split()))[:300]
+    return _quoted("; ".join(messages) if messages else json.dumps(data), redact)
 
 
-# What of an answer is masked and then cut to 300 characters: far more than any credential's
-# longest spelling past the 300th, and far less than a large body.
-_QUOTED_AT_MOST = 8192
+def _quoted(text: str, redact: Redactor) -> str:
+    """``text`` in one line, its credentials masked, then cut to 300 characters. Spaces are
+    squeezed first and the text masked whole: a cut made before either could split a credential
+    (a long run of spaces squeezed after a cut pulls the cut back to the front)."""
+    return redact(" ".join(text.split()))[:300]
 
 
 def describe_error(error: BaseException, *, write: bool = False, redact: Redactor = NO_SECRETS) -> str:
