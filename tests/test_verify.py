@@ -99,6 +99,33 @@ def sync_file(files: Files, config: str, data: str) -> None:
 # -- the command, end to end ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "invalid",
+    [b'{"id": "1", "name": "b\xff"}', b'{"id": "1", "v": "not a number"}'],
+    ids=["unreadable", "cannot be cast"],
+)
+def test_what_a_sync_holds_back_behind_an_invalid_record_is_not_expected(
+    emu: Emulator, files: Files, invalid: bytes
+) -> None:
+    # A sync holds back a person's records after their invalid one (they would overtake it once
+    # fixed and fed back): the workspace holds "a", and verify must expect just that.
+    mappings = [{"from": "name", "to": "name"}, {"from": "v", "to": "v", "as": "integer"}]
+    config = files.config(document(emu.url, mappings=mappings))
+    lines = [b'{"id": "1", "name": "a"}', invalid, b'{"id": "1", "name": "c"}', b'{"id": "2", "name": "z"}']
+    data = files.data(b"\n".join(lines) + b"\n", name="data.ndjson")
+    assert run_cli(["--config", config, "--data", data]).code == 1
+    assert emu.people() == {"1": {"name": "a"}, "2": {"name": "z"}}
+    failed = files.root / "failed.ndjson"
+    run = run_verify(["--config", config, "--data", data, "--failed", str(failed)])
+    assert run.code == 0, run.stderr
+    assert "2 people: 2 hold the file, 0 differ, 0 missing" in run.stderr
+    # Changed in the workspace: verify's --failed gives what comes before the invalid record only.
+    edit_person(emu, "1", {"name": "edited"})
+    again = run_verify(["--config", config, "--data", data, "--failed", str(failed)])
+    assert again.code == 1, again.stderr
+    assert failed.read_bytes() == lines[0] + b"\n"
+
+
 def test_a_faithful_workspace_verifies_clean_whatever_the_values(emu: Emulator, files: Files) -> None:
     values: list[object] = [
         7,
@@ -375,6 +402,24 @@ def test_ids_go_100_a_request_with_the_id_type_the_configuration_implies() -> No
     )
     assert ("Ada@Example.com", Verdict.MISSING) in findings
     assert ("cio_00000001", Verdict.DIFFERS) in findings  # person 0 holds no name "By cio_id"
+
+
+def test_people_held_behind_an_invalid_record_go_to_disk_past_the_buffer() -> None:
+    from cio_sync.input.mapping import PersonUpdate, RecordMapper
+    from cio_sync.readback.expected import ExpectedState
+
+    mapper = RecordMapper.for_config(config_from_dict(document("http://127.0.0.1:1"), env={}))
+    state = ExpectedState(buffer_people=3)
+    for n in range(7):
+        state.hold(str(n), 100 + n)
+    state.hold("2", 500)  # the first invalid record counts
+    assert [state.held_from(str(n)) for n in range(8)] == [100, 101, 102, 103, 104, 105, 106, None]
+    for i, record in enumerate([{"id": "5", "name": "held"}, {"id": "7", "name": "expected"}]):
+        update = mapper.map(i, record)
+        assert isinstance(update, PersonUpdate)
+        state.add(update)
+    assert [(p.key, p.attributes) for p in state.people()] == [("7", {"name": "expected"})]
+    state.close()
 
 
 def test_memory_stays_in_the_expected_state_file_not_in_python() -> None:

@@ -65,12 +65,40 @@ class ExpectedState:
             "CREATE TABLE people (seq INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, kind TEXT NOT NULL,"
             " identifier TEXT NOT NULL, state TEXT NOT NULL, verdict TEXT)"
         )
+        self._db.execute("CREATE TABLE held (key TEXT PRIMARY KEY, first INTEGER NOT NULL) WITHOUT ROWID")
         self._buffer: dict[str, _Pending] = {}
         self._buffer_people = buffer_people
         self.count = 0
+        # People with an invalid record, and the first one's index: in memory up to the buffer's
+        # size, then on disk.
+        self._held: dict[str, int] = {}
+        self._held_on_disk = False
+
+    def hold(self, key: str, index: int) -> None:
+        """``key``'s person has an invalid record, record ``index`` (read in file order): a sync
+        holds back their later records (they would overtake it once it is fixed and fed back), so
+        none of them is expected."""
+        if self.held_from(key) is not None:
+            return
+        self._held[key] = index
+        if len(self._held) >= self._buffer_people:
+            self._db.executemany("INSERT INTO held VALUES (?, ?)", self._held.items())
+            self._held.clear()
+            self._held_on_disk = True
+
+    def held_from(self, key: str) -> int | None:
+        """The index of ``key``'s first invalid record, or None."""
+        found = self._held.get(key)
+        if found is not None or not self._held_on_disk:
+            return found
+        row = self._db.execute("SELECT first FROM held WHERE key = ?", (key,)).fetchone()
+        return None if row is None else int(row[0])
 
     def add(self, update: PersonUpdate) -> None:
-        """Merge one valid record's mapped attributes into its person's expected state."""
+        """Merge one valid record's mapped attributes into its person's expected state, unless an
+        invalid record of theirs came before it (see :meth:`hold`)."""
+        if (self._held or self._held_on_disk) and self.held_from(update.key) is not None:
+            return
         attributes: dict[str, Any] = json.loads(update.body)
         # Controls of the write, not attributes: the workspace keeps neither.
         attributes.pop(UPDATE_ONLY, None)

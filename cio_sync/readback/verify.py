@@ -130,6 +130,8 @@ def verify(config: Config, records: Iterable[object], options: Options | None = 
                 state.add(mapped)
             else:
                 result.invalid += 1
+                if mapped.key is not None:
+                    state.hold(mapped.key, index)
         state.flush()
         result.people = state.count
         chosen = _choose(state.count, o, result)
@@ -345,7 +347,10 @@ def _write_failed(
         if stopped():  # a file of millions takes a while to read again
             break
         mapped = mapper.map(index, record)
-        if isinstance(mapped, PersonUpdate) and state.verdict(mapped.key) in (Verdict.DIFFERS, Verdict.MISSING):
+        if not isinstance(mapped, PersonUpdate) or state.verdict(mapped.key) not in (Verdict.DIFFERS, Verdict.MISSING):
+            continue
+        held = state.held_from(mapped.key)
+        if held is None or index < held:  # a sync holds back what follows an invalid record
             failed(record)
             written += 1
     return written
