@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from cio_sync.emulator import Emulator
 from cio_sync.input.config import IdType, config_from_dict
+from cio_sync.input.csvfile import CsvRow
 from cio_sync.input.mapping import PersonUpdate, RecordMapper
 
 from .conftest import API_KEY, SITE_ID, Files, Run, config_dict, run_cli
@@ -258,3 +260,114 @@ def test_a_runs_keys_are_its_records_keys_one_by_one(records: list[object], id_t
 def _batch_mapper(id_type: IdType) -> RecordMapper:
     config = config_from_dict(config_dict("http://127.0.0.1:9", transport="batch", idType=id_type.value))
     return RecordMapper.for_config(config)
+
+
+# Kinds of values near every line map_run draws, one kind a run (so that whole runs take the quick
+# way): the types orjson writes as they are and those it does not, integers about 64 bits, numbers
+# that are tiny or huge, strings near the value limit (escaped or not), a lone surrogate, nesting.
+_VALUE_KINDS: list[st.SearchStrategy[object]] = [
+    st.none() | st.booleans(),
+    st.integers(min_value=-(2**65), max_value=2**65),
+    st.integers(min_value=-100, max_value=100),
+    st.sampled_from([Decimal("1.5"), Decimal("1e-400"), Decimal("1e400"), Decimal("0.0"), Decimal("-0")]),
+    st.floats(allow_nan=True),
+    st.text(alphabet='a"\\\n\x01é\ud800', max_size=6),
+    st.text(alphabet="ab", max_size=6),
+    st.builds(lambda n, c: c * n, st.integers(240, 1010), st.sampled_from(["a", '"', "é", "\x01"])),
+    st.lists(st.integers(0, 3), max_size=2) | st.dictionaries(st.just("k"), st.just(1)),
+]
+
+
+# Ids the quick way takes (all of one kind in a run), drawn as often as all the others together.
+_PLAIN_IDS: list[st.SearchStrategy[object]] = [st.integers(-(10**6), 10**6), st.text("aZ9-_", min_size=1, max_size=9)]
+
+
+@st.composite
+def _mapped_runs(draw: st.DrawFn) -> list[object]:
+    if draw(st.booleans()):
+        ids = draw(st.lists(draw(st.sampled_from(_PLAIN_IDS)), min_size=8, max_size=24))
+        records: list[object] = [{"id": i} for i in ids]
+    else:
+        records = draw(_runs())
+    values = draw(st.sampled_from(_VALUE_KINDS))
+    keys = draw(st.sampled_from([("name",), ("plan",), ("name", "plan")]))
+    for record in records:
+        if isinstance(record, dict):
+            for key in keys:
+                if draw(st.integers(0, 9)):  # mostly there
+                    record[key] = draw(values)
+    if draw(st.integers(0, 4)) == 0:  # as a CSV file's rows: text, or None for an empty cell
+        return [
+            CsvRow({k: v if v is None else str(v) for k, v in r.items()}) if isinstance(r, dict) else r for r in records
+        ]
+    return records
+
+
+_MAPPINGS = [
+    [{"from": "name", "to": "name"}, {"from": "plan", "to": "plan"}],
+    [{"from": "name", "to": "name", "skipNull": True}],
+    [{"from": "plan", "to": "plan", "as": "string"}],
+    [{"from": "name", "to": "name"}, {"value": 1, "to": "tier"}],
+]
+
+
+@settings(max_examples=400)
+@given(
+    _mapped_runs(),
+    st.sampled_from(_MAPPINGS),
+    st.sampled_from(["batch", "v1"]),
+    st.sampled_from(["upsert", "update"]),
+    st.integers(0, 10**6),
+)
+def test_a_run_maps_as_its_records_one_by_one(
+    records: list[object], mappings: list[dict[str, Any]], transport: str, mode: str, first: int
+) -> None:
+    # The records are mapped a run at a time, a quicker way for plain runs: each must come out
+    # exactly as map makes it, the same update or the same reason, at the same index.
+    document = config_dict("http://127.0.0.1:9", transport=transport, mappings=mappings, mode=mode)
+    mapper = RecordMapper.for_config(config_from_dict(document))
+    assert mapper.map_run(first, records) == [mapper.map(first + i, r) for i, r in enumerate(records)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("nan"),
+        1e16,
+        2**63,
+        2**64,
+        -(2**64),
+        Decimal("1e-400"),
+        Decimal("1e400"),
+        "a" * 1000,
+        "a" * 1001,
+        '"' * 300,
+        "é" * 501,
+        "\ud800",
+        [1, [2]],
+        {"k": Decimal("0.1")},
+        True,
+        None,
+    ],
+    ids=repr,
+)
+def test_one_value_in_a_plain_run_is_mapped_as_alone(value: object) -> None:
+    # One value among plain ones, each near a line the quick way draws: the run maps as its
+    # records do one by one (valid or not, and in the same bytes).
+    mapper = RecordMapper.for_config(config_from_dict(config_dict("http://127.0.0.1:9", mappings=_MAPPINGS[0])))
+    records: list[object] = [{"id": f"p{i}", "name": "x", "plan": i} for i in range(9)]
+    records[4] = {"id": "p4", "name": value}
+    assert mapper.map_run(3, records) == [mapper.map(3 + i, r) for i, r in enumerate(records)]
+
+
+def test_a_plain_run_is_mapped_the_quick_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The property above holds whichever way a run is mapped: this holds that a plain run takes
+    # the quick way, without mapping its records one by one, or it would never be tried.
+    mapper = _batch_mapper(IdType.AUTO)
+    records: list[object] = [{"id": i, "name": f"n{i}", "computed_ltv": Decimal("2.5")} for i in range(10)]
+    mapped = mapper.map_run(0, records)
+    assert [w.body if isinstance(w, PersonUpdate) else w for w in mapped] == [
+        b'{"name":"n%d","ltv":2.5}' % i for i in range(10)
+    ]
+    monkeypatch.setattr(RecordMapper, "map", None)
+    assert mapper.map_run(0, records) == mapped

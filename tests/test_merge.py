@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from cio_sync import Status, open_data_file, sync
 from cio_sync.emulator import Emulator
 from cio_sync.engine import merge
-from cio_sync.engine.merge import Merger
+from cio_sync.engine.merge import Merger, Work
 from cio_sync.engine.repeats import PersonIndex, temporary_database
 from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
 
@@ -245,7 +245,7 @@ def test_each_person_is_sent_at_their_last_record_standing_for_the_earlier(tmp_p
 
     index = PersonIndex.of(records(), mapper.person_keys)
     merger = Merger(mapper, index, hold_in_memory=500)
-    merged = [w for n, record in enumerate(records()) if (w := merger.feed(n, record)) is not None]
+    merged = [w for n, record in enumerate(records()) if (w := feed(merger, n, record)) is not None]
     merger.close()
     # Each person's write came at their second record, with it the first's outcome to share.
     assert len(merged) == people
@@ -289,12 +289,19 @@ def test_the_dry_run_sizes_a_batch_item_with_its_stamp(files: Files) -> None:
     assert "as a batch item it is 32,0" in planned.stderr
 
 
+def feed(merger: Merger, index: int, record: object) -> Work | None:
+    """Record ``index`` was read: the work it makes ready, if any (more may follow in ``merger.after``)."""
+    ready, taken = merger.feed_run([merger.mapper.map(index, record)])
+    assert taken == 1
+    return ready[0] if ready else None
+
+
 def test_a_stop_settles_the_work_made_ready_and_not_taken() -> None:
     config = make_config("http://127.0.0.1:9", mappings=[{"from": "n", "to": "n", "as": "integer"}])
     mapper = RecordMapper.for_config(config)
     records = [{"id": "a", "n": "1"}, {"id": "a", "n": "2"}, {"id": "a", "n": "x"}]
     merger = Merger(mapper, PersonIndex.of(records, mapper.person_keys))
-    ready = [merger.feed(n, record) for n, record in enumerate(records)]
+    ready = [feed(merger, n, record) for n, record in enumerate(records)]
     # The invalid record ended the merge: the first two came out merged, and it is to follow.
     assert ready[:2] == [None, None]
     merged = ready[2]

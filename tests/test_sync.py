@@ -20,6 +20,7 @@ from cio_sync.engine.packer import Job
 from cio_sync.engine.workers import Workers
 from cio_sync.input.config import FieldMapping, config_from_dict
 from cio_sync.input.mapping import ordering_key
+from cio_sync.input.runs import CALLERS_RECORDS_A_RUN
 from cio_sync.outcome import Delivery
 from cio_sync.transport import deadline
 
@@ -79,13 +80,13 @@ def test_never_more_than_parallelism_in_flight_and_it_is_reached(emulator: Emula
 
 
 def test_records_are_read_lazily(emulator: Emulator) -> None:
-    emulator.latency = 0.02
+    emulator.latency = 0.002
     consumed = 0
     at_first_outcome: list[int] = []
 
     def records() -> Iterator[object]:
         nonlocal consumed
-        for i in range(200):
+        for i in range(2 * CALLERS_RECORDS_A_RUN):
             consumed += 1
             yield {"id": i}
 
@@ -94,8 +95,8 @@ def test_records_are_read_lazily(emulator: Emulator) -> None:
             at_first_outcome.append(consumed)
 
     result = sync(make_config(emulator.url, parallelism=3), records(), http=FAST, on_outcome=first, index=one_by_one())
-    assert result.synced == 200
-    assert at_first_outcome[0] <= 2 * 3 + 1  # in flight, plus as many ready
+    assert result.synced == 2 * CALLERS_RECORDS_A_RUN
+    assert at_first_outcome[0] <= CALLERS_RECORDS_A_RUN  # one run of them read ahead, at most
 
 
 def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:

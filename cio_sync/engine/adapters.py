@@ -19,7 +19,16 @@ from enum import Enum
 from typing import Protocol
 
 from ..input.config import Config, Transport
-from ..input.mapping import TIMESTAMP, PersonUpdate, batch_body, batch_item, identify, stamped
+from ..input.mapping import (
+    MAX_ITEM_BYTES,
+    TIMESTAMP,
+    PersonUpdate,
+    batch_body,
+    batch_item,
+    batch_items,
+    identify,
+    stamped,
+)
 from ..outcome import Delivery, Status
 from ..state.roster import Leaver
 from ..transport.client import TrackClient
@@ -28,6 +37,10 @@ from .packer import Batches, Job, oversized
 # A batch of operations stays well under the endpoint's 500 KB, and holds at most this many items.
 _BATCH_BYTES = 400_000
 _BATCH_ITEMS = 1000
+
+
+# An update that cannot be carried, and why.
+Refused = tuple[PersonUpdate, str]
 
 
 class Action(str, Enum):
@@ -82,6 +95,13 @@ class Adapter(Protocol):
         """Take ``update``: a request now ready to send, None when none is yet, or why the
         update cannot be carried (it is then invalid)."""
 
+    def space(self, requests: int) -> int:
+        """How many more updates to take now, while at most ``requests`` more may be made."""
+
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
+        """Take ``updates``, all stamped ``stamp``, in order: the requests now ready to send, and
+        those updates that cannot be carried, each with why (they are then invalid)."""
+
     def take(self) -> Job | None:
         """The request being filled, to send now although not full; None when there is none."""
 
@@ -112,6 +132,14 @@ class V1Adapter:
     def add(self, update: PersonUpdate, stamp: int | None) -> Job:
         """The update's own request, ready at once."""
         return Job((update,), stamped(update.body, stamp))
+
+    def space(self, requests: int) -> int:
+        """One request an update."""
+        return requests
+
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
+        """A request of its own for each update, ready at once."""
+        return [Job((update,), stamped(update.body, stamp)) for update in updates], []
 
     def take(self) -> None:
         """Nothing is ever being filled."""
@@ -159,6 +187,21 @@ class BatchAdapter:
         if problem is not None:
             return problem
         return self._packer.add(update, item)
+
+    def space(self, requests: int) -> int:
+        """The records that fit under the packer's bound (which bounds the batches too)."""
+        return self._packer.space
+
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
+        """The batches that closed to make room for ``updates``; those that fit in none, and why."""
+        items = batch_items(updates, stamp)
+        refused: list[Refused] = []
+        if max(map(len, items), default=0) > MAX_ITEM_BYTES:
+            problems = list(map(oversized, items))
+            refused = [(u, problem) for u, problem in zip(updates, problems, strict=True) if problem is not None]
+            updates = [u for u, problem in zip(updates, problems, strict=True) if problem is None]
+            items = [item for item, problem in zip(items, problems, strict=True) if problem is None]
+        return self._packer.add_run(updates, items), refused
 
     def take(self) -> Job | None:
         """The batch filled so far, if it holds anything."""

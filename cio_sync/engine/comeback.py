@@ -10,7 +10,7 @@ from ..input.config import Config, Transport
 from ..input.mapping import PersonUpdate
 from ..outcome import Delivery, Status
 from ..state.roster import Leaver
-from .adapters import Action, Adapter, Operation, OperationJob
+from .adapters import Action, Adapter, Operation, OperationJob, Refused
 from .packer import Job
 
 
@@ -40,6 +40,14 @@ class Comeback:
     def add(self, update: PersonUpdate, stamp: int | None) -> Job | str | None:
         """As the inner adapter."""
         return self._inner.add(update, stamp)
+
+    def space(self, requests: int) -> int:
+        """As the inner adapter."""
+        return self._inner.space(requests)
+
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
+        """As the inner adapter."""
+        return self._inner.add_run(updates, stamp)
 
     def settled(self, job: Job) -> None:
         """As the inner adapter."""

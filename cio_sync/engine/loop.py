@@ -7,15 +7,14 @@ import itertools
 from collections.abc import Sequence
 
 from ..clock import Clock
-from ..errors import ConfigError, OutputLost
+from ..errors import ConfigError
 from ..input.config import Config
-from ..input.mapping import InvalidRecord, PersonUpdate
-from ..outcome import Delivery, Status, Stop, StopReason
+from ..outcome import Stop, StopReason
 from ..transport.client import TrackClient
 from .adapters import adapter_for
 from .merge import Works
-from .packer import Job
 from .people import People, Work
+from .routing import Routing
 from .settle import Settle
 from .stamps import Stamps
 from .workers import Workers
@@ -38,8 +37,9 @@ class Engine:
         # times cannot fill memory.
         self.people = People(limit=max(1000, 10 * config.parallelism), floor=stamps.floor)
         self.adapter = adapter_for(config, client)
+        self.routing = Routing(self.people, settle, stamps, self.adapter, clock)
         # Requests made and not yet handed to the workers.
-        self.outbox: list[Job] = []
+        self.outbox = self.routing.outbox
         # Jobs handed over and not finished: ``parallelism`` in flight and the adapter's ready ones.
         self.max_jobs = config.parallelism + self.adapter.ready
         self.checked = False
@@ -48,7 +48,7 @@ class Engine:
     def loop(self, workers: Workers) -> None:
         """Read, send and settle until every record has its outcome or the run stops."""
         while True:
-            self._route_due()
+            self.routing.due()
             if not self.works.exhausted:
                 self._read(workers)
             # A partly filled batch goes as soon as a worker would otherwise sit idle.
@@ -75,7 +75,7 @@ class Engine:
                 continue  # reading paused for the check: fill the workers before waiting on one
             finished = workers.collect(timeout=held)
             if finished is not None:
-                self._delivered(*finished)
+                self.routing.delivered(*finished)
         self._abandon()
 
     def _read(self, workers: Workers) -> None:
@@ -92,108 +92,26 @@ class Engine:
             and not stopped()
             and (self.checked or not outbox)
         ):
-            work = self.works.next()
-            if work is None:
+            works = self._next_works(workers)
+            if not works:
                 if self.works.source.broken is not None:
                     self.stop(StopReason.DATA_FILE_CHANGED)
                 return
-            if work.key is None:  # invalid, and no person to hold it for
-                assert isinstance(work, InvalidRecord)
-                self.settle.invalid(work)
-                continue
-            admitted = self.people.admit(work, work.key)
-            if admitted is not None and self._route(admitted):
-                self._release(work.key)
+            self.routing.take(works)
 
-    def _route(self, work: Work) -> bool:
-        """Take ``work``, its person's record that is out, on its way; True when that settled it
-        at once (its person's next record may then follow)."""
-        if isinstance(work, InvalidRecord):
-            # In its person's turn, so that --failed lists their records in file order; and it
-            # holds back the later ones, which must not overtake it once it is fixed and fed back.
-            assert work.key is not None
-            self.settle.invalid(work)
-            self.people.failed.add(work.key, work.index)
-            return True
-        earlier = self.people.failed.get(work.key)
-        if earlier is not None:
-            self.settle.held_back(work, earlier)
-            return True
-        if self.settle.unchanged(work, self.people):
-            return True
-        if self.people.hold(work, self.clock.monotonic()):
-            return False
-        return self._request(work)
-
-    def _request(self, update: PersonUpdate) -> bool:
-        """Stamp ``update`` and hand it to the adapter; True when that settled it (it cannot be
-        carried, or the ledger cannot take its stamp)."""
-        try:
-            stamp = self.stamps.issue(self.people.take_unclear(update.key))
-        except OutputLost as e:
-            self.settle.lose_ledger(e)
-            self.settle.not_sent(update)
-            return True
-        made = self.adapter.add(update, stamp)
-        if isinstance(made, str):
-            self.settle.refused(update, made)
-            self.people.failed.add(update.key, update.index)
-            return True
-        if made is not None:
-            self.outbox.append(made)
-        return False
-
-    def _route_due(self) -> None:
-        """Send the held updates whose second has come."""
-        while not self.stop.requested and (update := self.people.due(self.clock.monotonic())) is not None:
-            if self._request(update):
-                self._release(update.key)
-
-    def _delivered(self, job: Job, deliveries: list[Delivery]) -> None:
-        """A request is back: settle its updates, and note for each person what it means for the next."""
-        self.settle.delivered(job.updates, deliveries)
-        _note_answers(self.people, self.stamps, job.updates, deliveries)
-        for update in job.updates:
-            self._release(update.key)
-
-    def _release(self, key: str) -> None:
-        """``key``'s record that was out is settled: route their next, unless the run is stopping."""
-        while not self.stop.requested:
-            work = self.people.finish(key, self.clock.monotonic())
-            if work is None or not self._route(work):
-                return
+    def _next_works(self, workers: Workers) -> Sequence[Work]:
+        """The next records' works to route, as many as may be taken before the bounds are
+        looked at again: one before the credentials check; after it, no more than the requests
+        and records that may yet be out (so a run of records stays within them, as one at a time)."""
+        if not self.checked:
+            return self.works.take(1)
+        requests = self.max_jobs - workers.busy - len(self.outbox)
+        return self.works.take(max(1, min(self.adapter.space(requests), self.people.limit - self.people.waiting)))
 
     def _abandon(self) -> None:
         """The run stopped: settle every record not sent, each person's in file order."""
-        works = itertools.chain(self.adapter.drain(), self.people.drain(), self.works.merger.drain())
+        works = itertools.chain(self.adapter.drain(), self.people.drain(), self.works.drain())
         self.settle.abandoned(works, self.works.source, self.works.merger.mapper.person_id)
-
-
-def _note_answers(people: People, stamps: Stamps, updates: Sequence[PersonUpdate], deliveries: list[Delivery]) -> None:
-    """Note for each person of ``updates`` what their delivery means for their next write: held
-    back behind it when it did not sync, stamped later when its answer left it unclear."""
-    # A batch's updates mostly share one delivery: what it means is worked out once.
-    last: Delivery | None = None
-    clear = True
-    for update, delivery in zip(updates, deliveries, strict=True):
-        if delivery is not last:
-            last, clear = delivery, delivery.status is Status.SYNCED and not _unclear(delivery)
-        if clear:
-            continue
-        if delivery.status is not Status.SYNCED:
-            people.failed.add(update.key, update.index)
-        if _unclear(delivery) and (mark := stamps.unclear()) is not None:
-            people.unclear(update.key, *mark)
-
-
-def _unclear(delivery: Delivery) -> bool:
-    """True when the write may have been applied, or may yet be, though its answer does not say:
-    no answer, a resend (an earlier attempt may land late), a 5xx (a gateway may have passed the
-    write on before it gave up), or a 207 that does not say which items it refused."""
-    if delivery.status is Status.NOT_ATTEMPTED:
-        return False
-    status = delivery.http_status
-    return delivery.unclear or status is None or delivery.retries > 0 or status >= 500
 
 
 def check_workspace(client: TrackClient, config: Config) -> str | None:

@@ -18,12 +18,14 @@ merged write cannot carry.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from ..input.config import Config, IdType
 from ..input.mapping import MAX_ITEM_BYTES, TIMESTAMP, InvalidRecord, PersonUpdate, RecordMapper, merged_body
+from ..input.runs import RECORDS_A_RUN
 from ..input.source import Source
 from .repeats import PersonIndex, dump, index_records, load, temporary_database, temporary_storage
 
@@ -93,10 +95,20 @@ class Merger:
         # Work made ready with the last that :meth:`feed` returned, to follow it in turn.
         self.after: deque[Iterator[Work]] = deque()
 
-    def feed(self, index: int, record: object) -> Work | None:
-        """Record ``index`` was read: the work it makes ready now, if any (none while a merge waits
-        for the person's later records); more that follows it in file order is in :attr:`after`."""
-        work = self.mapper.map(index, record)
+    def feed_run(self, works: Sequence[Work]) -> tuple[list[Work], int]:
+        """``works`` (records mapped, in file order) were read: the work they make ready now, and
+        how many were taken: all, unless one made ready more (:attr:`after`) that goes first."""
+        if self._index is None:
+            return list(works), len(works)
+        ready = []
+        for taken, work in enumerate(works, 1):
+            if (made := self._merge(work)) is not None:
+                ready.append(made)
+            if self.after:
+                return ready, taken
+        return ready, len(works)
+
+    def _merge(self, work: Work) -> Work | None:
         key = work.key
         if key is None or self._index is None:
             return work
@@ -313,35 +325,61 @@ def _update(row: tuple[Any, ...], with_record: bool = True) -> PersonUpdate:
 
 
 class Works:
-    """A run's records as work for their people, in file order: read from the ``merger``'s
-    records, mapped and merged by it; once the records ran out, the merges still waiting."""
+    """A run's records as work for their people, in file order, a run at a time: read from the
+    ``merger``'s records, mapped and merged by it; once the records ran out, the merges still
+    waiting."""
 
     def __init__(self, merger: Merger) -> None:
         self.source = Source(merger.records)
         self.merger = merger
         self._rest: Iterator[Work] | None = None
+        # Records mapped and not yet taken by the merger: they follow what it made ready.
+        self._mapped: Sequence[Work] = ()
+        # The works made ready last, and how many of them were handed out.
+        self._ready: Sequence[Work] = ()
+        self._at = 0
         self.exhausted = False
 
-    def next(self) -> Work | None:
-        """The next work, or None when there is none (the records ran out, or stopped parsing:
+    def take(self, count: int | None = None) -> Sequence[Work]:
+        """Up to ``count`` of the next works (by default, the rest of those made ready together),
+        in file order; empty when there are none (the records ran out, or stopped parsing:
         ``source.broken`` then says how)."""
+        if self._at == len(self._ready):
+            self._ready, self._at = self._next_run(), 0
+        end = len(self._ready) if count is None else self._at + count
+        works = self._ready[self._at : end]
+        self._at += len(works)
+        return works
+
+    def drain(self) -> Iterator[Work]:
+        """For a run that stops: the works not handed out, each person's in file order (those
+        made ready, those the merger holds, the records mapped and not yet merged), taken out."""
+        ready, self._ready, self._at = self._ready[self._at :], (), 0
+        mapped, self._mapped = self._mapped, ()
+        return itertools.chain(ready, self.merger.drain(), mapped)
+
+    def _next_run(self) -> list[Work]:
         merger = self.merger
         while True:
             while merger.after:
-                work = next(merger.after[0], None)
-                if work is not None:
-                    return work
+                works = list(itertools.islice(merger.after[0], RECORDS_A_RUN))
+                if works:
+                    return works
                 merger.after.popleft()
+            if self._mapped:
+                works, taken = merger.feed_run(self._mapped)
+                self._mapped = self._mapped[taken:]
+                if works:
+                    return works
+                continue
             if self._rest is not None:
-                work = next(self._rest, None)
-                self.exhausted = work is None
-                return work
-            numbered = self.source.next()
+                works = list(itertools.islice(self._rest, RECORDS_A_RUN))
+                self.exhausted = not works
+                return works
+            numbered = self.source.next_run()
             if numbered is not None:
-                work = merger.feed(*numbered)
-                if work is not None:
-                    return work
+                self._mapped = merger.mapper.map_run(*numbered)
             elif self.source.broken is not None:
-                return None
+                return []
             else:
                 self._rest = merger.rest()

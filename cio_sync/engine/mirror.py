@@ -11,6 +11,7 @@ one (unreadable, or without a usable id) may be anyone's, so while one does no o
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -139,6 +140,14 @@ class NamingMapper(RecordMapper):
         if self.named is not None:
             self.named(work)
         return work
+
+    def map_run(self, first: int, records: Sequence[object]) -> list[PersonUpdate | InvalidRecord]:
+        """As :meth:`RecordMapper.map_run`; then ``named`` hears of each record's person."""
+        works = super().map_run(first, records)
+        if self.named is not None:
+            for work in works:
+                self.named(work)
+        return works
 
 
 def watch_names(merger: Merger, config: Config, named: Named) -> None:

@@ -17,7 +17,8 @@ about three times its item (the record, its body and its item). Within that boun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..input.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body
@@ -90,6 +91,24 @@ class BatchPacker:
         self._items.append(item)
         return closed
 
+    def add_run(self, updates: Sequence[PersonUpdate], items: Sequence[bytes], start: int) -> int:
+        """Add as many of ``updates[start:]`` (encoded as ``items[start:]``) as the batch holds,
+        in order, as :meth:`add` would one at a time (an empty batch takes at least one): how
+        many. The batch is full when that is fewer than all of them."""
+        count, size, limit = len(self._items), self._size, self._limit
+        end = len(items) if self.max_items is None else min(len(items), start + max(0, self.max_items - count))
+        fit = 0
+        for item in itertools.islice(items, start, end):
+            grown = size + len(item) + (1 if count + fit else 0)
+            if count + fit and grown >= limit:  # a body stays smaller than the limit
+                break
+            size = grown
+            fit += 1
+        self._updates.extend(itertools.islice(updates, start, start + fit))
+        self._items.extend(itertools.islice(items, start, start + fit))
+        self._size = size
+        return fit
+
     def take(self) -> Job:
         """The batch filled so far, ready to send; a new one starts empty."""
         job = Job(tuple(self._updates), batch_body(self._items))
@@ -151,6 +170,29 @@ class Batches:
             # A batch begins: how full it is to get.
             self.filling = self._scarce()
             self._packer.max_items = None if self.filling else self._shared
+        return closed
+
+    @property
+    def space(self) -> int:
+        """How many more records may be taken now (at least one while there is :attr:`room`)."""
+        return max(1, self._budget - self._out - len(self._packer))
+
+    def add_run(self, updates: Sequence[PersonUpdate], items: Sequence[bytes]) -> list[Job]:
+        """Add ``updates``, encoded as ``items``, in order: the batches that closed to make room,
+        as :meth:`add` closes them one at a time."""
+        closed: list[Job] = []
+        packer, at = self._packer, 0
+        while at < len(items):
+            if not packer:
+                # A batch begins: how full it is to get (asked before its first record, which
+                # one at a time asks just after: nothing between the two changes the answer).
+                self.filling = self._scarce()
+                packer.max_items = None if self.filling else self._shared
+            at += packer.add_run(updates, items, at)
+            if at < len(items):
+                job = packer.take()
+                self._made(job)
+                closed.append(job)
         return closed
 
     def take(self) -> Job | None:

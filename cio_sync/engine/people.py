@@ -9,11 +9,14 @@ file when there are very many of them, so that memory stays flat whatever fails.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from typing import cast
 
 from ..input.mapping import InvalidRecord, PersonUpdate
 from ..state.ledger import Known
@@ -41,6 +44,22 @@ class Person:
     withdraw: bool = False
 
 
+class _Out(Person):
+    """The one person object shared by everyone with a record out and nothing else to remember,
+    as most people are: made once, never changed (:meth:`People._own` gives a person one of
+    their own before anything about them changes)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"the shared person cannot change ({name}): People._own gives one of their own")
+
+
+_OUT = object.__new__(_Out)
+for _name, _value in dataclasses.asdict(Person("", busy=True)).items():
+    object.__setattr__(_OUT, _name, _value)
+
+
 class People:
     """Every person this run has something under way for. Records come in through :meth:`admit`
     in file order; one record per person is out at a time, and :meth:`finish` is the one place
@@ -57,12 +76,7 @@ class People:
         self.failed = FailedPeople()
         # Updates held for their person's next second: (ready_at, file index, update), soonest first.
         self._held: list[tuple[float, int, PersonUpdate]] = []
-        # People kept only for what their next write must wait for, forgotten once neither holds:
-        # their ready_at (oldest first), and the stamp of their unclear write (lowest first),
-        # which the run's stamps must have passed. Time alone is not enough: with a ledger's
-        # floor or a wall clock set back, stamps run ahead of the clock.
-        self._lingering: deque[tuple[float, str]] = deque()
-        self._unclear_kept: list[tuple[int, str]] = []
+        self._lingering = _Lingering(self._people)
 
     @property
     def full(self) -> bool:
@@ -73,9 +87,11 @@ class People:
         """``work`` when it may go now (its person's is then out); None when it waits its turn."""
         person = self._people.get(key)
         if person is None:
-            person = self._people[key] = Person(key)
+            self._people[key] = _OUT
+            return work
         if person.busy:
             if person.waiting is None:
+                person = self._own(key)
                 person.waiting = deque()
             person.waiting.append(work)
             self.waiting += 1
@@ -83,9 +99,34 @@ class People:
         person.busy = True
         return work
 
+    def admit_run(self, keys: Sequence[str | None]) -> bool:
+        """Admit the records of ``keys`` all at once, when each names a person of their own with
+        nothing under way (True: each is now out), as :meth:`admit` would one by one; else none
+        (False)."""
+        people = self._people
+        if None in keys or len(set(keys)) != len(keys) or not people.keys().isdisjoint(keys):
+            return False
+        people.update(zip(cast("Sequence[str]", keys), repeat(_OUT)))
+        return True
+
+    def finish_out(self, keys: Iterable[str]) -> list[str]:
+        """The records of ``keys`` that were out are settled: each person with nothing more to
+        remember is forgotten, as :meth:`finish` forgets them. The others, in order, are left
+        for :meth:`finish`."""
+        people, rest = self._people, []
+        for key in keys:
+            if people[key] is _OUT:
+                del people[key]
+            else:
+                rest.append(key)
+        return rest
+
     def finish(self, key: str, now: float) -> Work | None:
         """``key``'s record that was out is settled: their next record (now out), or None."""
         person = self._people[key]
+        if person is _OUT:
+            del self._people[key]
+            return None
         if person.waiting:
             self.waiting -= 1
             return person.waiting.popleft()
@@ -94,16 +135,13 @@ class People:
         if person.ready_at <= now and (person.unclear is None or _done_with(person, now, self._floor())):
             del self._people[key]
             return None
-        if person.ready_at > now:
-            self._lingering.append((person.ready_at, key))
-        if person.unclear is not None:
-            heapq.heappush(self._unclear_kept, (person.unclear, key))
+        self._lingering.keep(person, now)
         return None
 
     def unclear(self, key: str, stamp: int, ready_at: float) -> None:
         """``key``'s write stamped at most ``stamp`` went without a clear answer: their next write
         is stamped later, and not before ``ready_at``."""
-        person = self._people[key]
+        person = self._own(key)
         person.unclear = stamp if person.unclear is None else max(person.unclear, stamp)
         person.ready_at = max(person.ready_at, ready_at)
 
@@ -118,7 +156,7 @@ class People:
     def due(self, now: float) -> PersonUpdate | None:
         """A held update whose time has come (taken out), or None; people kept for nothing more
         are forgotten on the way."""
-        self._forget(now, self._floor())
+        self._lingering.forget(now, self._floor())
         if self._held and self._held[0][0] <= now:
             return heapq.heappop(self._held)[2]
         return None
@@ -130,13 +168,16 @@ class People:
     def take_unclear(self, key: str) -> int | None:
         """The stamp ``key``'s next write must exceed (forgotten once asked: it is being written)."""
         person = self._people[key]
-        stamp, person.unclear = person.unclear, None
+        stamp = person.unclear
+        if stamp is not None:
+            person.unclear = None
         return stamp
 
     def compared(self, key: str, known: Known, withdraw: bool) -> Known:
         """The ledger compared ``key``'s update that is out: ``known`` (returned as is), and
         whether their entry is to be withdrawn before it leaves (see :meth:`withdrawing`)."""
-        self._people[key].withdraw = withdraw
+        if withdraw or self._people[key].withdraw:
+            self._own(key).withdraw = withdraw
         return known
 
     def withdrawing(self, updates: Iterable[PersonUpdate]) -> list[str]:
@@ -149,6 +190,13 @@ class People:
                 found.append(update.key)
         return found
 
+    def _own(self, key: str) -> Person:
+        """``key``'s person, as an object of their own (made from the shared one if need be)."""
+        person = self._people[key]
+        if person is _OUT:
+            person = self._people[key] = Person(key, busy=True)
+        return person
+
     def drain(self) -> list[Work]:
         """For a run that stops: every held and waiting record, each person's in file order."""
         held = [update for _, _, update in sorted(self._held)]
@@ -156,7 +204,6 @@ class People:
         self._held.clear()
         self._people.clear()
         self._lingering.clear()
-        self._unclear_kept.clear()
         self.waiting = 0
         return [*held, *waiting]
 
@@ -164,11 +211,36 @@ class People:
         """Let go of the spill file, if any."""
         self.failed.close()
 
-    def _forget(self, now: float, floor: int | None) -> None:
-        while self._lingering and self._lingering[0][0] <= now:
-            self._drop_if_done(self._lingering.popleft()[1], now, floor)
-        while self._unclear_kept and (floor is None or self._unclear_kept[0][0] < floor):
-            self._drop_if_done(heapq.heappop(self._unclear_kept)[1], now, floor)
+
+class _Lingering:
+    """The people kept only for what their next write must wait for, forgotten from ``people``
+    once neither holds: their ready_at (oldest first), and the stamp of their unclear write
+    (lowest first), which the run's stamps must have passed. Time alone is not enough: with a
+    ledger's floor or a wall clock set back, stamps run ahead of the clock."""
+
+    def __init__(self, people: dict[str, Person]) -> None:
+        self._people = people
+        self._ready: deque[tuple[float, str]] = deque()
+        self._unclear: list[tuple[int, str]] = []
+
+    def keep(self, person: Person, now: float) -> None:
+        """``person``, with nothing out, is kept for their ready_at or unclear write."""
+        if person.ready_at > now:
+            self._ready.append((person.ready_at, person.key))
+        if person.unclear is not None:
+            heapq.heappush(self._unclear, (person.unclear, person.key))
+
+    def forget(self, now: float, floor: int | None) -> None:
+        """Forget the people kept for nothing more, now that it is ``now`` and stamps are ``floor``."""
+        while self._ready and self._ready[0][0] <= now:
+            self._drop_if_done(self._ready.popleft()[1], now, floor)
+        while self._unclear and (floor is None or self._unclear[0][0] < floor):
+            self._drop_if_done(heapq.heappop(self._unclear)[1], now, floor)
+
+    def clear(self) -> None:
+        """Forget everyone kept."""
+        self._ready.clear()
+        self._unclear.clear()
 
     def _drop_if_done(self, key: str, now: float, floor: int | None) -> None:
         person = self._people.get(key)
@@ -199,6 +271,10 @@ class FailedPeople:
         self._memory: dict[str, int] = {}
         self._spill_after = spill_after
         self._disk: sqlite3.Connection | None = None
+
+    def __bool__(self) -> bool:
+        """True once anyone's record did not sync."""
+        return bool(self._memory) or self._disk is not None
 
     def add(self, key: str, index: int) -> None:
         """``key``'s record ``index`` did not sync (an earlier one that did not, if any, is kept)."""

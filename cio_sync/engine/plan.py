@@ -93,23 +93,24 @@ def plan(
     kept: list[PersonUpdate] = []
     invalid = functools.partial(_invalid, tally, on_outcome)
     with temporary_storage(), contextlib.closing(merger), contextlib.closing(failed):
-        while (work := works.next()) is not None:
-            if isinstance(work, InvalidRecord):
-                invalid(work)
-                if work.key is not None:
-                    failed.add(work.key, work.index)
-                continue
-            if not _sendable(work, config, merger, failed, counts, invalid):
-                continue
-            counts.people += 1
-            if ledger is not None:
-                known = ledger.compare(work)
-                compared[known] += 1
-                if known is Known.UNCHANGED:
+        while run := works.take():
+            for work in run:
+                if isinstance(work, InvalidRecord):
+                    invalid(work)
+                    if work.key is not None:
+                        failed.add(work.key, work.index)
                     continue
-            counts.to_send += 1
-            if len(kept) < samples:
-                kept.append(work)
+                if not _sendable(work, config, merger, failed, counts, invalid):
+                    continue
+                counts.people += 1
+                if ledger is not None:
+                    known = ledger.compare(work)
+                    compared[known] += 1
+                    if known is Known.UNCHANGED:
+                        continue
+                counts.to_send += 1
+                if len(kept) < samples:
+                    kept.append(work)
     return _plan(tally, ledger is not None, compared, counts, tuple(kept))
 
 

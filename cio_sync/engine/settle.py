@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputLost
@@ -19,6 +20,8 @@ from .people import People
 from .tally import Tally
 
 OutcomeHandler = Callable[[RecordOutcome], None]
+# Of an update: the index of the first record merged into it, or None.
+_COVERS = operator.attrgetter("covers")
 
 
 class Settle:
@@ -43,18 +46,20 @@ class Settle:
         redact: Redactor,
         covered: Callable[[PersonUpdate], Iterator[PersonUpdate]] = lambda _: iter(()),
     ) -> None:
-        self.tally = Tally(keep)
-        # The earlier records of a person merged into one update, which share its outcome.
-        self._covered = covered
+        self._outcomes = Outcomes(Tally(keep), on_outcome, redact, covered)
+        self.tally = self._outcomes.tally
         self.stop = stop
-        self._redact = redact
         self._ledger = ledger
-        self._on_outcome = on_outcome
         self._unanswered = _Unanswered(max(10, parallelism))
         self.lost: OutputLost | None = None
         # The invalid records that name a person: a record held back behind one of them is
         # counted as such (see cio_sync.causes), which a tolerance of invalid records relies on.
         self._invalid = IndexSet()
+
+    @property
+    def compares(self) -> bool:
+        """True when each update is compared with the ledger before it is sent (see :meth:`unchanged`)."""
+        return self._ledger is not None
 
     def sending(self, updates: Sequence[PersonUpdate], people: People) -> bool:
         """``updates`` are about to be sent: the ledger stops vouching for other bodies of their
@@ -75,12 +80,18 @@ class Settle:
         """A request is back: settle each of its ``updates`` by its delivery, then record in the
         ledger those the workspace accepted (before any person's next update is routed: its own
         entry must be in place for that update to withdraw it)."""
-        if self._unanswered.count(deliveries):
+        # A batch's updates mostly share one delivery: it is then looked at once.
+        alike = deliveries.count(deliveries[0]) == len(deliveries) if deliveries else False
+        if self._unanswered.count(deliveries[:1] if alike else deliveries):
             self.stop(StopReason.UNREACHABLE)
-        for update, delivery in zip(updates, deliveries, strict=True):
+        for delivery in deliveries[:1] if alike else deliveries:
             if delivery.stop is not None:
                 self.stop(delivery.stop)
-            self._each(update, delivery.status, delivery.reason, delivery.http_status, delivery.retries)
+        if alike and deliveries[0].status is Status.SYNCED:
+            self._outcomes.synced(updates, deliveries[0])
+        else:
+            for update, d in zip(updates, deliveries, strict=True):
+                self._outcomes.each(update, d.status, d.reason, d.http_status, d.retries)
         if self._ledger is not None:
             accepted = (u for u, d in zip(updates, deliveries, strict=True) if d.status is Status.SYNCED)
             try:
@@ -95,29 +106,29 @@ class Settle:
         outcome = RecordOutcome(
             record.index, Status.INVALID, record.person_id, record.reason, record=record.record, cause=record.cause
         )
-        self._emit(outcome)
+        self._outcomes.emit(outcome)
 
     def held_back(self, work: PersonUpdate, earlier: int) -> None:
         """``work`` is not sent: its person's record ``earlier`` did not sync, and it must not overtake it."""
         cause = HELD_BEHIND_INVALID if earlier in self._invalid else HELD_BEHIND_FAILED
-        self._each(work, Status.NOT_ATTEMPTED, held_back_reason(earlier), cause=cause)
+        self._outcomes.each(work, Status.NOT_ATTEMPTED, held_back_reason(earlier), cause=cause)
 
     def unchanged(self, update: PersonUpdate, people: People) -> bool:
         """True, and ``update`` settled as unchanged (not sent), when the ledger shows the
         workspace holds its body already; else its person's owner learns what to withdraw."""
         if self._ledger is None or people.compared(update.key, *self._ledger.check(update)) is not Known.UNCHANGED:
             return False
-        self._each(update, Status.UNCHANGED)
+        self._outcomes.each(update, Status.UNCHANGED)
         return True
 
     def refused(self, update: PersonUpdate, reason: str) -> None:
         """``update`` cannot be carried (``reason``): each of its records is invalid."""
         self._invalid.add(update.index)
-        self._each(update, Status.INVALID, reason)
+        self._outcomes.each(update, Status.INVALID, reason)
 
     def not_sent(self, update: PersonUpdate) -> None:
         """``update`` was not sent: the run stopped first."""
-        self._each(update, Status.NOT_ATTEMPTED)
+        self._outcomes.each(update, Status.NOT_ATTEMPTED)
 
     def abandoned(
         self, works: Iterable[PersonUpdate | InvalidRecord], source: Source, person_id: Callable[[object], str | None]
@@ -131,9 +142,9 @@ class Settle:
                 self.not_sent(work)
         unsent, tail = source.rest()
         for index, record in unsent:
-            self._emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id(record), record=record))
+            self._outcomes.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id(record), record=record))
         if tail is not None:
-            self._emit(_unread(tail))
+            self._outcomes.emit(_unread(tail))
 
     def lose_ledger(self, error: OutputLost) -> None:
         """The ledger could not be written: the run stops, and :attr:`lost` says why."""
@@ -141,7 +152,25 @@ class Settle:
             self.lost = error
         self.stop(StopReason.LEDGER_LOST)
 
-    def _each(
+
+class Outcomes:
+    """Counts each record's outcome in ``tally`` and hands it to ``on_outcome``, its reason passed
+    through ``redact`` (a server's words, or a value quoted from the data file, may hold a
+    credential); ``covered`` gives the earlier records merged into an update, which share its outcome."""
+
+    def __init__(
+        self,
+        tally: Tally,
+        on_outcome: OutcomeHandler | None,
+        redact: Redactor,
+        covered: Callable[[PersonUpdate], Iterator[PersonUpdate]],
+    ) -> None:
+        self.tally = tally
+        self._on_outcome = on_outcome
+        self._redact = redact
+        self._covered = covered
+
+    def each(
         self,
         update: PersonUpdate,
         status: Status,
@@ -150,7 +179,7 @@ class Settle:
         retries: int = 0,
         cause: str | None = None,
     ) -> None:
-        """Settle every record ``update`` stands for, in file order (the earlier ones merged into
+        """Count every record ``update`` stands for, in file order (the earlier ones merged into
         it first), with the one outcome."""
         # Only a merged update chains its earlier records in: most stand for one record alone.
         records = itertools.chain(self._covered(update), (update,)) if update.covers is not None else (update,)
@@ -159,9 +188,24 @@ class Settle:
             outcome = RecordOutcome(
                 each.index, status, each.person_id, reason, http_status, retries, each.record, 1, cause
             )
-            self._emit(outcome)
+            self.emit(outcome)
 
-    def _emit(self, outcome: RecordOutcome) -> None:
+    def synced(self, updates: Sequence[PersonUpdate], delivery: Delivery) -> None:
+        """Count ``updates`` as synced by ``delivery``, as :meth:`each` would one by one: the
+        records merged into one first, the rest counted at once."""
+        if list(map(_COVERS, updates)).count(None) != len(updates):
+            for update in updates:
+                self.each(update, Status.SYNCED, delivery.reason, delivery.http_status, delivery.retries)
+            return
+        reason = delivery.reason if delivery.reason is None else self._redact(delivery.reason)
+        self.tally.counts[Status.SYNCED] += len(updates)
+        handler = self._on_outcome
+        if handler is not None:
+            status, http_status, retries = Status.SYNCED, delivery.http_status, delivery.retries
+            for u in updates:
+                handler(RecordOutcome(u.index, status, u.person_id, reason, http_status, retries, u.record, 1, None))
+
+    def emit(self, outcome: RecordOutcome) -> None:
         """Count ``outcome`` and hand it on."""
         if outcome.reason is not None:
             cleaned = self._redact(outcome.reason)

@@ -2,14 +2,17 @@
 
 One record's way through a run, and the module that does each step:
 
-1. read from the data file (``source``) and mapped to a person update, or found invalid (``mapping``);
-2. handed to its person (``people``): one record per person is out at a time, the later ones wait
-   behind it in file order. In its turn, a record is settled as invalid; or held back, when an
-   earlier record of its person did not sync; or skipped, when the ledger shows the workspace
-   holds it already (``ledger``); or held until its person's next second, when their last write
-   went without a clear answer; else stamped (``stamps``) and handed to the transport's adapter,
-   which makes it a request of its own (v1) or an item of a batch (``adapters``). Before a request
-   leaves, the ledger stops vouching for other bodies of its people (``settle``);
+1. read from the data file (``source``), a run of records at a time, and mapped to a person
+   update, or found invalid (``mapping``); merged with the person's other records (``merge``);
+2. routed through its person (``routing``, ``people``): one record per person is out at a
+   time, the later ones wait behind it in file order. In its turn, a record is settled as
+   invalid; or held back, when an earlier record of its person did not sync; or skipped, when the
+   ledger shows the workspace holds it already (``ledger``); or held until its person's next
+   second, when their last write went without a clear answer; else stamped (``stamps``) and
+   handed to the transport's adapter, which makes it a request of its own (v1) or an item of a
+   batch (``adapters``, ``packer``). A run of records of people with nothing under way goes this
+   way all at once. Before a request leaves, the ledger stops vouching for other bodies of its
+   people (``settle``);
 3. sent by a worker thread, with resends and pacing (``workers``, ``client``, ``pacing``);
 4. settled: counted, recorded in the ledger, handed to the caller (``settle``); its person's next
    record is then released (back to 2).

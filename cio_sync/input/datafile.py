@@ -28,6 +28,7 @@ from .runs import (
     depth,
     end_of,
     end_of_lines,
+    in_runs,
     run_of_elements,
     run_of_lines,
 )
@@ -128,10 +129,8 @@ class DataFile:
         for an empty cell) or a ragged row."""
         reader = _BlockReader(self._stream, self._digests, verify=True)
         if self._table is not None:
-            rows = self._table.rows(reader)
-            return Records(self, None, iter(rows) if self.count else iter(()), rows)
-        elements = _Elements(reader, self.format)
-        return Records(self, elements, iter(elements) if self.count else iter(()), None)
+            return Records(self, None, self._table.rows(reader))
+        return Records(self, _Elements(reader, self.format), None)
 
     def changed(self, what: str) -> DataFileChanged:
         """The error for a file that no longer reads as its check found it, ``what`` saying how."""
@@ -194,37 +193,72 @@ class UnreadTail:
 
 
 class Records(Iterator[object]):
-    """The records of a :class:`DataFile`, in file order, counting those handed out."""
+    """The records of a :class:`DataFile`, in file order, counting those handed out: one at a
+    time, or the rest of the run they were read in (:meth:`next_run`)."""
 
-    def __init__(
-        self, data_file: DataFile, elements: _Elements | None, parsed: Iterator[object], rows: CsvRows | None
-    ) -> None:
+    def __init__(self, data_file: DataFile, elements: _Elements | None, rows: CsvRows | None) -> None:
         self._file = data_file
         self._elements = elements
-        self._parsed = parsed
         self._rows = rows
+        # Runs as they are read; and to hand out one record, the run it is read in. A JSON or
+        # NDJSON record is read in a run of its neighbours (the offset of each is found again),
+        # a CSV row alone, so that the place after it is known.
+        empty: Iterator[Sequence[object]] = iter(())
+        if not data_file.count:
+            self._runs = self._alone = empty
+        elif rows is not None:
+            self._runs, self._alone = rows.runs(), in_runs(rows, 1)
+        else:
+            assert elements is not None
+            self._runs = self._alone = elements.runs()
+        # The run read last, and how many of it were handed out.
+        self._run: Sequence[object] = ()
+        self._at = 0
         self.handed = 0
         self._ended = False
+        # The file holds more records than its check counted: said once those counted are handed out.
+        self._more = False
 
     def __iter__(self) -> Records:
         return self
 
     def __next__(self) -> object:
+        if self._at == len(self._run):
+            self._run, self._at = self._read(self._alone), 0
+            if not self._run:
+                raise StopIteration
+        record = self._run[self._at]
+        self._at += 1
+        self.handed += 1
+        return record
+
+    def next_run(self) -> Sequence[object]:
+        """The records after those handed out, up to the end of the run they were read in; empty
+        once there are none. Raises :class:`DataFileChanged` as iterating does."""
+        run = self._read(self._runs) if self._at == len(self._run) else self._run[self._at :]
+        self._run, self._at = (), 0
+        self.handed += len(run)
+        return run
+
+    def _read(self, runs: Iterator[Sequence[object]]) -> Sequence[object]:
         # Exactly the records the check counted: a file that grew or shrank since (rows appended
         # to NDJSON or CSV, lines cut off) reads as valid, and would otherwise be synced short or
         # long while the totals still spoke of the file as checked.
         # Once it said so, the file has no more records to give.
         if self._ended:
-            raise StopIteration
+            return ()
         count = self._file.count
+        if self._more:
+            self._ended = True
+            raise self._file.changed(f"it holds more than the {count:,} records its check counted")
         try:
-            record = next(self._parsed)
+            run = next(runs)
         except StopIteration:
             self._ended = True
             if self.handed < count:
                 what = f"it now holds {self.handed:,} of the {count:,} records its check counted"
                 raise self._file.changed(what) from None
-            raise
+            return ()
         except DataFileChanged:
             self._ended = True
             raise
@@ -233,11 +267,13 @@ class Records(Iterator[object]):
             # tenth of reading a small record.
             self._ended = True
             raise self._file.changed(_how_it_changed(e)) from None
-        if self.handed >= count:
-            self._ended = True
-            raise self._file.changed(f"it holds more than the {count:,} records its check counted")
-        self.handed += 1
-        return record
+        if self.handed + len(run) > count:
+            # Those counted are handed out first, as they were checked.
+            self._more = True
+            run = run[: count - self.handed]
+            if not run:
+                return self._read(runs)
+        return run
 
     def again(self) -> Records:
         """The same records, read anew from the start (checked against the same digests)."""
@@ -249,28 +285,31 @@ class Records(Iterator[object]):
         Reading every remaining record one by one takes time in proportion to the file; this
         takes no time at all, so a stop is quick however large the file is. None for the tail
         when nothing is left, or when its place cannot be told (the file changed since its
-        check): then read on.
+        check, or holds more records than it counted): then read on.
         """
         data_file = self._file
-        size = data_file.unchanged_size() if self.handed < data_file.count and not self._ended else None
+        unhanded = len(self._run) - self._at
+        unchanged = self.handed < data_file.count and not self._ended and not self._more
+        size = data_file.unchanged_size() if unchanged else None
         if size is None:
             return self, None
         stream = data_file.stream_for_tail
+        left = data_file.count - self.handed
         if self._rows is not None:
             # The CSV reader holds no row it has not handed out: the tail starts after the last.
             if self._rows.end is None:
                 return self, None
-            left = data_file.count - self.handed
             return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size)
         assert self._elements is not None
-        # The parser reads no record ahead: the next one begins after the last handed out.
-        after = self._elements.offset() if self.handed else data_file.start
+        # The next record begins after the last handed out, within the run read last or after it.
+        after = self._elements.offset(unhanded) if self.handed else data_file.start
         top = 0 if data_file.format == NDJSON else 1
         start = _next_start(stream.fileno(), after, top)
         if start is None:
             return self, None
         end = _elements_end(stream, data_file.format, size)
-        return iter(()), UnreadTail(self.handed, data_file.count - self.handed, stream, start, end)
+        self._run, self._at = (), 0
+        return iter(()), UnreadTail(self.handed, left, stream, start, end)
 
 
 def _how_it_changed(error: Exception) -> str:
@@ -814,11 +853,13 @@ class _Elements(_Values):
         self._run_first = 0
         self._run_end = 0
 
-    def offset(self) -> int:
-        """The byte offset where the last record handed out ends (within a run, found again)."""
+    def offset(self, unhanded: int = 0) -> int:
+        """The byte offset where the last record handed out ends, the last ``unhanded`` of the
+        run read last not handed out (within a run, found again)."""
         if self._run_from is None:
+            assert not unhanded  # a record read alone is handed out at once
             return super().offset()
-        handed = self.count - self._run_first
+        handed = self.count - self._run_first - unhanded
         if self._array:
             return self._offset(end_of(self._text, self._run_from, handed, self._scan))
         return self._offset(end_of_lines(self._text, self._run_from, handed))
@@ -830,14 +871,11 @@ class _Elements(_Values):
 
     def __iter__(self) -> Iterator[object]:
         for records in self.runs():
-            # A run's records counted as each is handed out (offset needs it); one alone was read so.
-            for record in records:
-                self.count += self._run_from is not None
-                yield record
+            yield from records
 
     def runs(self) -> Iterator[Sequence[object]]:
         """The records a run at a time (see :mod:`cio_sync.input.runs`), or alone (a run of one)
-        where they are read one by one; :attr:`count` counts a run once the next is asked for."""
+        where they are read one by one; :attr:`count` counts a run as it is handed out."""
         while not self._text and self._more():
             pass
         if self._text.startswith("\ufeff"):  # a byte order mark, not part of the document
@@ -867,8 +905,8 @@ class _Elements(_Values):
                 yield (self._element() if self._array else self._line_element(),)
             else:
                 self._run_from, self._run_first = self._pos, self.count
+                self.count += len(values)
                 yield values
-                self.count = self._run_first + len(values)
                 self._pos, self._run_from = self._run_end, None
 
     def _open(self) -> None:

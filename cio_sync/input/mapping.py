@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import repeat
+from itertools import chain, repeat
 from json.encoder import encode_basestring
 from typing import cast
 from urllib.parse import quote
@@ -270,28 +270,41 @@ class RecordMapper:
         return None if ref is None else ref.key
 
     def person_keys(self, records: Sequence[object]) -> Sequence[str | None]:
-        """:meth:`person_key` of each of ``records``. Where every id of a run needs no closer look
-        (integers of at most :data:`MAX_ID_BYTES` digits, or short ASCII text without an "@" or
-        a ``cio_``), with ``idType`` auto, the keys are the ids' text, found in a few loops of C."""
-        user_id = self._user_id
-        if len(records) < _FEW or self._id_type is not IdType.AUTO or not isinstance(user_id, str):
-            return list(map(self.person_key, records))
-        try:
-            ids = list(map(dict.get, cast("Sequence[dict[str, object]]", records), repeat(user_id)))
-        except TypeError:  # a record that is not a JSON object
-            return list(map(self.person_key, records))
-        kinds = set(map(type, ids))
-        if kinds == {int}:
-            numbers = cast("list[int]", ids)
-            if min(numbers) > _SHORTEST_INT and max(numbers) < _LONGEST_INT:
-                return list(map(str, numbers))
-        elif kinds == {str}:
-            texts = cast("list[str]", ids)
-            joined = "\n".join(texts)
-            plain = joined.isascii() and "@" not in joined and CIO_PREFIX not in joined
-            if plain and "" not in texts and max(map(len, texts)) <= MAX_ID_BYTES:
-                return texts
-        return list(map(self.person_key, records))
+        """:meth:`person_key` of each of ``records``, found in a few loops of C where every id
+        of the run needs no closer look (see :func:`plain_ids`)."""
+        plain = plain_ids(records, self._user_id) if self._id_type is IdType.AUTO else None
+        return plain if plain is not None else list(map(self.person_key, records))
+
+    def map_run(self, first: int, records: Sequence[object]) -> list[PersonUpdate | InvalidRecord]:
+        """:meth:`map` of each of ``records``, the first being element ``first`` of the data file.
+
+        A run of JSON objects with plain ids (:func:`plain_ids`, with ``idType`` auto) and plain
+        mappings (top-level keys, values as they are) is mapped a run at a time where orjson
+        writes every value as it is (:func:`plain_bodies`). Any other run, one record at a time.
+        """
+        pairs = self._pairs
+        if pairs is None or self._id_type is not IdType.AUTO or set(map(type, records)) != {dict}:
+            return self._one_by_one(first, records)
+        rows = cast("Sequence[dict[str, object]]", records)
+        ids = plain_ids(rows, self._user_id)
+        made = plain_bodies(rows, pairs, self._update_only) if ids is not None else None
+        if ids is None or made is None:
+            return self._one_by_one(first, records)
+        bodies, datas = made
+        works: list[PersonUpdate | InvalidRecord] = list(
+            map(PersonUpdate, range(first, first + len(rows)), ids, datas, rows, repeat(IdType.ID), ids, ids)
+        )
+        if max(map(len, datas)) > MAX_VALUE_BYTES:
+            # A body that holds a value too long for the workspace is longer still (a value is
+            # in it whole, if anything escaped): only those bodies are looked at closer.
+            for at, data in enumerate(datas):
+                if len(data) > MAX_VALUE_BYTES and value_problem(bodies[at]) is not None:
+                    works[at] = RecordMapper.map(self, first + at, records[at])
+        return works
+
+    def _one_by_one(self, first: int, records: Sequence[object]) -> list[PersonUpdate | InvalidRecord]:
+        # This class's own map, not a subclass's: map_run is the one a subclass hears of a run by.
+        return [RecordMapper.map(self, index, record) for index, record in enumerate(records, first)]
 
     def map(self, index: int, record: object) -> PersonUpdate | InvalidRecord:
         """The update for ``record`` (element ``index`` of the data file), or why it is invalid."""
@@ -322,23 +335,10 @@ class RecordMapper:
             body = built
         if self._update_only:
             body[UPDATE_ONLY] = True
-        try:
-            data = checked_body(body)
-            if isinstance(data, str):
-                return InvalidRecord(index, person_id, data, record, ref.key)
-        except TooSmall as e:
-            problem = str(e)
-        except ValueError:
-            problem = "a mapped number is too large to send as JSON"
-        except TypeError as e:  # records built in Python rather than read from JSON
-            problem = f"a mapped value is not JSON: {e}"
-        except RecursionError:
-            problem = "a mapped value is nested too deeply"
-        except UnicodeEncodeError:
-            problem = "a mapped string is not valid Unicode"
-        else:
-            return PersonUpdate(index, person_id, data, record, ref.kind, ref.identifier, ref.key)
-        return InvalidRecord(index, person_id, problem, record, ref.key)
+        data = _body_bytes(body)
+        if isinstance(data, str):
+            return InvalidRecord(index, person_id, data, record, ref.key)
+        return PersonUpdate(index, person_id, data, record, ref.kind, ref.identifier, ref.key)
 
     def _not_an_object(self, index: int, record: object) -> InvalidRecord:
         """Why ``record`` (element ``index``), which is not an object, is invalid; whom it names."""
@@ -351,6 +351,67 @@ class RecordMapper:
         if isinstance(record, RaggedRow):
             return InvalidRecord(index, None, record.reason(), record)
         return InvalidRecord(index, None, f"not a JSON object (got {article(record)})", record)
+
+
+def _body_bytes(body: dict[str, object]) -> bytes | str:
+    """``body`` as :func:`checked_body` writes it, or why it cannot be sent."""
+    try:
+        return checked_body(body)
+    except TooSmall as e:
+        return str(e)
+    except ValueError:
+        return "a mapped number is too large to send as JSON"
+    except TypeError as e:  # records built in Python rather than read from JSON
+        return f"a mapped value is not JSON: {e}"
+    except RecursionError:
+        return "a mapped value is nested too deeply"
+    except UnicodeEncodeError:
+        return "a mapped string is not valid Unicode"
+
+
+def plain_ids(records: Sequence[object], user_id: RecordPath) -> list[str] | None:
+    """The ids' text of ``records``, which is then each one's key, identifier and person id
+    alike under ``idType`` auto; or None unless every id needs no closer look. That is, with a
+    top-level ``userId``: integers of at most :data:`MAX_ID_BYTES` digits, or short ASCII text
+    without an "@" or a ``cio_``, every one in a JSON object."""
+    if len(records) < _FEW or not isinstance(user_id, str):
+        return None
+    try:
+        ids = list(map(dict.get, cast("Sequence[dict[str, object]]", records), repeat(user_id)))
+    except TypeError:  # a record that is not a JSON object
+        return None
+    kinds = set(map(type, ids))
+    if kinds == {int}:
+        numbers = cast("list[int]", ids)
+        if min(numbers) > _SHORTEST_INT and max(numbers) < _LONGEST_INT:
+            return list(map(str, numbers))
+    elif kinds == {str}:
+        texts = cast("list[str]", ids)
+        joined = "\n".join(texts)
+        plain = joined.isascii() and "@" not in joined and CIO_PREFIX not in joined
+        if plain and "" not in texts and max(map(len, texts)) <= MAX_ID_BYTES:
+            return texts
+    return None
+
+
+def plain_bodies(
+    rows: Sequence[dict[str, object]], pairs: Sequence[tuple[str, str]], update_only: bool
+) -> tuple[list[dict[str, object]], list[bytes]] | None:
+    """The body of each of ``rows`` by the plain mappings ``pairs`` (source key, attribute), and
+    each as :func:`checked_body` writes it; None unless orjson writes every value as it is (not
+    every value too large is found: a body over :data:`MAX_VALUE_BYTES` is to be looked at)."""
+    bodies = [{target: row[source] for source, target in pairs if source in row} for row in rows]
+    if update_only:
+        for body in bodies:
+            body[UPDATE_ONLY] = True
+    if not set(map(type, chain.from_iterable(map(dict.values, bodies)))) <= _EXACT:
+        return None
+    try:
+        # Each copied to its own size at once, as _by_orjson does: orjson's buffer, freed then,
+        # is the next body's; kept, each body would cost fresh memory (2 us more).
+        return bodies, [memoryview(orjson.dumps(body, default=_fragment)).tobytes() for body in bodies]
+    except TypeError:  # an integer beyond 64 bits, a lone surrogate, a number out of range
+        return None
 
 
 def check_columns(config: Config, header: Sequence[str], name: str) -> None:
@@ -621,16 +682,19 @@ _IDENTIFY = {
 def batch_item(update: PersonUpdate, stamp: int | None = None) -> bytes:
     """``update`` as one item of a v2 batch: identify this person with these attributes (as of
     ``stamp``, when given)."""
+    return batch_items((update,), stamp)[0]
+
+
+def batch_items(updates: Sequence[PersonUpdate], stamp: int | None = None) -> list[bytes]:
+    """Each of ``updates`` as :func:`batch_item` makes it, all as of ``stamp``."""
     # The identifiers object spelt out: the same bytes as encoding {kind: identifier} (the kinds
     # are plain ASCII names; the identifier goes through the encoder's own string escaping), at a
     # twentieth of the cost, which was three quarters of an item's.
-    return (
-        _IDENTIFY[update.kind]
-        + _encode_string(update.identifier).encode("utf-8")
-        + b'},"attributes":'
-        + update.body
-        + (b',"timestamp":%d}' % stamp if stamp is not None else b"}")
-    )
+    end = b',"timestamp":%d}' % stamp if stamp is not None else b"}"
+    return [
+        _IDENTIFY[u.kind] + _encode_string(u.identifier).encode("utf-8") + b'},"attributes":' + u.body + end
+        for u in updates
+    ]
 
 
 def batch_body(items: Sequence[bytes]) -> bytes:

@@ -19,8 +19,9 @@ array cannot tell a line that is one value from lines whose brackets balance acr
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from itertools import accumulate, repeat
+from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate, islice, repeat
+from typing import TypeVar
 
 # Records nested deeper than this are invalid: no real data comes close, and writing one back
 # to --failed must not exhaust the stack.
@@ -41,7 +42,30 @@ _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 # Where the run is cut when the decoder does not read it: tries before reading one by one.
 _TRIES = 3
 
+# The most records of a run where they are not read as one: CSV rows (fewer where they are long).
+RECORDS_A_RUN = 1024
+# Records handed by a caller a run at a time: their size is not known, so fewer.
+CALLERS_RECORDS_A_RUN = 256
+
 Scan = Callable[[str, int], tuple[object, int]]
+T = TypeVar("T")
+
+
+def in_runs(records: Iterable[T], size: int = CALLERS_RECORDS_A_RUN) -> Iterator[list[T]]:
+    """``records`` in lists of ``size`` (the last may be shorter). Where reading them raises,
+    the records read before it come first, as a run of their own; the error follows."""
+    records = iter(records)
+    while True:
+        run: list[T] = []
+        try:
+            run.extend(islice(records, size))
+        except Exception:
+            if run:
+                yield run
+            raise
+        if not run:
+            return
+        yield run
 
 
 def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:

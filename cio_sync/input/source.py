@@ -1,37 +1,49 @@
-"""A run's records in file order, numbered; and, once it stops, the ones it did not read."""
+"""A run's records in file order, numbered, a run at a time; and, once it stops, the ones it did not read."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from ..errors import DataFileChanged
 from .datafile import Records, UnreadTail
+from .runs import in_runs
 
 
 class Source:
-    """Hands out ``records`` one at a time with their index (from 0), for one run.
+    """Hands out ``records`` a run at a time with the index of the first (from 0), for one run.
 
-    When they come from a data file (:class:`~cio_sync.datafile.Records`), what a stopped run
-    did not read is found by its place in the file rather than read record by record.
+    When they come from a data file (:class:`~cio_sync.datafile.Records`), a run is as the file
+    was read; what a stopped run did not read is found by its place in the file rather than read
+    record by record. Other records are handed out a few hundred at a time.
     """
 
     def __init__(self, records: Iterable[object]) -> None:
         self._records = records if isinstance(records, Records) else None
-        self._numbered = enumerate(records)
+        self._runs = in_runs(records) if self._records is None else None
+        # Records handed out: the index of the next.
+        self.handed = 0
         self.exhausted = False
         # The data file stopped parsing mid-run: raised by sync() once what is in flight settled.
         self.broken: DataFileChanged | None = None
 
-    def next(self) -> tuple[int, object] | None:
-        """The next record and its index; None once they ran out or the data file changed
-        (then :attr:`broken` says how)."""
+    def next_run(self) -> tuple[int, Sequence[object]] | None:
+        """The next records and the index of the first; None once they ran out or the data file
+        changed (then :attr:`broken` says how)."""
         try:
-            return next(self._numbered)
-        except StopIteration:
-            self.exhausted = True
+            if self._records is not None:
+                run = self._records.next_run()
+            else:
+                assert self._runs is not None
+                run = next(self._runs, [])
         except DataFileChanged as e:
             self.broken = e
-        return None
+            return None
+        if not run:
+            self.exhausted = True
+            return None
+        first = self.handed
+        self.handed += len(run)
+        return first, run
 
     def rest(self) -> tuple[Iterator[tuple[int, object]], UnreadTail | None]:
         """For a run that stops: the records not handed out, and the file's unread tail that
@@ -40,14 +52,14 @@ class Source:
         if self.exhausted:
             return iter(()), None
         if self._records is None:
-            return self._numbered, None
-        first = self._records.handed
+            assert self._runs is not None
+            return enumerate((record for run in self._runs for record in run), self.handed), None
         try:
             held, tail = self._records.unread()
         except DataFileChanged as e:
             self.broken = self.broken or e
             return iter(()), None
-        return self._guarded(enumerate(held, first)), tail
+        return self._guarded(enumerate(held, self.handed)), tail
 
     def _guarded(self, numbered: Iterator[tuple[int, object]]) -> Iterator[tuple[int, object]]:
         # A file changed since its check is read on to the end after a stop, and may stop parsing
