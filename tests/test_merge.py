@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cio_sync import Status, open_data_file, sync
+from cio_sync import Status, open_data_file, plan, sync
 from cio_sync.emulator import Emulator
 from cio_sync.engine import merge
 from cio_sync.engine.merge import Merger, Work
@@ -340,3 +340,23 @@ def test_a_data_file_handed_to_the_library_without_an_index_is_merged(files: Fil
         assert result.synced == 150
         assert emulator.people() == sequential(records)
         assert person_writes(emulator) == 50
+
+
+@pytest.mark.parametrize("invalid", [False, True])
+def test_a_dry_run_counts_a_plain_run_as_the_sync_would(emulator: Emulator, invalid: bool) -> None:
+    # Runs of plain records are planned at once: the records merged into one write still count
+    # as records (each person is named twice), and a person held back behind their invalid record
+    # in an earlier run is still held back (each person is named once), as the sync finds them.
+    config = make_config(emulator.url, mappings=[{"from": "name", "to": "name"}], transport="batch")
+    people = 600 if invalid else 300
+    records: list[object] = [{"id": "x", "name": "a" * 1001}] if invalid else []
+    records += [{"id": f"p{n % people}", "name": f"n{n}"} for n in range(600)]
+    records += [{"id": "x", "name": "ok"}] if invalid else []
+    planned = plan(config, records)
+    held = 1 if invalid else 0
+    assert (planned.total, planned.invalid, planned.held_back) == (len(records), held, held)
+    assert (planned.people, planned.to_send) == (people, people)
+    result = sync(config, records, http=FAST)
+    assert (result.total, result.invalid, result.held_behind_invalid) == (len(records), held, held)
+    assert result.synced == 600
+    assert person_writes(emulator) == people

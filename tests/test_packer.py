@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cio_sync.engine.packer import BatchPacker, Job, oversized
+from cio_sync.engine.packer import Batches, BatchPacker, Job, oversized
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import MAX_BATCH_BYTES, MAX_ITEM_BYTES, PersonUpdate, batch_body, batch_item
 
@@ -102,3 +102,54 @@ def test_an_items_identifiers_are_the_bytes_the_json_encoder_gives(identifier: s
             batch_item(u)
         return
     assert batch_item(u) == b'{"type":"person","action":"identify","identifiers":' + expected + b',"attributes":{}}'
+
+
+@given(
+    runs=st.lists(st.lists(st.integers(0, 300), max_size=120), min_size=1, max_size=6),
+    limit=st.integers(200, 30_000),
+    shared=st.integers(100, 400),
+    scarce=st.lists(st.booleans(), min_size=1, max_size=8),
+)
+def test_a_run_added_at_once_is_packed_as_one_by_one(
+    runs: list[list[int]], limit: int, shared: int, scarce: list[bool]
+) -> None:
+    # The same batches, closing at the same records, whether a run is added at once or record
+    # by record; each batch asks how full it is to get as it begins, in the same order.
+    def packed(at_once: bool) -> list[Job]:
+        answers = itertools.cycle(scarce)
+        # parallelism 23 shares a budget of 10,000 as 400 records a batch; more shares it as fewer
+        batches = Batches(max(1, 10_000 // shared - 2), lambda: next(answers), limit=limit)
+        jobs: list[Job] = []
+        first = 0
+        for sizes in runs:
+            updates = [update(first + i, size) for i, size in enumerate(sizes)]
+            first += len(sizes)
+            if at_once:
+                jobs += batches.add_run(updates, [batch_item(u) for u in updates])
+            else:
+                jobs += [job for u in updates if (job := batches.add(u, batch_item(u))) is not None]
+            # Between runs, what a worker would take when idle.
+            if (taken := batches.take()) is not None:
+                jobs.append(taken)
+        return jobs
+
+    assert [(job.updates, job.body) for job in packed(True)] == [(job.updates, job.body) for job in packed(False)]
+
+
+@pytest.mark.parametrize("room", [0, 1])
+def test_a_run_fills_a_batch_to_the_last_byte_below_the_limit(room: int) -> None:
+    items = [batch_item(update(n)) for n in range(3)]
+    limit = len(batch_body(items[:2])) + room  # two items reach it, or stay one byte below
+    packer = BatchPacker(limit)
+    assert packer.add_run([update(n) for n in range(3)], items, 0) == 1 + room
+    assert len(packer.take().body) < limit
+
+
+def test_a_run_closes_a_batch_at_its_share_of_the_records_out() -> None:
+    # Requests plentiful: 10,000 records out shared among 98 + 2 batches, 100 each.
+    batches = Batches(98, lambda: False)
+    updates = [update(n) for n in range(250)]
+    closed = batches.add_run(updates, [batch_item(u) for u in updates])
+    assert [len(job.updates) for job in closed] == [100, 100]
+    taken = batches.take()
+    assert taken is not None and taken.updates == tuple(updates[200:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from typing import cast
 
 import pytest
 from hypothesis import given
@@ -204,3 +205,42 @@ def test_an_unclear_write_is_remembered_until_the_stamps_have_passed_it() -> Non
     assert queue.finish(later.key, clock.monotonic()) is None
     queue.due(clock.monotonic())
     assert queue._people == {}
+
+
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=6),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+    st.lists(st.sampled_from(["a", "b", "c"]), max_size=3),
+)
+def test_a_run_is_admitted_at_once_only_where_one_by_one_each_would_go(
+    keys: list[str | None], out: list[str], finished: list[str]
+) -> None:
+    # Admitted at once, a run's records are each out, as admitting them one by one would leave
+    # them; a run where one of them would wait (its person has a record out, or it is named twice
+    # in the run) or names no one is not admitted at all.
+    at_once, one_by_one = People(limit=10), People(limit=10)
+    for queue in (at_once, one_by_one):
+        for n, key in enumerate(out):
+            queue.admit(update(n, key), key)
+        for key in sorted(set(finished) & set(out)):  # its first record settles
+            queue.finish(key, 0.0)
+    admitted = at_once.admit_run(keys)
+    goes = [None if key is None else one_by_one.admit(update(9, key), key) for key in keys]
+    assert admitted == all(work is not None for work in goes)
+    if admitted:  # each is out now, nothing more waits, and each finishes to nothing
+        assert at_once.waiting == one_by_one.waiting
+        assert at_once.finish_out(cast("list[str]", keys)) == []
+        assert [one_by_one.finish(cast(str, key), 0.0) for key in keys] == [None] * len(keys)
+
+
+def test_settled_at_once_a_person_with_more_to_do_is_left_to_finish() -> None:
+    queue = People(limit=10)
+    first, later, other = update(0, "a"), update(1, "a"), update(2, "b")
+    for each in (first, later, other):
+        queue.admit(each, each.key)
+    queue.unclear("b", 5, 0.0)  # b has something to be remembered by
+    assert queue.finish_out(["a", "b"]) == ["a", "b"]
+    assert _finish(queue, first) is later
+    queue.admit(update(3, "c"), "c")
+    assert queue.finish_out(["c"]) == []
+    assert queue.admit(update(4, "c"), "c") is not None  # forgotten: a new record of theirs goes at once

@@ -5,21 +5,29 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 from ..input.config import Config, Transport
 from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_item
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
-from .merge import Merger, Works, merger_for, merges
+from .merge import Merger, Work, Works, merger_for, merges
 from .mirror import MirrorResult, Named, watch_names
 from .packer import oversized
 from .people import FailedPeople
 from .repeats import PersonIndex, temporary_storage
 from .settle import OutcomeHandler
 from .tally import Tally
+
+# A body longer than this may make a batch item over its limit: what an item adds to its body is
+# far less than the rest (an id is at most 150 bytes, 900 escaped).
+_NEAR_ITEM_LIMIT = MAX_ITEM_BYTES - 2000
+_COVERS = operator.attrgetter("covers")
+_BODY = operator.attrgetter("body")
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,17 @@ class Plan:
 
 @dataclass
 class _Counts:
+    samples: int
     records: int = 0
     people: int = 0
     to_send: int = 0
     held_back: int = 0
+    kept: list[PersonUpdate] = field(default_factory=list)
+
+    def send(self, works: Sequence[PersonUpdate]) -> None:
+        """``works`` would be sent: the first few are kept as samples."""
+        self.to_send += len(works)
+        self.kept.extend(works[: max(0, self.samples - len(self.kept))])
 
 
 def plan(
@@ -89,11 +104,14 @@ def plan(
     # People with an invalid record: the run holds their later records back, and so does the plan.
     failed = FailedPeople()
     compared = dict.fromkeys(Known, 0)
-    counts = _Counts()
-    kept: list[PersonUpdate] = []
+    counts = _Counts(samples)
     invalid = functools.partial(_invalid, tally, on_outcome)
     with temporary_storage(), contextlib.closing(merger), contextlib.closing(failed):
         while run := works.take():
+            if ledger is None and _plain(run, config, failed):
+                counts.records, counts.people = counts.records + len(run), counts.people + len(run)
+                counts.send(cast("Sequence[PersonUpdate]", run))
+                continue
             for work in run:
                 if isinstance(work, InvalidRecord):
                     invalid(work)
@@ -108,10 +126,20 @@ def plan(
                     compared[known] += 1
                     if known is Known.UNCHANGED:
                         continue
-                counts.to_send += 1
-                if len(kept) < samples:
-                    kept.append(work)
-    return _plan(tally, ledger is not None, compared, counts, tuple(kept))
+                counts.send((work,))
+    return _plan(tally, ledger is not None, compared, counts)
+
+
+def _plain(run: Sequence[Work], config: Config, failed: FailedPeople) -> bool:
+    """True when every one of ``run`` is a write the run would send as it is, as :func:`_sendable`
+    finds one by one: a valid record of its own, of a person with no invalid record, and far from
+    a batch item's limit."""
+    if failed or set(map(type, run)) != {PersonUpdate}:
+        return False
+    updates = cast("Sequence[PersonUpdate]", run)
+    if list(map(_COVERS, updates)).count(None) != len(updates):
+        return False
+    return config.transport is not Transport.BATCH or max(map(len, map(_BODY, updates))) <= _NEAR_ITEM_LIMIT
 
 
 def _sendable(
@@ -127,8 +155,7 @@ def _sendable(
     if failed.get(work.key) is not None:
         counts.held_back += _records(work, merger)
         return False
-    # What an item adds to its body is far less than this (an id is at most 150 bytes, 900 escaped).
-    near = config.transport is Transport.BATCH and len(work.body) > MAX_ITEM_BYTES - 2000
+    near = config.transport is Transport.BATCH and len(work.body) > _NEAR_ITEM_LIMIT
     # Stamped as the run stamps it (unless a mapping sets _timestamp): a stamp is ten digits.
     too_big = oversized(batch_item(work, 9_999_999_999 if merges(config) else None)) if near else None
     if too_big is not None:
@@ -154,9 +181,7 @@ def _invalid(tally: Tally, on_outcome: OutcomeHandler | None, work: InvalidRecor
         on_outcome(outcome)
 
 
-def _plan(
-    tally: Tally, ledger: bool, compared: dict[Known, int], counts: _Counts, kept: tuple[PersonUpdate, ...]
-) -> Plan:
+def _plan(tally: Tally, ledger: bool, compared: dict[Known, int], counts: _Counts) -> Plan:
     invalid = tally.counts[Status.INVALID]
     total = invalid + counts.held_back + counts.records
     new, changed, unchanged = (compared[k] if ledger else None for k in (Known.NEW, Known.CHANGED, Known.UNCHANGED))
@@ -166,7 +191,7 @@ def _plan(
         invalid,
         tally.problems,
         tally.more_problems,
-        kept,
+        tuple(counts.kept),
         new,
         changed,
         unchanged,

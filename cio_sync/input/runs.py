@@ -139,7 +139,8 @@ def shallow(run: str, values: list[object]) -> bool:
     most runs are told so by counting (brackets in strings too, which only ever counts more).
     Otherwise the depth of the run's brackets is followed, its strings left out.
     """
-    containers = sum(1 for value in values if type(value) is dict or type(value) is list)
+    kinds = list(map(type, values))
+    containers = kinds.count(dict) + kinds.count(list)
     if run.count("{") + run.count("[") - max(containers - 1, 0) <= MAX_DEPTH:
         return True
     # Records holding objects of their own: the depth of the run's brackets, its strings left out
