@@ -23,6 +23,10 @@ class Status(str, Enum):
     NOT_ATTEMPTED = "not_attempted"
 
 
+# What became of the records the workspace now holds.
+DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
+
+
 class StopReason(str, Enum):
     """Why a run stopped before the end of its records (written as its value in the report)."""
 

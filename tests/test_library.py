@@ -40,6 +40,22 @@ def test_a_sync_driven_from_python(emulator: Emulator) -> None:
     assert sorted((o.index, o.status) for o in outcomes) == [(0, cio_sync.Status.SYNCED), (1, cio_sync.Status.INVALID)]
 
 
+@pytest.mark.parametrize("transport", ["v1", "batch"])
+def test_a_caller_may_hear_only_of_the_records_not_synced(emulator: Emulator, tmp_path: Path, transport: str) -> None:
+    config = cio_sync.config_from_dict(
+        {"parallelism": 2, "userId": "id", "mappings": [], "baseUrl": emulator.url, "transport": transport},
+        env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY},
+    )
+    records = [{"id": f"p{n}"} for n in range(40)] + [{"id": ""}]
+    ledger = cio_sync.Ledger(str(tmp_path / "state.db"), config)
+    heard: list[cio_sync.RecordOutcome] = []
+    first = cio_sync.sync(config, records, ledger=ledger, on_outcome=heard.append, only_problems=True)
+    again = cio_sync.sync(config, records, ledger=ledger, on_outcome=heard.append, only_problems=True)
+    ledger.close()
+    assert (first.synced, first.invalid, again.unchanged, again.invalid) == (40, 1, 40, 1)
+    assert [(o.index, o.status) for o in heard] == [(40, cio_sync.Status.INVALID)] * 2
+
+
 def test_library_errors_carry_exit_codes() -> None:
     with pytest.raises(cio_sync.ConfigError, match='missing required key "userId"') as caught:
         cio_sync.config_from_dict({"parallelism": 1}, env={})

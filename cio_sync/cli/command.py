@@ -374,7 +374,11 @@ def _go(
         signals.interruptible = False
         console.started(source.name, source.count, config.base_url, config.parallelism)
         records = source.records()
-        result = sync(config, records, http=http, ledger=ledger, stop=stop, on_outcome=on_outcome, index=index)
+        # --failed and --report take only the records not synced: the console may need no more.
+        only = not console.counts_every_record
+        result = sync(
+            config, records, http=http, ledger=ledger, stop=stop, on_outcome=on_outcome, only_problems=only, index=index
+        )
         code = exit_code(result, config.max_invalid)
         if result.invalid and code is ExitCode.OK:
             console.note(_tolerated(result.invalid, config.max_invalid))

@@ -12,7 +12,7 @@ from ..errors import OutputLost
 from ..input.datafile import UnreadTail
 from ..input.mapping import InvalidRecord, PersonUpdate
 from ..input.source import Source
-from ..outcome import Delivery, RecordOutcome, Status, Stop, StopReason
+from ..outcome import DONE, Delivery, RecordOutcome, Status, Stop, StopReason
 from ..redact import Redactor
 from ..state.ledger import Known, Ledger
 from .causes import HELD_BEHIND_FAILED, HELD_BEHIND_INVALID, IndexSet, held_back_reason
@@ -36,18 +36,9 @@ class Settle:
     server's words, or a value quoted from the data file, may hold a credential.
     """
 
-    def __init__(
-        self,
-        stop: Stop,
-        parallelism: int,
-        ledger: Ledger | None,
-        on_outcome: OutcomeHandler | None,
-        keep: int,
-        redact: Redactor,
-        covered: Callable[[PersonUpdate], Iterator[PersonUpdate]] = lambda _: iter(()),
-    ) -> None:
-        self._outcomes = Outcomes(Tally(keep), on_outcome, redact, covered)
-        self.tally = self._outcomes.tally
+    def __init__(self, stop: Stop, parallelism: int, ledger: Ledger | None, outcomes: Outcomes) -> None:
+        self._outcomes = outcomes
+        self.tally = outcomes.tally
         self.stop = stop
         self._ledger = ledger
         self._unanswered = _Unanswered(max(10, parallelism))
@@ -154,21 +145,24 @@ class Settle:
 
 
 class Outcomes:
-    """Counts each record's outcome in ``tally`` and hands it to ``on_outcome``, its reason passed
-    through ``redact`` (a server's words, or a value quoted from the data file, may hold a
-    credential); ``covered`` gives the earlier records merged into an update, which share its outcome."""
+    """Counts each record's outcome in ``tally`` and hands it to ``on_outcome`` (with
+    ``only_problems``, only those of records not synced nor unchanged), its reason passed through
+    ``redact`` (a server's words, or a value quoted from the data file, may hold a credential);
+    ``covered`` gives the earlier records merged into an update, which share its outcome."""
 
     def __init__(
         self,
         tally: Tally,
         on_outcome: OutcomeHandler | None,
         redact: Redactor,
-        covered: Callable[[PersonUpdate], Iterator[PersonUpdate]],
+        covered: Callable[[PersonUpdate], Iterator[PersonUpdate]] = lambda _: iter(()),
+        only_problems: bool = False,
     ) -> None:
         self.tally = tally
         self._on_outcome = on_outcome
         self._redact = redact
         self._covered = covered
+        self._only_problems = only_problems
 
     def each(
         self,
@@ -200,7 +194,7 @@ class Outcomes:
         reason = delivery.reason if delivery.reason is None else self._redact(delivery.reason)
         self.tally.counts[Status.SYNCED] += len(updates)
         handler = self._on_outcome
-        if handler is not None:
+        if handler is not None and not self._only_problems:
             status, http_status, retries = Status.SYNCED, delivery.http_status, delivery.retries
             for u in updates:
                 handler(RecordOutcome(u.index, status, u.person_id, reason, http_status, retries, u.record, 1, None))
@@ -212,7 +206,7 @@ class Outcomes:
             if cleaned != outcome.reason:
                 outcome = dataclasses.replace(outcome, reason=cleaned)
         self.tally.add(outcome)
-        if self._on_outcome is not None:
+        if self._on_outcome is not None and not (self._only_problems and outcome.status in DONE):
             self._on_outcome(outcome)
 
 

@@ -43,9 +43,9 @@ from ..transport.pacing import Gate
 from .merge import Works, merger_for
 from .mirrored import MirroredEngine
 from .repeats import PersonIndex, temporary_storage
-from .settle import OutcomeHandler, Settle
+from .settle import OutcomeHandler, Outcomes, Settle
 from .stamps import Stamps
-from .tally import SyncResult
+from .tally import SyncResult, Tally
 from .workers import Workers
 
 
@@ -56,6 +56,7 @@ def sync(
     http: HttpSettings | None = None,
     ledger: Ledger | None = None,
     on_outcome: OutcomeHandler | None = None,
+    only_problems: bool = False,
     stop: Stop | None = None,
     keep_problems: int = 20,
     clock: Clock = SYSTEM_CLOCK,
@@ -70,15 +71,17 @@ def sync(
     ``result.error`` the problem in words). Records of one person are applied in file order. With
     a ``ledger``, records whose body was already accepted are not sent (they count as unchanged)
     and accepted ones are recorded. Every record's outcome is passed to ``on_outcome`` from the
-    calling thread. ``stop`` stops the run early; the remaining records count as not attempted.
-    A person named in several records is written once, their records merged (see
-    :mod:`~cio_sync.engine.merge`); ``index``, when the caller counted the records' people as
-    it checked them, spares reading them an extra time.
+    calling thread (with ``only_problems``, only those of records not synced nor unchanged: the
+    result counts the rest, and a caller who needs only those spares a call for every record).
+    ``stop`` stops the run early; the remaining records count as not attempted. A person named
+    in several records is written once, their records merged (see :mod:`~cio_sync.engine.merge`);
+    ``index``, when the caller counted the records' people as it checked them, spares reading
+    them an extra time.
     """
     stop = stop or Stop()
-    redact = Redactor(config.secrets)
     merger = merger_for(config, records, index)
-    settle = Settle(stop, config.parallelism, ledger, on_outcome, keep_problems, redact, merger.covered)
+    outcomes = Outcomes(Tally(keep_problems), on_outcome, Redactor(config.secrets), merger.covered, only_problems)
+    settle = Settle(stop, config.parallelism, ledger, outcomes)
     http = http or HttpSettings()
     on_stall = functools.partial(stop, StopReason.NO_PROGRESS)
     gate = Gate(config.rate_limit, stop=stop.event, clock=clock, patience=http.give_up_after, on_stall=on_stall)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ..outcome import RecordOutcome, Status, StopReason
+from ..outcome import DONE, RecordOutcome, Status, StopReason
 from .causes import HELD_BEHIND_INVALID, CauseCount, Causes
 from .mirror import MirrorResult
 
@@ -63,7 +63,6 @@ class SyncResult:
 
 
 _LISTED = frozenset({Status.FAILED, Status.INVALID})
-_DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
 class Tally:
@@ -80,7 +79,7 @@ class Tally:
         """Count one record's outcome."""
         status = outcome.status
         self.counts[status] += outcome.span
-        if status in _DONE:
+        if status in DONE:
             return
         self.causes.add(outcome)
         # Records left unsent by a stop are counted, not listed: the summary says how many.

@@ -40,6 +40,11 @@ class Console(Protocol):
 
     redact: Callable[[str], str]
 
+    @property
+    def counts_every_record(self) -> bool:
+        """True when :meth:`outcome` is to hear of every record (to show progress), else only of
+        those not synced nor unchanged."""
+
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
         """The run is about to send ``count`` records."""
 
@@ -147,6 +152,11 @@ class TextConsole:
         # Set by a stop: the records still to come are only marked not attempted, and a bar that
         # kept counting them would look as if they were being sent.
         self._frozen = False
+
+    @property
+    def counts_every_record(self) -> bool:
+        """True unless quiet: the bar, or the progress lines, count every record."""
+        return self._show_bar or self._lines
 
     def _say(self, message: str) -> None:
         # Ids, values, paths and the workspace's words reach this line: none may drive the terminal.
@@ -317,6 +327,9 @@ class JsonConsole:
         # counts would not say how far through the file it is.
         self._ticker = Ticker(self._progress, JSON_PROGRESS_INTERVAL, clock)
         self._timer = timer
+
+    # Its progress events count every record.
+    counts_every_record = True
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -10,11 +10,8 @@ from ..errors import OutputError, OutputLost
 from ..input.csvfile import CsvWriter
 from ..input.datafile import CSV, JSON, NDJSON, UnreadableRecord, UnreadTail
 from ..input.datafile import data_format as format_of
-from ..outcome import RecordOutcome, Status
+from ..outcome import DONE, RecordOutcome
 from .atomic import AtomicFile
-
-# Outcomes whose records need nothing more.
-_DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
 def _record_json(value: object) -> str:
@@ -100,7 +97,7 @@ class FailedRecordsFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Keep ``outcome``'s record if it was not synced."""
-        if outcome.status in _DONE or self._lost is not None:
+        if outcome.status in DONE or self._lost is not None:
             return
         try:
             self._add(outcome)

@@ -18,7 +18,7 @@ from ..engine.mirror import MirrorResult
 from ..engine.plan import Plan
 from ..engine.tally import SyncResult
 from ..errors import OutputError, OutputLost
-from ..outcome import RecordOutcome, Status
+from ..outcome import DONE, RecordOutcome
 from ..redact import NO_SECRETS
 from .atomic import AtomicFile
 from .removals import removal_report
@@ -27,8 +27,6 @@ from .terminal import json_line
 REPORT_VERSION = 1
 # Outside JSON's syntax, which is ASCII, these only occur within strings, where \u escapes stand for them.
 _NOT_ASCII = re.compile(r"[^\x00-\x7f]")
-# Outcomes whose records need nothing more, and are not listed.
-_DONE = frozenset({Status.SYNCED, Status.UNCHANGED})
 
 
 class ReportFile:
@@ -55,7 +53,7 @@ class ReportFile:
 
     def add(self, outcome: RecordOutcome) -> None:
         """Note ``outcome`` if its record was not synced."""
-        if outcome.status in _DONE or self._lost:
+        if outcome.status in DONE or self._lost:
             return
         entry = {
             "index": outcome.index,
