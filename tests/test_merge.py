@@ -291,7 +291,7 @@ def test_the_dry_run_sizes_a_batch_item_with_its_stamp(files: Files) -> None:
 
 def feed(merger: Merger, index: int, record: object) -> Work | None:
     """Record ``index`` was read: the work it makes ready, if any (more may follow in ``merger.after``)."""
-    ready, taken = merger.feed_run([merger.mapper.map(index, record)])
+    ready, taken = merger.feed_run([merger.mapper.map(index, record)], 0)
     assert taken == 1
     return ready[0] if ready else None
 
@@ -360,3 +360,17 @@ def test_a_dry_run_counts_a_plain_run_as_the_sync_would(emulator: Emulator, inva
     assert (result.total, result.invalid, result.held_behind_invalid) == (len(records), held, held)
     assert result.synced == 600
     assert person_writes(emulator) == people
+
+
+def test_the_merges_made_ready_at_once_are_bounded() -> None:
+    # The last records of 200 people, together, each ending a merge of 30 records of 900 bytes
+    # each: the merger makes ready about a megabyte of merged bodies at once, and takes the rest
+    # of the run after them (as a record at a time would), not 5 MB.
+    mappings = [{"from": f"v{k}", "to": f"v{k}"} for k in range(30)]
+    mapper = RecordMapper.for_config(make_config("http://127.0.0.1:9", mappings=mappings))
+    records = [{"id": f"p{n % 200}", f"v{n // 200}": "x" * 900} for n in range(200 * 30)]
+    merger = Merger(mapper, PersonIndex.of(records, mapper.person_keys))
+    made, taken = merger.feed_run(mapper.map_run(0, records), 0)
+    merger.close()
+    assert 0 < len(made) < 200 and taken < len(records)
+    assert merge.READY_BYTES <= sum(len(w.body) for w in made if isinstance(w, PersonUpdate)) < 2 * merge.READY_BYTES

@@ -125,12 +125,14 @@ def test_a_run_added_at_once_is_packed_as_one_by_one(
             updates = [update(first + i, size) for i, size in enumerate(sizes)]
             first += len(sizes)
             if at_once:
-                jobs += batches.add_run(updates, [batch_item(u) for u in updates])
+                made, taken = batches.add_run(updates, [batch_item(u) for u in updates], len(updates))
+                assert taken == len(updates)
+                jobs += made
             else:
                 jobs += [job for u in updates if (job := batches.add(u, batch_item(u))) is not None]
             # Between runs, what a worker would take when idle.
-            if (taken := batches.take()) is not None:
-                jobs.append(taken)
+            if (idle := batches.take()) is not None:
+                jobs.append(idle)
         return jobs
 
     assert [(job.updates, job.body) for job in packed(True)] == [(job.updates, job.body) for job in packed(False)]
@@ -141,7 +143,7 @@ def test_a_run_fills_a_batch_to_the_last_byte_below_the_limit(room: int) -> None
     items = [batch_item(update(n)) for n in range(3)]
     limit = len(batch_body(items[:2])) + room  # two items reach it, or stay one byte below
     packer = BatchPacker(limit)
-    assert packer.add_run([update(n) for n in range(3)], items, 0) == 1 + room
+    assert packer.add_run([update(n) for n in range(3)], items, 0, 10, limit) == 1 + room
     assert len(packer.take().body) < limit
 
 
@@ -149,7 +151,8 @@ def test_a_run_closes_a_batch_at_its_share_of_the_records_out() -> None:
     # Requests plentiful: 10,000 records out shared among 98 + 2 batches, 100 each.
     batches = Batches(98, lambda: False)
     updates = [update(n) for n in range(250)]
-    closed = batches.add_run(updates, [batch_item(u) for u in updates])
+    closed, taken = batches.add_run(updates, [batch_item(u) for u in updates], 3)
     assert [len(job.updates) for job in closed] == [100, 100]
-    taken = batches.take()
-    assert taken is not None and taken.updates == tuple(updates[200:])
+    assert taken == 250
+    idle = batches.take()
+    assert idle is not None and idle.updates == tuple(updates[200:])

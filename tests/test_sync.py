@@ -99,6 +99,31 @@ def test_records_are_read_lazily(emulator: Emulator) -> None:
     assert at_first_outcome[0] <= CALLERS_RECORDS_A_RUN  # one run of them read ahead, at most
 
 
+@pytest.mark.parametrize(("transport", "parallelism"), [("batch", 1), ("batch", 4), ("v1", 2)])
+def test_records_out_stay_within_the_requests_in_flight_and_ready(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, transport: str, parallelism: int
+) -> None:
+    # Large records, a run of them at a time: no more requests are made ahead than the workers
+    # take (parallelism, and as many ready: one batch for batch), however many of the run's records
+    # there would be room for; and one that a worker idle took although not full.
+    emulator.latency = 0.002
+    most = 0
+    submit = Workers.submit
+
+    def counted(workers: Workers, job: Job) -> None:
+        nonlocal most
+        submit(workers, job)
+        most = max(most, workers.busy)
+
+    monkeypatch.setattr(Workers, "submit", counted)
+    records = ({"id": f"p{n}", "name": f"{n:05}" + "x" * 995, "computed_ltv": n} for n in range(600))
+    mappings = [{"from": "name", "to": "name"}, *({"from": "name", "to": f"a{k}"} for k in range(27))]
+    config = make_config(emulator.url, transport=transport, parallelism=parallelism, mappings=mappings)
+    result = sync(config, records, http=FAST)
+    assert result.synced == 600
+    assert most <= parallelism + (1 if transport == "batch" else parallelism) + 1
+
+
 def test_one_person_is_updated_in_file_order(emulator: Emulator) -> None:
     emulator.latency = 0.005
     ids = ["a", "b", "A@x.com", "a", "c", "a@X.com", "b", "a", "a", "c", "b", "a"]

@@ -32,15 +32,11 @@ from ..input.mapping import (
 from ..outcome import Delivery, Status
 from ..state.roster import Leaver
 from ..transport.client import TrackClient
-from .packer import Batches, Job, oversized
+from .packer import Added, Batches, Job, oversized
 
 # A batch of operations stays well under the endpoint's 500 KB, and holds at most this many items.
 _BATCH_BYTES = 400_000
 _BATCH_ITEMS = 1000
-
-
-# An update that cannot be carried, and why.
-Refused = tuple[PersonUpdate, str]
 
 
 class Action(str, Enum):
@@ -96,11 +92,13 @@ class Adapter(Protocol):
         update cannot be carried (it is then invalid)."""
 
     def space(self, requests: int) -> int:
-        """How many more updates to take now, while at most ``requests`` more may be made."""
+        """About how many more updates to take now, while at most ``requests`` more may be made."""
 
-    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
-        """Take ``updates``, all stamped ``stamp``, in order: the requests now ready to send, and
-        those updates that cannot be carried, each with why (they are then invalid)."""
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None, requests: int) -> Added | None:
+        """Take the first of ``updates``, all stamped ``stamp``, in order, as :meth:`add` would one
+        at a time while at most ``requests`` more may be made and there is :attr:`room`: the
+        requests now ready to send, and how many were taken. None (and none taken) when one of
+        them cannot be carried: they are to be taken one at a time."""
 
     def take(self) -> Job | None:
         """The request being filled, to send now although not full; None when there is none."""
@@ -137,9 +135,11 @@ class V1Adapter:
         """One request an update."""
         return requests
 
-    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
-        """A request of its own for each update, ready at once."""
-        return [Job((update,), stamped(update.body, stamp)) for update in updates], []
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None, requests: int) -> Added:
+        """A request of its own for each of the first ``requests`` updates, ready at once."""
+        return [Job((update,), stamped(update.body, stamp)) for update in updates[:requests]], min(
+            len(updates), requests
+        )
 
     def take(self) -> None:
         """Nothing is ever being filled."""
@@ -189,19 +189,16 @@ class BatchAdapter:
         return self._packer.add(update, item)
 
     def space(self, requests: int) -> int:
-        """The records that fit under the packer's bound (which bounds the batches too)."""
-        return self._packer.space
+        """About how many records fit under the packer's bounds, ``requests`` batches closing."""
+        return self._packer.space(requests)
 
-    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
-        """The batches that closed to make room for ``updates``; those that fit in none, and why."""
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None, requests: int) -> Added | None:
+        """The batches that closed to make room for the first of ``updates`` (at most
+        ``requests``), and how many were added; None when one fits in no batch."""
         items = batch_items(updates, stamp)
-        refused: list[Refused] = []
         if max(map(len, items), default=0) > MAX_ITEM_BYTES:
-            problems = list(map(oversized, items))
-            refused = [(u, problem) for u, problem in zip(updates, problems, strict=True) if problem is not None]
-            updates = [u for u, problem in zip(updates, problems, strict=True) if problem is None]
-            items = [item for item, problem in zip(items, problems, strict=True) if problem is None]
-        return self._packer.add_run(updates, items), refused
+            return None
+        return self._packer.add_run(updates, items, requests)
 
     def take(self) -> Job | None:
         """The batch filled so far, if it holds anything."""

@@ -10,8 +10,8 @@ from ..input.config import Config, Transport
 from ..input.mapping import PersonUpdate
 from ..outcome import Delivery, Status
 from ..state.roster import Leaver
-from .adapters import Action, Adapter, Operation, OperationJob, Refused
-from .packer import Job
+from .adapters import Action, Adapter, Operation, OperationJob
+from .packer import Added, Job
 
 
 def leaver_of(update: PersonUpdate) -> Leaver:
@@ -45,9 +45,9 @@ class Comeback:
         """As the inner adapter."""
         return self._inner.space(requests)
 
-    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None) -> tuple[list[Job], list[Refused]]:
+    def add_run(self, updates: Sequence[PersonUpdate], stamp: int | None, requests: int) -> Added | None:
         """As the inner adapter."""
-        return self._inner.add_run(updates, stamp)
+        return self._inner.add_run(updates, stamp, requests)
 
     def settled(self, job: Job) -> None:
         """As the inner adapter."""

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..input.config import Config
 from ..outcome import Stop, StopReason
 from ..transport.client import TrackClient
-from .adapters import adapter_for
+from .adapters import Adapter, adapter_for
 from .merge import Works
 from .people import People, Work
 from .routing import Routing
@@ -36,14 +36,19 @@ class Engine:
         # Cap the records waiting behind their person's, so that one person repeated a million
         # times cannot fill memory.
         self.people = People(limit=max(1000, 10 * config.parallelism), floor=stamps.floor)
-        self.adapter = adapter_for(config, client)
-        self.routing = Routing(self.people, settle, stamps, self.adapter, clock)
+        adapter = adapter_for(config, client)
+        self.routing = Routing(self.people, settle, stamps, adapter, clock)
         # Requests made and not yet handed to the workers.
         self.outbox = self.routing.outbox
         # Jobs handed over and not finished: ``parallelism`` in flight and the adapter's ready ones.
-        self.max_jobs = config.parallelism + self.adapter.ready
+        self.max_jobs = config.parallelism + adapter.ready
         self.checked = False
         self.region: str | None = None
+
+    @property
+    def adapter(self) -> Adapter:
+        """The adapter the run's records go through (the routing's)."""
+        return self.routing.adapter
 
     def loop(self, workers: Workers) -> None:
         """Read, send and settle until every record has its outcome or the run stops."""
@@ -85,27 +90,31 @@ class Engine:
         comes before anything else is read.
         """
         adapter, people, stopped, outbox = self.adapter, self.people, self.stop.event.is_set, self.outbox
-        while (
-            workers.busy + len(outbox) < self.max_jobs
-            and adapter.room
-            and not people.full
-            and not stopped()
-            and (self.checked or not outbox)
-        ):
-            works = self._next_works(workers)
+
+        def room() -> bool:
+            return (
+                workers.busy + len(outbox) < self.max_jobs
+                and adapter.room
+                and not people.full
+                and not stopped()
+                and (self.checked or not outbox)
+            )
+
+        while room():
+            requests = self.max_jobs - workers.busy - len(outbox)
+            works = self._next_works(requests)
             if not works:
                 if self.works.source.broken is not None:
                     self.stop(StopReason.DATA_FILE_CHANGED)
                 return
-            self.routing.take(works)
+            self.works.give_back(len(works) - self.routing.take(works, room, requests))
 
-    def _next_works(self, workers: Workers) -> Sequence[Work]:
-        """The next records' works to route, as many as may be taken before the bounds are
-        looked at again: one before the credentials check; after it, no more than the requests
-        and records that may yet be out (so a run of records stays within them, as one at a time)."""
+    def _next_works(self, requests: int) -> Sequence[Work]:
+        """The next records' works to route, about as many as may be taken before the bounds are
+        looked at again (so that few are given back): one before the credentials check; after it,
+        no more than the adapter makes ``requests`` requests of, nor more than may wait."""
         if not self.checked:
             return self.works.take(1)
-        requests = self.max_jobs - workers.busy - len(self.outbox)
         return self.works.take(max(1, min(self.adapter.space(requests), self.people.limit - self.people.waiting)))
 
     def _abandon(self) -> None:

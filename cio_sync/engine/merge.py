@@ -59,6 +59,9 @@ def merger_for(config: Config, records: Iterable[object], index: PersonIndex | N
 
 # Records held for merges in memory before the rest go to the temporary database: about 10 MB.
 HOLD_IN_MEMORY = 10_000
+# The bodies of the merged updates made ready at once, at most (beyond one): a run of records that
+# each end a merge of many would otherwise make ready far more than it holds itself.
+READY_BYTES = 1 << 20
 # The largest merged body: a batch item may be 32 KB, and what an item adds to its body is far
 # less than the rest (an id is at most 150 bytes, 900 escaped). A person whose records merged
 # would be larger is written one record at a time, as each record fits on its own.
@@ -92,28 +95,28 @@ class Merger:
         self._merged: dict[tuple[str, int], list[PersonUpdate]] = {}
         self._held = 0
         self._spill: _Spill | None = None
-        # Work made ready with the last that :meth:`feed` returned, to follow it in turn.
+        # Work made ready with the last that :meth:`feed_run` returned, to follow it in turn.
         self.after: deque[Iterator[Work]] = deque()
 
-    def feed_run(self, works: Sequence[Work]) -> tuple[list[Work], int]:
-        """``works`` (records mapped, in file order) were read: the work they make ready now, and
-        how many were taken: all, unless one made ready more (:attr:`after`) that goes first."""
+    def feed_run(self, works: Sequence[Work], start: int) -> tuple[Sequence[Work], int]:
+        """``works[start:]`` (records mapped, in file order) were read: the work they make ready
+        now, and how many were taken: all, unless one made ready more (:attr:`after`), which goes
+        first, or the merged bodies made ready reach :data:`READY_BYTES`."""
         if self._index is None:
-            return list(works), len(works)
-        ready = []
-        for taken, work in enumerate(works, 1):
+            return works[start:], len(works) - start
+        ready: list[Work] = []
+        size = 0
+        for taken, work in enumerate(itertools.islice(works, start, None), 1):
             if (made := self._merge(work)) is not None:
                 ready.append(made)
-            if self.after:
+                size += len(made.body) if isinstance(made, PersonUpdate) else 0
+            if self.after or size >= READY_BYTES:
                 return ready, taken
-        return ready, len(works)
+        return ready, len(works) - start
 
     def _merge(self, work: Work) -> Work | None:
-        key = work.key
-        if key is None or self._index is None:
-            return work
-        left = self._index.take(key)
-        if left is None:
+        key, index = work.key, self._index
+        if key is None or index is None or (left := index.take(key)) is None:
             return work
         if isinstance(work, InvalidRecord):
             merged = self._flush(key, None)
@@ -212,9 +215,8 @@ class Merger:
 
     def _one_by_one(self, updates: Iterator[PersonUpdate]) -> PersonUpdate:
         """The first of ``updates``, each to be written on its own; the rest follow in turn."""
-        first = next(updates)
         self.after.append(updates)
-        return first
+        return next(updates)
 
 
 def merge(first: PersonUpdate, body: bytes, last: PersonUpdate) -> PersonUpdate:
@@ -333,8 +335,9 @@ class Works:
         self.source = Source(merger.records)
         self.merger = merger
         self._rest: Iterator[Work] | None = None
-        # Records mapped and not yet taken by the merger: they follow what it made ready.
+        # Records mapped, and how many of them the merger took: the rest follow what it made ready.
         self._mapped: Sequence[Work] = ()
+        self._fed = 0
         # The works made ready last, and how many of them were handed out.
         self._ready: Sequence[Work] = ()
         self._at = 0
@@ -351,14 +354,18 @@ class Works:
         self._at += len(works)
         return works
 
+    def give_back(self, count: int) -> None:
+        """The last ``count`` works handed out were not taken: they are handed out again next."""
+        self._at -= count
+
     def drain(self) -> Iterator[Work]:
         """For a run that stops: the works not handed out, each person's in file order (those
         made ready, those the merger holds, the records mapped and not yet merged), taken out."""
         ready, self._ready, self._at = self._ready[self._at :], (), 0
-        mapped, self._mapped = self._mapped, ()
+        mapped, self._mapped, self._fed = self._mapped[self._fed :], (), 0
         return itertools.chain(ready, self.merger.drain(), mapped)
 
-    def _next_run(self) -> list[Work]:
+    def _next_run(self) -> Sequence[Work]:
         merger = self.merger
         while True:
             while merger.after:
@@ -366,11 +373,11 @@ class Works:
                 if works:
                     return works
                 merger.after.popleft()
-            if self._mapped:
-                works, taken = merger.feed_run(self._mapped)
-                self._mapped = self._mapped[taken:]
-                if works:
-                    return works
+            if self._fed < len(self._mapped):
+                made, taken = merger.feed_run(self._mapped, self._fed)
+                self._fed += taken
+                if made:
+                    return made
                 continue
             if self._rest is not None:
                 works = list(itertools.islice(self._rest, RECORDS_A_RUN))
@@ -378,7 +385,7 @@ class Works:
                 return works
             numbered = self.source.next_run()
             if numbered is not None:
-                self._mapped = merger.mapper.map_run(*numbered)
+                self._mapped, self._fed = merger.mapper.map_run(*numbered), 0
             elif self.source.broken is not None:
                 return []
             else:

@@ -63,7 +63,7 @@ class MirroredEngine(Engine):
         suppressed = ledger.roster.suppressed()
         if suppressed:
             self._comeback = Comeback(self.adapter, config, suppressed)
-            self.adapter = self.routing.adapter = self._comeback
+            self.routing.adapter = self._comeback
 
     def loop(self, workers: Workers) -> None:
         """The run's loop; then, mirroring, the removals."""

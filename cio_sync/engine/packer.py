@@ -45,6 +45,10 @@ ITEMS_IN_FLIGHT = 10_000
 ITEM_BYTES_IN_FLIGHT = 8_000_000
 
 
+# The requests an adapter made ready from a run of updates, and how many of them it took.
+Added = tuple[list[Job], int]
+
+
 def oversized(item: bytes) -> str | None:
     """Why ``item`` (an encoded batch item) cannot go in any batch, or None."""
     if len(item) <= MAX_ITEM_BYTES:
@@ -56,7 +60,7 @@ class BatchPacker:
     """Fills one batch at a time; its size is counted on the exact bytes of the body to be sent."""
 
     def __init__(self, limit: int = MAX_BATCH_BYTES, max_items: int | None = None) -> None:
-        self._limit = limit
+        self.limit = limit
         # The most items a batch holds, besides the byte limit; it may change between batches.
         self.max_items = max_items
         self._updates: list[PersonUpdate] = []
@@ -84,23 +88,26 @@ class BatchPacker:
         """
         closed = None
         full = self.max_items is not None and len(self._items) >= self.max_items
-        if self._items and (full or self._size + 1 + len(item) >= self._limit):
+        if self._items and (full or self._size + 1 + len(item) >= self.limit):
             closed = self.take()
         self._size += len(item) + (1 if self._items else 0)
         self._updates.append(update)
         self._items.append(item)
         return closed
 
-    def add_run(self, updates: Sequence[PersonUpdate], items: Sequence[bytes], start: int) -> int:
+    def add_run(
+        self, updates: Sequence[PersonUpdate], items: Sequence[bytes], start: int, most: int, below: int
+    ) -> int:
         """Add as many of ``updates[start:]`` (encoded as ``items[start:]``) as the batch holds,
-        in order, as :meth:`add` would one at a time (an empty batch takes at least one): how
-        many. The batch is full when that is fewer than all of them."""
-        count, size, limit = len(self._items), self._size, self._limit
+        in order, as :meth:`add` would one at a time (an empty batch takes at least one), while it
+        holds fewer than ``most`` items and fewer bytes than ``below``: how many."""
+        count, size, limit = len(self._items), self._size, self.limit
         end = len(items) if self.max_items is None else min(len(items), start + max(0, self.max_items - count))
+        end = min(end, start + max(0, most - count))
         fit = 0
         for item in itertools.islice(items, start, end):
             grown = size + len(item) + (1 if count + fit else 0)
-            if count + fit and grown >= limit:  # a body stays smaller than the limit
+            if (count + fit and grown >= limit) or size >= below:  # a body stays smaller than the limit
                 break
             size = grown
             fit += 1
@@ -172,28 +179,36 @@ class Batches:
             self._packer.max_items = None if self.filling else self._shared
         return closed
 
-    @property
-    def space(self) -> int:
-        """How many more records may be taken now (at least one while there is :attr:`room`)."""
-        return max(1, self._budget - self._out - len(self._packer))
+    def space(self, requests: int) -> int:
+        """About how many more records may be taken now, while at most ``requests`` batches close
+        (at least one while there is :attr:`room`): for how many to make ready at once."""
+        packer = self._packer
+        # Records of the size of those in the batch being filled (or of one small person).
+        each = packer.size // len(packer) if packer else 200
+        by_bytes = (self._byte_budget - self._out_bytes - packer.size) // each
+        by_requests = requests * (self._shared if not self.filling else self._packer.limit // each)
+        return max(1, min(self._budget - self._out - len(packer), by_bytes, by_requests))
 
-    def add_run(self, updates: Sequence[PersonUpdate], items: Sequence[bytes]) -> list[Job]:
-        """Add ``updates``, encoded as ``items``, in order: the batches that closed to make room,
-        as :meth:`add` closes them one at a time."""
+    def add_run(self, updates: Sequence[PersonUpdate], items: Sequence[bytes], requests: int) -> Added:
+        """Add ``updates``, encoded as ``items``, in order, as :meth:`add` adds them one at a time
+        while there is :attr:`room` and another request may be made, at most ``requests`` of
+        them: the batches that closed to make room, and how many of ``updates`` were added."""
         closed: list[Job] = []
         packer, at = self._packer, 0
-        while at < len(items):
+        while at < len(items) and self.room:
             if not packer:
                 # A batch begins: how full it is to get (asked before its first record, which
                 # one at a time asks just after: nothing between the two changes the answer).
                 self.filling = self._scarce()
                 packer.max_items = None if self.filling else self._shared
-            at += packer.add_run(updates, items, at)
-            if at < len(items):
-                job = packer.take()
-                self._made(job)
-                closed.append(job)
-        return closed
+            at += packer.add_run(updates, items, at, self._budget - self._out, self._byte_budget - self._out_bytes)
+            if at == len(items) or not self.room or len(closed) == requests:
+                break
+            # The next record does not fit in this batch: it closes.
+            job = packer.take()
+            self._made(job)
+            closed.append(job)
+        return closed, at
 
     def take(self) -> Job | None:
         """The batch being filled, to send although not full; None when it is empty, or when

@@ -9,7 +9,7 @@ request, or an item of one. Once it is settled, its person's next record takes i
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from ..clock import Clock
@@ -39,12 +39,16 @@ class Routing:
         # Requests made and not yet handed to the workers.
         self.outbox: list[Job] = []
 
-    def take(self, works: Sequence[Work]) -> None:
-        """Route ``works``, the next records', each through its person: all at once where that
-        is what one by one would do (:meth:`_fresh`)."""
-        if self._fresh(works):
-            return
-        for work in works:
+    def take(self, works: Sequence[Work], room: Callable[[], bool], requests: int) -> int:
+        """Route the first of ``works``, the next records', each through its person, while there
+        is ``room`` for another and at most ``requests`` more requests are made: how many. All at
+        once where that is what one by one would do (:meth:`_fresh`)."""
+        taken = self._fresh(works, requests)
+        if taken is not None:
+            return taken
+        for taken, work in enumerate(works):
+            if taken and not room():
+                return taken
             if work.key is None:  # invalid, and no person to hold it for
                 assert isinstance(work, InvalidRecord)
                 self.settle.invalid(work)
@@ -52,6 +56,7 @@ class Routing:
             admitted = self.people.admit(work, work.key)
             if admitted is not None and self._route(admitted):
                 self._release(work.key)
+        return len(works)
 
     def due(self) -> None:
         """Route the held updates whose second has come."""
@@ -69,25 +74,25 @@ class Routing:
         for key in self.people.finish_out(map(_KEY, job.updates)):
             self._release(key)
 
-    def _fresh(self, works: Sequence[Work]) -> bool:
-        """Route ``works`` all at once, when that is what routing them one by one would do: each
-        a valid record of a person with nothing under way, of whom the run remembers nothing (no
-        record of theirs that did not sync, no ledger to compare with). True when they were."""
-        people, settle = self.people, self.settle
-        if settle.compares or people.failed or set(map(type, works)) != {PersonUpdate}:
-            return False
+    def _fresh(self, works: Sequence[Work], requests: int) -> int | None:
+        """Route the first of ``works`` all at once, when that is what routing them one by one
+        would do: each a valid record of a person with nothing under way, of whom the run
+        remembers nothing (no record of theirs that did not sync, no ledger to compare with), each
+        of which the adapter carries. How many were routed; None when none was."""
+        people = self.people
+        if self.settle.compares or people.failed or set(map(type, works)) != {PersonUpdate}:
+            return None
         updates = cast("Sequence[PersonUpdate]", works)
-        if not people.admit_run(list(map(_KEY, updates))):
-            return False
+        keys = list(map(_KEY, updates))
+        if not people.admit_run(keys):
+            return None
         # Without a ledger no stamp is written ahead, so issuing one cannot fail.
-        made, refused = self.adapter.add_run(updates, self.stamps.issue())
+        added = self.adapter.add_run(updates, self.stamps.issue(), requests)
+        made, taken = added if added is not None else ([], 0)
         self.outbox.extend(made)
-        for update, reason in refused:
-            settle.refused(update, reason)
-            people.failed.add(update.key, update.index)
-        # Their record is settled, and no other of theirs was admitted meanwhile: nothing follows it.
-        people.finish_out([update.key for update, _ in refused])
-        return True
+        # Those not taken were never out: no other record of theirs was admitted meanwhile.
+        people.finish_out(keys[taken:])
+        return taken if added is not None else None
 
     def _route(self, work: Work) -> bool:
         """Take ``work``, its person's record that is out, on its way; True when that settled it

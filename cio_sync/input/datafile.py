@@ -299,6 +299,7 @@ class Records(Iterator[object]):
             # The CSV reader holds no row it has not handed out: the tail starts after the last.
             if self._rows.end is None:
                 return self, None
+            self._run, self._at = (), 0
             return iter(()), UnreadTail(self.handed, left, stream, self._rows.end, size)
         assert self._elements is not None
         # The next record begins after the last handed out, within the run read last or after it.
