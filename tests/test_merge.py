@@ -3,12 +3,13 @@ and the dry run's plan held against the run that follows it."""
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 
 from cio_sync import Status, open_data_file, plan, sync
 from cio_sync.emulator import Emulator
-from cio_sync.engine import merge
+from cio_sync.engine import merge, repeats
 from cio_sync.engine.merge import Merger, Work
 from cio_sync.engine.repeats import PersonIndex, temporary_database
 from cio_sync.input.mapping import InvalidRecord, PersonUpdate, RecordMapper, batch_item, merged_body
@@ -374,3 +375,25 @@ def test_the_merges_made_ready_at_once_are_bounded() -> None:
     merger.close()
     assert 0 < len(made) < 200 and taken < len(records)
     assert merge.READY_BYTES <= sum(len(w.body) for w in made if isinstance(w, PersonUpdate)) < 2 * merge.READY_BYTES
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 6000),
+    st.integers(1, 6000),
+    st.integers(0, 2**32),
+    st.sampled_from([1, 7, 64, 1000, 1 << 15]),
+)
+def test_the_index_counts_each_person_named_more_than_once(records: int, people: int, seed: int, run: int) -> None:
+    # Hashes sorted a run at a time and counted a range at a time: each person named more than
+    # once counts down from how often the file names them, whatever the runs and ranges.
+    draw = random.Random(seed)
+    keys = [f"p{draw.randrange(people)}" for _ in range(records)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(repeats, "_RUN", run)
+        index = PersonIndex.of(keys, lambda records: cast("list[str | None]", list(records)))
+    counted = collections.Counter(keys)
+    assert index.repeats == any(count > 1 for count in counted.values())
+    for key in sorted(counted, key=hash):
+        expected = counted[key] - 1 if counted[key] > 1 else None
+        assert index.take(key) == expected
