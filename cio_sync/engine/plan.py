@@ -77,6 +77,12 @@ class _Counts:
         self.to_send += len(works)
         self.kept.extend(works[: max(0, self.samples - len(self.kept))])
 
+    def plain(self, works: Sequence[PersonUpdate]) -> None:
+        """``works``, a write each of one record (see :func:`_plain`), would be sent."""
+        self.records += len(works)
+        self.people += len(works)
+        self.send(works)
+
 
 def plan(
     config: Config,
@@ -109,8 +115,7 @@ def plan(
     with temporary_storage(), contextlib.closing(merger), contextlib.closing(failed):
         while run := works.take():
             if ledger is None and _plain(run, config, failed):
-                counts.records, counts.people = counts.records + len(run), counts.people + len(run)
-                counts.send(cast("Sequence[PersonUpdate]", run))
+                counts.plain(cast("Sequence[PersonUpdate]", run))
                 continue
             for work in run:
                 if isinstance(work, InvalidRecord):
