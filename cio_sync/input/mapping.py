@@ -673,6 +673,8 @@ def merged_body(bodies: Iterable[bytes]) -> bytes:
     return encode_body(attributes)
 
 
+# What follows a batch item's identifier, up to its attributes.
+_ATTRIBUTES = b'},"attributes":'
 # The start of a batch item, up to the identifier, for each kind of identifier.
 _IDENTIFY = {
     kind: b'{"type":"person","action":"identify","identifiers":{"%s":' % kind.value.encode() for kind in IdType
@@ -691,8 +693,9 @@ def batch_items(updates: Sequence[PersonUpdate], stamp: int | None = None) -> li
     # are plain ASCII names; the identifier goes through the encoder's own string escaping), at a
     # twentieth of the cost, which was three quarters of an item's.
     end = b',"timestamp":%d}' % stamp if stamp is not None else b"}"
+    # Joined at once: adding the parts one to the next cost half as much again.
     return [
-        _IDENTIFY[u.kind] + _encode_string(u.identifier).encode("utf-8") + b'},"attributes":' + u.body + end
+        b"".join((_IDENTIFY[u.kind], _encode_string(u.identifier).encode("utf-8"), _ATTRIBUTES, u.body, end))
         for u in updates
     ]
 
