@@ -348,15 +348,22 @@ def test_a_run_maps_as_its_records_one_by_one(
         {"k": Decimal("0.1")},
         True,
         None,
+        "},{",
+        '},{"',
+        "\\",
     ],
     ids=repr,
 )
-def test_one_value_in_a_plain_run_is_mapped_as_alone(value: object) -> None:
+@pytest.mark.parametrize("empty", [False, True])
+def test_one_value_in_a_plain_run_is_mapped_as_alone(value: object, empty: bool) -> None:
     # One value among plain ones, each near a line the quick way draws: the run maps as its
-    # records do one by one (valid or not, and in the same bytes).
+    # records do one by one (valid or not, and in the same bytes); also beside a record that
+    # sets no attribute at all.
     mapper = RecordMapper.for_config(config_from_dict(config_dict("http://127.0.0.1:9", mappings=_MAPPINGS[0])))
     records: list[object] = [{"id": f"p{i}", "name": "x", "plan": i} for i in range(9)]
     records[4] = {"id": "p4", "name": value}
+    if empty:
+        records[6] = {"id": "p6"}
     assert mapper.map_run(3, records) == [mapper.map(3 + i, r) for i, r in enumerate(records)]
 
 
