@@ -52,13 +52,15 @@ T = TypeVar("T")
 
 
 def in_runs(records: Iterable[T], size: int = CALLERS_RECORDS_A_RUN) -> Iterator[list[T]]:
-    """``records`` in lists of ``size`` (the last may be shorter). Where reading them raises,
-    the records read before it come first, as a run of their own; the error follows."""
+    """``records`` in lists of one, then two, four and so on up to ``size`` (the last may be
+    shorter): the first go out at once, however slowly they come. Where reading them raises, the
+    records read before it come first, as a run of their own; the error follows."""
     records = iter(records)
+    each = 1
     while True:
         run: list[T] = []
         try:
-            run.extend(islice(records, size))
+            run.extend(islice(records, each))
         except Exception:
             if run:
                 yield run
@@ -66,6 +68,7 @@ def in_runs(records: Iterable[T], size: int = CALLERS_RECORDS_A_RUN) -> Iterator
         if not run:
             return
         yield run
+        each = min(size, 2 * each)
 
 
 def run_of_elements(text: str, start: int, scan: Scan) -> tuple[list[object], int] | int:

@@ -14,7 +14,8 @@ class Source:
 
     When they come from a data file (:class:`~cio_sync.datafile.Records`), a run is as the file
     was read; what a stopped run did not read is found by its place in the file rather than read
-    record by record. Other records are handed out a few hundred at a time.
+    record by record. Other records are handed out one, then two, four and so on, up to a few
+    hundred at a time.
     """
 
     def __init__(self, records: Iterable[object]) -> None:
