@@ -11,7 +11,7 @@ import pytest
 
 from cio_sync import Status, sync
 from cio_sync.emulator import Emulator
-from cio_sync.engine.packer import ITEMS_IN_FLIGHT
+from cio_sync.engine.packer import ITEMS_IN_FLIGHT, RECORDS_A_BATCH
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import PersonUpdate, batch_item
 
@@ -209,11 +209,13 @@ def test_a_207_that_does_not_say_which_items_failed_clears_none(emulator: Emulat
     assert emulator.people() == {"a": {"name": "A"}, "b": {"name": "B"}, "c": {"name": "C"}}
 
 
-def test_batches_in_flight_carry_a_bounded_number_of_records(emulator: Emulator) -> None:
-    """Memory stays flat as parallelism grows: with more batches in flight, each carries fewer."""
-    records = [{"id": i} for i in range(2_000)]
-    result = sync(make_config(emulator.url, transport="batch", parallelism=25), records, http=FAST)
-    assert result.synced == 2_000
+@pytest.mark.parametrize("parallelism", [4, 25])
+def test_batches_in_flight_carry_a_bounded_number_of_records(emulator: Emulator, parallelism: int) -> None:
+    """Memory stays flat as parallelism grows: the batches in flight share the records out, each
+    carrying its share or 1,000 (then fewer are out than workers)."""
+    records = [{"id": i} for i in range(4_000)]
+    result = sync(make_config(emulator.url, transport="batch", parallelism=parallelism), records, http=FAST)
+    assert result.synced == 4_000
     sizes = [len(post["batch"]) for post in batch_posts(emulator)]
-    assert max(sizes) == ITEMS_IN_FLIGHT // 27
-    assert sum(sizes) == 2_000
+    assert max(sizes) == max(RECORDS_A_BATCH, ITEMS_IN_FLIGHT // (parallelism + 2))
+    assert sum(sizes) == 4_000

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync import RecordOutcome, Status, Stop, sync
-from cio_sync.engine.packer import ITEMS_IN_FLIGHT, Batches, Job
+from cio_sync.engine.packer import ITEMS_IN_FLIGHT, RECORDS_A_BATCH, Batches, Job
 from cio_sync.input.config import IdType
 from cio_sync.input.mapping import MAX_BATCH_BYTES, PersonUpdate, batch_body, batch_item
 from cio_sync.transport.pacing import SCARCE_HOLD, Gate
@@ -134,9 +134,12 @@ def test_large_records_out_are_bounded_by_their_bytes(scarce: bool) -> None:
     assert held >= 2_000_000 // item // 2, "the bound is met, not undershot"
 
 
-def test_plentiful_requests_share_the_records_out_among_the_workers() -> None:
-    made, held = run_model(Batches(25, lambda: False), [update(i) for i in range(2_000)])
-    assert max(len(job.updates) for job in made) == ITEMS_IN_FLIGHT // 27
+@pytest.mark.parametrize("parallelism", [4, 25])
+def test_plentiful_requests_share_the_records_out_among_the_workers(parallelism: int) -> None:
+    # Each batch its share of the records out, or 1,000 where that is more: fewer batches out
+    # than workers then, rather than more requests than the records are worth.
+    made, held = run_model(Batches(parallelism, lambda: False), [update(i) for i in range(4_000)])
+    assert max(len(job.updates) for job in made) == max(RECORDS_A_BATCH, ITEMS_IN_FLIGHT // (parallelism + 2))
     assert held <= ITEMS_IN_FLIGHT
 
 

@@ -118,7 +118,7 @@ def test_a_run_added_at_once_is_packed_as_one_by_one(
     def packed(at_once: bool) -> list[Job]:
         answers = itertools.cycle(scarce)
         # parallelism 23 shares a budget of 10,000 as 400 records a batch; more shares it as fewer
-        batches = Batches(max(1, 10_000 // shared - 2), lambda: next(answers), limit=limit)
+        batches = Batches(25, lambda: next(answers), limit=limit, fewest=shared)
         jobs: list[Job] = []
         first = 0
         for sizes in runs:
@@ -149,7 +149,7 @@ def test_a_run_fills_a_batch_to_the_last_byte_below_the_limit(room: int) -> None
 
 def test_a_run_closes_a_batch_at_its_share_of_the_records_out() -> None:
     # Requests plentiful: 10,000 records out shared among 98 + 2 batches, 100 each.
-    batches = Batches(98, lambda: False)
+    batches = Batches(98, lambda: False, fewest=100)
     updates = [update(n) for n in range(250)]
     closed, taken = batches.add_run(updates, [batch_item(u) for u in updates], 3)
     assert [len(job.updates) for job in closed] == [100, 100]
