@@ -155,6 +155,9 @@ class Batches:
         # than workers may be out (the records out are what the pace depends on).
         self._shared = max(fewest, budget // (parallelism + 2))
         self._budget = budget
+        # As many batches of that share as the budget holds, and those of them out now.
+        self._slots = max(1, budget // self._shared)
+        self._batches_out = 0
         self._scarce = scarce
         self._packer = BatchPacker(limit, self._shared)
         self._byte_budget = byte_budget
@@ -220,8 +223,10 @@ class Batches:
 
     def take(self) -> Job | None:
         """The batch being filled, to send although not full; None when it is empty, or when
-        requests are scarce and other batches are out: their answers make room to fill it on."""
-        if not self._packer or (self.filling and self._out > 0):
+        other batches are out and their answers are to make room to fill it on: requests are
+        scarce, or as many batches are out as the records out hold at their share (a part-filled
+        one sent then would leave one as small after it, and so on)."""
+        if not self._packer or (self.filling and self._out > 0) or self._batches_out >= self._slots:
             return None
         job = self._packer.take()
         self._made(job)
@@ -235,7 +240,9 @@ class Batches:
         """``job``'s answer is in and settled: its records are no longer out."""
         self._out -= len(job.updates)
         self._out_bytes -= len(job.body)
+        self._batches_out -= 1
 
     def _made(self, job: Job) -> None:
         self._out += len(job.updates)
         self._out_bytes += len(job.body)
+        self._batches_out += 1
