@@ -47,7 +47,7 @@ ITEM_BYTES_IN_FLIGHT = 8_000_000
 # While requests are plentiful, the fewest records a batch is filled with before it waits for a
 # worker: a request costs the run about 1 ms of CPU however few it carries (its hand-overs
 # between threads above all), and at P=25 a share of 10,000 records out was 370 a batch (2,705
-# requests for 1,000,000 small people against 1,103, and about 2 us of CPU a record more).
+# requests for 1,000,000 small people against 1,001, and about 2 us of CPU a record more).
 RECORDS_A_BATCH = 1000
 
 

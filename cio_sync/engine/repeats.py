@@ -121,30 +121,35 @@ class PersonIndex:
 _RUN = 1 << 15
 _READ = 1 << 10
 # The ranges of hashes counted one at a time once every run is in: each about 1/256 of them (for
-# 10,000,000 records, 40,000 hashes, counted in a set of 2 MB).
+# 10,000,000 people, 40,000 hashes, counted in a set of 2 MB).
 _PARTS = 256
 _BOUNDS = [-(1 << 63) + ((1 << 64) * part) // _PARTS for part in range(1, _PARTS)]
 
 
 class _SortedRuns:
-    """Runs of hashes, each sorted, in an unlinked temporary file; the hashes found more than once
-    counted a range of hashes at a time, from every run's part in that range."""
+    """Runs of hashes, each counted and sorted, in an unlinked temporary file: a run's distinct
+    hashes and how often each came, so that a person named in every record takes a few bytes a
+    run. The hashes found more than once are counted a range of hashes at a time, from every
+    run's part in that range."""
 
     def __init__(self) -> None:
         self._file: IO[bytes] | None = None
-        # Where each run starts in the file, and where each of its parts begins in it (and its end).
-        self._runs: list[tuple[int, list[int]]] = []
+        # Where each run starts in the file, its distinct hashes, and where each of its parts
+        # begins among them (and its end).
+        self._runs: list[tuple[int, int, list[int]]] = []
 
     def add(self, hashes: array[int]) -> None:
         if not hashes:
             return
-        ordered = sorted(hashes)
+        counted = Counter(hashes)
+        ordered = sorted(counted)
         cuts = [0, *(bisect.bisect_left(ordered, bound) for bound in _BOUNDS), len(ordered)]
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by repeated()
-            self._runs.append((self._file.tell(), cuts))
+            self._runs.append((self._file.tell(), len(ordered), cuts))
             array("q", ordered).tofile(self._file)
+            array("q", map(counted.__getitem__, ordered)).tofile(self._file)
         except OSError as e:
             raise _lost(e) from None
 
@@ -155,25 +160,31 @@ class _SortedRuns:
             return
         try:
             for part in range(_PARTS):
-                hashes = self._part(part)
+                hashes, counts = self._part(part)
                 # Most ranges hold no hash twice: told in C, without counting.
-                if len(set(hashes)) < len(hashes):
-                    yield from sorted((hashed, count) for hashed, count in Counter(hashes).items() if count > 1)
+                if len(set(hashes)) < len(hashes) or max(counts, default=1) > 1:
+                    total: Counter[int] = Counter()
+                    for hashed, count in zip(hashes, counts, strict=True):
+                        total[hashed] += count
+                    yield from sorted((hashed, count) for hashed, count in total.items() if count > 1)
         except OSError as e:
             raise _lost(e) from None
         finally:
             self._file.close()
             self._file = None
 
-    def _part(self, part: int) -> array[int]:
-        """Every run's hashes in the range ``part``."""
+    def _part(self, part: int) -> tuple[array[int], array[int]]:
+        """Every run's distinct hashes in the range ``part``, and how often each came."""
         assert self._file is not None
-        hashes = array("q")
-        for start, cuts in self._runs:
-            if cuts[part + 1] > cuts[part]:
-                self._file.seek(start + cuts[part] * hashes.itemsize)
-                hashes.fromfile(self._file, cuts[part + 1] - cuts[part])
-        return hashes
+        hashes, counts = array("q"), array("q")
+        for start, distinct, cuts in self._runs:
+            low, high = cuts[part], cuts[part + 1]
+            if high > low:
+                self._file.seek(start + low * hashes.itemsize)
+                hashes.fromfile(self._file, high - low)
+                self._file.seek(start + (distinct + low) * counts.itemsize)
+                counts.fromfile(self._file, high - low)
+        return hashes, counts
 
 
 def index_records(records: Iterable[object], mapper: RecordMapper) -> tuple[Iterable[object], PersonIndex]:
