@@ -141,15 +141,20 @@ class _SortedRuns:
     def add(self, hashes: array[int]) -> None:
         if not hashes:
             return
-        counted = Counter(hashes)
-        ordered = sorted(counted)
+        ordered = sorted(hashes)
+        if len(set(ordered)) == len(ordered):  # most runs name no one twice: no counting
+            counts = array("q", [1]) * len(ordered)
+        else:
+            counted = Counter(ordered)
+            ordered = sorted(counted)
+            counts = array("q", map(counted.__getitem__, ordered))
         cuts = [0, *(bisect.bisect_left(ordered, bound) for bound in _BOUNDS), len(ordered)]
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by repeated()
             self._runs.append((self._file.tell(), len(ordered), cuts))
             array("q", ordered).tofile(self._file)
-            array("q", map(counted.__getitem__, ordered)).tofile(self._file)
+            counts.tofile(self._file)
         except OSError as e:
             raise _lost(e) from None
 
