@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from ..errors import DataFileError
-from .runs import RECORDS_A_RUN, RUN_CHARACTERS
+from .runs import RECORDS_A_RUN, in_runs
 
 _BOM = b"\xef\xbb\xbf"  # UTF-8 with or without a byte order mark, which is not part of the header
 _CHUNK = 1 << 16
@@ -174,21 +174,7 @@ class CsvRows(Iterator[CsvRow | RaggedRow | UnreadableRow]):
         """The rows a run at a time: :data:`RECORDS_A_RUN` of them, fewer where they are long
         (a run ends with the row that ends :data:`RUN_CHARACTERS` bytes past its start). Where
         reading raises, the rows read before come first, as a run of their own; the error follows."""
-        while True:
-            run: list[CsvRow | RaggedRow | UnreadableRow] = []
-            begun = self.end or 0
-            try:
-                for row in self:
-                    run.append(row)
-                    if len(run) >= RECORDS_A_RUN or (self.end or 0) - begun >= RUN_CHARACTERS:
-                        break
-            except Exception:
-                if run:
-                    yield run
-                raise
-            if not run:
-                return
-            yield run
+        return in_runs(self, RECORDS_A_RUN, first=RECORDS_A_RUN, at=lambda: self.end or 0)
 
     def _read(self, stream: Readable, header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow | UnreadableRow]:
         try:

@@ -51,16 +51,27 @@ Scan = Callable[[str, int], tuple[object, int]]
 T = TypeVar("T")
 
 
-def in_runs(records: Iterable[T], size: int = CALLERS_RECORDS_A_RUN) -> Iterator[list[T]]:
-    """``records`` in lists of one, then two, four and so on up to ``size`` (the last may be
-    shorter): the first go out at once, however slowly they come. Where reading them raises, the
-    records read before it come first, as a run of their own; the error follows."""
+def in_runs(
+    records: Iterable[T], size: int = CALLERS_RECORDS_A_RUN, *, first: int = 1, at: Callable[[], int] | None = None
+) -> Iterator[list[T]]:
+    """``records`` in lists of ``first``, then twice as many, and so on up to ``size`` (the last
+    may be shorter): the first go out at once, however slowly they come. With ``at``, where the
+    records read end in their file, a run also ends with the record that ends
+    :data:`RUN_CHARACTERS` past its start. Where reading them raises, the records read before it
+    come first, as a run of their own; the error follows."""
     records = iter(records)
-    each = 1
+    each = first
     while True:
         run: list[T] = []
+        begun = at() if at is not None else 0
         try:
-            run.extend(islice(records, each))
+            if at is None:
+                run.extend(islice(records, each))
+            else:
+                for record in islice(records, each):
+                    run.append(record)
+                    if at() - begun >= RUN_CHARACTERS:
+                        break
         except Exception:
             if run:
                 yield run
