@@ -57,20 +57,24 @@ class Workers:
         """Wait for the next finished job: the job, and one delivery per update, in order; None
         when none finished within ``timeout`` seconds (forever when None)."""
         while True:
+            if timeout is None:
+                # No time to keep: the queue itself is waited on, which wakes this thread in C.
+                done = self._done.get()
+                break
             # Cleared before looking, so that an answer arriving in between still wakes the wait.
             self._answered.clear()
             try:
                 done = self._done.get_nowait()
+                break
             except Empty:
-                if (timeout is not None and timeout <= 0) or not self._clock.wait(self._answered, timeout):
+                if timeout <= 0 or not self._clock.wait(self._answered, timeout):
                     return None
-                continue
-            self.busy -= 1
-            # Only the loop's jobs are out while it collects (see run).
-            job = cast(Job, done[0])
-            # Settled by the caller before it reads on: the adapter no longer counts its records.
-            self.adapter.settled(job)
-            return job, done[1]
+        self.busy -= 1
+        # Only the loop's jobs are out while it collects (see run).
+        job = cast(Job, done[0])
+        # Settled by the caller before it reads on: the adapter no longer counts its records.
+        self.adapter.settled(job)
+        return job, done[1]
 
     def run(self, jobs: Sequence[OperationJob]) -> list[list[Delivery]]:
         """Send ``jobs`` side by side and wait for all of them: one list of deliveries per job, in
