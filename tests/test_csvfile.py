@@ -111,3 +111,17 @@ def test_a_run_of_cr_line_ends_is_read_in_chunks_not_a_byte_at_a_time(monkeypatc
     assert table.check() == 2
     assert stream.reads <= 2 * len(data) // 64 + 4
     assert list(table.rows()) == [{"id": "1"}, {"id": "2"}]
+
+
+@pytest.mark.parametrize("cell", [10, 20_000])
+def test_the_check_and_the_records_cut_runs_of_long_rows_short(cell: int) -> None:
+    # 1,024 rows at most, and fewer where they are long (64 KB of them): in the check's runs, as
+    # in the records pass's, so that neither holds a thousand rows of 20 KB.
+    data = ("id,note\n" + "".join(f"{n},{'x' * cell}\n" for n in range(3000))).encode()
+    table = CsvRecords(io.BytesIO(data), "d.csv")
+    noted: list[int] = []
+    assert table.check(lambda run: noted.append(len(run))) == 3000
+    read = [len(run) for run in table.rows(io.BytesIO(data)).runs()]
+    assert sum(noted) == sum(read) == 3000
+    most = 1024 if cell == 10 else 65_536 // (cell + 6) + 1
+    assert max(noted) == max(read) == most

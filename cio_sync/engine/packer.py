@@ -37,11 +37,9 @@ class Job:
 
 
 # Records carried by the batches in flight, the one being filled and the one ready, at most, and
-# their items' bytes: about 10 MB held for small people, 25 MB for large ones. More records out
-# would make fewer, larger batches while requests are plentiful (one per worker): for 1,000,000
-# small people at P=25, 25,000 records out made 1,084 requests rather than 2,705, and saved from
-# 0.5 to 5 us of CPU a record in runs on a loaded machine; but they held 17 MB more at peak, and a
-# run merging repeated people came to 99 MB.
+# their items' bytes: about 10 MB held for small people, 25 MB for large ones. With 25,000 out,
+# a run merging repeated people far apart came to 101 MB at peak (83 MB with 10,000; measured
+# with tests/bench_merge.py on 2026-12-06), so the bound stays.
 ITEMS_IN_FLIGHT = 10_000
 ITEM_BYTES_IN_FLIGHT = 8_000_000
 # While requests are plentiful, the fewest records a batch is filled with before it waits for a

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from ..errors import DataFileError
+from . import runs
 from .runs import RECORDS_A_RUN, in_runs
 
 _BOM = b"\xef\xbb\xbf"  # UTF-8 with or without a byte order mark, which is not part of the header
@@ -80,10 +81,6 @@ def _as_row(header: tuple[str, ...], cells: list[str]) -> CsvRow:
     return CsvRow(zip(header, [cell or None for cell in cells], strict=True))
 
 
-# Rows the check hands to ``note`` at a time.
-_RUN = RECORDS_A_RUN
-
-
 class CsvRecords:
     """The header and rows of a CSV file read from ``stream`` (binary, at its start).
 
@@ -124,6 +121,7 @@ class CsvRecords:
             self.body_start = lines.end
             line = reader.line_num
             width = len(self.header)
+            begun = lines.end
             for row in reader:
                 line = reader.line_num
                 if row:
@@ -132,9 +130,11 @@ class CsvRecords:
                     # person of its id cell (when that cell is whole), as any row of the header's width.
                     if note is not None and len(row) == width:
                         run.append(_as_row(self.header, row))
-                        if len(run) == _RUN:
-                            note(run)
-                            run = []
+                    # A run as the records pass cuts one: so many rows, or fewer long ones.
+                    if run and (len(run) == RECORDS_A_RUN or lines.end - begun >= runs.RUN_CHARACTERS):
+                        assert note is not None
+                        note(run)
+                        run, begun = [], lines.end
             if note is not None and run:
                 note(run)
         except csv.Error as e:
