@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from email.utils import formatdate
 
 import pytest
+import requests
+from hypothesis import given
+from hypothesis import strategies as st
+from requests.adapters import HTTPAdapter
 
 from cio_sync import __version__
 from cio_sync.emulator import Emulator
 from cio_sync.errors import ApiUnreachable, CredentialsRejected
+from cio_sync.input.mapping import path_segment
 from cio_sync.outcome import Delivery, Status, StopReason
-from cio_sync.transport.client import HttpSettings, TrackClient
+from cio_sync.transport.client import HttpSettings, TrackClient, _LeanAdapter, _prepared
 from cio_sync.transport.pacing import Gate
 from cio_sync.transport.retry import parse_retry_after
 
@@ -259,3 +264,84 @@ def test_the_pool_is_sized_for_the_workers(emulator: Emulator) -> None:
     track.close()
     assert results == [Status.SYNCED] * 32
     assert emulator.stats()["peak_in_flight"] == 8
+
+
+@given(
+    st.lists(st.text(), min_size=1, max_size=3),
+    st.sampled_from(["", "/prefix", "/a%20b/c"]),
+    st.sampled_from(
+        [("PUT", b'{"a": 1}'), ("POST", b"[]"), ("PUT", b""), ("DELETE", None), ("POST", None), ("GET", None)]
+    ),
+)
+def test_a_request_is_what_requests_own_steps_make_of_it(
+    ids: list[str], prefix: str, call: tuple[str, bytes | None]
+) -> None:
+    # The client sets what PreparedRequest's prepare_* steps would, and the adapter sends the
+    # path that requests would send: for every id, under any base path, with a body or without.
+    method, body = call
+    url = "http://127.0.0.1:9" + prefix + "/api/v1/customers/" + "/".join(path_segment(i) for i in ids)
+    headers = {"Authorization": "Basic eDp5", "User-Agent": "cio-sync/test", "Content-Type": "application/json"}
+    checked = requests.PreparedRequest()
+    checked.prepare_headers(headers)
+    ours = _prepared(method, url, checked.headers, body)
+    theirs = requests.PreparedRequest()
+    theirs.prepare_method(method)
+    theirs.url = url
+    theirs.prepare_headers(headers)
+    theirs.prepare_body(body, None)
+    assert (ours.method, ours.url, dict(ours.headers), ours.body) == (
+        theirs.method,
+        theirs.url,
+        dict(theirs.headers),
+        theirs.body,
+    )
+    assert _LeanAdapter().request_url(ours, {}) == HTTPAdapter().request_url(theirs, {})
+
+
+@pytest.mark.parametrize(
+    ("url", "proxies"),
+    [
+        ("http://127.0.0.1:9/api/v1/customers/a?b=c#d", {}),
+        ("http://127.0.0.1:9", {}),
+        ("https://example.test/api/v1/customers/a", {"https": "http://127.0.0.1:8"}),
+    ],
+)
+def test_a_url_the_client_never_sends_gets_requests_own_path(url: str, proxies: dict[str, str]) -> None:
+    request = requests.PreparedRequest()
+    request.prepare_method("PUT")
+    request.url = url  # as the client sets it
+    assert _LeanAdapter().request_url(request, proxies) == HTTPAdapter().request_url(request, proxies)
+
+
+def test_requests_with_the_same_origin_and_settings_share_a_pool_and_others_do_not() -> None:
+    def request(url: str) -> requests.PreparedRequest:
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method="PUT", url=url)
+        return prepared
+
+    def pool(url: str, verify: bool = True, proxies: dict[str, str] | None = None) -> object:
+        return adapter.get_connection_with_tls_context(request(url), verify, proxies)
+
+    def requests_own(url: str, verify: bool = True, proxies: dict[str, str] | None = None) -> object:
+        return HTTPAdapter.get_connection_with_tls_context(adapter, request(url), verify, proxies)
+
+    adapter = _LeanAdapter()
+    first = pool("https://127.0.0.1:9/api/v1/customers/a")
+    assert pool("https://127.0.0.1:9/api/v2/batch") is first is requests_own("https://127.0.0.1:9/x")
+    # Each differs from the request before it in one thing only.
+    assert pool("https://127.0.0.1:9/a", verify=False) is not first
+    assert pool("https://127.0.0.1:9/a") is first
+    assert pool("https://127.0.0.1:10/api/v2/batch") is not first
+    assert pool("https://127.0.0.1:9/a") is first
+    proxy = {"https": "http://127.0.0.1:8"}
+    proxied = pool("https://127.0.0.1:9/a", proxies=proxy)
+    assert proxied is not first
+    assert (
+        proxied is pool("https://127.0.0.1:9/b", proxies=proxy) is requests_own("https://127.0.0.1:9/c", proxies=proxy)
+    )
+    assert pool("https://127.0.0.1:9/api/v1/customers/a") is requests_own("https://127.0.0.1:9/x")
+    adapter.close()
+    # Closing closes every pool: the next request gets a fresh one, as requests would give it.
+    fresh = pool("https://127.0.0.1:9/api/v1/customers/a")
+    assert fresh is not first and fresh is requests_own("https://127.0.0.1:9/x")
+    adapter.close()
