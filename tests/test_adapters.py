@@ -7,7 +7,10 @@ The requests go to the emulator on loopback, through a real client and the run's
 from __future__ import annotations
 
 import json
+import random
+import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 
@@ -15,10 +18,11 @@ from cio_sync.clock import SYSTEM_CLOCK
 from cio_sync.emulator import Emulator, Fault
 from cio_sync.emulator.rules import Endpoint
 from cio_sync.emulator.workspace import suppressed
-from cio_sync.engine.adapters import Action, BatchAdapter, Operation, V1Adapter
+from cio_sync.engine.adapters import Action, Adapter, BatchAdapter, Operation, OperationJob, V1Adapter
+from cio_sync.engine.packer import Job
 from cio_sync.engine.workers import Workers
 from cio_sync.input.config import IdType
-from cio_sync.outcome import Status
+from cio_sync.outcome import Delivery, Status
 from cio_sync.state.roster import Leaver
 from cio_sync.transport.client import TrackClient
 from cio_sync.transport.pacing import Gate
@@ -117,3 +121,45 @@ def test_a_v1_delete_answered_404_counts_as_done_and_other_404s_do_not(emulator:
     assert adapter.send(delete)[0].status is Status.SYNCED
     (answered,) = adapter.send(suppress)
     assert answered.status is Status.FAILED and answered.http_status == 404
+
+
+class _Instant:
+    """An adapter whose every job is answered at once, so that the workers race the collector."""
+
+    def __init__(self, ready: int) -> None:
+        self.ready = ready
+        self.sent: list[Job] = []
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
+        self.sent.append(cast(Job, job))
+        return [Delivery(Status.SYNCED, 200)] * len(job.updates)
+
+    def settled(self, job: Job) -> None:
+        pass
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_collector_waiting_without_a_timeout_gets_every_answer(seed: int) -> None:
+    # Workers wake the collector only once few jobs wait for them: whatever the counts and however
+    # the threads interleave, no answer may be left uncollected while the collector waits on.
+    rng = random.Random(seed)
+    count, ready, total = rng.randint(1, 6), rng.randint(1, 8), rng.randint(1, 3000)
+    adapter = _Instant(ready)
+    jobs = [Job((), b"%d" % i) for i in range(total)]
+    collected: list[Job] = []
+
+    def run() -> None:
+        with Workers(cast(Adapter, adapter), count, SYSTEM_CLOCK) as workers:
+            waiting = iter(jobs)
+            while len(collected) < total:
+                while workers.busy < count + ready and (job := next(waiting, None)) is not None:
+                    workers.submit(job)
+                finished = workers.collect()
+                assert finished is not None
+                collected.append(finished[0])
+
+    collector = threading.Thread(target=run, daemon=True)
+    collector.start()
+    collector.join(timeout=60)  # how a lost wake-up fails this test, not a wait for anything
+    assert not collector.is_alive(), f"the collector still waits with {total - len(collected)} answers out"
+    assert sorted(collected, key=lambda job: int(job.body)) == jobs

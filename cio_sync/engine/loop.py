@@ -79,8 +79,11 @@ class Engine:
             if checking:
                 continue  # reading paused for the check: fill the workers before waiting on one
             finished = workers.collect(timeout=held)
-            if finished is not None:
+            # Every answer come meanwhile is settled before reading on, and the requests that
+            # follow them are made together.
+            while finished is not None:
                 self.routing.delivered(*finished)
+                finished = workers.collect(timeout=0)
         self._abandon()
 
     def _read(self, workers: Workers) -> None:
