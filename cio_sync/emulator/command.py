@@ -131,7 +131,13 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site-id", default="demo-site", help="the site id it accepts (default demo-site)")
     parser.add_argument("--api-key", default="demo-key", help="the API key it accepts (default demo-key)")
     parser.add_argument("--region", choices=sorted(REGION_URLS), default="us", help="the workspace's region")
-    parser.add_argument("--latency", type=_seconds, default=0.0, metavar="SECONDS", help="added to every request")
+    parser.add_argument(
+        "--latency",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="how long after its arrival each request is answered",
+    )
     parser.add_argument("--rate-limit", type=_positive, metavar="PER_SECOND", help="answer 429 above this rate")
     parser.add_argument("--burst", type=_positive, metavar="N", help="requests allowed at once above the rate")
     _add_app_options(parser)

@@ -34,7 +34,8 @@ class AppSide:
 class Dispatcher:
     """Answers every request the server receives (on the server's connection threads).
 
-    ``latency`` delays every API request; it may be changed while serving.
+    ``latency`` is how long after its arrival each API request is answered (the emulator's own
+    work on it included); it may be changed while serving.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class Dispatcher:
 
     def handle(self, handler: Handler) -> None:
         """Answer one request."""
+        arrived = time.monotonic()
         raw = read_body(handler)
         if raw is None:
             # The client went away mid-request (killed, say), or framed it so that its end cannot
@@ -83,17 +85,21 @@ class Dispatcher:
             else:
                 people = self._api.people_named(request)
             matched = self._faults.take(request.endpoint, people)
-            answer = self._decide(request, matched, on_app)
+            answer = self._decide(request, matched, arrived, on_app)
         self._recorder.record(_received(request, answer, started, self._clock.monotonic(), matched))
         send(handler, answer)
 
-    def _decide(self, request: TrackRequest, matched: Matched | None, on_app: bool = False) -> Answer:
-        """The answer: a fault's, the rate limit's, a refusal of the credentials, or the API's."""
+    def _decide(self, request: TrackRequest, matched: Matched | None, arrived: float, on_app: bool = False) -> Answer:
+        """The answer, decided the latency (and any fault's delay) after the request ``arrived``
+        (a ``time.monotonic`` reading): a fault's, the rate limit's, a refusal of the
+        credentials, or the API's."""
         fault = matched.fault if matched else None
         endpoint = request.endpoint
         delay = self.latency + (fault.delay if fault and fault.delay else 0.0)
-        if delay:
-            time.sleep(delay)
+        # Counted from the arrival, so that reading and parsing the request fall within it, as
+        # a server's own work falls within the latency its clients see.
+        if delay and (left := arrived + delay - time.monotonic()) > 0:
+            time.sleep(left)
         if fault is not None and fault.status is not None:
             if fault.apply_after is not None and request.authorization == self._authorization:
                 self._apply_later(request, fault.apply_after)
