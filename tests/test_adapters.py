@@ -22,12 +22,13 @@ from cio_sync.engine.adapters import Action, Adapter, BatchAdapter, Operation, O
 from cio_sync.engine.packer import Job
 from cio_sync.engine.workers import Workers
 from cio_sync.input.config import IdType
-from cio_sync.outcome import Delivery, Status
+from cio_sync.outcome import Delivery, Status, StopReason
 from cio_sync.state.roster import Leaver
 from cio_sync.transport.client import TrackClient
 from cio_sync.transport.pacing import Gate
 
 from .conftest import FAST, make_config
+from .fakeclock import FakeClock
 
 
 @pytest.fixture
@@ -163,3 +164,73 @@ def test_a_collector_waiting_without_a_timeout_gets_every_answer(seed: int) -> N
     collector.join(timeout=60)  # how a lost wake-up fails this test, not a wait for anything
     assert not collector.is_alive(), f"the collector still waits with {total - len(collected)} answers out"
     assert sorted(collected, key=lambda job: int(job.body)) == jobs
+
+
+class _Held:
+    """An adapter whose job ``i`` is answered once the test releases it, ``answers[i]`` if given."""
+
+    def __init__(self, ready: int, count: int, answers: dict[int, Delivery] | None = None) -> None:
+        self.ready = ready
+        self.started = [threading.Event() for _ in range(count)]
+        self.release = [threading.Event() for _ in range(count)]
+        self._answers = answers or {}
+
+    def send(self, job: Job | OperationJob) -> list[Delivery]:
+        i = int(cast(Job, job).body)
+        self.started[i].set()
+        self.release[i].wait()
+        return [self._answers.get(i, Delivery(Status.SYNCED, 200))]
+
+    def settled(self, job: Job) -> None:
+        pass
+
+
+def _held_jobs(adapter: _Held, workers: Workers) -> list[Job]:
+    jobs = [Job((), b"%d" % i) for i in range(len(adapter.started))]
+    for job in jobs:
+        workers.submit(job)
+    return jobs
+
+
+def test_an_answer_that_stops_the_run_wakes_the_collector_while_jobs_still_wait() -> None:
+    # One worker and eight jobs waiting for it: an ordinary answer would not wake the collector,
+    # but one that stops the run must, before the worker sends what waits (here it cannot: the
+    # next job is held until the end of the test).
+    refused = Delivery(Status.FAILED, 401, "refused", stop=StopReason.CREDENTIALS)
+    adapter = _Held(ready=8, count=9, answers={0: refused})
+    collected: list[tuple[Job, list[Delivery]] | None] = []
+    with Workers(cast(Adapter, adapter), 1, SYSTEM_CLOCK) as workers:
+        jobs = _held_jobs(adapter, workers)
+        collector = threading.Thread(target=lambda: collected.append(workers.collect()), daemon=True)
+        collector.start()
+        adapter.release[0].set()
+        collector.join(timeout=30)  # how a missing wake-up fails this test, not a wait for anything
+        woken = not collector.is_alive()
+        for event in adapter.release:
+            event.set()
+        collector.join(timeout=30)
+        while workers.busy:
+            workers.collect()
+    assert woken, "the collector was not woken by the answer that stops the run"
+    assert collected == [(jobs[0], [refused])]
+
+
+def test_a_timed_wait_returns_an_answer_that_came_during_it_without_ending_it() -> None:
+    # The answer comes while the collector waits, and leaves jobs waiting, so it does not end the
+    # wait: the collector still has it when the wait runs its course.
+    adapter = _Held(ready=8, count=9)
+
+    class AnswerDuringTheWait(FakeClock):
+        def wait(self, event: threading.Event, seconds: float | None) -> bool:
+            adapter.release[0].set()
+            assert adapter.started[1].wait(timeout=30)  # the worker has put job 0's answer
+            return super().wait(event, seconds)
+
+    with Workers(cast(Adapter, adapter), 1, AnswerDuringTheWait()) as workers:
+        jobs = _held_jobs(adapter, workers)
+        finished = workers.collect(timeout=5)
+        for event in adapter.release:
+            event.set()
+        for _ in jobs[1:]:
+            workers.collect()
+    assert finished is not None and finished[0] is jobs[0]

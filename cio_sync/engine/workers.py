@@ -59,11 +59,13 @@ class Workers:
         """Wait for the next finished job: the job, and one delivery per update, in order; None
         when none finished within ``timeout`` seconds (forever when None).
 
-        The wait may last beyond the first answer: it ends once few jobs are left for the workers
-        (or at ``timeout``), and the answers come meanwhile are then collected one after another.
+        The wait may last beyond the first answer: the workers end it once few jobs are left for
+        them, or an answer stops the run (see _work); the answers come meanwhile are then
+        collected one after another.
         """
+        waited = False
         while True:
-            # Cleared before looking, so that an answer arriving in between still wakes the wait.
+            # Cleared before looking, so that a wake-up set in between is not lost.
             self._answered.clear()
             try:
                 done = self._done.get_nowait()
@@ -71,8 +73,12 @@ class Workers:
             except Empty:
                 if timeout is None:
                     self._answered.wait()  # no time to keep: the clock has no part in it
-                elif timeout <= 0 or not self._clock.wait(self._answered, timeout):
+                elif waited or timeout <= 0:
                     return None
+                else:
+                    # Looked at once more after the wait: an answer that did not end it counts.
+                    self._clock.wait(self._answered, timeout)
+                    waited = True
         self.busy -= 1
         # Only the loop's jobs are out while it collects (see run).
         job = cast(Job, done[0])
@@ -94,15 +100,17 @@ class Workers:
 
     def _work(self) -> None:
         while (job := self._ready.get()) is not None:
-            self._done.put((job, self._send(job)))
+            deliveries = self._send(job)
+            self._done.put((job, deliveries))
             # Not kept while this worker waits for its next job: every idle worker would hold
             # its last batch's records alive, outside any bound on the records out.
             del job
             # Not woken for every answer while jobs still wait: that cost the main thread a
             # wake-up and its hand-over of the interpreter for each (v1 at P=25: 10 context
             # switches a record, against 6). Woken before the workers run out, it settles
-            # every answer come meanwhile and hands their successors out together.
-            if self._ready.qsize() <= self._low:
+            # every answer come meanwhile and hands their successors out together; woken at
+            # once by an answer that stops the run, so that the jobs waiting are not sent.
+            if self._ready.qsize() <= self._low or any(d.stop is not None for d in deliveries):
                 self._answered.set()
 
     def _send(self, job: Job | OperationJob) -> list[Delivery]:
