@@ -136,7 +136,7 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         type=_seconds,
         default=0.0,
         metavar="SECONDS",
-        help="how long after its arrival each request is answered",
+        help="answer each request no sooner than this after it arrived",
     )
     parser.add_argument("--rate-limit", type=_positive, metavar="PER_SECOND", help="answer 429 above this rate")
     parser.add_argument("--burst", type=_positive, metavar="N", help="requests allowed at once above the rate")

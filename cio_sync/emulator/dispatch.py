@@ -34,8 +34,8 @@ class AppSide:
 class Dispatcher:
     """Answers every request the server receives (on the server's connection threads).
 
-    ``latency`` is how long after its arrival each API request is answered (the emulator's own
-    work on it included); it may be changed while serving.
+    ``latency`` is how long after its arrival, at least, each API request is answered (its
+    reading and parsing count within it); it may be changed while serving.
     """
 
     def __init__(
@@ -90,16 +90,17 @@ class Dispatcher:
         send(handler, answer)
 
     def _decide(self, request: TrackRequest, matched: Matched | None, arrived: float, on_app: bool = False) -> Answer:
-        """The answer, decided the latency (and any fault's delay) after the request ``arrived``
-        (a ``time.monotonic`` reading): a fault's, the rate limit's, a refusal of the
-        credentials, or the API's."""
+        """The answer, decided no sooner than the latency after the request ``arrived`` (a
+        ``time.monotonic`` reading) and any fault's delay after it was read: a fault's, the rate
+        limit's, a refusal of the credentials, or the API's."""
         fault = matched.fault if matched else None
         endpoint = request.endpoint
-        delay = self.latency + (fault.delay if fault and fault.delay else 0.0)
-        # Counted from the arrival, so that reading and parsing the request fall within it, as
-        # a server's own work falls within the latency its clients see.
-        if delay and (left := arrived + delay - time.monotonic()) > 0:
-            time.sleep(left)
+        # The latency counts from the arrival, so that reading and parsing the request fall
+        # within it, as a server's own work falls within the latency its clients see; a fault's
+        # delay holds the request read in full, however long it took to come.
+        delay = max(0.0, arrived + self.latency - time.monotonic()) + (fault.delay if fault and fault.delay else 0.0)
+        if delay:
+            time.sleep(delay)
         if fault is not None and fault.status is not None:
             if fault.apply_after is not None and request.authorization == self._authorization:
                 self._apply_later(request, fault.apply_after)

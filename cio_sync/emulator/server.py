@@ -33,7 +33,7 @@ class Emulator:
     """The emulated workspace and its HTTP server. Use as a context manager, or start()/stop().
 
     ``choices`` settles what the spec leaves open (see :class:`~cio_sync.emulator.rules.Choices`);
-    ``latency`` is how long after its arrival each API request is answered (real time); ``rate_limit``
+    ``latency``: each API request is answered no sooner than this after it arrived; ``rate_limit``
     (per second, with ``burst``) answers 429 with ``Retry-After`` above it; ``faults`` are queued.
     The App API takes ``app_api_key`` as its bearer token, ``app_rate_limit`` its 429 limit (None: none).
     ``clock`` (real time unless given one, the client's say) times limits, records and Retry-After dates.
