@@ -138,6 +138,21 @@ CONFIG_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("empty query", {"baseUrl": "http://127.0.0.1:9?"}, '"baseUrl" must not have a query or fragment'),
     ("empty fragment", {"baseUrl": "http://127.0.0.1:9/#"}, '"baseUrl" must not have a query or fragment'),
     (
+        "tab",
+        {"baseUrl": "http://127.0.0.1:9/a\tb"},
+        "\"baseUrl\" must not contain spaces or control characters: '\\t' at character 21",
+    ),
+    (
+        "line break",
+        {"baseUrl": "https://example.com\n"},
+        "\"baseUrl\" must not contain spaces or control characters: '\\n' at character 20",
+    ),
+    (
+        "space",
+        {"baseUrl": "https://example.com/a b"},
+        "\"baseUrl\" must not contain spaces or control characters: ' ' at character 22",
+    ),
+    (
         "plain http",
         {"baseUrl": "http://track.customer.io"},
         '"baseUrl" uses plain http:// to track.customer.io, which would send the API key unencrypted',

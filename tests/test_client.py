@@ -303,6 +303,7 @@ def test_a_request_is_what_requests_own_steps_make_of_it(
     [
         ("http://127.0.0.1:9/api/v1/customers/a?b=c#d", {}),
         ("http://127.0.0.1:9", {}),
+        ("http://127.0.0.1:9/a\tb\n/api/v1/customers/a", {}),
         ("https://example.test/api/v1/customers/a", {"https": "http://127.0.0.1:8"}),
     ],
 )

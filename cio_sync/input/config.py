@@ -441,9 +441,14 @@ def normalise_base_url(url: str) -> str:
     """Check a base URL and return it without a trailing slash.
 
     Raises ValueError when it is not an absolute http(s) URL, carries credentials, a query or a
-    fragment, or is plain http to anything but loopback (the API key would cross the network
-    unencrypted).
+    fragment, spaces or control characters, or is plain http to anything but loopback (the API
+    key would cross the network unencrypted).
     """
+    # URL parsers drop a tab or line break silently, and HTTP libraries differ in whether they do:
+    # the requests would go to a path other than the one written.
+    if not url.isprintable() or " " in url:
+        at, char = next((i, c) for i, c in enumerate(url) if c.isspace() or not c.isprintable())
+        raise ValueError(f"must not contain spaces or control characters: {char!r} at character {at + 1}")
     try:
         parts = urlsplit(url)
         host = parts.hostname

@@ -156,9 +156,10 @@ class _LeanAdapter(WatchedAdapter):
 
     def request_url(self, request: requests.PreparedRequest, proxies: Mapping[str, str] | None) -> str:
         """The path sent in the request line: what ``request.path_url`` gives, found without
-        parsing a URL that has no query or fragment and goes straight to its origin."""
+        parsing a URL that goes straight to its origin and has no query, fragment or character
+        a parser would drop."""
         url = request.url or ""
-        if proxies or "?" in url or "#" in url:
+        if proxies or "?" in url or "#" in url or not url.isprintable():
             return str(super().request_url(request, dict(proxies or {})))
         return url[len(_origin(url)) :] or "/"
 
