@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Iterator
 from email.utils import formatdate
+from pathlib import Path
 
 import pytest
 import requests
@@ -243,6 +244,16 @@ def test_credentials_check_raises_when_unreachable() -> None:
     track = TrackClient(make_config(url), FAST, Gate(), 1)
     with pytest.raises(ApiUnreachable, match="cannot reach the Track API"):
         track.check_credentials()
+
+
+def test_a_ca_bundle_that_is_not_there_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-bundle.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    track = TrackClient(make_config("https://127.0.0.1:9"), FAST, Gate(), 1)
+    with pytest.raises(ApiUnreachable) as caught:
+        track.check_credentials()
+    assert str(caught.value).endswith(f"Could not find a suitable TLS CA certificate bundle, invalid path: {missing}")
+    track.close()
 
 
 def test_ids_reach_the_server_exactly(emulator: Emulator, client: TrackClient) -> None:

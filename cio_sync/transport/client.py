@@ -587,6 +587,9 @@ def _describe(error: BaseException, write: bool) -> str:
             return "timed out waiting for an answer" + (f" ({said})" if isinstance(said, str) else "") + maybe
         if isinstance(cause, requests.exceptions.ConnectTimeout):
             return "timed out connecting"
+        if type(cause) is OSError and cause.errno is None and cause.args and isinstance(cause.args[0], str):
+            # Raised by requests itself, in words of its own: a CA bundle that is not there, say.
+            return cause.args[0]
         nested = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
         cause = nested or cause.__cause__ or cause.__context__
     return type(error).__name__
