@@ -192,11 +192,18 @@ def _held_jobs(adapter: _Held, workers: Workers) -> list[Job]:
     return jobs
 
 
-def test_an_answer_that_stops_the_run_wakes_the_collector_while_jobs_still_wait() -> None:
+@pytest.mark.parametrize(
+    "refused",
+    [
+        Delivery(Status.FAILED, 401, "refused", stop=StopReason.CREDENTIALS),
+        Delivery(Status.FAILED, None, "cannot connect"),  # enough of these in a row stop the run
+    ],
+    ids=["401", "no answer"],
+)
+def test_an_answer_that_may_stop_the_run_wakes_the_collector_while_jobs_still_wait(refused: Delivery) -> None:
     # One worker and eight jobs waiting for it: an ordinary answer would not wake the collector,
-    # but one that stops the run must, before the worker sends what waits (here it cannot: the
+    # but one that may stop the run must, before the worker sends what waits (here it cannot: the
     # next job is held until the end of the test).
-    refused = Delivery(Status.FAILED, 401, "refused", stop=StopReason.CREDENTIALS)
     adapter = _Held(ready=8, count=9, answers={0: refused})
     collected: list[tuple[Job, list[Delivery]] | None] = []
     with Workers(cast(Adapter, adapter), 1, SYSTEM_CLOCK) as workers:

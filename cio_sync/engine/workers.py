@@ -109,8 +109,8 @@ class Workers:
             # wake-up and its hand-over of the interpreter for each (v1 at P=25: 10 context
             # switches a record, against 6). Woken before the workers run out, it settles
             # every answer come meanwhile and hands their successors out together; woken at
-            # once by an answer that stops the run, so that the jobs waiting are not sent.
-            if self._ready.qsize() <= self._low or any(d.stop is not None for d in deliveries):
+            # once by an answer that may stop the run, so that the jobs waiting are not sent.
+            if self._ready.qsize() <= self._low or _may_stop(deliveries):
                 self._answered.set()
 
     def _send(self, job: Job | OperationJob) -> list[Delivery]:
@@ -118,3 +118,9 @@ class Workers:
             return self.adapter.send(job)
         except BaseException as e:  # a bug must not leave the main loop waiting forever
             return [Delivery(Status.FAILED, None, f"internal error: {type(e).__name__}: {e}")] * len(job.updates)
+
+
+def _may_stop(deliveries: list[Delivery]) -> bool:
+    """True for an answer that stops the run (a 401), or for none at all (enough in a row stop it
+    too). Such a delivery is the whole request's: the first of its updates' says."""
+    return any(d.stop is not None or (d.http_status is None and d.status is Status.FAILED) for d in deliveries[:1])
