@@ -281,7 +281,7 @@ RECORDS = 8000
 
 
 @pytest.mark.parametrize("name", ["d.ndjson", "d.csv"])
-def test_a_file_that_grew_before_a_stop_ends_the_run_as_changed_with_every_record_counted(
+def test_a_file_that_grew_before_a_stop_ends_the_run_as_changed_with_every_record_read_counted(
     emulator: Emulator, files: Files, name: str
 ) -> None:
     # The stop finds the file touched, so it reads the rest on instead of copying it; there it

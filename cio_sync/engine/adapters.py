@@ -20,7 +20,6 @@ from typing import Protocol
 
 from ..input.config import Config, Transport
 from ..input.mapping import (
-    MAX_ITEM_BYTES,
     TIMESTAMP,
     PersonUpdate,
     batch_body,
@@ -196,7 +195,7 @@ class BatchAdapter:
         """The batches that closed to make room for the first of ``updates`` (at most
         ``requests``), and how many were added; None when one fits in no batch."""
         items = batch_items(updates, stamp)
-        if max(map(len, items), default=0) > MAX_ITEM_BYTES:
+        if any(map(oversized, items)):
             return None
         return self._packer.add_run(updates, items, requests)
 

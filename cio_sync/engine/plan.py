@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ..input.config import Config, Transport
-from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_item
+from ..input.mapping import MAX_ITEM_BYTES, InvalidRecord, PersonUpdate, batch_item, none_merged
 from ..outcome import RecordOutcome, Status
 from ..state.ledger import Known, Ledger
 from .causes import CauseCount
@@ -26,7 +26,6 @@ from .tally import Tally
 # A body longer than this may make a batch item over its limit: what an item adds to its body is
 # far less than the rest (an id is at most 150 bytes, 900 escaped).
 _NEAR_ITEM_LIMIT = MAX_ITEM_BYTES - 2000
-_COVERS = operator.attrgetter("covers")
 _BODY = operator.attrgetter("body")
 
 
@@ -142,7 +141,7 @@ def _plain(run: Sequence[Work], config: Config, failed: FailedPeople) -> bool:
     if failed or set(map(type, run)) != {PersonUpdate}:
         return False
     updates = cast("Sequence[PersonUpdate]", run)
-    if list(map(_COVERS, updates)).count(None) != len(updates):
+    if not none_merged(updates):
         return False
     return config.transport is not Transport.BATCH or max(map(len, map(_BODY, updates))) <= _NEAR_ITEM_LIMIT
 

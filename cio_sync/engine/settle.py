@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from ..errors import OutputLost
 from ..input.datafile import UnreadTail
-from ..input.mapping import InvalidRecord, PersonUpdate
+from ..input.mapping import InvalidRecord, PersonUpdate, none_merged
 from ..input.source import Source
 from ..outcome import DONE, Delivery, RecordOutcome, Status, Stop, StopReason
 from ..redact import Redactor
@@ -20,20 +19,17 @@ from .people import People
 from .tally import Tally
 
 OutcomeHandler = Callable[[RecordOutcome], None]
-# Of an update: the index of the first record merged into it, or None.
-_COVERS = operator.attrgetter("covers")
 
 
 class Settle:
     """Settles each record exactly once, from the thread that runs the sync.
 
-    Every outcome is counted in :attr:`tally` and passed to ``on_outcome``; an update the
+    Every outcome is counted and handed on by ``outcomes`` (see :class:`Outcomes`); an update the
     workspace accepted is recorded in the ``ledger``. A delivery whose answer means no request
     can succeed (401/403) stops the run, and so do ``max(10, parallelism)`` requests in a row that
     got no HTTP answer at all: sending the rest would only fail them slowly, one by one. So does a
     ledger that cannot be written (a full disk), which could otherwise vouch for what the
-    workspace does not hold: :attr:`lost` says why. Every reason is passed through ``redact``: a
-    server's words, or a value quoted from the data file, may hold a credential.
+    workspace does not hold: :attr:`lost` says why.
     """
 
     def __init__(self, stop: Stop, parallelism: int, ledger: Ledger | None, outcomes: Outcomes) -> None:
@@ -187,7 +183,7 @@ class Outcomes:
     def synced(self, updates: Sequence[PersonUpdate], delivery: Delivery) -> None:
         """Count ``updates`` as synced by ``delivery``, as :meth:`each` would one by one: the
         records merged into one first, the rest counted at once."""
-        if list(map(_COVERS, updates)).count(None) != len(updates):
+        if not none_merged(updates):
             for update in updates:
                 self.each(update, Status.SYNCED, delivery.reason, delivery.http_status, delivery.retries)
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,14 @@ class PersonUpdate:
     def path(self) -> str:
         """The person as v1 names them in its path (made only when asked: batch never does)."""
         return v1_path(self.kind, self.identifier)
+
+
+_COVERS = operator.attrgetter("covers")
+
+
+def none_merged(updates: Sequence[PersonUpdate]) -> bool:
+    """True when each of ``updates`` stands for its own record alone (none had records merged in)."""
+    return list(map(_COVERS, updates)).count(None) == len(updates)
 
 
 @dataclass(frozen=True, slots=True)
