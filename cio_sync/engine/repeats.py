@@ -124,6 +124,7 @@ _READ = 1 << 10
 # 10,000,000 people, 40,000 hashes, counted in a set of 2 MB).
 _PARTS = 256
 _BOUNDS = [-(1 << 63) + ((1 << 64) * part) // _PARTS for part in range(1, _PARTS)]
+_ONCE = array("q", [1])
 
 
 class _SortedRuns:
@@ -134,27 +135,29 @@ class _SortedRuns:
 
     def __init__(self) -> None:
         self._file: IO[bytes] | None = None
-        # Where each run starts in the file, its distinct hashes, and where each of its parts
-        # begins among them (and its end).
-        self._runs: list[tuple[int, int, list[int]]] = []
+        # Where each run starts in the file, its distinct hashes, where each of its parts begins
+        # among them (and its end), and whether its counts follow them (else each came once).
+        self._runs: list[tuple[int, int, array[int], bool]] = []
 
     def add(self, hashes: array[int]) -> None:
         if not hashes:
             return
         ordered = sorted(hashes)
-        if len(set(ordered)) == len(ordered):  # most runs name no one twice: no counting
-            counts = array("q", [1]) * len(ordered)
-        else:
+        # Most runs name no one twice: nothing to count, and no counts written (8 bytes a hash).
+        counts = None
+        if len(set(ordered)) < len(ordered):
             counted = Counter(ordered)
             ordered = sorted(counted)
             counts = array("q", map(counted.__getitem__, ordered))
-        cuts = [0, *(bisect.bisect_left(ordered, bound) for bound in _BOUNDS), len(ordered)]
+        # Four bytes a cut: a list of ints would hold 9 KB for each run, for the whole check.
+        cuts = array("I", [0, *(bisect.bisect_left(ordered, bound) for bound in _BOUNDS), len(ordered)])
         try:
             if self._file is None:
                 self._file = tempfile.TemporaryFile(prefix="cio-sync-index-")  # noqa: SIM115 - closed by repeated()
-            self._runs.append((self._file.tell(), len(ordered), cuts))
+            self._runs.append((self._file.tell(), len(ordered), cuts, counts is not None))
             array("q", ordered).tofile(self._file)
-            counts.tofile(self._file)
+            if counts is not None:
+                counts.tofile(self._file)
         except OSError as e:
             raise _lost(e) from None
 
@@ -182,13 +185,16 @@ class _SortedRuns:
         """Every run's distinct hashes in the range ``part``, and how often each came."""
         assert self._file is not None
         hashes, counts = array("q"), array("q")
-        for start, distinct, cuts in self._runs:
+        for start, distinct, cuts, counted in self._runs:
             low, high = cuts[part], cuts[part + 1]
             if high > low:
                 self._file.seek(start + low * hashes.itemsize)
                 hashes.fromfile(self._file, high - low)
-                self._file.seek(start + (distinct + low) * counts.itemsize)
-                counts.fromfile(self._file, high - low)
+                if counted:
+                    self._file.seek(start + (distinct + low) * counts.itemsize)
+                    counts.fromfile(self._file, high - low)
+                else:
+                    counts.extend(_ONCE * (high - low))
         return hashes, counts
 
 
