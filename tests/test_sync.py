@@ -395,3 +395,29 @@ def test_a_stop_with_an_update_waiting_for_a_later_stamp_does_not_spin(
     assert (result.synced, result.failed, result.not_attempted) == (1, 1, 1)
     assert emulator.people()["Y"] == {"name": "free"}
     assert empty_collects <= 2, f"{empty_collects} waits for an answer came back empty"
+
+
+def test_one_invalid_record_leaves_the_others_routed_a_run_at_a_time(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The person of an invalid record has their later records held back one by one; everyone
+    # else's still go a run at a time, as they would with no invalid record at all.
+    from cio_sync.engine import routing
+
+    at_once: list[int] = []
+    fresh = routing.Routing._fresh
+
+    def counted(self: routing.Routing, works: object, requests: int) -> int | None:
+        taken = fresh(self, works, requests)  # type: ignore[arg-type]  # a run of works, passed on
+        at_once.append(taken or 0)
+        return taken
+
+    monkeypatch.setattr(routing.Routing, "_fresh", counted)
+    records: list[dict[str, object]] = [{"id": "p0", "name": "x" * 2000}]
+    records += [{"id": f"p{i}", "name": "n"} for i in range(1, 3000)]
+    records.append({"id": "p0", "name": "later"})
+    config = make_config(emulator.url, parallelism=4, transport="batch", mappings=[{"from": "name", "to": "name"}])
+    result = sync(config, records, http=FAST)
+    assert (result.invalid, result.synced, result.not_attempted) == (1, 2999, 1)
+    assert "p0" not in emulator.people()
+    assert sum(at_once) >= 2500  # none at all when one invalid record turned the way off

@@ -286,6 +286,11 @@ class FailedPeople:
         disk = self._disk or self._open()
         disk.execute("INSERT OR IGNORE INTO failed VALUES (?, ?)", (key, index))
 
+    def none_of(self, keys: Iterable[str]) -> bool:
+        """True when none of ``keys`` had a record that did not sync, told at once; False also
+        when that cannot be told without a look at the disk (ask :meth:`get` then)."""
+        return self._disk is None and self._memory.keys().isdisjoint(keys)
+
     def get(self, key: str) -> int | None:
         """The index of ``key``'s first record that did not sync, or None."""
         found = self._memory.get(key)

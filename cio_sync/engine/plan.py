@@ -27,6 +27,7 @@ from .tally import Tally
 # far less than the rest (an id is at most 150 bytes, 900 escaped).
 _NEAR_ITEM_LIMIT = MAX_ITEM_BYTES - 2000
 _BODY = operator.attrgetter("body")
+_KEY = operator.attrgetter("key")
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,10 @@ def _plain(run: Sequence[Work], config: Config, failed: FailedPeople) -> bool:
     """True when every one of ``run`` is a write the run would send as it is, as :func:`_sendable`
     finds one by one: a valid record of its own, of a person with no invalid record, and far from
     a batch item's limit."""
-    if failed or set(map(type, run)) != {PersonUpdate}:
+    if set(map(type, run)) != {PersonUpdate}:
         return False
     updates = cast("Sequence[PersonUpdate]", run)
-    if not none_merged(updates):
+    if not none_merged(updates) or not failed.none_of(map(_KEY, updates)):
         return False
     return config.transport is not Transport.BATCH or max(map(len, map(_BODY, updates))) <= _NEAR_ITEM_LIMIT
 

@@ -80,11 +80,12 @@ class Routing:
         remembers nothing (no record of theirs that did not sync, no ledger to compare with), each
         of which the adapter carries. How many were routed; None when none was."""
         people = self.people
-        if self.settle.compares or people.failed or set(map(type, works)) != {PersonUpdate}:
+        if self.settle.compares or set(map(type, works)) != {PersonUpdate}:
             return None
         updates = cast("Sequence[PersonUpdate]", works)
         keys = list(map(_KEY, updates))
-        if not people.admit_run(keys):
+        # A person with a record that did not sync has their later ones held back, one by one.
+        if not people.failed.none_of(keys) or not people.admit_run(keys):
             return None
         # Without a ledger no stamp is written ahead, so issuing one cannot fail.
         added = self.adapter.add_run(updates, self.stamps.issue(), requests)
