@@ -85,6 +85,33 @@ def test_the_build_context_is_only_what_the_dockerfile_copies() -> None:
     assert kept == copied
 
 
+# The layout the project keeps at its top level; a scratch file committed by mistake fails here.
+TOP_LEVEL = {
+    ".ci",
+    ".dockerignore",
+    ".gitignore",
+    "CHANGELOG.md",
+    "Dockerfile",
+    "Makefile",
+    "README.md",
+    "cio_sync",
+    "docs",
+    "examples",
+    "pyproject.toml",
+    "schemas",
+    "tests",
+}
+
+
+def test_the_checkout_holds_only_the_projects_own_top_level_entries() -> None:
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        entries = {line.split("/")[0] for line in listed.splitlines()}
+    else:  # an unpacked source tree: what is there, less what .gitignore keeps out of a commit
+        entries = {p.name for p in ROOT.iterdir() if not p.name.startswith(".") or p.name in TOP_LEVEL}
+    assert entries <= TOP_LEVEL, sorted(entries - TOP_LEVEL)
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     """The Dockerfile's steps: build the wheel, install it into a clean venv, run it elsewhere.
