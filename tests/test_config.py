@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from cio_sync.errors import ConfigError
 from cio_sync.input.config import REGION_URLS, Config, config_from_dict, is_loopback, load_config, normalise_base_url
+from cio_sync.input.schema import load_schema, schema_path
 
 from .conftest import API_KEY, SITE_ID, config_dict
 
@@ -98,3 +100,10 @@ def test_config_is_immutable() -> None:
     with pytest.raises(AttributeError):
         config.parallelism = 3  # type: ignore[misc]  # the write mypy forbids is the one under test
     assert isinstance(config, Config)
+
+
+@pytest.mark.parametrize("name", ["config.schema.json", "report.schema.json"])
+def test_every_shipped_schema_is_a_valid_draft_2020_12_schema(name: str) -> None:
+    """Checked here rather than on every run (see ``cio_sync.input.schema.validator``)."""
+    assert schema_path(name).is_file()
+    Draft202012Validator.check_schema(load_schema(name))
