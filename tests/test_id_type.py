@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cio_sync.emulator import Emulator
@@ -203,7 +203,6 @@ def test_an_id_that_reads_as_a_cio_id_but_is_not_one_is_invalid(
     assert [r.person_id for r in emulator.requests() if r.method != "GET"] in (["cio_ab12"], [None])
 
 
-@settings(max_examples=200)
 @given(st.text(alphabet="cio_aZ9-@. é", max_size=8), st.sampled_from(["v1", "batch"]))
 def test_the_person_index_names_whom_the_mapping_names(id_text: str, transport: str) -> None:
     # The check pass counts people by RecordMapper.person_key, the records pass by map(): they must
@@ -247,7 +246,6 @@ def _runs(draw: st.DrawFn) -> list[object]:
     return records
 
 
-@settings(max_examples=400)
 @given(_runs(), st.sampled_from([IdType.AUTO] * len(IdType) + list(IdType)))
 def test_a_runs_keys_are_its_records_keys_one_by_one(records: list[object], id_type: IdType) -> None:
     # The check pass keys a run of records at once, a quicker way for ids that need no closer
@@ -311,7 +309,6 @@ _MAPPINGS = [
 ]
 
 
-@settings(max_examples=400)
 @given(
     _mapped_runs(),
     st.sampled_from(_MAPPINGS),
