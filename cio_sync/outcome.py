@@ -87,7 +87,9 @@ class Delivery:
     unclear: bool = False
 
 
-NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")
+# The reason of every record a stop left unsent, whichever way it was left.
+STOPPED_BEFORE_SENT = "the run stopped before it was sent"
+NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason=STOPPED_BEFORE_SENT)
 
 
 # Not frozen: one is made for every record, and a frozen dataclass costs five times as much to build

@@ -8,7 +8,7 @@ from typing import Any
 from cio_sync.emulator import Emulator
 from cio_sync.engine.causes import MAX_CAUSES, OTHER, Causes, IndexSet, cause_of
 from cio_sync.input.schema import problems
-from cio_sync.outcome import RecordOutcome, Status
+from cio_sync.outcome import STOPPED_BEFORE_SENT, RecordOutcome, Status
 
 from .conftest import Files, config_dict, run_cli
 
@@ -104,7 +104,22 @@ def test_causes_leave_out_what_is_particular_to_one_record() -> None:
     )
     unread = "the run stopped before it was read (with the 1,234 records after it)"
     assert cause(unread, Status.NOT_ATTEMPTED) == "the run stopped before it was read"
-    assert cause(None, Status.NOT_ATTEMPTED) == "not attempted: the run stopped before it was sent"
+    # However a stop left a record unsent, the cause is one.
+    assert cause(None, Status.NOT_ATTEMPTED) == cause(STOPPED_BEFORE_SENT, Status.NOT_ATTEMPTED) == STOPPED_BEFORE_SENT
+    # A number standing alone is one record's; digits within a word or a name belong to the words.
+    assert cause("line 12 is not valid JSON at byte offset 1,234; the row from line 7.") == (
+        "line N is not valid JSON at byte offset N; the row from line N."
+    )
+    fixed = [
+        "holds bytes that are not UTF-8 (save the export as UTF-8)",
+        "holds the escape \\ud800: half of a UTF-16 surrogate pair",
+        "1E-400 would arrive as 0E-20",
+        "HTTP 404: no such path: PUT /wrong/api/v1/customers",
+    ]
+    assert [cause(reason) for reason in fixed] == fixed
+    assert (
+        cause("HTTP 404: no such path: PUT /api/v1/customers/42") == "HTTP 404: no such path: PUT /api/v1/customers/N"
+    )
     given = RecordOutcome(5, Status.INVALID, "p", 'the string "x" is not an integer', cause="not an integer")
     assert cause_of(given) == "not an integer"
 

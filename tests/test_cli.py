@@ -545,7 +545,7 @@ def test_the_entry_point_installs_its_handlers_before_any_heavy_import() -> None
     # traceback: it must not include the libraries that take tenths of a second to import.
     probe = (
         "import sys, signal; from cio_sync.cli import main; "
-        "print(sorted(m for m in ('typer', 'click', 'rich', 'requests', 'urllib3', 'jsonschema', 'ijson') "
+        "print(sorted(m for m in ('typer', 'click', 'rich', 'requests', 'urllib3', 'jsonschema') "
         "if m in sys.modules))"
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

@@ -17,6 +17,7 @@ from cio_sync.cli.init import app
 from cio_sync.emulator import Emulator
 from cio_sync.input import sample as sampling
 from cio_sync.input.config import config_from_dict
+from cio_sync.input.datafile import UnreadableRecord, open_data_file
 from cio_sync.input.sample import Sample
 from cio_sync.input.schema import problems
 
@@ -231,7 +232,7 @@ def test_a_header_alone_is_enough(files: Files) -> None:
         (b'[{"id": 1}, {"id": ', "cut.json", "not valid JSON after 1 complete record"),
         (b"id,id\n1,2\n", "twice.csv", 'the header row names the column "id" twice'),
         (b'id,name\n1,"open\n', "quote.csv", "not valid CSV"),
-        (b"id,name\n1,\xff\n", "latin.csv", "not UTF-8 text"),
+        (b"id,n\xffme\n1,a\n", "latin.csv", "not UTF-8 text: the header row on line 1"),
         (
             b'{"id" 1}\n{"id": "\xff"}\n',
             "unreadable.ndjson",
@@ -356,16 +357,42 @@ def test_unreadable_lines_are_read_within_the_byte_budget_too(files: Files, monk
         assert 0 < sample.unreadable < 1000 and not sample.reached_end
 
 
-def test_deep_nesting_is_not_built_past_what_a_proposal_needs(files: Files) -> None:
+@pytest.mark.parametrize("name", ["s.json", "s.ndjson"])
+def test_a_record_a_sync_reads_as_invalid_is_read_past_as_a_sync_reads_it(files: Files, name: str) -> None:
+    # Nested deeper than a sync reads, an integer no attribute can hold (whose reading once
+    # crashed the JSON parser a sample used), bytes that are not UTF-8: each is one unreadable
+    # record, and the records around it are read as a sync reads them.
     depth = 5000
-    path = files.data('[{"id": 1, "deep": ' + "[" * depth + "]" * depth + "}]")
+    bad = [
+        b'{"id": 1, "deep": ' + b"[" * depth + b"]" * depth + b"}",
+        b'{"id": 2, "n": ' + b"9" * 4301 + b"}",
+        b'{"id": 3, "name": "\xff"}',
+        b'{"id": 4, "n": 1e400}',
+    ]
+    good = [b'{"id": 5, "n": 2}', b'{"id": 6, "n": 3.5}']
+    rows = [bad[0], good[0], bad[1], bad[2], good[1], bad[3]]
+    body = b"[" + b",".join(rows) + b"]" if name.endswith(".json") else b"\n".join(rows) + b"\n"
+    path = files.data(body, name=name)
     with Sample(path) as sample:
-        (record,) = list(sample.records())
-    assert isinstance(record, dict)
-    level, seen = record["deep"], 1
-    while level:
-        level, seen = level[0], seen + 1
-    assert seen == sampling.MAX_BUILT_DEPTH
+        records = list(sample.records())
+    with open_data_file(path) as source:
+        synced = [r for r in source.records() if not isinstance(r, UnreadableRecord)]
+    assert records == synced
+    assert [r["id"] for r in records if isinstance(r, dict)] == [5, 6, 4]
+    assert sample.unreadable == 3 and sample.reached_end
+
+
+def test_a_csv_row_a_sync_reads_as_invalid_is_read_past_as_a_sync_reads_it(files: Files) -> None:
+    path = files.data(b'id,name\r\n1,a\r\n2,\xff\r\n3,c,extra\r\n\r\n4,"d\r\ne"\r\n', name="rows.csv")
+    with Sample(path) as sample:
+        records = list(sample.records())
+    with open_data_file(path) as source:
+        synced = [r for r in source.records() if isinstance(r, dict)]
+    assert records == synced == [{"id": "1", "name": "a"}, {"id": "4", "name": "d\r\ne"}]
+    assert (sample.unreadable, sample.ragged, sample.reached_end) == (1, 1, True)
+    run = init("--data", path)
+    assert run.code == 0, run.stderr
+    assert "1 record could not be read (record 1: the row on line 3 holds bytes that are not UTF-8" in run.stderr
 
 
 def test_the_example_in_the_docs_is_what_init_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -187,6 +187,22 @@ def test_json_log_lines(emulator: Emulator, files: Files) -> None:
     assert all(e["time"].endswith("Z") for e in events)
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_quiet_json_logs_write_nothing_unless_the_run_went_wrong(
+    emulator: Emulator, files: Files, dry_run: bool
+) -> None:
+    config = files.config(config_dict(emulator.url))
+    extra = ["--quiet", "--log-format", "json", *(["--dry-run"] if dry_run else [])]
+    run = run_cli(["--config", config, "--data", files.data(MIXED[:2]), *extra])
+    assert (run.code, run.stderr) == (0, "")
+    run = run_cli(["--config", config, "--data", files.data(MIXED[:4]), *extra])
+    assert run.code == 1
+    events = [json.loads(line) for line in run.stderr.splitlines()]
+    assert [e["event"] for e in events] == ["record", "causes", "summary"]
+    assert events[0] == {**events[0], "index": 2, "outcome": "invalid", "id": None}
+    assert events[2]["invalid"] == 1 and events[2]["exit_code"] == 1
+
+
 def test_json_log_errors_are_json_too(emulator: Emulator, files: Files) -> None:
     run = run_cli(["--config", files.config("{"), "--data", files.data([]), "--log-format", "json"])
     assert run.code == 2

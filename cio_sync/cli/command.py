@@ -227,7 +227,7 @@ def run(
     version: VersionOption = False,
 ) -> None:
     """Upsert every person in a data file into a Customer.io workspace (Track API)."""
-    console: Console = JsonConsole() if log_format is LogFormat.json else TextConsole(quiet=quiet)
+    console: Console = JsonConsole(quiet=quiet) if log_format is LogFormat.json else TextConsole(quiet=quiet)
     options = _Options(
         config,
         data,

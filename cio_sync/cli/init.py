@@ -11,7 +11,7 @@ import typer
 
 from ..errors import CioSyncError, ExitCode
 from ..input.config import MAX_ATTRIBUTES
-from ..input.datafile import CSV
+from ..input.datafile import CSV, NDJSON
 from ..input.mapping import MAX_VALUE_BYTES, describe_path
 from ..input.propose import NothingToMap, Proposal, propose
 from ..input.sample import DEFAULT_SAMPLE, Sample
@@ -190,8 +190,12 @@ def _problems(proposal: Proposal, sample: Sample) -> list[str]:
 
 
 def _unreadable(sample: Sample) -> str:
-    """How many NDJSON lines the sample could not read, and why the first could not be."""
-    lines = _some(sample.unreadable, "line", "lines")
+    """How many records (NDJSON lines) the sample could not read, and why the first could not be."""
+    lines = (
+        _some(sample.unreadable, "line", "lines")
+        if sample.format == NDJSON
+        else _some(sample.unreadable, "record", "records")
+    )
     first = ""
     if sample.first_unreadable is not None:
         index, problem = sample.first_unreadable

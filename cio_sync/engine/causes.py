@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..outcome import RecordOutcome, Status
+from ..outcome import STOPPED_BEFORE_SENT, RecordOutcome, Status
 
 # Distinct causes counted one by one; the rest are counted together under OTHER.
 MAX_CAUSES = 100
@@ -22,8 +22,12 @@ OTHER = "other causes (more than 100 distinct causes were counted)"
 HELD_BEHIND_INVALID = "held back: an earlier record of the same person was invalid"
 HELD_BEHIND_FAILED = "held back: an earlier record of the same person did not sync"
 
-# What a reason quotes of one record: a string value as convert.shown words it, a number, any digits.
-_QUOTED = re.compile(r'the string "(?:[^"\\]|\\.)*"(?:\.\.\.)?|the number [^\s,;)]+|[0-9]+')
+# What a reason quotes of one record: a string value as convert.shown words it, a number, or a
+# number standing alone (a position, an offset, an id in a path), grouped by commas or with a
+# fraction; digits within a word or a name ("UTF-8", "v1", "\ud800", "1e400") are the words'.
+_QUOTED = re.compile(
+    r'the string "(?:[^"\\]|\\.)*"(?:\.\.\.)?|the number [^\s,;)]+|(?<![\w\\-])[0-9]+(?:[.,][0-9]+)*(?![\w-])'
+)
 _HTTP = re.compile(r"HTTP [0-9]{3}(?=:|$)")
 _UNREAD = "the run stopped before it was read"
 
@@ -39,9 +43,7 @@ def cause_of(outcome: RecordOutcome) -> str:
         return outcome.cause
     reason = outcome.reason
     if reason is None:
-        if outcome.status is Status.NOT_ATTEMPTED:
-            return "not attempted: the run stopped before it was sent"
-        return str(outcome.status.value).replace("_", " ")
+        return STOPPED_BEFORE_SENT if outcome.status is Status.NOT_ATTEMPTED else outcome.status.value.replace("_", " ")
     if reason.startswith(_UNREAD):
         return _UNREAD
     status = _HTTP.match(reason)

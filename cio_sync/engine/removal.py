@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import OutputLost
 from ..input.config import Config, WhenRemoved
-from ..outcome import Delivery, Status, Stop, StopReason
+from ..outcome import NOT_SENT, Delivery, Status, Stop, StopReason
 from ..state.roster import Leaver, Roster
 from .adapters import Action, Operation, OperationJob
 from .workers import Workers
@@ -105,10 +105,7 @@ class Sender:
         return None
 
 
-_NOT_SENT = Delivery(Status.NOT_ATTEMPTED, reason="the run stopped before it was sent")
-
-
 def _skip(chunk: Sequence[OperationJob], on_done: Callable[[Leaver, Delivery], None]) -> None:
     for job in chunk:
         for operation in job.updates:
-            on_done(operation.person, _NOT_SENT)
+            on_done(operation.person, NOT_SENT)

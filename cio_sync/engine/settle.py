@@ -11,7 +11,7 @@ from ..errors import OutputLost
 from ..input.datafile import UnreadTail
 from ..input.mapping import InvalidRecord, PersonUpdate, none_merged
 from ..input.source import Source
-from ..outcome import DONE, Delivery, RecordOutcome, Status, Stop, StopReason
+from ..outcome import DONE, STOPPED_BEFORE_SENT, Delivery, RecordOutcome, Status, Stop, StopReason
 from ..redact import Redactor
 from ..state.ledger import Known, Ledger
 from .causes import HELD_BEHIND_FAILED, HELD_BEHIND_INVALID, IndexSet, held_back_reason
@@ -115,7 +115,7 @@ class Settle:
 
     def not_sent(self, update: PersonUpdate) -> None:
         """``update`` was not sent: the run stopped first."""
-        self._outcomes.each(update, Status.NOT_ATTEMPTED)
+        self._outcomes.each(update, Status.NOT_ATTEMPTED, STOPPED_BEFORE_SENT)
 
     def abandoned(
         self, works: Iterable[PersonUpdate | InvalidRecord], source: Source, person_id: Callable[[object], str | None]
@@ -129,7 +129,8 @@ class Settle:
                 self.not_sent(work)
         unsent, tail = source.rest()
         for index, record in unsent:
-            self._outcomes.emit(RecordOutcome(index, Status.NOT_ATTEMPTED, person_id(record), record=record))
+            outcome = RecordOutcome(index, Status.NOT_ATTEMPTED, person_id(record), STOPPED_BEFORE_SENT, record=record)
+            self._outcomes.emit(outcome)
         if tail is not None:
             self._outcomes.emit(_unread(tail))
 

@@ -6,7 +6,7 @@ import codecs
 import csv
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from ..errors import DataFileError
 from . import runs
@@ -107,17 +107,7 @@ class CsvRecords:
         try:
             lines = _Lines(self._stream)
             reader = csv.reader(lines, strict=True)
-            header = _first_row(reader)
-            if header is None:
-                raise DataFileError(f"{self._name}: the data file is empty; a CSV file needs a header row")
-            if lines.undecodable:
-                # Column names are matched against the configuration and shown: they must be text.
-                where = _undecodable_line(self._stream)
-                raise DataFileError(
-                    f"{self._name}: not UTF-8 text: the header row on line {where} holds bytes that are not UTF-8 "
-                    "(save the export as UTF-8)"
-                )
-            self.header = _header(header, self._name)
+            self.header = _read_header(lines, reader, self._name, lambda: _undecodable_line(self._stream))
             self.body_start = lines.end
             line = reader.line_num
             width = len(self.header)
@@ -179,27 +169,66 @@ class CsvRows(Iterator[CsvRow | RaggedRow | UnreadableRow]):
     def _read(self, stream: Readable, header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow | UnreadableRow]:
         try:
             stream.seek(0)
-            width = len(header)
             lines = _Lines(stream)
             reader = csv.reader(lines, strict=True)
             if _first_row(reader) is None:
                 raise ValueError("the header row is gone")
-            line = reader.line_num
-            undecodable = lines.undecodable
-            for row in reader:
-                start, line = line + 1, reader.line_num
-                if not row:
-                    continue
+            for record in _records(lines, reader, header):
+                # Paused just after its row: the lines read so far end where the next row begins.
                 self.end = lines.end
-                if lines.undecodable != undecodable:
-                    undecodable = lines.undecodable
-                    yield UnreadableRow(start, tuple(row), _as_row(header, row) if len(row) == width else None)
-                elif len(row) != width:
-                    yield RaggedRow(start, tuple(row), width)
-                else:
-                    yield _as_row(header, row)
+                yield record
         finally:
             self.end = None
+
+
+def sample_rows(stream: Readable, name: str) -> tuple[tuple[str, ...], Iterator[CsvRow | RaggedRow | UnreadableRow]]:
+    """The header and rows of the CSV file ``stream`` (at its start; it need not seek), read as a
+    sync reads them but without its check, which reads the whole file first: for a sample of a
+    file's first records, which must read them as the sync it proposes for will. Raises
+    :class:`DataFileError` for a header a sync refuses; reading the rows raises ``csv.Error``
+    where the file is not CSV, as a sync's check refuses it."""
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CELL))
+    lines = _Lines(stream)
+    reader = csv.reader(lines, strict=True)
+    try:
+        header = _read_header(lines, reader, name, lambda: reader.line_num)
+    except csv.Error as e:
+        raise DataFileError(f"{name}: not valid CSV in the header row: {e}") from None
+    return header, _records(lines, reader, header)
+
+
+def _read_header(lines: _Lines, reader: Iterator[list[str]], name: str, line: Callable[[], int]) -> tuple[str, ...]:
+    """The header row, refused when it is missing, not UTF-8 (on the ``line`` given), or names a
+    column twice."""
+    header = _first_row(reader)
+    if header is None:
+        raise DataFileError(f"{name}: the data file is empty; a CSV file needs a header row")
+    if lines.undecodable:
+        # Column names are matched against the configuration and shown: they must be text.
+        raise DataFileError(
+            f"{name}: not UTF-8 text: the header row on line {line()} holds bytes that are not UTF-8 "
+            "(save the export as UTF-8)"
+        )
+    return _header(header, name)
+
+
+def _records(lines: _Lines, reader: Any, header: tuple[str, ...]) -> Iterator[CsvRow | RaggedRow | UnreadableRow]:
+    """The rows after the header: records, or invalid rows kept as read (``reader`` is a
+    ``csv.reader`` of ``lines``, whose type is not importable)."""
+    width = len(header)
+    line = reader.line_num
+    undecodable = lines.undecodable
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        if not row:
+            continue
+        if lines.undecodable != undecodable:
+            undecodable = lines.undecodable
+            yield UnreadableRow(start, tuple(row), _as_row(header, row) if len(row) == width else None)
+        elif len(row) != width:
+            yield RaggedRow(start, tuple(row), width)
+        else:
+            yield _as_row(header, row)
 
 
 class _Lines:

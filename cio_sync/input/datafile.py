@@ -432,11 +432,16 @@ def _check_elements(elements: _Elements, name: str, note: Callable[[Sequence[obj
     try:
         return _count_elements(elements, note)
     except _Syntax as e:
-        complete = f"{elements.count:,} complete record" + ("" if elements.count == 1 else "s")
-        where = f" at byte offset {e.offset:,}" if e.offset is not None else ""
-        if e.whole is not None:
-            raise DataFileError(f"{name}: {e.whole}") from None
-        raise DataFileError(f"{name}: not valid JSON after {complete}: {e.message}{where}") from None
+        raise _not_json(e, elements.count, name) from None
+
+
+def _not_json(error: _Syntax, complete: int, name: str) -> DataFileError:
+    """The refusal of an array whose syntax breaks after ``complete`` records."""
+    if error.whole is not None:
+        return DataFileError(f"{name}: {error.whole}")
+    records = f"{complete:,} complete record" + ("" if complete == 1 else "s")
+    where = f" at byte offset {error.offset:,}" if error.offset is not None else ""
+    return DataFileError(f"{name}: not valid JSON after {records}: {error.message}{where}")
 
 
 def _count_elements(elements: _Elements, note: Callable[[Sequence[object]], None] | None) -> int:
@@ -981,12 +986,18 @@ class _Elements(_Values):
         return self._bad_line(start)
 
 
-def ndjson_records(stream: IO[bytes]) -> Iterator[object]:
-    """The records of NDJSON ``stream``, read as a sync reads them but without its check, which
-    reads the whole file first: the value each line holds, or an :class:`UnreadableRecord` for a
-    line that cannot be read (bytes that are not UTF-8, not JSON, too long...). For a sample of a
-    file's first records, which must read them as the sync it proposes for will."""
-    return iter(_Elements(stream, NDJSON))
+def sample_records(stream: IO[bytes], kind: str, name: str) -> Iterator[object]:
+    """The records of a JSON array or NDJSON ``stream`` (``kind``), read as a sync reads them
+    but without its check, which reads the whole file first: each record's value, or an
+    :class:`UnreadableRecord` for one that cannot be read (bytes that are not UTF-8, a value no
+    attribute can carry, an NDJSON line that is not JSON...). Raises :class:`DataFileError` where
+    an array's syntax breaks. For a sample of a file's first records, which must read them as the
+    sync it proposes for will."""
+    elements = _Elements(stream, kind)
+    try:
+        yield from elements
+    except _Syntax as e:
+        raise _not_json(e, elements.count, name) from None
 
 
 def _not_an_array(body: str) -> str:

@@ -318,18 +318,27 @@ def bar_layout(width: int, total: int) -> BarLayout:
 
 class JsonConsole:
     """One JSON object per line: ``start``, ``record`` (each failed or invalid one), ``progress``
-    (every few seconds of a run), ``stopping``, ``summary`` and ``error`` events."""
+    (every few seconds of a run), ``stopping``, ``summary`` and ``error`` events.
 
-    def __init__(self, stream: IO[str] | None = None, clock: Clock = SYSTEM_CLOCK, timer: bool = True) -> None:
+    ``quiet`` writes nothing unless the run went wrong, as the text does: then the first records
+    that did not sync (as ``record`` events), their ``causes`` and the ``summary``; an ``error``
+    always."""
+
+    def __init__(
+        self, stream: IO[str] | None = None, clock: Clock = SYSTEM_CLOCK, timer: bool = True, quiet: bool = False
+    ) -> None:
         self.redact: Callable[[str], str] = NO_SECRETS
         self._stream = _Stream(stream if stream is not None else sys.stderr)
         # Not started before a run starts: a dry run hands on only its invalid records, so its
         # counts would not say how far through the file it is.
         self._ticker = Ticker(self._progress, JSON_PROGRESS_INTERVAL, clock)
         self._timer = timer
+        self._quiet = quiet
 
-    # Its progress events count every record.
-    counts_every_record = True
+    @property
+    def counts_every_record(self) -> bool:
+        """True unless quiet: the progress events count every record."""
+        return not self._quiet
 
     def _emit(self, event: str, **fields: Any) -> None:
         stamp = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -338,6 +347,8 @@ class JsonConsole:
         self._stream.write(json_line(text) + "\n")
 
     def started(self, source: str, count: int, url: str, parallelism: int) -> None:
+        if self._quiet:
+            return
         self._emit("start", source=source, records=count, url=url, parallelism=parallelism)
         self._ticker.start(count, thread=self._timer)
 
@@ -352,23 +363,30 @@ class JsonConsole:
         )
 
     def outcome(self, outcome: RecordOutcome) -> None:
+        if self._quiet:
+            return  # whether the run went wrong is known at its end: the records come then
         if outcome.status is Status.FAILED or outcome.status is Status.INVALID:
-            self._emit(
-                "record",
-                index=outcome.index,
-                id=outcome.person_id,
-                outcome=outcome.status.value,
-                status=outcome.http_status,
-                reason=outcome.reason,
-            )
+            self._record(outcome)
         self._ticker.add(outcome)
+
+    def _record(self, outcome: RecordOutcome) -> None:
+        self._emit(
+            "record",
+            index=outcome.index,
+            id=outcome.person_id,
+            outcome=outcome.status.value,
+            status=outcome.http_status,
+            reason=outcome.reason,
+        )
 
     def stopping(self, reason: StopReason) -> None:
         self._ticker.stop()
-        self._emit("stopping", reason=reason.value)
+        if not self._quiet:
+            self._emit("stopping", reason=reason.value)
 
     def note(self, message: str) -> None:
-        self._emit("note", message=message)
+        if not self._quiet:
+            self._emit("note", message=message)
 
     def planning(self, source: str, count: int) -> None:
         self.note(dry_run_start(source, count))
@@ -376,7 +394,13 @@ class JsonConsole:
     def planned(self, plan: Plan, config: Config, code: ExitCode) -> None:
         for update in plan.samples:
             self.note(describe_request(config, update))
-        # The invalid records were each a "record" event already; their causes come together.
+        if self._quiet:
+            if code == ExitCode.OK:
+                return
+            for problem in plan.problems:
+                self._record(problem)
+        # The invalid records were each a "record" event already (when quiet, the first come
+        # now); their causes come together.
         self._causes(plan.causes)
         self._emit(
             "summary",
@@ -395,6 +419,11 @@ class JsonConsole:
 
     def finished(self, result: SyncResult, code: ExitCode) -> None:
         self._ticker.stop()
+        if self._quiet:
+            if code == ExitCode.OK:
+                return
+            for problem in result.problems:
+                self._record(problem)
         self._causes(result.causes)
         self._emit(
             "summary",
