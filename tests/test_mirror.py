@@ -50,6 +50,16 @@ def people_rows(state: Path | str) -> dict[str, tuple[Any, ...]]:
     return {str(r[0]): tuple(r[1:]) for r in rows}
 
 
+def test_one_ledger_serves_runs_in_turn_each_naming_its_own_people(emulator: Emulator, tmp_path: Path) -> None:
+    # Who an earlier run on the same open Ledger named must not keep anyone from leaving.
+    settings = make_config(emulator.url, whenRemoved="delete", maxRemovals="all")
+    with Ledger(str(tmp_path / "state.db"), settings) as ledger:
+        assert sync(settings, PEOPLE[:5], http=FAST, ledger=ledger).ok
+        result = sync(settings, PEOPLE[:3], http=FAST, ledger=ledger)
+    assert result.ok and result.mirror is not None and result.mirror.leaving == 2
+    assert sorted(emulator.people()) == ["p0", "p1", "p2"]
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mode", ["delete", "suppress"])
 def test_people_who_left_the_file_leave_the_workspace(

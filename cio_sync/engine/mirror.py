@@ -110,6 +110,8 @@ class Named:
         self._roster = roster
         self._suppressed = suppressed
         self._record = record
+        if record:
+            roster.begin()
         self.back: list[str] = []
         # Records that name no one: they may be anyone's, so they stop the removals.
         self.unnamed = 0

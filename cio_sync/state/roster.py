@@ -127,6 +127,12 @@ class Roster:
         self._workspace = workspace_fingerprint(config)
         self._buffer: list[tuple[str]] = []
         self._db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (person TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.begin()
+
+    def begin(self) -> None:
+        """A run starts: no one is named yet. (One ledger may serve several runs in turn: who an
+        earlier one named must not keep anyone from leaving in the next.)"""
+        self._buffer.clear()
         self._db.execute("DELETE FROM temp.seen")
 
     def seen(self, key: str) -> None:
