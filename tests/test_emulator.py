@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -585,6 +586,27 @@ def test_the_command_serves_faults_people_and_shows_an_aligned_table(tmp_path: P
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("command", [(*COMMAND, "serve"), MODULE], ids=["cio-sync emulator serve", "python -m"])
+def test_ctrl_c_ends_serving_with_exit_130_and_show_into_a_closed_pipe_says_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    people = tmp_path / "people.json"
+    people.write_text(json.dumps([{"id": str(i), "attributes": {"n": i}} for i in range(5000)]))
+    proc, url = serve(command, tmp_path / "port", "--people", str(people))
+    try:
+        # Five thousand lines into a pipe whose reader takes one and leaves.
+        shell = 'set -o pipefail 2>/dev/null; "$@" | head -1'
+        shown = subprocess.run(
+            ["bash", "-c", shell, "sh", *COMMAND, "show", url], capture_output=True, text=True, timeout=60
+        )
+        assert shown.stdout.startswith("id ") and shown.stdout.count("\n") == 1
+        assert (shown.returncode, shown.stderr) == (1, "")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        assert proc.stderr is not None and "Traceback" not in proc.stderr.read()
 
 
 def test_the_installed_script_serves_takes_a_sync_and_shows_it_without_an_activated_environment(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -202,6 +203,11 @@ def main(argv: Sequence[str] | None = None, prog: str = PROG) -> None:
             serve(args)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # Whoever read standard output stopped reading (`show | head`): nothing more can be said
+        # there, and Python must not try again when it flushes at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
 
 
 def serve(args: argparse.Namespace) -> None:

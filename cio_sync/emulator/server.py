@@ -113,11 +113,10 @@ class Emulator:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted, then close the listening socket."""
+        """Serve in this thread until interrupted (KeyboardInterrupt goes on to the caller), then
+        close the listening socket."""
         try:
             self._server.serve_forever()
-        except KeyboardInterrupt:
-            pass
         finally:
             self._server.server_close()
 
