@@ -107,3 +107,19 @@ def test_every_shipped_schema_is_a_valid_draft_2020_12_schema(name: str) -> None
     """Checked here rather than on every run (see ``cio_sync.input.schema.validator``)."""
     assert schema_path(name).is_file()
     Draft202012Validator.check_schema(load_schema(name))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"parallelism": 2, "parallelism": 5, "userId": "id", "mappings": []}',
+        '{"parallelism": 2, "userId": "id", "mappings": [{"from": "a", "to": "b", "to": "c"}]}',
+    ],
+)
+def test_a_key_given_twice_is_refused_rather_than_one_of_them_dropped(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as refused:
+        load_config(path, env={"CIO_SITE_ID": SITE_ID, "CIO_API_KEY": API_KEY})
+    assert str(refused.value).endswith("is given twice in one object: keep one of them")
+    assert '"parallelism"' in str(refused.value) or '"to"' in str(refused.value)

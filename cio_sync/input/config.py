@@ -287,11 +287,13 @@ def load_config(
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{name}: is larger than {MAX_CONFIG_BYTES:,} bytes, which no configuration needs")
     try:
-        document = json.loads(text, parse_constant=_not_json)
+        document = json.loads(text, parse_constant=_not_json, object_pairs_hook=_unique_keys)
         # A lone surrogate escape ("\ud800") is half a character: no name or key can hold one.
         json.dumps(document, ensure_ascii=False).encode("utf-8")
     except UnicodeError:
         raise ConfigError(f"{name}: is not UTF-8 text, or holds a lone surrogate escape such as \\ud800") from None
+    except _RepeatedKey as e:
+        raise ConfigError(f"{name}: {e}") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except ValueError as e:
@@ -527,6 +529,21 @@ def _constant_problems(i: int, mapping: FieldMapping) -> list[str]:
 
 def _not_json(constant: str) -> object:
     raise ValueError(f"{constant} is not a JSON number")
+
+
+class _RepeatedKey(ValueError):
+    """An object of the configuration names one key twice."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers keep the last of a repeated key, others the first: which one the writer
+    # meant cannot be told, and keeping either would silently drop the other.
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _RepeatedKey(f'the key "{key}" is given twice in one object: keep one of them')
+        seen.add(key)
+    return dict(pairs)
 
 
 def _credentials(
