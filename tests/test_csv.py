@@ -210,6 +210,7 @@ def test_a_mapped_column_missing_from_the_header_is_refused(
         (b"id,n\xffame\n1,a\n", "not UTF-8 text: the header row on line 1 holds bytes that are not UTF-8"),
         (b'\n\nid,"na\r\nm\xe9"\n1,a\n', "not UTF-8 text: the header row on line 4 holds bytes"),
         ("id,name,id\n1,2,3\n", 'the header row names the column "id" twice'),
+        ("id,,name,,\n1,,a,,\n", "more than one column without a name (at columns 2, 4, 5): name them, or remove"),
     ],
 )
 def test_a_broken_csv_file_is_refused_before_sending(

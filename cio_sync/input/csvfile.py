@@ -333,6 +333,13 @@ def _first_row(reader: Iterator[list[str]]) -> list[str] | None:
 def _header(names: list[str], name: str) -> tuple[str, ...]:
     seen: set[str] = set()
     for column in names:
+        if column in seen and not column:
+            # As spreadsheets export trailing empty columns: say which, and what to do.
+            raise DataFileError(
+                f"{name}: the header row has more than one column without a name (at columns "
+                f"{', '.join(str(i + 1) for i, n in enumerate(names) if not n)}): name them, or "
+                "remove the empty columns; a record's cells are told apart by their column's name"
+            )
         if column in seen:
             raise DataFileError(f'{name}: the header row names the column "{column}" twice')
         seen.add(column)
