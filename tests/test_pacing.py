@@ -211,6 +211,27 @@ def test_the_gate_learns_the_workspace_rate() -> None:
     assert gate.rate == pytest.approx(9.7)
 
 
+def test_refusals_that_come_whatever_the_pace_take_the_rate_no_lower_than_half_its_best() -> None:
+    # A gateway refuses a share of the requests whatever their pace: each refusal cuts the
+    # learned rate and holds its growth back, and the refusals keep coming as the rate falls.
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
+    now = 0.0
+
+    def accept(count: int, seconds: float) -> None:
+        nonlocal now
+        for i in range(count):
+            clock.advance_to(now + (i + 1) * seconds / count)
+            gate.succeeded()
+        now += seconds
+
+    accept(3000, 20.0)  # 150 a second accepted, none refused
+    for _ in range(300):  # then for five minutes, a refusal every second, 2% of what gets through
+        accept(int(gate.rate or 150), 1.0)
+        gate.throttled(0.3)
+    assert gate.rate is not None and 75 <= gate.rate < 150
+
+
 def test_refusals_before_anything_was_accepted_teach_no_rate() -> None:
     clock = FakeClock(monotonic=0.0)
     gate = Gate(clock=clock)
