@@ -80,7 +80,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """A batch: read whole, then accepted, or refused for the rate."""
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        wait = self.server.bucket.retry_after() or self.server.refusal()
+        wait = self.server.bucket.retry_after() or self.server.refusal(body)
         if wait is None:
             self.server.stats.count(200, body)
             self._answer(200, b"{}")
@@ -116,8 +116,9 @@ class Server(ThreadingHTTPServer):
         self._refusals = refuse
         self._lock = threading.Lock()
 
-    def refusal(self) -> int | None:
-        """1 (the seconds to wait) while batches are still to be refused, else None."""
+    def refusal(self, body: bytes) -> int | None:
+        """1 (the seconds to wait) while batches are still to be refused, else None (``body``, the
+        batch, is for a server that decides by it)."""
         with self._lock:
             if self._refusals <= 0:
                 return None

@@ -286,6 +286,22 @@ def load_config(
         raise ConfigError(f"{name}: cannot read the configuration file: {e.strerror}") from None
     if len(text) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{name}: is larger than {MAX_CONFIG_BYTES:,} bytes, which no configuration needs")
+    document = _parsed(text, name)
+    return config_from_dict(
+        document,
+        env=env,
+        base_url=base_url,
+        rate_limit=rate_limit,
+        transport=transport,
+        mode=mode,
+        source=name,
+        app_base_url=app_base_url,
+        track_credentials=track_credentials,
+    )
+
+
+def _parsed(text: bytes, name: str) -> object:
+    """The configuration file's ``text`` as JSON; raises :class:`ConfigError` naming ``name``."""
     try:
         document = json.loads(text, parse_constant=_not_json, object_pairs_hook=_unique_keys)
         # A lone surrogate escape ("\ud800") is half a character: no name or key can hold one.
@@ -298,17 +314,7 @@ def load_config(
         raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except ValueError as e:
         raise ConfigError(f"{name}: not valid JSON: {e}") from None
-    return config_from_dict(
-        document,
-        env=env,
-        base_url=base_url,
-        rate_limit=rate_limit,
-        transport=transport,
-        mode=mode,
-        source=name,
-        app_base_url=app_base_url,
-        track_credentials=track_credentials,
-    )
+    return document
 
 
 def config_from_dict(
