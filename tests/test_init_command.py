@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cio_sync.cli.init import app
@@ -380,6 +382,56 @@ def test_a_record_a_sync_reads_as_invalid_is_read_past_as_a_sync_reads_it(files:
     assert records == synced
     assert [r["id"] for r in records if isinstance(r, dict)] == [5, 6, 4]
     assert sample.unreadable == 3 and sample.reached_end
+
+
+# Pieces of records, some a sync reads as invalid (bytes that are not UTF-8, an integer no
+# attribute can hold, a lone surrogate escape, nesting too deep), some not.
+_PIECES = st.sampled_from(
+    [
+        b'"a"',
+        b"1",
+        b"-2.5e3",
+        b"null",
+        b"true",
+        b'"\\u00e9"',
+        b'"\xc3\xa9"',
+        b'"\xff"',
+        b"9" * 4400,
+        b"1e400",
+        b'"\\ud800"',
+        b"[" * 40 + b"]" * 40,
+        b'{"x": [1, {"y": 2}]}',
+        b'" , ] } "',
+    ]
+)
+
+
+_FORMATS = st.sampled_from(["s.json", "s.ndjson", "s.csv"])
+
+
+@given(st.lists(st.lists(_PIECES, max_size=3), min_size=1, max_size=12), _FORMATS)
+def test_a_sample_reads_every_record_as_a_sync_reads_it(
+    tmp_path_factory: Any, rows: list[list[bytes]], name: str
+) -> None:
+    if name.endswith(".csv"):
+        body = b"id,a,b,c\n" + b"".join(
+            b",".join([b"%d" % i, *(p.replace(b",", b";") for p in row)]) + b"\n" for i, row in enumerate(rows)
+        )
+    else:
+        records = [
+            b"{" + b", ".join([b'"id": %d' % i, *(b'"k%d": %s' % (n, p) for n, p in enumerate(row))]) + b"}"
+            for i, row in enumerate(rows)
+        ]
+        body = b"[" + b",\n".join(records) + b"]" if name.endswith(".json") else b"\n".join(records)
+    path = tmp_path_factory.mktemp("sample") / name
+    path.write_bytes(body)
+    with Sample(str(path)) as sample:
+        sampled = list(sample.records())
+    with open_data_file(str(path)) as source:
+        read = list(source.records())
+    readable = [r for r in read if isinstance(r, dict)]
+    assert sampled == readable
+    assert sample.unreadable + sample.ragged == len(read) - len(readable)
 
 
 def test_a_csv_row_a_sync_reads_as_invalid_is_read_past_as_a_sync_reads_it(files: Files) -> None:
