@@ -232,6 +232,34 @@ def test_refusals_that_come_whatever_the_pace_take_the_rate_no_lower_than_half_i
     assert gate.rate is not None and 75 <= gate.rate < 150
 
 
+def test_a_limit_lowered_mid_run_is_learned_below_half_the_best_and_not_left_again() -> None:
+    clock = FakeClock(monotonic=0.0)
+    gate = Gate(clock=clock)
+    now = 0.0
+
+    def second(limit: int, pace: float, refusals: int = 0) -> None:
+        # One second at ``pace``: the workspace takes ``limit`` and refuses the rest for its rate.
+        nonlocal now
+        taken = min(limit, int(pace))
+        for i in range(taken):
+            clock.advance_to(now + (i + 1) / max(taken, 1))
+            gate.succeeded()
+        for _ in range(max(refusals, int(pace) - limit)):
+            gate.throttled(0.3)
+        now += 1.0
+
+    for _ in range(20):
+        second(150, 150)  # the best: 150 a second, nothing refused
+    second(150, 300, 1)  # a first refusal: the rate is learned
+    for _ in range(300):  # the workspace now takes 30 a second; beyond that it refuses
+        second(30, gate.rate or 150)
+    assert gate.rate is not None and gate.rate <= 35
+    learned = gate.rate
+    for _ in range(60):  # then refusals grow rare, one a second: they never raise the rate
+        second(1000, gate.rate, refusals=1)
+        assert gate.rate <= learned
+
+
 def test_refusals_before_anything_was_accepted_teach_no_rate() -> None:
     clock = FakeClock(monotonic=0.0)
     gate = Gate(clock=clock)

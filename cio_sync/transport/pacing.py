@@ -32,14 +32,18 @@ GROWTH_PERIOD = 1.0
 CREEP_FACTOR = 1.05
 CAREFUL_FACTOR = 1.005
 HOLD_AFTER_REFUSAL = 30.0
-# A refusal while creeping takes the rate down by this factor, but never below FLOOR_SHARE of the
-# best rate the workspace accepted over a whole window of BEST_WINDOW seconds. Refusals that
-# come whatever the pace (a gateway shedding a share of the requests it gets) keep coming as the
-# rate falls, and each holds the growth back: without the floor, 2% of requests refused at random
-# took a run from 150 requests a second to 9 in five minutes, on its way to MIN_RATE.
+# A refusal while creeping takes the rate down by this factor. While refusals are rare (under
+# RARE_REFUSALS of the requests answered since the last cut), not below FLOOR_SHARE of the best
+# rate the workspace accepted over a whole window of BEST_WINDOW seconds: refusals that come
+# whatever the pace (a gateway shedding a share of the requests it gets) keep coming as the rate
+# falls, and each holds the growth back; without the floor, 2% of requests refused at random took
+# a run from 150 requests a second to 9 in five minutes, on its way to MIN_RATE. A rate above the
+# workspace's limit (a burst allowance spent, or a limit lowered mid-run) is refused far more
+# often than that, and is cut without a floor.
 BACK_OFF_FACTOR = 0.97
 FLOOR_SHARE = 0.5
 BEST_WINDOW = 5.0
+RARE_REFUSALS = 0.1
 # Requests are scarce once the gate let this share of its rate's worth through within a window of
 # SCARCE_WINDOW seconds, or the workspace refused one for its rate. Half, not all: requests do not
 # come evenly (a batch transport sends one each time an answer frees room), so at half the rate
@@ -85,6 +89,9 @@ class LearnedRate:
         self._growth = SLOW_START_FACTOR
         self._period = SLOW_START_PERIOD
         self._last_cut = float("-inf")
+        # Refusals counted, and their count when the rate was last set.
+        self._refusals = 0
+        self._refusals_at_cut = 0
         # The best rate accepted over a whole window, and the window being counted.
         self._best = 0.0
         self._window_start = now
@@ -101,6 +108,7 @@ class LearnedRate:
 
     def refused(self, now: float, seconds: float, resume_at: float) -> None:
         """A refusal at ``now`` asking for a pause of ``seconds``; everyone resumes at ``resume_at``."""
+        self._refusals += 1
         # Requests already in flight are refused together: that is one signal, not many.
         if now - self._last_cut < max(seconds, GROWTH_PERIOD):
             return
@@ -111,8 +119,9 @@ class LearnedRate:
             if self.value is None:
                 self._started_at = resume_at
             return
+        refused = self._refusals - self._refusals_at_cut
         self._last_cut = now
-        self._successes_at_cut = self._successes
+        self._successes_at_cut, self._refusals_at_cut = self._successes, self._refusals
         if self.value is None:
             elapsed = max(now - self._started_at, seconds, GROWTH_PERIOD)
             self.value = max(MIN_RATE, accepted / elapsed)
@@ -127,7 +136,8 @@ class LearnedRate:
             self._period = GROWTH_PERIOD
             self._grow_at = now + seconds + GROWTH_PERIOD
         else:
-            floor = min(self.value, FLOOR_SHARE * self._best)
+            rare = refused < RARE_REFUSALS * (refused + accepted)
+            floor = min(self.value, FLOOR_SHARE * self._best) if rare else 0.0
             self.value = max(MIN_RATE, floor, self.value * BACK_OFF_FACTOR)
             self._growth = CAREFUL_FACTOR
             self._grow_at = now + seconds + HOLD_AFTER_REFUSAL
