@@ -113,10 +113,14 @@ def test_causes_leave_out_what_is_particular_to_one_record() -> None:
     fixed = [
         "holds bytes that are not UTF-8 (save the export as UTF-8)",
         "holds the escape \\ud800: half of a UTF-16 surrogate pair",
-        "1E-400 would arrive as 0E-20",
         "HTTP 404: no such path: PUT /wrong/api/v1/customers",
     ]
     assert [cause(reason) for reason in fixed] == fixed
+    # A value of one record, however it is written, is masked whole.
+    too_small = [f"a mapped number is too small to send as JSON: {v} would arrive as 0" for v in ("1E-400", "2.5e-401")]
+    assert {cause(reason) for reason in too_small} == {
+        "a mapped number is too small to send as JSON: N would arrive as N"
+    }
     assert (
         cause("HTTP 404: no such path: PUT /api/v1/customers/42") == "HTTP 404: no such path: PUT /api/v1/customers/N"
     )
@@ -149,3 +153,15 @@ def test_an_index_set_is_a_bit_a_record() -> None:
     for index in (0, 9, 1_000_000):
         indexes.add(index)
     assert [i for i in (0, 1, 8, 9, 999_999, 1_000_000, 2_000_000, -1) if i in indexes] == [0, 9, 1_000_000]
+
+
+def test_records_whose_ids_are_refused_alike_share_one_cause(emulator: Emulator, files: Files) -> None:
+    # The reason quotes each record's id; the cause names "the id", so they count together.
+    config = files.config(config_dict(emulator.url, idType="email"))
+    data = files.data([{"id": f"user{i}", "name": "x"} for i in range(30)])
+    report = files.root / "report.json"
+    run = run_cli(["--config", config, "--data", data, "--dry-run", "--report", str(report)])
+    assert run.code == 1
+    (cause,) = json.loads(report.read_text())["causes"]
+    assert (cause["count"], cause["cause"]) == (30, 'the id is not an email address (no "@"), and "idType" is "email"')
+    assert cause["first_reason"].startswith('"user0" is not an email address')

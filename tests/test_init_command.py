@@ -359,6 +359,26 @@ def test_unreadable_lines_are_read_within_the_byte_budget_too(files: Files, monk
         assert 0 < sample.unreadable < 1000 and not sample.reached_end
 
 
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("one.json", b'[{"id": 1, "n": "' + b"x" * 3_000_000 + b'"}, {"id": 2}]'),
+        ("one.ndjson", b'{"id": 1, "n": "' + b"x" * 3_000_000 + b'"}\n{"id": 2}\n'),
+        ("rows.csv", b"id,n\n" + b"1,2,3\n" * 500_000 + b"4,5\n"),
+    ],
+)
+def test_the_sample_reads_no_further_than_its_bound_whatever_the_record(
+    files: Files, monkeypatch: pytest.MonkeyPatch, name: str, body: bytes
+) -> None:
+    # A record that goes on past the bound (or rows skipped one after another) is not read to
+    # its end: an endless one on standard input would keep init reading for ever.
+    monkeypatch.setattr(sampling, "MAX_SAMPLE_BYTES", 100_000)
+    with Sample(files.data(body, name=name)) as sample:
+        assert list(sample.records()) == []
+        assert sample.cut and not sample.reached_end
+        assert sample._counted.count <= 100_000 + 3 * 65_536
+
+
 @pytest.mark.parametrize("name", ["s.json", "s.ndjson"])
 def test_a_record_a_sync_reads_as_invalid_is_read_past_as_a_sync_reads_it(files: Files, name: str) -> None:
     # Nested deeper than a sync reads, an integer no attribute can hold (whose reading once

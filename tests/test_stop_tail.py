@@ -22,7 +22,7 @@ from cio_sync.input import csvfile, datafile
 from cio_sync.input.csvfile import CsvRow, RaggedRow
 from cio_sync.input.datafile import open_data_file
 from cio_sync.input.schema import problems
-from cio_sync.outcome import RecordOutcome, Status, StopReason
+from cio_sync.outcome import STOPPED_BEFORE_SENT, RecordOutcome, Status, StopReason
 from cio_sync.outputs.failed import FailedRecordsFile
 
 from .conftest import Files, Spawn, config_dict, finish, make_config, run_cli, wait_until
@@ -112,8 +112,15 @@ def test_a_stopped_run_copies_the_unread_records_to_failed_and_a_rerun_completes
     assert os.path.getsize(data) > 2 * 65536
     failed = files.root / f"failed{Path(name).suffix}"
     args = ["--config", files.config(config_dict(emulator.url, parallelism=2)), "--data", data]
-    counts = stopped_mid_run(emulator, files, spawn_cli, args, failed)["counts"]
+    document = stopped_mid_run(emulator, files, spawn_cli, args, failed)
+    counts = document["counts"]
     assert sum(counts.values()) == PEOPLE
+    # Every record the stop left unsent says so, read or not: one cause each way, never no reason.
+    unsent = [p["reason"] or "" for p in document["problems"] if p["outcome"] == "not_attempted"]
+    assert unsent and all(
+        r == STOPPED_BEFORE_SENT or r.startswith("the run stopped before it was read") for r in unsent
+    )
+    assert {c["cause"] for c in document["causes"]} <= {STOPPED_BEFORE_SENT, "the run stopped before it was read"}
     text = failed.read_text()
     left = parsed(text, ndjson=True) if name.endswith(".ndjson") else json.loads(text)
     assert len(left) == PEOPLE - counts["synced"]

@@ -14,7 +14,7 @@ from ..input.config import MAX_ATTRIBUTES
 from ..input.datafile import CSV, NDJSON
 from ..input.mapping import MAX_VALUE_BYTES, describe_path
 from ..input.propose import NothingToMap, Proposal, propose
-from ..input.sample import DEFAULT_SAMPLE, Sample
+from ..input.sample import DEFAULT_SAMPLE, MAX_SAMPLE_BYTES, Sample
 from ..outputs.terminal import json_line, one_line
 from .options import DataOption, FormatOption, command_app
 
@@ -88,6 +88,11 @@ def run_init(path: str, format: str | None = None, limit: int = DEFAULT_SAMPLE) 
 def _nothing(sample: Sample) -> str:
     if sample.read == 0 and sample.unreadable:
         return f"{sample.name}: {_unreadable(sample)}, and no other record was read: there is nothing to propose from"
+    if sample.read == 0 and sample.cut:
+        read = f"{MAX_SAMPLE_BYTES >> 20} MiB"
+        return (
+            f"{sample.name}: no record ends within the first {read}, which is all init reads: nothing to propose from"
+        )
     if sample.read == 0:
         return f"{sample.name}: holds no records, so there is nothing to propose from"
     records = "the one record" if sample.read == 1 else f"none of the first {sample.read:,} records"

@@ -23,10 +23,12 @@ HELD_BEHIND_INVALID = "held back: an earlier record of the same person was inval
 HELD_BEHIND_FAILED = "held back: an earlier record of the same person did not sync"
 
 # What a reason quotes of one record: a string value as convert.shown words it, a number, or a
-# number standing alone (a position, an offset, an id in a path), grouped by commas or with a
-# fraction; digits within a word or a name ("UTF-8", "v1", "\ud800", "1e400") are the words'.
+# number standing alone (a position, an offset, an id in a path, a value such as 1.5E-400),
+# grouped by commas, with a fraction or an exponent; digits within a word or a name ("UTF-8",
+# "v1", "\ud800") are the words'.
 _QUOTED = re.compile(
-    r'the string "(?:[^"\\]|\\.)*"(?:\.\.\.)?|the number [^\s,;)]+|(?<![\w\\-])[0-9]+(?:[.,][0-9]+)*(?![\w-])'
+    r'the string "(?:[^"\\]|\\.)*"(?:\.\.\.)?|the number [^\s,;)]+'
+    r"|(?<![\w\\-])[0-9]+(?:[.,][0-9]+)*(?:[eE][+-]?[0-9]+)?(?![\w-])"
 )
 _HTTP = re.compile(r"HTTP [0-9]{3}(?=:|$)")
 _UNREAD = "the run stopped before it was read"

@@ -194,7 +194,22 @@ def sample_rows(stream: Readable, name: str) -> tuple[tuple[str, ...], Iterator[
         header = _read_header(lines, reader, name, lambda: reader.line_num)
     except csv.Error as e:
         raise DataFileError(f"{name}: not valid CSV in the header row: {e}") from None
-    return header, _records(lines, reader, header)
+    except OSError as e:
+        raise DataFileError(f"{name}: cannot read the data file: {e.strerror}") from None
+    return header, _refused_at(_records(lines, reader, header), reader, name)
+
+
+def _refused_at(
+    rows: Iterator[CsvRow | RaggedRow | UnreadableRow], reader: Any, name: str
+) -> Iterator[CsvRow | RaggedRow | UnreadableRow]:
+    """``rows``, where the file stops being CSV refused as the check refuses it, naming the line."""
+    line = reader.line_num
+    try:
+        for row in rows:
+            yield row
+            line = reader.line_num
+    except csv.Error as e:
+        raise DataFileError(f"{name}: not valid CSV in the row from line {line + 1}: {e}") from None
 
 
 def _read_header(lines: _Lines, reader: Iterator[list[str]], name: str, line: Callable[[], int]) -> tuple[str, ...]:
@@ -335,10 +350,11 @@ def _header(names: list[str], name: str) -> tuple[str, ...]:
     for column in names:
         if column in seen and not column:
             # As spreadsheets export trailing empty columns: say which, and what to do.
+            unnamed = [str(i + 1) for i, n in enumerate(names) if not n]
+            shown = ", ".join(unnamed[:5]) + (f" and {len(unnamed) - 5:,} more" if len(unnamed) > 5 else "")
             raise DataFileError(
-                f"{name}: the header row has more than one column without a name (at columns "
-                f"{', '.join(str(i + 1) for i, n in enumerate(names) if not n)}): name them, or "
-                "remove the empty columns; a record's cells are told apart by their column's name"
+                f"{name}: the header row has more than one column without a name (at columns {shown}): "
+                "name them, or remove the empty columns; a record's cells are told apart by their column's name"
             )
         if column in seen:
             raise DataFileError(f'{name}: the header row names the column "{column}" twice')

@@ -334,7 +334,10 @@ class RecordMapper:
         if person_id is not None and problem is None:
             ref, problem = identify(person_id, self._id_type, self._v1)
         if ref is None or person_id is None:
-            return InvalidRecord(index, person_id, problem or "no usable person id", record)
+            reason = problem or "no usable person id"
+            # The id quoted in the reason is this record's own: its cause names "the id" instead.
+            cause = reason.replace(f'"{person_id}"', "the id") if person_id is not None else None
+            return InvalidRecord(index, person_id, reason, record, cause=cause)
         if self._pairs is not None and kind is dict:
             body = {target: record[source] for source, target in self._pairs if source in record}
         else:

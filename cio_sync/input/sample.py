@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import sys
 from collections.abc import Iterator
@@ -48,6 +47,8 @@ class Sample:
         self.unreadable = 0
         self.first_unreadable: tuple[int, str] | None = None
         self.reached_end = False
+        # True when reading stopped at the bound in the middle of a record (or of skipped rows).
+        self.cut = False
         self.header: tuple[str, ...] | None = None
         raw, self._owned = _open(path, self.name)
         try:
@@ -76,17 +77,25 @@ class Sample:
         records, in ``unreadable``."""
         source: Iterator[object] = self._csv_records() if self.format == CSV else self._records()
         # One record past the sample is read to tell whether the file goes on.
-        for record in source:
-            if self.read >= self.limit or self._counted.count > MAX_SAMPLE_BYTES:
-                return
-            if isinstance(record, UnreadableRecord):
-                # Not counted in the sample's records: a file of them is still bounded by bytes.
-                if self.first_unreadable is None:
-                    self.first_unreadable = (self.read + self.unreadable, record.problem)
-                self.unreadable += 1
-                continue
-            self.read += 1
-            yield record
+        try:
+            for record in source:
+                if self.read >= self.limit:
+                    return
+                if isinstance(record, UnreadableRecord):
+                    # Not counted in the sample's records: a file of them is still bounded by bytes.
+                    if self.first_unreadable is None:
+                        self.first_unreadable = (self.read + self.unreadable + self.ragged, record.problem)
+                    self.unreadable += 1
+                elif self._counted.count <= MAX_SAMPLE_BYTES:
+                    self.read += 1
+                    yield record
+                if self._counted.count > MAX_SAMPLE_BYTES:
+                    return
+        except _SampleFull:
+            # A record, or a run of rows that are skipped, goes on past the bound: the sample
+            # ends there, its file not read to the end.
+            self.cut = True
+            return
         self.reached_end = True
 
     def _csv_records(self) -> Iterator[CsvRow | UnreadableRecord]:
@@ -98,8 +107,6 @@ class Sample:
                     yield UnreadableRecord(None, row.reason())
                 else:
                     yield row
-        except csv.Error as e:
-            raise DataFileError(f"{self.name}: not valid CSV: {e}") from None
         except OSError as e:
             raise DataFileError(f"{self.name}: cannot read the data file: {e.strerror}") from None
 
@@ -148,8 +155,14 @@ def _head(stream: IO[bytes], name: str) -> bytes:
     return head
 
 
+class _SampleFull(Exception):
+    """The sample's bytes are read: nothing past :data:`MAX_SAMPLE_BYTES` (and the read ahead
+    of one chunk) is read, however long the record being read goes on."""
+
+
 class _Counted(io.RawIOBase):
-    """``head``, then the rest of ``stream``, counting the bytes handed out."""
+    """``head``, then the rest of ``stream``, counting the bytes handed out; past the sample's
+    bound, :class:`_SampleFull` rather than more."""
 
     def __init__(self, stream: IO[bytes], head: bytes) -> None:
         super().__init__()
@@ -167,6 +180,8 @@ class _Counted(io.RawIOBase):
     # Any: the stubs name this parameter's type in _typeshed, which exists for type checkers only
     # and is no package a user could install.
     def readinto(self, buffer: Any) -> int:
+        if self.count > MAX_SAMPLE_BYTES + _CHUNK:
+            raise _SampleFull
         target = memoryview(buffer).cast("B")
         if self._head:
             size = min(len(target), len(self._head))
