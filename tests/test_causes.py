@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from cio_sync.emulator import Emulator
 from cio_sync.engine.causes import MAX_CAUSES, OTHER, Causes, IndexSet, cause_of
 from cio_sync.input.schema import problems
@@ -155,13 +157,22 @@ def test_an_index_set_is_a_bit_a_record() -> None:
     assert [i for i in (0, 1, 8, 9, 999_999, 1_000_000, 2_000_000, -1) if i in indexes] == [0, 9, 1_000_000]
 
 
-def test_records_whose_ids_are_refused_alike_share_one_cause(emulator: Emulator, files: Files) -> None:
-    # The reason quotes each record's id; the cause names "the id", so they count together.
-    config = files.config(config_dict(emulator.url, idType="email"))
-    data = files.data([{"id": f"user{i}", "name": "x"} for i in range(30)])
+@pytest.mark.parametrize(
+    ("id_type", "ids", "expected"),
+    [
+        ("email", [f"user{i}" for i in range(30)], '"…" is not an email address (no "@"), and "idType" is "email"'),
+        ("id", [f"u{i}@x.com" for i in range(30)], 'the v1 API would read the id "…" as an email address; use'),
+    ],
+)
+def test_records_whose_ids_are_refused_alike_share_one_cause(
+    emulator: Emulator, files: Files, id_type: str, ids: list[str], expected: str
+) -> None:
+    # The reason quotes each record's id; the cause quotes "…" in its place, so they count together.
+    config = files.config(config_dict(emulator.url, idType=id_type))
+    data = files.data([{"id": i, "name": "x"} for i in ids])
     report = files.root / "report.json"
     run = run_cli(["--config", config, "--data", data, "--dry-run", "--report", str(report)])
     assert run.code == 1
     (cause,) = json.loads(report.read_text())["causes"]
-    assert (cause["count"], cause["cause"]) == (30, 'the id is not an email address (no "@"), and "idType" is "email"')
-    assert cause["first_reason"].startswith('"user0" is not an email address')
+    assert cause["count"] == 30 and cause["cause"].startswith(expected)
+    assert cause["first_reason"].startswith(expected.replace("…", ids[0]))

@@ -335,8 +335,9 @@ class RecordMapper:
             ref, problem = identify(person_id, self._id_type, self._v1)
         if ref is None or person_id is None:
             reason = problem or "no usable person id"
-            # The id quoted in the reason is this record's own: its cause names "the id" instead.
-            cause = reason.replace(f'"{person_id}"', "the id") if person_id is not None else None
+            # The id quoted in the reason is this record's own: its cause quotes "…" in its place
+            # (every reason identify words quotes the id, in sentences that read either way).
+            cause = reason.replace(f'"{person_id}"', '"…"') if person_id is not None else None
             return InvalidRecord(index, person_id, reason, record, cause=cause)
         if self._pairs is not None and kind is dict:
             body = {target: record[source] for source, target in self._pairs if source in record}
